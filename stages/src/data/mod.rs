@@ -1,0 +1,3 @@
+//! Datasets: the internal format and the readers of each raw format.
+
+pub mod dataset;

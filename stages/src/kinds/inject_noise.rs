@@ -1,0 +1,16 @@
+//! `inject_noise`: placeholder until the kind is implemented.
+
+use anyhow::{bail, Result};
+use serde::Deserialize;
+
+use crate::StageContext;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {}
+
+pub fn run(_p: &Params, _ctx: &StageContext) -> Result<()> {
+    bail!("kind inject_noise is not implemented yet")
+}

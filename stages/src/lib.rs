@@ -1,0 +1,257 @@
+//! The stage kinds of `repro`: everything that knows about machine learning.
+//!
+//! The engine (the root crate) knows nothing of datasets, models or tables; it only
+//! schedules stages, fingerprints them and publishes their outputs. This crate knows
+//! nothing of caching: a stage receives a [`StageContext`] (where its inputs are, where
+//! to write, where it may checkpoint, how to report progress) and writes files.
+//!
+//! The closed set of kinds is the [`Kind`] enum: adding a kind means one variant, one
+//! file under `kinds/`, one arm in each `match` below and one entry in `build.rs`
+//! (the list of source files whose hash becomes the kind's code fingerprint).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub mod data;
+pub mod kinds;
+pub mod nn;
+pub mod noise;
+pub mod report;
+
+mod code_hashes {
+    include!(concat!(env!("OUT_DIR"), "/code_hashes.rs"));
+}
+
+/// The dfdx version the numeric code is built against (read from Cargo.lock at build time).
+pub const DFDX_VERSION: &str = code_hashes::DFDX_VERSION;
+
+/// The compute backend compiled in: `cpu`, or `cuda` with the `cuda` feature.
+pub const BACKEND: &str = if cfg!(feature = "cuda") { "cuda" } else { "cpu" };
+
+/// Every stage kind `pipeline.yaml` may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Fetch raw files from mirrors, verify them, read them into the dataset format.
+    Download,
+    /// Draw the trusted subset and corrupt the labels of the rest.
+    InjectNoise,
+    /// Train a classifier with one of the baseline methods (`ce`, `glc`, `forward`, ...).
+    Train,
+    /// Meta Loss Correction (Wang et al., CVPR 2020).
+    TrainMlc,
+    /// Learned soft labels (Vyas et al., 2020).
+    TrainSoftLabels,
+    /// Knowledge distillation from a trained teacher.
+    Distill,
+    /// Tables and figures from a group of runs.
+    Tables,
+    /// A tiny diagnostic kind: writes its params and the digests of its inputs, optionally
+    /// sleeping and checkpointing between steps, or failing on demand. Used to check an
+    /// executor or a cluster set-up without training anything.
+    Probe,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Download,
+        Kind::InjectNoise,
+        Kind::Train,
+        Kind::TrainMlc,
+        Kind::TrainSoftLabels,
+        Kind::Distill,
+        Kind::Tables,
+        Kind::Probe,
+    ];
+
+    /// The name used in `pipeline.yaml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Download => "download",
+            Kind::InjectNoise => "inject_noise",
+            Kind::Train => "train",
+            Kind::TrainMlc => "train_mlc",
+            Kind::TrainSoftLabels => "train_soft_labels",
+            Kind::Distill => "distill",
+            Kind::Tables => "tables",
+            Kind::Probe => "probe",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// A manual version, bumped when a kind's outputs change meaning in a way its code
+    /// hash would not show (for example a change of file format made in shared code).
+    pub fn version(self) -> u32 {
+        match self {
+            Kind::Download => kinds::download::VERSION,
+            Kind::InjectNoise => kinds::inject_noise::VERSION,
+            Kind::Train => kinds::train::VERSION,
+            Kind::TrainMlc => kinds::train_mlc::VERSION,
+            Kind::TrainSoftLabels => kinds::train_soft_labels::VERSION,
+            Kind::Distill => kinds::distill::VERSION,
+            Kind::Tables => kinds::tables::VERSION,
+            Kind::Probe => kinds::probe::VERSION,
+        }
+    }
+
+    /// SHA-256 over the kind's own source file and the shared source files it uses,
+    /// computed by `build.rs`.
+    pub fn code_hash(self) -> &'static str {
+        code_hashes::code_hash(self.name())
+    }
+
+    /// Checks that `params` deserialize into the kind's params struct (unknown fields,
+    /// wrong types and out-of-range values are errors). The message names the field.
+    pub fn validate(self, params: &Value) -> Result<(), String> {
+        match self {
+            Kind::Download => parse::<kinds::download::Params>(params).map(|_| ()),
+            Kind::InjectNoise => parse::<kinds::inject_noise::Params>(params).map(|_| ()),
+            Kind::Train => parse::<kinds::train::Params>(params).map(|_| ()),
+            Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params).map(|_| ()),
+            Kind::TrainSoftLabels => parse::<kinds::train_soft_labels::Params>(params).map(|_| ()),
+            Kind::Distill => parse::<kinds::distill::Params>(params).map(|_| ()),
+            Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
+            Kind::Probe => parse::<kinds::probe::Params>(params).map(|_| ()),
+        }
+    }
+
+    /// Runs the stage. Outputs go to `ctx.out_dir`; nothing else may be written outside
+    /// `ctx.out_dir` and `ctx.checkpoint_dir` (downloads go to `ctx.download_dir`).
+    pub fn run(self, params: &Value, ctx: &StageContext) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let ctx_msg = || format!("stage {} (kind {})", ctx.member, self.name());
+        match self {
+            Kind::Download => kinds::download::run(&parse_ok(params)?, ctx),
+            Kind::InjectNoise => kinds::inject_noise::run(&parse_ok(params)?, ctx),
+            Kind::Train => kinds::train::run(&parse_ok(params)?, ctx),
+            Kind::TrainMlc => kinds::train_mlc::run(&parse_ok(params)?, ctx),
+            Kind::TrainSoftLabels => kinds::train_soft_labels::run(&parse_ok(params)?, ctx),
+            Kind::Distill => kinds::distill::run(&parse_ok(params)?, ctx),
+            Kind::Tables => kinds::tables::run(&parse_ok(params)?, ctx),
+            Kind::Probe => kinds::probe::run(&parse_ok(params)?, ctx),
+        }
+        .with_context(ctx_msg)
+    }
+}
+
+/// Deserializes a kind's params, with the offending field in the message.
+pub fn parse<P: serde::de::DeserializeOwned>(params: &Value) -> Result<P, String> {
+    serde_json::from_value::<P>(params.clone()).map_err(|e| e.to_string())
+}
+
+fn parse_ok<P: serde::de::DeserializeOwned>(params: &Value) -> anyhow::Result<P> {
+    parse(params).map_err(|e| anyhow::anyhow!("invalid params: {e}"))
+}
+
+/// One upstream output a stage reads: the directory holding the upstream's published
+/// files, the upstream member's name and its matrix coordinates (axis -> value).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InputRef {
+    pub dir: PathBuf,
+    pub member: String,
+    #[serde(default)]
+    pub coords: BTreeMap<String, Value>,
+}
+
+/// Receives progress from a running stage. The engine draws bars from it (or plain log
+/// lines when not on a terminal); stages never print.
+pub trait Progress: Send + Sync {
+    /// A new phase with `total` steps of `unit` (e.g. "epoch", "batch", "bytes").
+    fn phase(&self, name: &str, unit: &str, total: u64);
+    /// Steps done so far in the current phase.
+    fn position(&self, done: u64);
+    /// A short status line (last loss, accuracy, ...).
+    fn message(&self, msg: &str);
+}
+
+/// A progress sink that drops everything (tests, library use).
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn phase(&self, _: &str, _: &str, _: u64) {}
+    fn position(&self, _: u64) {}
+    fn message(&self, _: &str) {}
+}
+
+/// The error a stage returns when it was asked to stop and has saved a checkpoint.
+#[derive(Debug)]
+pub struct Interrupted;
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted; progress saved to the checkpoint")
+    }
+}
+impl std::error::Error for Interrupted {}
+
+/// Everything a stage may know about where it runs.
+pub struct StageContext<'a> {
+    /// The member's full name, e.g. `train[digits,flip,0.6,0.05,seed=1]` (for messages).
+    pub member: String,
+    /// The active profile name (recorded in metrics so scaled-down runs are never
+    /// mistaken for paper-scale ones).
+    pub profile: String,
+    /// The seed (the `seed` matrix axis, or the stage's `seed`, default 0).
+    pub seed: u64,
+    /// The member's own matrix coordinates.
+    pub coords: BTreeMap<String, Value>,
+    /// Named inputs; a group input holds many refs, a single input one.
+    pub inputs: BTreeMap<String, Vec<InputRef>>,
+    /// Where outputs are written (a staging directory the engine publishes atomically).
+    pub out_dir: PathBuf,
+    /// Survives a crash or an interruption; tied to the fingerprint; removed on success.
+    pub checkpoint_dir: PathBuf,
+    /// The project root: relative paths in params (e.g. `data/...`) resolve against it.
+    pub project_dir: PathBuf,
+    /// A cache for downloaded raw files, shared by all stages (verified by SHA-256).
+    pub download_dir: PathBuf,
+    pub progress: &'a dyn Progress,
+    /// Set when the stage should checkpoint and return [`Interrupted`].
+    pub stop: &'a AtomicBool,
+}
+
+impl StageContext<'_> {
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The single input named `name`, or an error naming the stage and the input.
+    pub fn input(&self, name: &str) -> anyhow::Result<&InputRef> {
+        match self.inputs.get(name).map(|v| v.as_slice()) {
+            Some([one]) => Ok(one),
+            Some(many) if many.len() > 1 => anyhow::bail!(
+                "input `{name}` of {} must be a single stage, but {} members match",
+                self.member,
+                many.len()
+            ),
+            _ => anyhow::bail!("{} needs an input named `{name}`", self.member),
+        }
+    }
+
+    /// An optional single input.
+    pub fn input_opt(&self, name: &str) -> anyhow::Result<Option<&InputRef>> {
+        if self.inputs.contains_key(name) {
+            self.input(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// All refs of a (group) input; empty when absent.
+    pub fn group(&self, name: &str) -> &[InputRef] {
+        self.inputs.get(name).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// Resolves a path from params against the project root.
+    pub fn project_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.project_dir.join(p)
+        }
+    }
+}
