@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod data;
 pub mod kinds;
+pub mod metrics;
 pub mod nn;
 pub mod noise;
 pub mod report;
