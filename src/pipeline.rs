@@ -191,6 +191,23 @@ impl Pipeline {
                         .stage(name.clone()),
                 );
             }
+            if let Some(dir) = &st.publish {
+                let d = Path::new(dir);
+                let bad = dir.trim().is_empty()
+                    || d.is_absolute()
+                    || d.components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                    || d.starts_with("results/.runs");
+                if bad {
+                    return Err(err(format!(
+                        "publish directory `{dir}` must be a relative path inside the project, \
+                         outside results/.runs"
+                    ))
+                    .line(at(&["stages", name, "publish"]))
+                    .stage(name.clone())
+                    .field("publish"));
+                }
+            }
             let Some(kind) = Kind::from_name(&st.kind) else {
                 return Err(err(format!(
                     "unknown kind `{}` (kinds: {})",
@@ -358,7 +375,11 @@ impl Pipeline {
                     validated.insert(pkey, ());
                 }
                 let publish = st.publish.as_ref().map(|p| {
-                    let p = p.trim_end_matches('/').to_string();
+                    let p = p
+                        .trim()
+                        .trim_start_matches("./")
+                        .trim_end_matches('/')
+                        .to_string();
                     if total > 1 {
                         format!("{p}/{}", label.join(","))
                     } else {
@@ -792,6 +813,25 @@ profiles:
         assert_eq!(p.members.len(), 1);
         let e = build(text, "nope").unwrap_err();
         assert!(e.message.contains("no profile `nope`"), "{e}");
+    }
+
+    #[test]
+    fn publish_must_stay_inside_the_project() {
+        for dir in ["/tmp/x", "../x", "results/.runs/x", "a/../../b"] {
+            let text = format!("stages:\n  a:\n    kind: probe\n    publish: {dir}\n");
+            let e = build(&text, "default").unwrap_err();
+            assert_eq!(
+                (e.line, e.field.as_deref()),
+                (Some(4), Some("publish")),
+                "{dir}: {e}"
+            );
+        }
+        let p = build(
+            "stages:\n  a:\n    kind: probe\n    publish: ./out/a/\n",
+            "default",
+        )
+        .unwrap();
+        assert_eq!(p.members[0].publish.as_deref(), Some("out/a"));
     }
 
     #[test]

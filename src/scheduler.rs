@@ -19,7 +19,7 @@
 //! The lock file is written once at the end (and only when its text changed): a killed
 //! scheduler leaves committed runs in the store that the next run restores for free.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
@@ -134,6 +134,9 @@ pub fn run(
     let mut fps: Vec<Option<String>> = vec![None; n];
     let mut decisions: Vec<Option<Decision>> = vec![None; n];
     let mut keys: HashMap<usize, Key> = HashMap::new();
+    // Fingerprints queued or running: a second member with the same key (two stages
+    // computing the same thing) waits for the first and is then restored from it.
+    let mut inflight: HashSet<String> = HashSet::new();
     let mut queue: VecDeque<usize> = VecDeque::new();
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut summary = Summary::default();
@@ -166,6 +169,9 @@ pub fn run(
                 let e = plan::decide_member(p, mi, &digests, &ids, forced[mi], &world);
                 let m = &p.members[mi];
                 let fp = e.fingerprint.clone().expect("all upstream done");
+                if matches!(e.decision, Decision::Run(_)) && inflight.contains(&fp) {
+                    continue;
+                }
                 match &e.decision {
                     Decision::Fresh => {
                         digests[mi] = e.digest.clone();
@@ -223,6 +229,7 @@ pub fn run(
                     }
                     Decision::Run(_) => {
                         keys.insert(mi, e.key.clone().expect("decided"));
+                        inflight.insert(fp.clone());
                         fps[mi] = Some(fp);
                         state[mi] = State::Queued;
                         queue.push_back(mi);
@@ -299,6 +306,7 @@ pub fn run(
                     );
                 }
                 Err(err) => {
+                    inflight.remove(fps[mi].as_ref().unwrap());
                     reporter.error(&format!("FAILED   {}: could not start: {err:#}", m.name));
                     state[mi] = State::Failed;
                     summary.failed += 1;
@@ -331,6 +339,7 @@ pub fn run(
                     Report::Event(ev) => reporter.event(mi, &m.name, &ev),
                     Report::Done(outcome) => {
                         let r = running.remove(&mi).expect("a running member");
+                        inflight.remove(&r.fp);
                         let secs = r.started.elapsed().as_secs_f64();
                         dirty = true;
                         match outcome {

@@ -597,3 +597,16 @@ fn profiles_dry_run_dag_and_gc() {
     let o = p.run(&["run", "--profile", "nope"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn two_stages_with_the_same_key_run_once() {
+    // `a` and `b` compute the same thing: one runs, the other is restored from it.
+    let p = Proj::new(
+        "stages:\n  a:\n    kind: probe\n    params: { value: same, steps: 3, sleep_ms: 20 }\n  b:\n    kind: probe\n    params: { value: same, steps: 3, sleep_ms: 20 }\n",
+    );
+    let s = p.ok(&["run", "-j", "2"]);
+    assert_eq!(ran(&s).len(), 1, "{s}");
+    assert_eq!(restored(&s).len(), 1, "{s}");
+    assert_eq!(p.count("runs"), 1);
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+}
