@@ -1,1 +1,47 @@
-fn main() {}
+//! `repro`: runs the cached DAG of stages declared in `pipeline.yaml`.
+//!
+//! Data flows one way: [`spec`] (the raw file, strict) -> [`pipeline`] (validated,
+//! matrix-expanded DAG) -> [`plan`] (pure: Fresh / Restore / Run / Pending per member,
+//! from [`fingerprint`] keys, the [`store`] and the [`lock`]) -> [`scheduler`] (runs
+//! members through an [`executor`], commits them to the store, writes the lock).
+
+mod bench;
+mod cli;
+mod error;
+mod executor;
+mod fingerprint;
+mod lock;
+mod pipeline;
+mod plan;
+mod progress;
+mod project;
+mod project_lock;
+mod scheduler;
+mod spec;
+mod store;
+
+use clap::Parser;
+
+use crate::error::EngineError;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = match cli::main(cli) {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<EngineError>() {
+            Some(EngineError::StagesFailed(_)) | Some(EngineError::Interrupted) => {
+                eprintln!("{e}");
+                e.downcast_ref::<EngineError>().unwrap().exit_code()
+            }
+            Some(ee) => {
+                eprintln!("error: {e}");
+                ee.exit_code()
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}

@@ -5,34 +5,75 @@
 //! step in its checkpoint directory, so an interrupted probe resumes where it stopped. It
 //! exists to check an executor (local or a cluster) and the cache rules cheaply: its
 //! output depends only on `value` and its inputs, never on `note`.
+//!
+//! Fields named `x_*` are free-form labels: they change the fingerprint, never the
+//! output, so a pipeline of probes can take any matrix shape (`matrix: { x_method:
+//! [...], seed: [...] }`) to exercise the engine at scale. Any other unknown field is an
+//! error, as for every kind.
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::{Interrupted, StageContext};
 
 pub const VERSION: u32 = 1;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawParams")]
 pub struct Params {
     /// Text written to `value.txt`. Default: empty.
-    #[serde(default)]
     pub value: String,
     /// Ignored by the computation (changes the fingerprint, never the output). Default: empty.
-    #[serde(default)]
     pub note: String,
     /// Number of steps. Default: 1.
-    #[serde(default = "one")]
     pub steps: u64,
     /// Milliseconds slept per step. Default: 0.
-    #[serde(default)]
     pub sleep_ms: u64,
     /// Fail (with an error) after this many steps. Default: never.
-    #[serde(default)]
     pub fail_at_step: Option<u64>,
+    /// Labels (`x_*` fields): recorded in the fingerprint only. Default: none.
+    pub labels: BTreeMap<String, Value>,
+}
+
+/// The params as written, before the `x_*` labels are checked.
+#[derive(Deserialize)]
+struct RawParams {
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default = "one")]
+    steps: u64,
+    #[serde(default)]
+    sleep_ms: u64,
+    #[serde(default)]
+    fail_at_step: Option<u64>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+impl TryFrom<RawParams> for Params {
+    type Error = String;
+    fn try_from(r: RawParams) -> Result<Params, String> {
+        if let Some(k) = r.rest.keys().find(|k| !k.starts_with("x_")) {
+            return Err(format!(
+                "unknown field `{k}`, expected one of `value`, `note`, `steps`, `sleep_ms`, `fail_at_step` or a label `x_*`"
+            ));
+        }
+        Ok(Params {
+            value: r.value,
+            note: r.note,
+            steps: r.steps,
+            sleep_ms: r.sleep_ms,
+            fail_at_step: r.fail_at_step,
+            labels: r.rest,
+        })
+    }
 }
 
 fn one() -> u64 {
@@ -43,7 +84,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let ckpt = ctx.checkpoint_dir.join("step");
     let mut start = 0u64;
     if let Ok(s) = std::fs::read_to_string(&ckpt) {
-        start = s.trim().parse().with_context(|| format!("corrupt checkpoint {}", ckpt.display()))?;
+        start = s
+            .trim()
+            .parse()
+            .with_context(|| format!("corrupt checkpoint {}", ckpt.display()))?;
         ctx.progress.message(&format!("resumed from step {start}"));
     }
     ctx.progress.phase("probe", "step", p.steps);
@@ -64,7 +108,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
             let f = r.dir.join("value.txt");
             if f.exists() {
                 text.push('\n');
-                text.push_str(&std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?);
+                text.push_str(
+                    &std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                );
             }
         }
     }

@@ -1,0 +1,538 @@
+//! The command line: `repro run | status | why | dag | verify | gc` (and the hidden
+//! `exec-stage` and `bench`).
+//!
+//! Exit codes: 0 success (for `status`: everything fresh), 1 a stage failed / `status`
+//! found work / `verify` found a mismatch / the project is busy, 2 a bad pipeline file or
+//! command line, 130 interrupted.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::EngineError;
+use crate::executor::{exec_stage, LocalExecutor};
+use crate::lock::LockFile;
+use crate::pipeline::{Pipeline, DEFAULT_PROFILE};
+use crate::plan::{self, Decision, RestoreReason, RunReason};
+use crate::progress::{Reporter, Verbosity};
+use crate::project::{FsWorld, Project};
+use crate::project_lock::ProjectLock;
+use crate::scheduler::{self, RunOptions};
+use crate::store::hash_file;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "repro",
+    version,
+    about = "Reproduces the tables of two label-noise papers with a cached DAG of stages"
+)]
+pub struct Cli {
+    /// Project directory (the one holding pipeline.yaml, or below it). Default: the current one.
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// The pipeline file (its directory is the project).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail: fresh members, stage phases, pids.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArg {
+    /// The profile (see `profiles:` in pipeline.yaml).
+    #[arg(short, long, default_value = DEFAULT_PROFILE)]
+    pub profile: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run what is stale (all members, or the targets and their upstream).
+    Run {
+        /// Stage names (all their members) or member names, e.g. `train[flip,0.5,seed=1]`.
+        targets: Vec<String>,
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Stages run at once. Default: the number of cores.
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Rerun the targets (all members without targets) even when fresh.
+        #[arg(short, long)]
+        force: bool,
+        /// Show what would run, run nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// After a failure, keep running everything that does not depend on it.
+        #[arg(short, long)]
+        keep_going: bool,
+    },
+    /// What would run. Exit 0 when everything is fresh, 1 otherwise.
+    Status {
+        targets: Vec<String>,
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a stage (or member) would run: its key compared with the last recorded run.
+    Why {
+        target: String,
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// Print the stage graph.
+    Dag {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Graphviz.
+        #[arg(long, conflicts_with = "mermaid")]
+        dot: bool,
+        /// Mermaid.
+        #[arg(long)]
+        mermaid: bool,
+    },
+    /// Rehash every run in the store and every published file. Exit 1 on a mismatch.
+    Verify,
+    /// Remove runs no profile of the lock refers to, and leftovers of killed runs.
+    Gc {
+        /// Only show what would be removed.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Run one stage job (used by the executor).
+    #[command(hide = true)]
+    ExecStage { job: PathBuf },
+    /// Measure the engine's overheads.
+    #[command(hide = true)]
+    Bench {
+        /// Members of the generated no-op pipeline.
+        #[arg(long, default_value_t = 662)]
+        noop_members: usize,
+        /// Members of the generated planning pipeline.
+        #[arg(long, default_value_t = 10_000)]
+        plan_members: usize,
+        /// MB hashed for the throughput figure.
+        #[arg(long, default_value_t = 512)]
+        hash_mb: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+impl Cli {
+    fn verbosity(&self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+
+    fn project(&self) -> Result<Project> {
+        Project::find(self.project.as_deref(), self.file.as_deref())
+    }
+}
+
+fn load(project: &Project, profile: &str) -> Result<Pipeline> {
+    Ok(Pipeline::load(&project.file, profile).map_err(EngineError::Spec)?)
+}
+
+/// Runs the command; returns the exit code for outcomes that are not errors.
+pub fn main(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Command::ExecStage { job } => Ok(exec_stage(job)),
+        Command::Run {
+            targets,
+            profile,
+            jobs,
+            force,
+            dry_run,
+            keep_going,
+        } => {
+            let project = cli.project()?;
+            let p = load(&project, &profile.profile)?;
+            if *dry_run {
+                return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
+            }
+            let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+            let cleaned = project.store.clean_staging()?;
+            ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
+                .context("installing the signal handler")?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let executor = LocalExecutor::new(jobs)?;
+            let mut reporter = Reporter::new(cli.verbosity());
+            if cleaned > 0 {
+                reporter.detail(&format!(
+                    "removed {cleaned} staging dir(s) left by an earlier run"
+                ));
+            }
+            let opts = RunOptions {
+                targets: targets.clone(),
+                jobs,
+                force: *force,
+                keep_going: *keep_going,
+            };
+            let summary =
+                scheduler::run(&project, &p, &opts, &executor, &mut reporter, &INTERRUPTED)?;
+            if cli.verbosity() != Verbosity::Quiet {
+                println!("{}", summary.line());
+            }
+            if summary.interrupted {
+                Err(EngineError::Interrupted.into())
+            } else if summary.failed > 0 {
+                Err(EngineError::StagesFailed(summary.failed).into())
+            } else {
+                Ok(0)
+            }
+        }
+        Command::Status {
+            targets,
+            profile,
+            json,
+        } => {
+            let project = cli.project()?;
+            let p = load(&project, &profile.profile)?;
+            let all_fresh = status(&project, &p, targets, *json, false, cli.verbosity())?;
+            Ok(if all_fresh { 0 } else { 1 })
+        }
+        Command::Why { target, profile } => {
+            let project = cli.project()?;
+            let p = load(&project, &profile.profile)?;
+            why(&project, &p, target)?;
+            Ok(0)
+        }
+        Command::Dag {
+            profile,
+            dot,
+            mermaid,
+        } => {
+            let project = cli.project()?;
+            let p = load(&project, &profile.profile)?;
+            print!("{}", dag(&p, *dot, *mermaid));
+            Ok(0)
+        }
+        Command::Verify => verify(&cli.project()?, cli.verbosity()),
+        Command::Gc { dry_run } => gc(&cli.project()?, *dry_run),
+        Command::Bench {
+            noop_members,
+            plan_members,
+            hash_mb,
+            rounds,
+        } => {
+            crate::bench::run(*noop_members, *plan_members, *hash_mb, *rounds)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Prints the plan; returns whether every selected member is fresh.
+fn status(
+    project: &Project,
+    p: &Pipeline,
+    targets: &[String],
+    json: bool,
+    force: bool,
+    v: Verbosity,
+) -> Result<bool> {
+    let lock = LockFile::load(&project.lock_path())?;
+    let world = FsWorld {
+        project,
+        lock: &lock,
+        profile: &p.profile,
+    };
+    let (sel, direct) = p.select(targets).map_err(EngineError::Usage)?;
+    let forced: Vec<bool> = direct.iter().map(|d| *d && force).collect();
+    let ids = plan::identities();
+    let entries = plan::plan(p, &sel, &forced, &ids, &world);
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    let mut rows = Vec::new();
+    for (m, e) in p.members.iter().zip(&entries) {
+        if e.decision == Decision::NotSelected {
+            continue;
+        }
+        *counts.entry(e.decision.label()).or_default() += 1;
+        if json {
+            rows.push(serde_json::json!({
+                "member": m.name,
+                "stage": p.stages[m.stage].name,
+                "decision": e.decision.label(),
+                "reason": e.decision.explain(p),
+                "fingerprint": e.fingerprint,
+            }));
+        } else if e.decision != Decision::Fresh || v == Verbosity::Verbose {
+            if v != Verbosity::Quiet {
+                println!(
+                    "{:<8} {}  ({})",
+                    e.decision.label(),
+                    m.name,
+                    e.decision.explain(p)
+                );
+            }
+        }
+    }
+    let all_fresh = counts.keys().all(|k| *k == "fresh");
+    if json {
+        let out = serde_json::json!({ "profile": p.profile, "all_fresh": all_fresh, "counts": counts, "members": rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if v != Verbosity::Quiet {
+        let total: usize = counts.values().sum();
+        let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "profile {}: {total} members: {}",
+            p.profile,
+            parts.join(", ")
+        );
+    }
+    Ok(all_fresh)
+}
+
+fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
+    let members: Vec<usize> = if let Some(si) = p.stage_index(target) {
+        p.stages[si].members.clone()
+    } else if let Some(mi) = p.member_index(target) {
+        vec![mi]
+    } else {
+        return Err(EngineError::Usage(format!(
+            "no stage or member named `{target}` in profile `{}`",
+            p.profile
+        ))
+        .into());
+    };
+    let lock = LockFile::load(&project.lock_path())?;
+    let world = FsWorld {
+        project,
+        lock: &lock,
+        profile: &p.profile,
+    };
+    let ids = plan::identities();
+    let all = vec![true; p.members.len()];
+    let no = vec![false; p.members.len()];
+    let entries = plan::plan(p, &all, &no, &ids, &world);
+    for mi in members {
+        let m = &p.members[mi];
+        let e = &entries[mi];
+        println!("{}: {}", m.name, e.decision.explain(p));
+        let previous = lock
+            .entry(&p.profile, &m.name)
+            .map(|l| l.fingerprint.clone());
+        // The key to compare: the current one, or, while an upstream must rerun, the one
+        // this member would have if the upstream reproduced its recorded bytes.
+        let key = match &e.key {
+            Some(k) => Some(k.clone()),
+            None => {
+                let digests: Vec<Option<String>> = p
+                    .members
+                    .iter()
+                    .zip(&entries)
+                    .map(|(um, ue)| {
+                        ue.digest
+                            .clone()
+                            .or_else(|| lock.entry(&p.profile, &um.name).map(|l| l.digest.clone()))
+                    })
+                    .collect();
+                plan::member_key(p, mi, &digests, &ids).ok()
+            }
+        };
+        match (&e.decision, previous) {
+            (Decision::Fresh, _) => {}
+            (_, None) => println!(
+                "  no run of this member is recorded in {}",
+                project.rel(&project.lock_path()).display()
+            ),
+            (d, Some(prev)) => {
+                if matches!(d, Decision::Run(RunReason::OutputMissing)) {
+                    println!(
+                        "  the outputs of run {} are missing or damaged in the store",
+                        &prev[..12.min(prev.len())]
+                    );
+                    continue;
+                }
+                if matches!(d, Decision::Restore(RestoreReason::PublishedStale)) {
+                    continue;
+                }
+                let Some(old) = project.store.key(&prev) else {
+                    println!(
+                        "  the key of the last recorded run ({}) is no longer in the store",
+                        &prev[..12.min(prev.len())]
+                    );
+                    continue;
+                };
+                let Some(key) = key else {
+                    println!("  its key depends on upstream runs that have no recorded output");
+                    continue;
+                };
+                let diff = key.diff(&old);
+                if diff.is_empty() {
+                    if let Decision::Pending { upstream } = d {
+                        println!(
+                            "  unchanged itself; fresh again if {} reproduces its recorded bytes",
+                            p.members[*upstream].name
+                        );
+                    }
+                }
+                for line in diff {
+                    println!("  {line}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dag(p: &Pipeline, dot: bool, mermaid: bool) -> String {
+    let mut s = String::new();
+    let label = |si: usize| {
+        let st = &p.stages[si];
+        let n = st.members.len();
+        if n > 1 {
+            format!("{} ({}, {n} members)", st.name, st.kind.name())
+        } else {
+            format!("{} ({})", st.name, st.kind.name())
+        }
+    };
+    if dot {
+        s.push_str("digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n");
+        for (si, st) in p.stages.iter().enumerate() {
+            s.push_str(&format!("  \"{}\" [label=\"{}\"];\n", st.name, label(si)));
+        }
+        for st in &p.stages {
+            for &u in &st.upstream {
+                s.push_str(&format!("  \"{}\" -> \"{}\";\n", p.stages[u].name, st.name));
+            }
+        }
+        s.push_str("}\n");
+    } else if mermaid {
+        s.push_str("graph LR\n");
+        for (si, st) in p.stages.iter().enumerate() {
+            s.push_str(&format!("  {}[\"{}\"]\n", st.name, label(si)));
+        }
+        for st in &p.stages {
+            for &u in &st.upstream {
+                s.push_str(&format!("  {} --> {}\n", p.stages[u].name, st.name));
+            }
+        }
+    } else {
+        for (si, st) in p.stages.iter().enumerate() {
+            let ups: Vec<&str> = st
+                .upstream
+                .iter()
+                .map(|&u| p.stages[u].name.as_str())
+                .collect();
+            s.push_str(&label(si));
+            if !ups.is_empty() {
+                s.push_str(&format!("  <- {}", ups.join(", ")));
+            }
+            if let Some(dir) = &st.publish {
+                s.push_str(&format!("  => {dir}"));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn verify(project: &Project, v: Verbosity) -> Result<i32> {
+    let lock = LockFile::load(&project.lock_path())?;
+    let mut problems = Vec::new();
+    let mut fps: BTreeSet<String> = project.store.runs().into_iter().collect();
+    let mut published = 0usize;
+    for (profile, members) in &lock.profiles {
+        for (name, e) in members {
+            if !fps.contains(&e.fingerprint) {
+                problems.push(format!(
+                    "{profile}/{name}: run {} is not in the store",
+                    e.fingerprint
+                ));
+            }
+            fps.insert(e.fingerprint.clone());
+            for (rel, sha) in &e.published {
+                published += 1;
+                match hash_file(&project.dir.join(rel)) {
+                    Ok((_, h)) if &h == sha => {}
+                    Ok(_) => problems.push(format!(
+                        "{rel}: published copy differs from the run's output ({name})"
+                    )),
+                    Err(err) => problems.push(format!("{rel}: {err} ({name})")),
+                }
+            }
+        }
+    }
+    let mut runs = 0usize;
+    for fp in &fps {
+        if project.store.run_dir(fp).exists() {
+            runs += 1;
+            problems.extend(project.store.verify(fp));
+        }
+    }
+    for pb in &problems {
+        eprintln!("MISMATCH {pb}");
+    }
+    if problems.is_empty() {
+        if v != Verbosity::Quiet {
+            println!("ok: {runs} runs and {published} published files verified");
+        }
+        Ok(0)
+    } else {
+        Err(EngineError::VerifyFailed(problems.len()).into())
+    }
+}
+
+fn gc(project: &Project, dry_run: bool) -> Result<i32> {
+    let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+    let lock = LockFile::load(&project.lock_path())?;
+    let keep: BTreeSet<&str> = lock
+        .profiles
+        .values()
+        .flat_map(|m| m.values().map(|e| e.fingerprint.as_str()))
+        .collect();
+    let mut removed = 0;
+    for fp in project.store.runs() {
+        if !keep.contains(fp.as_str()) {
+            removed += 1;
+            if dry_run {
+                println!("would remove run {fp}");
+            } else {
+                project.store.remove_run(&fp)?;
+            }
+        }
+    }
+    // Checkpoints of runs that completed (normally already removed) are leftovers.
+    let mut ck = 0;
+    if let Ok(rd) = std::fs::read_dir(project.store.root().join("checkpoints")) {
+        for e in rd.flatten() {
+            let fp = e.file_name().to_string_lossy().into_owned();
+            if project.store.manifest(&fp).is_some() {
+                ck += 1;
+                if !dry_run {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let staged = if dry_run {
+        0
+    } else {
+        project.store.clean_staging()?
+    };
+    println!(
+        "removed {removed} unreferenced run(s), {staged} staging dir(s), {ck} stale checkpoint(s)"
+    );
+    Ok(0)
+}

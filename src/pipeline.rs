@@ -1,0 +1,852 @@
+//! The validated pipeline of one profile: stages in topological order, expanded into
+//! matrix members with merged params, seeds, coordinates and bound inputs.
+//!
+//! Members are stored in topological order (every member comes after all the members it
+//! reads), so the planner and the scheduler can walk them front to back. Stages are
+//! ordered by a depth-first walk in declaration order, which keeps the order stable when
+//! unrelated stages are added.
+//!
+//! Binding an input is a hash lookup: for each (stage, input) the axes both stages share
+//! are fixed, the upstream members are indexed by their values on those axes, and each
+//! member looks its own values up. Planning 10,000 members stays far below a second.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use repro_stages::Kind;
+use serde_json::{Map, Value};
+
+use crate::error::SpecError;
+use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageSpec};
+
+/// The profile used when `--profile` is not given. It may be absent from the file.
+pub const DEFAULT_PROFILE: &str = "default";
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub kind: Kind,
+    pub publish: Option<String>,
+    /// Matrix axes in declaration order.
+    pub axes: Vec<String>,
+    /// Indices into [`Pipeline::members`].
+    pub members: Vec<usize>,
+    /// Indices into [`Pipeline::stages`] of the stages this one reads.
+    pub upstream: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// `stage` or `stage[v1,v2,seed=N]`.
+    pub name: String,
+    /// Index into [`Pipeline::stages`].
+    pub stage: usize,
+    pub kind: Kind,
+    /// Merged params, axis values included.
+    pub params: Value,
+    pub seed: u64,
+    /// Axis -> value (the seed axis included).
+    pub coords: BTreeMap<String, Value>,
+    /// Input name -> bound upstream members (indices into [`Pipeline::members`]).
+    pub inputs: BTreeMap<String, Vec<usize>>,
+    /// Where this member's outputs are published, relative to the project.
+    pub publish: Option<String>,
+}
+
+impl Member {
+    /// All upstream member indices, deduplicated.
+    pub fn upstream(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.inputs.values().flatten().copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub profile: String,
+    /// Topological order.
+    pub stages: Vec<Stage>,
+    /// Topological order.
+    pub members: Vec<Member>,
+    by_name: HashMap<String, usize>,
+}
+
+struct InputDecl {
+    name: String,
+    upstream: usize,
+    group: bool,
+}
+
+impl Pipeline {
+    /// Validates `spec` (parsed from `text`, read from `file`) for `profile`.
+    pub fn build(
+        spec: &Spec,
+        text: &str,
+        file: &Path,
+        profile: &str,
+    ) -> Result<Pipeline, SpecError> {
+        let err = |msg: String| SpecError::new(file, msg);
+        let at = |path: &[&str]| locate(text, path);
+
+        // Defaults: keyed by kind.
+        for (kind, _) in spec.defaults.iter() {
+            if Kind::from_name(kind).is_none() {
+                return Err(err(format!(
+                    "defaults for unknown kind `{kind}` (kinds: {})",
+                    kind_list()
+                ))
+                .line(at(&["defaults", kind]))
+                .field(format!("defaults.{kind}")));
+            }
+        }
+        let empty = ProfileSpec::default();
+        let prof = match spec.profiles.get(profile) {
+            Some(p) => p,
+            None if profile == DEFAULT_PROFILE => &empty,
+            None => {
+                let known: Vec<&str> = spec.profiles.keys().map(|s| s.as_str()).collect();
+                return Err(err(format!(
+                    "no profile `{profile}` (profiles: {}{})",
+                    DEFAULT_PROFILE,
+                    known
+                        .iter()
+                        .filter(|k| **k != DEFAULT_PROFILE)
+                        .map(|k| format!(", {k}"))
+                        .collect::<String>()
+                )));
+            }
+        };
+        // Check every profile's references, not only the active one.
+        for (pname, p) in spec.profiles.iter() {
+            for (kind, _) in p.defaults.iter() {
+                if Kind::from_name(kind).is_none() {
+                    return Err(err(format!(
+                        "profile `{pname}`: defaults for unknown kind `{kind}`"
+                    ))
+                    .line(at(&["profiles", pname, "defaults", kind])));
+                }
+            }
+            for (sname, o) in p.stages.iter() {
+                let Some(st) = spec.stages.get(sname) else {
+                    return Err(err(format!(
+                        "profile `{pname}` overrides unknown stage `{sname}`"
+                    ))
+                    .line(at(&["profiles", pname, "stages", sname]))
+                    .stage(sname.clone()));
+                };
+                for (axis, values) in o.matrix.iter() {
+                    if st.matrix.get(axis).is_none() {
+                        return Err(err(format!(
+                            "profile `{pname}` sets matrix axis `{axis}` the stage does not have (axes: {})",
+                            st.matrix.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ))
+                        .line(at(&["profiles", pname, "stages", sname, "matrix", axis]))
+                        .stage(sname.clone())
+                        .field(format!("matrix.{axis}")));
+                    }
+                    if values.is_empty() {
+                        return Err(err(format!(
+                            "profile `{pname}`: matrix axis `{axis}` is empty"
+                        ))
+                        .line(at(&["profiles", pname, "stages", sname, "matrix", axis]))
+                        .stage(sname.clone())
+                        .field(format!("matrix.{axis}")));
+                    }
+                }
+            }
+            for d in &p.disable {
+                if spec.stages.get(d).is_none() {
+                    return Err(
+                        err(format!("profile `{pname}` disables unknown stage `{d}`"))
+                            .line(at(&["profiles", pname, "disable"])),
+                    );
+                }
+            }
+        }
+
+        let names: Vec<&String> = spec.stages.keys().collect();
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let enabled: Vec<bool> = names
+            .iter()
+            .map(|n| !prof.disable.iter().any(|d| d == *n))
+            .collect();
+
+        // Kinds, inputs, matrix shape.
+        let mut kinds = Vec::new();
+        let mut decls: Vec<Vec<InputDecl>> = Vec::new();
+        for (name, st) in spec.stages.iter() {
+            if name.is_empty()
+                || name.contains(['[', ']', ',', '=', '*'])
+                || name.chars().any(char::is_whitespace)
+            {
+                return Err(
+                    err("a stage name may not contain `[ ] , = *` or spaces".into())
+                        .line(at(&["stages", name]))
+                        .stage(name.clone()),
+                );
+            }
+            if let Some(dir) = &st.publish {
+                let d = Path::new(dir);
+                let bad = dir.trim().is_empty()
+                    || d.is_absolute()
+                    || d.components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                    || d.starts_with("results/.runs");
+                if bad {
+                    return Err(err(format!(
+                        "publish directory `{dir}` must be a relative path inside the project, \
+                         outside results/.runs"
+                    ))
+                    .line(at(&["stages", name, "publish"]))
+                    .stage(name.clone())
+                    .field("publish"));
+                }
+            }
+            let Some(kind) = Kind::from_name(&st.kind) else {
+                return Err(err(format!(
+                    "unknown kind `{}` (kinds: {})",
+                    st.kind,
+                    kind_list()
+                ))
+                .line(at(&["stages", name, "kind"]))
+                .stage(name.clone())
+                .field("kind"));
+            };
+            kinds.push(kind);
+            for (axis, values) in st.matrix.iter() {
+                if values.is_empty() {
+                    return Err(err(format!("matrix axis `{axis}` is empty"))
+                        .line(at(&["stages", name, "matrix", axis]))
+                        .stage(name.clone())
+                        .field(format!("matrix.{axis}")));
+                }
+            }
+            let mut ds = Vec::new();
+            for (iname, target) in st.inputs.iter() {
+                let (up, group) = match target.strip_suffix("[*]") {
+                    Some(u) => (u.trim(), true),
+                    None => (target.trim(), false),
+                };
+                let loc = || at(&["stages", name, "inputs", iname]);
+                let Some(&ui) = index.get(up) else {
+                    return Err(err(format!("input `{iname}` names unknown stage `{up}`"))
+                        .line(loc())
+                        .stage(name.clone())
+                        .field(format!("inputs.{iname}")));
+                };
+                if enabled[index[name.as_str()]] && !enabled[ui] {
+                    return Err(err(format!(
+                        "input `{iname}` reads stage `{up}`, which profile `{profile}` disables"
+                    ))
+                    .line(loc())
+                    .stage(name.clone())
+                    .field(format!("inputs.{iname}")));
+                }
+                ds.push(InputDecl {
+                    name: iname.clone(),
+                    upstream: ui,
+                    group,
+                });
+            }
+            decls.push(ds);
+        }
+
+        // Cycles and topological order (DFS in declaration order).
+        let order = topo_order(&decls, &names).map_err(|cycle| {
+            let first = cycle[0].clone();
+            let next = cycle.get(1).cloned().unwrap_or_default();
+            let iname = decls[index[first.as_str()]]
+                .iter()
+                .find(|d| *names[d.upstream] == next)
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+            err(format!("cycle: {}", cycle.join(" -> ")))
+                .line(at(&["stages", &first, "inputs", &iname]))
+                .stage(first.clone())
+                .field(format!("inputs.{iname}"))
+        })?;
+
+        let mut stages: Vec<Stage> = Vec::new();
+        let mut members: Vec<Member> = Vec::new();
+        let mut stage_pos: HashMap<usize, usize> = HashMap::new();
+        for &si in &order {
+            if !enabled[si] {
+                continue;
+            }
+            let (name, st) = (&spec.stages.0[si].0, &spec.stages.0[si].1);
+            let over = prof.stages.get(name);
+            let kind = kinds[si];
+            let pos = stages.len();
+            stage_pos.insert(si, pos);
+            let axes: Vec<(String, Vec<Value>)> = st
+                .matrix
+                .iter()
+                .map(|(a, vals)| {
+                    let vals = over.and_then(|o| o.matrix.get(a)).unwrap_or(vals);
+                    (a.clone(), vals.clone())
+                })
+                .collect();
+            for (a, vals) in &axes {
+                for v in vals {
+                    let ok = match v {
+                        Value::String(_) | Value::Bool(_) | Value::Number(_) => true,
+                        _ => false,
+                    };
+                    if !ok || (a == "seed" && v.as_u64().is_none()) {
+                        let what = if a == "seed" {
+                            "a non-negative integer"
+                        } else {
+                            "a scalar"
+                        };
+                        return Err(err(format!("matrix axis `{a}`: value {v} is not {what}"))
+                            .line(at(&["stages", name, "matrix", a]))
+                            .stage(name.clone())
+                            .field(format!("matrix.{a}")));
+                    }
+                }
+            }
+            // Base params: defaults < profile defaults < stage < profile stage.
+            let mut base = Map::new();
+            if let Some(d) = spec.defaults.get(kind.name()) {
+                merge(&mut base, d);
+            }
+            if let Some(d) = prof.defaults.get(kind.name()) {
+                merge(&mut base, d);
+            }
+            merge(&mut base, &st.params);
+            if let Some(o) = over {
+                merge(&mut base, &o.params);
+            }
+            let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
+
+            let first_member = members.len();
+            let mut stage_members = Vec::new();
+            let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+            let mut validated: HashMap<String, ()> = HashMap::new();
+            for combo in 0..total {
+                // Last axis varies fastest.
+                let mut rem = combo;
+                let mut picks = vec![0usize; axes.len()];
+                for (ai, (_, vals)) in axes.iter().enumerate().rev() {
+                    picks[ai] = rem % vals.len();
+                    rem /= vals.len();
+                }
+                let mut params = base.clone();
+                let mut coords = BTreeMap::new();
+                let mut seed = stage_seed;
+                let mut label = Vec::new();
+                for (ai, (a, vals)) in axes.iter().enumerate() {
+                    let v = &vals[picks[ai]];
+                    coords.insert(a.clone(), v.clone());
+                    if a == "seed" {
+                        seed = v.as_u64().unwrap_or(0);
+                        label.push(format!("seed={seed}"));
+                    } else {
+                        params.insert(a.clone(), v.clone());
+                        label.push(value_label(v));
+                    }
+                }
+                let mname = if axes.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}[{}]", label.join(","))
+                };
+                let params = Value::Object(params);
+                let pkey = params.to_string();
+                if !validated.contains_key(&pkey) {
+                    if let Err(msg) = kind.validate(&params) {
+                        return Err(params_error(
+                            file,
+                            text,
+                            name,
+                            &mname,
+                            st,
+                            over.is_some(),
+                            profile,
+                            &msg,
+                        ));
+                    }
+                    validated.insert(pkey, ());
+                }
+                let publish = st.publish.as_ref().map(|p| {
+                    let p = p
+                        .trim()
+                        .trim_start_matches("./")
+                        .trim_end_matches('/')
+                        .to_string();
+                    if total > 1 {
+                        format!("{p}/{}", label.join(","))
+                    } else {
+                        p
+                    }
+                });
+                stage_members.push(members.len());
+                members.push(Member {
+                    name: mname,
+                    stage: pos,
+                    kind,
+                    params,
+                    seed,
+                    coords,
+                    inputs: BTreeMap::new(),
+                    publish,
+                });
+            }
+            debug_assert_eq!(
+                stage_members.first().copied().unwrap_or(first_member),
+                first_member
+            );
+
+            // Bind inputs.
+            let mut upstream_stages = Vec::new();
+            for d in &decls[si] {
+                let up = &stages[stage_pos[&d.upstream]];
+                upstream_stages.push(stage_pos[&d.upstream]);
+                let own_axes: Vec<&String> = axes.iter().map(|(a, _)| a).collect();
+                let shared: Vec<String> = up
+                    .axes
+                    .iter()
+                    .filter(|a| own_axes.contains(a))
+                    .cloned()
+                    .collect();
+                let mut idx: HashMap<String, Vec<usize>> = HashMap::new();
+                for &um in &up.members {
+                    idx.entry(projection(&members[um].coords, &shared))
+                        .or_default()
+                        .push(um);
+                }
+                for &mi in &stage_members {
+                    let key = projection(&members[mi].coords, &shared);
+                    let found = idx.get(&key).cloned().unwrap_or_default();
+                    let loc = || at(&["stages", name, "inputs", &d.name]);
+                    if found.is_empty() {
+                        return Err(err(format!(
+                            "input `{}` of `{}`: no member of `{}` matches its coordinates",
+                            d.name, members[mi].name, up.name
+                        ))
+                        .line(loc())
+                        .stage(name.clone())
+                        .field(format!("inputs.{}", d.name)));
+                    }
+                    if !d.group && found.len() > 1 {
+                        return Err(err(format!(
+                            "input `{}` of `{}` matches {} members of `{}` (axes it lacks: {}); \
+                             write `{}[*]` to read them all",
+                            d.name,
+                            members[mi].name,
+                            found.len(),
+                            up.name,
+                            up.axes
+                                .iter()
+                                .filter(|a| !shared.contains(a))
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            up.name
+                        ))
+                        .line(loc())
+                        .stage(name.clone())
+                        .field(format!("inputs.{}", d.name)));
+                    }
+                    members[mi].inputs.insert(d.name.clone(), found);
+                }
+            }
+            upstream_stages.sort_unstable();
+            upstream_stages.dedup();
+            stages.push(Stage {
+                name: name.clone(),
+                kind,
+                publish: st.publish.clone(),
+                axes: axes.iter().map(|(a, _)| a.clone()).collect(),
+                members: stage_members,
+                upstream: upstream_stages,
+            });
+        }
+        let by_name = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
+        Ok(Pipeline {
+            profile: profile.to_string(),
+            stages,
+            members,
+            by_name,
+        })
+    }
+
+    /// Reads and validates `file` for `profile`.
+    pub fn load(file: &Path, profile: &str) -> Result<Pipeline, SpecError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SpecError::new(file, format!("cannot read the pipeline file: {e}")))?;
+        let spec = Spec::parse(&text, file)?;
+        Pipeline::build(&spec, &text, file, profile)
+    }
+
+    pub fn member_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// Members selected by `targets` (stage or member names) and everything upstream of
+    /// them; all members when `targets` is empty. Returns (selected, directly targeted).
+    pub fn select(&self, targets: &[String]) -> Result<(Vec<bool>, Vec<bool>), String> {
+        let n = self.members.len();
+        if targets.is_empty() {
+            return Ok((vec![true; n], vec![true; n]));
+        }
+        let mut direct = vec![false; n];
+        for t in targets {
+            if let Some(si) = self.stage_index(t) {
+                for &m in &self.stages[si].members {
+                    direct[m] = true;
+                }
+            } else if let Some(mi) = self.member_index(t) {
+                direct[mi] = true;
+            } else {
+                return Err(format!(
+                    "no stage or member named `{t}` in profile `{}` (stages: {})",
+                    self.profile,
+                    self.stages
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let mut sel = direct.clone();
+        for i in (0..n).rev() {
+            if sel[i] {
+                for u in self.members[i].upstream() {
+                    sel[u] = true;
+                }
+            }
+        }
+        Ok((sel, direct))
+    }
+}
+
+fn kind_list() -> String {
+    Kind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Deep merge: mappings merge key by key, anything else is replaced.
+pub fn merge(base: &mut Map<String, Value>, over: &Map<String, Value>) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(Value::Object(b)), Value::Object(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// How a matrix value appears in a member name: strings bare, others as JSON.
+pub fn value_label(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn projection(coords: &BTreeMap<String, Value>, axes: &[String]) -> String {
+    let mut s = String::new();
+    for a in axes {
+        s.push_str(&coords.get(a).map(|v| v.to_string()).unwrap_or_default());
+        s.push('\u{1f}');
+    }
+    s
+}
+
+/// Stage indices in topological order, or the cycle as a list of names (first repeated
+/// at the end).
+fn topo_order(decls: &[Vec<InputDecl>], names: &[&String]) -> Result<Vec<usize>, Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum C {
+        White,
+        Grey,
+        Black,
+    }
+    let n = decls.len();
+    let mut color = vec![C::White; n];
+    let mut order = Vec::with_capacity(n);
+    // Iterative DFS; the stack holds (node, next input index).
+    for root in 0..n {
+        if color[root] != C::White {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        color[root] = C::Grey;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if *next < decls[node].len() {
+                let up = decls[node][*next].upstream;
+                *next += 1;
+                match color[up] {
+                    C::White => {
+                        color[up] = C::Grey;
+                        stack.push((up, 0));
+                    }
+                    C::Grey => {
+                        // The stack from `up` to `node` is the cycle (reversed: each reads the next).
+                        let startpos = stack.iter().position(|(s, _)| *s == up).unwrap();
+                        let mut path: Vec<String> = stack[startpos..]
+                            .iter()
+                            .map(|(s, _)| names[*s].clone())
+                            .collect();
+                        path.push(names[up].clone());
+                        return Err(path);
+                    }
+                    C::Black => {}
+                }
+            } else {
+                color[node] = C::Black;
+                order.push(node);
+                stack.pop();
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn params_error(
+    file: &Path,
+    text: &str,
+    stage: &str,
+    member: &str,
+    st: &StageSpec,
+    overridden: bool,
+    profile: &str,
+    msg: &str,
+) -> SpecError {
+    let field = backticked_after(msg, "unknown field ")
+        .or_else(|| backticked_after(msg, "missing field "))
+        .or_else(|| backticked_after(msg, "field "));
+    let mut line = None;
+    if let Some(f) = &field {
+        let mut paths: Vec<Vec<&str>> = vec![vec!["stages", stage, "params", f]];
+        if st.matrix.get(f).is_some() {
+            paths.push(vec!["stages", stage, "matrix", f]);
+        }
+        if overridden {
+            paths.push(vec!["profiles", profile, "stages", stage, "params", f]);
+        }
+        for p in paths {
+            let l = locate(text, &p);
+            let depth_ok = l.is_some() && locate(text, &p[..p.len() - 1]) != l;
+            if depth_ok {
+                line = l;
+                break;
+            }
+        }
+    }
+    if line.is_none() {
+        line =
+            locate(text, &["stages", stage, "params"]).or_else(|| locate(text, &["stages", stage]));
+    }
+    let mut e = SpecError::new(file, format!("invalid params for member `{member}`: {msg}"))
+        .line(line)
+        .stage(stage);
+    e = e.field(match field {
+        Some(f) => format!("params.{f}"),
+        None => "params".to_string(),
+    });
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str, profile: &str) -> Result<Pipeline, SpecError> {
+        let file = Path::new("pipeline.yaml");
+        let spec = Spec::parse(text, file)?;
+        Pipeline::build(&spec, text, file, profile)
+    }
+
+    const GRID: &str = "\
+stages:
+  data:
+    kind: probe
+    params: { value: d }
+  noisy:
+    kind: probe
+    inputs: { data: data }
+    matrix: { value: [u, f], seed: [1, 2] }
+  train:
+    kind: probe
+    inputs: { data: data, noise: noisy }
+    params: { steps: 2 }
+    matrix: { value: [u, f], note: [a, b], seed: [1, 2] }
+  table:
+    kind: probe
+    inputs: { runs: \"train[*]\" }
+profiles:
+  tiny:
+    stages:
+      train: { params: { steps: 1 }, matrix: { seed: [1] } }
+";
+
+    #[test]
+    fn matrix_members_are_named_in_axis_order() {
+        let p = build(GRID, "default").unwrap();
+        let names: Vec<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names[0], "data");
+        assert_eq!(
+            names[1..5],
+            [
+                "noisy[u,seed=1]",
+                "noisy[u,seed=2]",
+                "noisy[f,seed=1]",
+                "noisy[f,seed=2]"
+            ]
+        );
+        assert_eq!(names[5], "train[u,a,seed=1]");
+        assert_eq!(names.len(), 1 + 4 + 8 + 1);
+        let m = &p.members[p.member_index("train[f,b,seed=2]").unwrap()];
+        assert_eq!(m.seed, 2);
+        assert_eq!(m.params["value"], "f");
+        assert_eq!(m.params["note"], "b");
+        assert_eq!(m.params["steps"], 2);
+        assert!(m.params.get("seed").is_none(), "seed is not a param");
+    }
+
+    #[test]
+    fn inputs_bind_on_shared_axes() {
+        let p = build(GRID, "default").unwrap();
+        let m = &p.members[p.member_index("train[f,b,seed=2]").unwrap()];
+        let noise: Vec<&str> = m.inputs["noise"]
+            .iter()
+            .map(|&i| p.members[i].name.as_str())
+            .collect();
+        assert_eq!(noise, ["noisy[f,seed=2]"]);
+        assert_eq!(m.inputs["data"], vec![0]);
+        let t = &p.members[p.member_index("table").unwrap()];
+        assert_eq!(t.inputs["runs"].len(), 8);
+        // Topological: every input comes earlier.
+        for (i, m) in p.members.iter().enumerate() {
+            assert!(m.upstream().iter().all(|&u| u < i));
+        }
+    }
+
+    #[test]
+    fn profile_replaces_axis_and_merges_params() {
+        let p = build(GRID, "tiny").unwrap();
+        let train: Vec<&Member> = p
+            .members
+            .iter()
+            .filter(|m| m.name.starts_with("train["))
+            .collect();
+        assert_eq!(train.len(), 4);
+        assert!(train.iter().all(|m| m.seed == 1 && m.params["steps"] == 1));
+    }
+
+    #[test]
+    fn single_input_matching_many_members_is_an_error() {
+        let text = "stages:\n  a:\n    kind: probe\n    matrix: { seed: [1, 2] }\n  b:\n    kind: probe\n    inputs:\n      up: a\n";
+        let e = build(text, "default").unwrap_err();
+        assert!(e.message.contains("matches 2 members"), "{e}");
+        assert_eq!(e.line, Some(8));
+        assert_eq!(e.field.as_deref(), Some("inputs.up"));
+    }
+
+    #[test]
+    fn cycle_is_named_in_full() {
+        let text = "stages:\n  a:\n    kind: probe\n    inputs: { x: c }\n  b:\n    kind: probe\n    inputs: { x: a }\n  c:\n    kind: probe\n    inputs: { x: b }\n";
+        let e = build(text, "default").unwrap_err();
+        assert!(e.message.contains("cycle: a -> c -> b -> a"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_and_input_and_empty_axis() {
+        let e = build("stages:\n  a:\n    kind: nope\n", "default").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(3), Some("kind")));
+        let e = build(
+            "stages:\n  a:\n    kind: probe\n    inputs:\n      d: zz\n",
+            "default",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(5), Some("inputs.d")));
+        let e = build(
+            "stages:\n  a:\n    kind: probe\n    matrix:\n      seed: []\n",
+            "default",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(5), Some("matrix.seed")));
+    }
+
+    #[test]
+    fn kind_params_are_validated_with_line() {
+        let text =
+            "stages:\n  a:\n    kind: probe\n    params:\n      value: x\n      colour: red\n";
+        let e = build(text, "default").unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert_eq!(e.field.as_deref(), Some("params.colour"));
+        let text = "stages:\n  a:\n    kind: probe\n    params:\n      steps: many\n";
+        let e = build(text, "default").unwrap_err();
+        assert_eq!(e.stage.as_deref(), Some("a"));
+        assert!(e.line == Some(5) || e.line == Some(4), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_per_kind_and_profiles_can_disable() {
+        let text = "defaults:\n  probe: { steps: 3 }\nstages:\n  a:\n    kind: probe\n  b:\n    kind: probe\n    params: { steps: 4 }\nprofiles:\n  small:\n    disable: [b]\n";
+        let p = build(text, "default").unwrap();
+        assert_eq!(p.members[0].params["steps"], 3);
+        assert_eq!(p.members[1].params["steps"], 4);
+        let p = build(text, "small").unwrap();
+        assert_eq!(p.members.len(), 1);
+        let e = build(text, "nope").unwrap_err();
+        assert!(e.message.contains("no profile `nope`"), "{e}");
+    }
+
+    #[test]
+    fn publish_must_stay_inside_the_project() {
+        for dir in ["/tmp/x", "../x", "results/.runs/x", "a/../../b"] {
+            let text = format!("stages:\n  a:\n    kind: probe\n    publish: {dir}\n");
+            let e = build(&text, "default").unwrap_err();
+            assert_eq!(
+                (e.line, e.field.as_deref()),
+                (Some(4), Some("publish")),
+                "{dir}: {e}"
+            );
+        }
+        let p = build(
+            "stages:\n  a:\n    kind: probe\n    publish: ./out/a/\n",
+            "default",
+        )
+        .unwrap();
+        assert_eq!(p.members[0].publish.as_deref(), Some("out/a"));
+    }
+
+    #[test]
+    fn targets_select_upstream() {
+        let p = build(GRID, "default").unwrap();
+        let (sel, direct) = p.select(&["train[u,a,seed=1]".to_string()]).unwrap();
+        let chosen: Vec<&str> = p
+            .members
+            .iter()
+            .zip(&sel)
+            .filter(|(_, s)| **s)
+            .map(|(m, _)| m.name.as_str())
+            .collect();
+        assert_eq!(chosen, ["data", "noisy[u,seed=1]", "train[u,a,seed=1]"]);
+        assert_eq!(direct.iter().filter(|d| **d).count(), 1);
+        assert!(p.select(&["zz".into()]).is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! `pipeline.yaml`: the raw file, parsed strictly. This doc is the format reference.
+//!
+//! ```yaml
+//! defaults:                       # optional: params merged under every stage of a kind
+//!   train: { epochs: 10, lr: 0.1 }
+//! stages:                         # required; a stage's name is its key
+//!   digits:
+//!     kind: download              # required: one of the kinds (`repro dag` lists them)
+//!     params: { dataset: digits } # optional mapping; checked by the kind (unknown field = error)
+//!   noisy:
+//!     kind: inject_noise
+//!     inputs: { data: digits }    # input name -> upstream stage (one member) ...
+//!     params: { trusted_fraction: 0.05 }
+//!     matrix:                     # optional fan-out: the cartesian product of the lists
+//!       corruption: [uniform, flip]
+//!       strength: [0.0, 0.5, 1.0]
+//!       seed: [1, 2, 3]
+//!   train_ce:
+//!     kind: train
+//!     inputs: { data: digits, noise: noisy }
+//!     params: { method: ce }
+//!     matrix: { corruption: [uniform, flip], strength: [0.0, 0.5, 1.0], seed: [1, 2, 3] }
+//!   table1:
+//!     kind: tables
+//!     inputs: { runs: "train_ce[*]" } # ... or `stage[*]`: a whole matrix group
+//!     publish: results/tables     # copy the outputs here after a run or a restore
+//!     seed: 0                     # optional seed of a stage without a `seed` axis (default 0)
+//! profiles:                       # optional; `repro run --profile NAME`
+//!   tiny:
+//!     defaults: { train: { epochs: 1 } }
+//!     stages:
+//!       train_ce: { params: { lr: 0.05 }, matrix: { seed: [1] } }
+//!     disable: [table1]           # stages left out of this profile
+//! ```
+//!
+//! **Params** of a member are merged, later layers winning, deep-merging mappings:
+//! `defaults[kind]`, the profile's `defaults[kind]`, the stage's `params`, the profile's
+//! `stages.NAME.params`, then the member's matrix values. Defaults are keyed by kind
+//! (not global) because every kind rejects unknown params: a global default could only
+//! hold fields every kind accepts.
+//!
+//! **Matrix**: each axis value is set in the member's params under the axis name, except
+//! the axis `seed`, which becomes the member's seed (and must be a non-negative integer).
+//! Axis values are scalars. Members are named `stage[v1,v2,...,seed=N]` with values in
+//! axis declaration order, e.g. `train_glc[digits,flip,0.6,0.05,seed=1]`; a stage without
+//! a matrix has one member named like the stage. A profile replaces the list of an
+//! existing axis (it cannot add or remove axes: member names must stay comparable).
+//!
+//! **Inputs**: `name: up` binds to the members of `up` whose coordinates agree with this
+//! member's on every axis both stages have; exactly one must match. `name: "up[*]"` binds
+//! to all of them (at least one), in `up`'s member order. Every bound member reaches the
+//! stage with its own coordinates, so a table can group runs by them.
+//!
+//! **Publish**: `publish: DIR` (relative to the project) receives a copy of the stage's
+//! output files after it runs or is restored. A stage with several members publishes each
+//! under `DIR/<its matrix values>` (the bracketed part of its name).
+//!
+//! **Strictness**: unknown fields, unknown kinds, wrong types, duplicate keys, unknown
+//! inputs or profile entries, empty matrix axes, cycles and params a kind rejects are all
+//! errors naming the file, the line, the stage and the field (exit code 2). Syntax and
+//! type errors carry the line serde_yaml reports. Semantic errors (found after parsing)
+//! are located by [`locate`], which walks the block-style YAML text by indentation along
+//! the key path (`stages` > stage > field > ...) and returns the line of the deepest key
+//! it finds; inside flow mappings (`{ a: 1 }`) it stops at the enclosing key's line.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::SpecError;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// kind name -> params merged under every stage of that kind.
+    #[serde(default)]
+    pub defaults: OrderedMap<Map<String, Value>>,
+    pub stages: OrderedMap<StageSpec>,
+    #[serde(default)]
+    pub profiles: OrderedMap<ProfileSpec>,
+}
+
+/// One entry of `stages:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub kind: String,
+    /// input name -> `stage` or `stage[*]`.
+    #[serde(default)]
+    pub inputs: OrderedMap<String>,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// axis name -> values, in declaration order.
+    #[serde(default)]
+    pub matrix: OrderedMap<Vec<Value>>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub publish: Option<String>,
+}
+
+/// One entry of `profiles:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    #[serde(default)]
+    pub defaults: OrderedMap<Map<String, Value>>,
+    #[serde(default)]
+    pub stages: OrderedMap<StageOverride>,
+    #[serde(default)]
+    pub disable: Vec<String>,
+}
+
+/// What a profile may change in a stage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageOverride {
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    #[serde(default)]
+    pub matrix: OrderedMap<Vec<Value>>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// A mapping that keeps declaration order and rejects duplicate keys (serde_yaml would
+/// hand a plain map both entries and the last would silently win).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for OrderedMap<V> {
+    fn default() -> Self {
+        OrderedMap(Vec::new())
+    }
+}
+
+impl<V> OrderedMap<V> {
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = OrderedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OrderedMap::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out: Vec<(String, V)> = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if out.iter().any(|(e, _)| *e == k) {
+                        return Err(de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                    let v = map.next_value::<V>()?;
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+        }
+        d.deserialize_map(V2(PhantomData))
+    }
+}
+
+impl Spec {
+    /// Parses the text of `file`; errors carry the line and, when the path shows them,
+    /// the stage and the field.
+    pub fn parse(text: &str, file: &Path) -> Result<Spec, SpecError> {
+        serde_yaml::from_str::<Spec>(text).map_err(|e| yaml_error(&e, text, file))
+    }
+}
+
+/// Turns a serde_yaml error (`stages.x.params: unknown field `y`, expected ... at line 3
+/// column 5`) into a [`SpecError`] with the stage and the field pulled out of it.
+fn yaml_error(e: &serde_yaml::Error, text: &str, file: &Path) -> SpecError {
+    let full = e.to_string();
+    // serde_yaml appends " at line L column C"; the location is reported separately.
+    let msg = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full.clone(),
+    };
+    let (path, body) = match msg.split_once(": ") {
+        Some((p, b)) if !p.contains(' ') => (p.to_string(), b.to_string()),
+        _ => (String::new(), msg.clone()),
+    };
+    let segs: Vec<&str> = if path.is_empty() {
+        vec![]
+    } else {
+        path.split('.').collect()
+    };
+    let mut err = SpecError::new(file, body.clone());
+    let mut line = e.location().map(|l| l.line());
+    if segs.first() == Some(&"stages") && segs.len() >= 2 {
+        err = err.stage(strip_index(segs[1]));
+    } else if segs.first() == Some(&"profiles") && segs.len() >= 2 {
+        err.message = format!("profile `{}`: {}", strip_index(segs[1]), body);
+    }
+    let field = backticked_after(&body, "unknown field ")
+        .or_else(|| backticked_after(&body, "duplicate key "))
+        .or_else(|| backticked_after(&body, "missing field "));
+    let mut key_path: Vec<String> = segs.iter().map(|s| strip_index(s)).collect();
+    if let Some(dup) = backticked_after(&body, "duplicate key ") {
+        // serde_yaml points at the mapping; point at the second occurrence instead.
+        if path == "stages" {
+            err = err.stage(dup.clone());
+        } else {
+            err = err.field(dup.clone());
+        }
+        let from = line.unwrap_or(1).saturating_sub(1);
+        let hits: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, l)| key_matches(l.trim_start(), &dup))
+            .map(|(i, _)| i + 1)
+            .collect();
+        return err.line(hits.get(1).copied().or(line));
+    }
+    if let Some(f) = field {
+        key_path.push(f.clone());
+        err = err.field(f);
+    } else if segs.len() >= 3 {
+        err = err.field(segs[2..].join("."));
+    }
+    if line.is_none() {
+        let refs: Vec<&str> = key_path.iter().map(|s| s.as_str()).collect();
+        line = locate(text, &refs);
+    }
+    err.line(line)
+}
+
+fn strip_index(s: &str) -> String {
+    match s.find('[') {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// The first backticked word after `marker` in `s`.
+pub fn backticked_after(s: &str, marker: &str) -> Option<String> {
+    let rest = &s[s.find(marker)? + marker.len()..];
+    let rest = rest.strip_prefix('`')?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// The 1-based line of the deepest key of `path` found in block-style YAML `text`.
+///
+/// Walks down by indentation: the key `path[i]` is searched among the lines more
+/// indented than `path[i-1]`'s line, up to the first line indented as much or less.
+/// Returns the last key found (so an error on a field inside a flow mapping points at the
+/// line of the mapping's key), or None when even the first key is absent.
+pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0usize;
+    let mut parent_indent: isize = -1;
+    let mut found: Option<usize> = None;
+    for key in path {
+        let mut hit = None;
+        let mut child_indent: Option<usize> = None;
+        for (i, raw) in lines.iter().enumerate().skip(start) {
+            let line = strip_comment(raw);
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed == "---" {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if (indent as isize) <= parent_indent {
+                break;
+            }
+            let entry = trimmed.strip_prefix("- ").unwrap_or(trimmed);
+            if child_indent.is_none() {
+                child_indent = Some(indent);
+            }
+            if Some(indent) != child_indent && !trimmed.starts_with("- ") {
+                continue;
+            }
+            if key_matches(entry, key) {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        match hit {
+            Some((i, indent)) => {
+                found = Some(i + 1);
+                start = i + 1;
+                parent_indent = indent as isize;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+fn strip_comment(line: &str) -> &str {
+    // Good enough for keys: a ` #` outside quotes starts a comment.
+    match line.find(" #") {
+        Some(i) if !line[..i].contains('"') && !line[..i].contains('\'') => &line[..i],
+        _ => line,
+    }
+}
+
+fn key_matches(entry: &str, key: &str) -> bool {
+    for q in ["", "\"", "'"] {
+        let k = format!("{q}{key}{q}");
+        if let Some(rest) = entry.strip_prefix(&k) {
+            let rest = rest.trim_start();
+            if rest.starts_with(':') {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "pipeline.yaml";
+
+    fn parse(text: &str) -> Result<Spec, SpecError> {
+        Spec::parse(text, Path::new(FILE))
+    }
+
+    #[test]
+    fn unknown_field_names_line_stage_and_field() {
+        let text = "stages:\n  a:\n    kind: probe\n  b:\n    kind: probe\n    colour: red\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert_eq!(e.stage.as_deref(), Some("b"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("colour"), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("pipeline.yaml:6: stage `b`, field `colour`:"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn duplicate_stage_is_an_error_with_its_line() {
+        let text = "stages:\n  a:\n    kind: probe\n  a:\n    kind: probe\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains("duplicate key `a`"), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn duplicate_matrix_axis_is_an_error() {
+        let text =
+            "stages:\n  a:\n    kind: probe\n    matrix:\n      seed: [1]\n      seed: [2]\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains("duplicate key `seed`"), "{e}");
+        assert_eq!(e.stage.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_with_its_line() {
+        let text = "stages:\n  a:\n    kind: probe\n    seed: many\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert_eq!(e.stage.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn order_of_stages_and_axes_is_kept() {
+        let text = "stages:\n  z:\n    kind: probe\n    matrix: { b: [1], a: [2] }\n  y:\n    kind: probe\n";
+        let s = parse(text).unwrap();
+        assert_eq!(s.stages.keys().cloned().collect::<Vec<_>>(), ["z", "y"]);
+        let z = s.stages.get("z").unwrap();
+        assert_eq!(z.matrix.keys().cloned().collect::<Vec<_>>(), ["b", "a"]);
+    }
+
+    #[test]
+    fn locate_walks_by_indentation() {
+        let text = "# c\nstages:\n  a:\n    kind: probe\n    params:\n      value: x\n  b:\n    kind: probe\n    params: { value: y }\n    inputs:\n      up: a\n";
+        assert_eq!(locate(text, &["stages"]), Some(2));
+        assert_eq!(locate(text, &["stages", "a", "params", "value"]), Some(6));
+        assert_eq!(locate(text, &["stages", "b", "kind"]), Some(8));
+        assert_eq!(locate(text, &["stages", "b", "params", "value"]), Some(9));
+        assert_eq!(locate(text, &["stages", "b", "inputs", "up"]), Some(11));
+        // `value` under stage a is not found when looking under b.
+        assert_eq!(locate(text, &["stages", "b", "value"]), Some(7));
+    }
+}

@@ -1,0 +1,612 @@
+//! Cache and CLI rules, each checked by running the built `repro` binary on a small
+//! pipeline of `probe` stages in a temporary project.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+struct Proj {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Proj {
+    fn new(yaml: &str) -> Proj {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("project");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = Proj { _tmp: tmp, dir };
+        p.write(yaml);
+        p
+    }
+
+    fn at(dir: &Path, tmp: tempfile::TempDir) -> Proj {
+        Proj {
+            _tmp: tmp,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn write(&self, yaml: &str) {
+        std::fs::write(self.dir.join("pipeline.yaml"), yaml).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_repro"));
+        c.current_dir(&self.dir)
+            .args(args)
+            .env_remove("REPRO_TEST_KIND_VERSIONS");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "repro {args:?} failed ({:?}):\n{}\n{}",
+            o.status.code(),
+            out(&o),
+            err(&o)
+        );
+        out(&o)
+    }
+
+    fn lock(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("pipeline.lock")).unwrap()
+    }
+
+    fn lock_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.lock()).unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> (Child, Receiver<String>) {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(l) = line else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.dir.join("results/.runs/runs")
+    }
+
+    fn count(&self, sub: &str) -> usize {
+        std::fs::read_dir(self.dir.join("results/.runs").join(sub))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Members a `repro run` started, from its plain output.
+fn ran(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run      "))
+        .map(|r| r.split("  ").next().unwrap().to_string())
+        .collect()
+}
+
+fn restored(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("restore  "))
+        .map(|r| r.split("  ").next().unwrap().to_string())
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The step recorded in any checkpoint (the largest).
+fn checkpoint_step(p: &Proj) -> u64 {
+    let mut best = 0;
+    if let Ok(rd) = std::fs::read_dir(p.dir.join("results/.runs/checkpoints")) {
+        for e in rd.flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("step")) {
+                best = best.max(s.trim().parse().unwrap_or(0));
+            }
+        }
+    }
+    best
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: signalling a process this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+const CHAIN: &str = "\
+stages:
+  a:
+    kind: probe
+    params: { value: x, note: n1 }
+  b:
+    kind: probe
+    inputs: { up: a }
+    params: { value: b }
+  c:
+    kind: probe
+    params: { value: c }
+";
+
+#[test]
+fn params_change_invalidates_stage() {
+    let p = Proj::new(CHAIN);
+    let mut first = ran(&p.ok(&["run", "-j", "1"]));
+    first.sort();
+    assert_eq!(first, ["a", "b", "c"]);
+    p.write(&CHAIN.replace("value: x", "value: y"));
+    assert_eq!(p.run(&["status"]).status.code(), Some(1));
+    let why = p.ok(&["why", "a"]);
+    assert!(why.contains("param value: \"x\" -> \"y\""), "{why}");
+    assert_eq!(ran(&p.ok(&["run"])), ["a", "b"]);
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+}
+
+#[test]
+fn unrelated_stage_stays_fresh() {
+    let p = Proj::new(CHAIN);
+    p.ok(&["run"]);
+    p.write(&CHAIN.replace("value: c", "value: c2"));
+    assert_eq!(ran(&p.ok(&["run"])), ["c"]);
+}
+
+#[test]
+fn identical_upstream_output_keeps_downstream_fresh() {
+    let p = Proj::new(CHAIN);
+    p.ok(&["run"]);
+    // `note` changes a's fingerprint but not its output bytes.
+    p.write(&CHAIN.replace("note: n1", "note: n2"));
+    let s = p.ok(&["run"]);
+    assert_eq!(ran(&s), ["a"], "{s}");
+    assert!(s.contains("0 restored, 2 fresh"), "{s}");
+}
+
+#[test]
+fn version_bump_invalidates_only_that_kind() {
+    let p = Proj::new(CHAIN);
+    p.ok(&["run"]);
+    let status = |versions: &str| {
+        p.cmd(&["status"])
+            .env("REPRO_TEST_KIND_VERSIONS", versions)
+            .output()
+            .unwrap()
+    };
+    // Another kind's version: every probe stays fresh.
+    assert_eq!(status("train=99").status.code(), Some(0));
+    // The probe's version: every probe stage is stale.
+    let o = status("probe=99");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("run      a") && out(&o).contains("run      c"),
+        "{}",
+        out(&o)
+    );
+    let o = p
+        .cmd(&["why", "c"])
+        .env("REPRO_TEST_KIND_VERSIONS", "probe=99")
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("version of probe: 1 -> 99"), "{}", out(&o));
+}
+
+#[test]
+fn reverting_params_restores_previous_run_without_running() {
+    let yaml = format!("{CHAIN}    publish: out/c\n");
+    let p = Proj::new(&yaml);
+    p.ok(&["run"]);
+    let lock_x = p.lock();
+    p.write(&yaml.replace("value: c", "value: c2"));
+    p.ok(&["run"]);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("out/c/value.txt")).unwrap(),
+        "c2"
+    );
+    p.write(&yaml);
+    let s = p.ok(&["run"]);
+    assert!(ran(&s).is_empty(), "{s}");
+    assert_eq!(restored(&s), ["c"]);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("out/c/value.txt")).unwrap(),
+        "c"
+    );
+    assert_eq!(p.lock(), lock_x, "the lock is back to the first run's");
+}
+
+#[test]
+fn missing_output_invalidates_stage() {
+    let yaml = format!("{CHAIN}    publish: out/c\n");
+    let p = Proj::new(&yaml);
+    p.ok(&["run"]);
+    let lock = p.lock_json();
+    let fp = lock["profiles"]["default"]["a"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(p.runs_dir().join(&fp).join("out/value.txt")).unwrap();
+    let o = p.run(&["status"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("run      a  (run: outputs missing from the store)"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(ran(&p.ok(&["run"])), ["a"]);
+    // A deleted published copy is restored from the store, without running.
+    std::fs::remove_file(p.dir.join("out/c/value.txt")).unwrap();
+    let s = p.ok(&["run"]);
+    assert!(ran(&s).is_empty() && restored(&s) == ["c"], "{s}");
+    assert!(p.dir.join("out/c/value.txt").exists());
+}
+
+#[test]
+fn verify_detects_corrupted_output() {
+    let yaml = format!("{CHAIN}    publish: out/c\n");
+    let p = Proj::new(&yaml);
+    p.ok(&["run"]);
+    p.ok(&["verify"]);
+    let fp = p.lock_json()["profiles"]["default"]["b"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let f = p.runs_dir().join(&fp).join("out/value.txt");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[0] ^= 1; // same size, other content
+    std::fs::write(&f, &bytes).unwrap();
+    let o = p.run(&["verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains(&fp), "{}", err(&o));
+    // Corrupt a published copy too.
+    let p2 = Proj::new(&yaml);
+    p2.ok(&["run"]);
+    std::fs::write(p2.dir.join("out/c/value.txt"), "C").unwrap();
+    let o = p2.run(&["verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("out/c/value.txt"), "{}", err(&o));
+}
+
+const SLOW: &str = "\
+stages:
+  fast:
+    kind: probe
+    params: { value: f }
+  slow:
+    kind: probe
+    inputs: { up: fast }
+    params: { value: s, steps: 40, sleep_ms: 50 }
+    publish: out/slow
+";
+
+#[test]
+fn crash_publishes_nothing() {
+    let p = Proj::new(SLOW);
+    let (mut child, lines) = p.spawn(&["run", "-v"]);
+    // Find the pid of the slow stage's process.
+    let mut pid = None;
+    let t = Instant::now();
+    while pid.is_none() {
+        let l = lines.recv_timeout(Duration::from_secs(20)).expect("a line");
+        if let Some(rest) = l.strip_prefix("run      slow  (") {
+            pid = rest
+                .split("pid ")
+                .nth(1)
+                .map(|s| s.trim_end_matches(')').parse::<u32>().unwrap());
+        }
+        assert!(t.elapsed() < Duration::from_secs(20));
+    }
+    wait_for("a checkpoint", Duration::from_secs(20), || {
+        checkpoint_step(&p) >= 2
+    });
+    signal(pid.unwrap(), libc::SIGKILL);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    // Nothing of the killed stage is published: not in the store, not in the lock, not copied.
+    let lock = p.lock_json();
+    assert!(lock["profiles"]["default"].get("slow").is_none());
+    assert!(lock["profiles"]["default"].get("fast").is_some());
+    assert_eq!(p.count("runs"), 1);
+    assert_eq!(p.count("staging"), 0);
+    assert!(!p.dir.join("out/slow").exists());
+    let s = p.ok(&["run"]);
+    assert_eq!(ran(&s), ["slow"]);
+    assert!(s.contains("resumed from step"), "{s}");
+    p.ok(&["verify"]);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("out/slow/value.txt")).unwrap(),
+        "s\nf"
+    );
+    assert_eq!(p.count("checkpoints"), 0, "checkpoint removed on success");
+}
+
+#[test]
+fn interrupted_stage_resumes_from_checkpoint() {
+    let p = Proj::new(SLOW);
+    let (mut child, _lines) = p.spawn(&["run"]);
+    wait_for("a checkpoint", Duration::from_secs(20), || {
+        checkpoint_step(&p) >= 3
+    });
+    signal(child.id(), libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let k = checkpoint_step(&p);
+    assert!((3..40).contains(&k), "stopped at step {k}");
+    assert!(p.lock_json()["profiles"]["default"].get("slow").is_none());
+    assert!(!p.dir.join("out/slow").exists());
+    assert_eq!(p.count("staging"), 0);
+    assert!(
+        !p.dir.join("results/.runs/lock").exists(),
+        "the project lock is released"
+    );
+    let s = p.ok(&["run"]);
+    assert!(s.contains(&format!("slow: resumed from step {k}")), "{s}");
+    assert_eq!(ran(&s), ["slow"]);
+}
+
+#[test]
+fn second_run_leaves_lock_byte_identical() {
+    let p = Proj::new(&format!("{CHAIN}    publish: out/c\n"));
+    p.ok(&["run"]);
+    let lock = p.lock();
+    let mtime = std::fs::metadata(p.dir.join("pipeline.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let s = p.ok(&["run"]);
+    assert!(s.contains("0 ran, 0 restored, 3 fresh"), "{s}");
+    assert_eq!(p.lock(), lock);
+    assert_eq!(
+        std::fs::metadata(p.dir.join("pipeline.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime,
+        "not rewritten"
+    );
+    let text = String::from_utf8(lock).unwrap();
+    assert!(
+        !text.contains(p.dir.to_str().unwrap()),
+        "no absolute paths in the lock"
+    );
+}
+
+#[test]
+fn concurrent_run_is_refused() {
+    let p = Proj::new(SLOW);
+    let (mut first, _lines) = p.spawn(&["run"]);
+    wait_for("the first run to start", Duration::from_secs(20), || {
+        checkpoint_step(&p) >= 1
+    });
+    let o = p.run(&["run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains(&format!("another `repro run` (pid {})", first.id())),
+        "{}",
+        err(&o)
+    );
+    assert!(first.wait().unwrap().success());
+    p.ok(&["run"]);
+}
+
+#[test]
+fn stale_lock_from_killed_process_is_cleared() {
+    let p = Proj::new(CHAIN);
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::create_dir_all(p.dir.join("results/.runs/staging/leftover.1/out")).unwrap();
+    std::fs::write(p.dir.join("results/.runs/lock"), format!("{pid}\n")).unwrap();
+    assert_eq!(ran(&p.ok(&["run"])).len(), 3);
+    assert!(!p.dir.join("results/.runs/lock").exists());
+    assert_eq!(p.count("staging"), 0, "leftover staging dirs are removed");
+}
+
+#[test]
+fn cycle_error_names_the_cycle() {
+    let p = Proj::new(
+        "stages:\n  a:\n    kind: probe\n    inputs: { x: b }\n  b:\n    kind: probe\n    inputs:\n      x: a\n",
+    );
+    let o = p.run(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = err(&o);
+    assert!(e.contains("cycle: a -> b -> a"), "{e}");
+    assert!(
+        e.contains("pipeline.yaml:4: stage `a`, field `inputs.x`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_field_error_names_line_and_stage() {
+    let p = Proj::new("stages:\n  a:\n    kind: probe\n  b:\n    kind: probe\n    colour: red\n");
+    let o = p.run(&["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("pipeline.yaml:6: stage `b`, field `colour`: unknown field `colour`"),
+        "{}",
+        err(&o)
+    );
+    // Inside a kind's params.
+    p.write("stages:\n  a:\n    kind: probe\n    params:\n      value: x\n      colour: red\n");
+    let o = p.run(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("pipeline.yaml:6: stage `a`, field `params.colour`"),
+        "{}",
+        err(&o)
+    );
+    // Unknown kind, unknown input, empty axis.
+    p.write("stages:\n  a:\n    kind: probe\n  b:\n    kind: probe\n    inputs: { x: zz }\n");
+    let o = p.run(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains(
+            "pipeline.yaml:6: stage `b`, field `inputs.x`: input `x` names unknown stage `zz`"
+        ),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn keep_going_skips_only_dependents() {
+    let yaml = "\
+stages:
+  bad:
+    kind: probe
+    params: { fail_at_step: 0 }
+  child:
+    kind: probe
+    inputs: { up: bad }
+  other:
+    kind: probe
+    params: { value: o }
+";
+    let p = Proj::new(yaml);
+    let o = p.run(&["run", "-j", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("FAILED   bad: ") && err(&o).contains("probe asked to fail at step 0"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        ran(&out(&o)),
+        ["bad"],
+        "without --keep-going nothing new starts"
+    );
+    let o = p.run(&["run", "-j", "1", "--keep-going"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(ran(&out(&o)), ["bad", "other"]);
+    assert!(out(&o).contains("1 failed, 1 not run"), "{}", out(&o));
+    assert_eq!(p.count("staging"), 0);
+}
+
+#[test]
+fn adding_a_seed_runs_only_that_seed() {
+    let yaml = "\
+stages:
+  data:
+    kind: probe
+  train:
+    kind: probe
+    inputs: { data: data }
+    matrix: { value: [u, f], seed: [1, 2] }
+  table:
+    kind: probe
+    inputs: { runs: \"train[*]\" }
+";
+    let p = Proj::new(yaml);
+    assert_eq!(ran(&p.ok(&["run"])).len(), 6);
+    p.write(&yaml.replace("seed: [1, 2]", "seed: [1, 2, 3]"));
+    let mut r = ran(&p.ok(&["run"]));
+    r.sort();
+    assert_eq!(r, ["table", "train[f,seed=3]", "train[u,seed=3]"]);
+    // Running one member by name runs it with its upstream only.
+    p.write(&yaml.replace("value: [u, f]", "value: [u, f, g]"));
+    let r = ran(&p.ok(&["run", "train[g,seed=2]"]));
+    assert_eq!(r, ["train[g,seed=2]"]);
+}
+
+#[test]
+fn moving_the_project_keeps_everything_fresh() {
+    let p = Proj::new(&format!("{CHAIN}    publish: out/c\n"));
+    p.ok(&["run"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let moved = tmp.path().join("elsewhere");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&p.dir)
+        .arg(&moved)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(&p.dir).unwrap();
+    let q = Proj::at(&moved, tmp);
+    let o = q.run(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let s = q.ok(&["run"]);
+    assert!(s.contains("0 ran, 0 restored, 3 fresh"), "{s}");
+    q.ok(&["verify"]);
+}
+
+#[test]
+fn profiles_dry_run_dag_and_gc() {
+    let yaml = format!(
+        "{CHAIN}profiles:\n  small:\n    stages:\n      a: {{ params: {{ value: z }} }}\n    disable: [c]\n"
+    );
+    let p = Proj::new(&yaml);
+    let s = p.ok(&["run", "--dry-run"]);
+    assert!(
+        s.contains("run      a  (run: never run)") && s.contains("pending  b"),
+        "{s}"
+    );
+    assert!(
+        !p.dir.join("pipeline.lock").exists(),
+        "a dry run writes nothing"
+    );
+    p.ok(&["run"]);
+    let s = p.ok(&["run", "--profile", "small"]);
+    assert_eq!(ran(&s), ["a", "b"]);
+    let lock = p.lock_json();
+    assert_eq!(lock["profiles"]["small"].as_object().unwrap().len(), 2);
+    assert!(p.ok(&["dag", "--dot"]).contains("\"a\" -> \"b\";"));
+    // gc keeps what any profile of the lock uses.
+    assert_eq!(p.count("runs"), 5);
+    p.ok(&["gc"]);
+    assert_eq!(p.count("runs"), 5);
+    p.write(&CHAIN.replace("value: c", "value: c2"));
+    p.ok(&["run"]);
+    assert_eq!(p.count("runs"), 6);
+    p.ok(&["gc"]);
+    assert_eq!(p.count("runs"), 5);
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+    let o = p.run(&["run", "--profile", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn two_stages_with_the_same_key_run_once() {
+    // `a` and `b` compute the same thing: one runs, the other is restored from it.
+    let p = Proj::new(
+        "stages:\n  a:\n    kind: probe\n    params: { value: same, steps: 3, sleep_ms: 20 }\n  b:\n    kind: probe\n    params: { value: same, steps: 3, sleep_ms: 20 }\n",
+    );
+    let s = p.ok(&["run", "-j", "2"]);
+    assert_eq!(ran(&s).len(), 1, "{s}");
+    assert_eq!(restored(&s).len(), 1, "{s}");
+    assert_eq!(p.count("runs"), 1);
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+}
