@@ -58,7 +58,11 @@ pub fn dead_url(name: &str) -> String {
     format!("http://127.0.0.1:{port}/range/{name}")
 }
 
-fn handle(stream: TcpStream, files: &HashMap<String, Vec<u8>>, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
+fn handle(
+    stream: TcpStream,
+    files: &HashMap<String, Vec<u8>>,
+    log: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut r = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
@@ -83,7 +87,9 @@ fn handle(stream: TcpStream, files: &HashMap<String, Vec<u8>>, log: &Mutex<Vec<S
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (route, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let Some(body) = files.get(name) else {
-        return w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return w.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     };
     let head = |status: &str, len: usize, extra: &str| {
         format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n{extra}Connection: close\r\n\r\n")
