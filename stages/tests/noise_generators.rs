@@ -245,9 +245,9 @@ fn hierarchical_noise_never_leaves_the_superclass() {
         ("t", "id"),
     )
     .unwrap();
-    for i in 0..y.len() {
-        assert_eq!(nl.noisy[i] / 5, y[i] / 5, "example {i} left its superclass");
-        assert_ne!(nl.noisy[i], y[i]);
+    for (i, (&noisy, &clean)) in nl.noisy.iter().zip(&y).enumerate() {
+        assert_eq!(noisy / 5, clean / 5, "example {i} left its superclass");
+        assert_ne!(noisy, clean);
     }
     // p spread evenly over the 4 siblings.
     assert_eq!(nl.true_c.at(0, 1), 0.25);

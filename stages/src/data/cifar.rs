@@ -179,10 +179,12 @@ pub fn read_tar(v: Variant, tar_stream: impl Read) -> Result<Dataset> {
     };
     let mut train = new_split();
     for m in v.train_members() {
-        parse_records(v, &got[*m], m, &mut train)?;
+        let b = got.remove(*m).unwrap_or_default();
+        parse_records(v, &b, m, &mut train)?;
     }
     let mut test = new_split();
-    parse_records(v, &got[v.test_member()], v.test_member(), &mut test)?;
+    let b = got.remove(v.test_member()).unwrap_or_default();
+    parse_records(v, &b, v.test_member(), &mut test)?;
     let (class_names, num_coarse, notes) = match v {
         Variant::Cifar10 => (
             names(&got["batches.meta.txt"], "batches.meta.txt", 10)?,

@@ -10,7 +10,8 @@
 //!    A mirror is a URL (`https://`, `http://`, `file://`) or a plain path; a URL or path
 //!    that ends in `/` is a base to which the file name is appended; `file://rel/path` and
 //!    relative paths resolve against the project directory.
-//! 3. Bytes stream into `<dir>/<name>.part` and are hashed (SHA-256 and MD5) as they
+//! 3. Bytes stream into `<dir>/<name>.part` (a private temporary name for local
+//!    sources, which need no resume) and are hashed (SHA-256 and MD5) as they
 //!    arrive; progress goes to the stage's progress sink (phase `download`, unit `bytes`,
 //!    total = the length the server announced). A `.part` left by an interrupted transfer
 //!    is resumed with an HTTP `Range` request; a server that answers 206 appends, one that
@@ -283,20 +284,30 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
             if !live[i] {
                 continue;
             }
-            let res = match resolve(src, &spec.name, &opts.project_dir) {
-                Ok(path) => copy_local(&path, &part, opts),
-                Err(url) => http_get(&agent, &url, &part, opts),
+            // A local copy needs no resume, so it goes to a private temporary name: two
+            // stages reading the same file at once cannot interleave their writes.
+            let (res, tmp) = match resolve(src, &spec.name, &opts.project_dir) {
+                Ok(path) => {
+                    let tmp = opts.dir.join(format!(
+                        "{}.{}.{}.copy",
+                        spec.name,
+                        std::process::id(),
+                        unique()
+                    ));
+                    (copy_local(&path, &tmp, opts), tmp)
+                }
+                Err(url) => (http_get(&agent, &url, &part, opts), part.clone()),
             };
             let failure = match res {
-                Ok(d) => match verify(spec, &part, &d) {
+                Ok(d) => match verify(spec, &tmp, &d) {
                     Ok(None) => {
-                        std::fs::rename(&part, &dest).with_context(|| {
-                            format!("renaming {} to {}", part.display(), dest.display())
+                        std::fs::rename(&tmp, &dest).with_context(|| {
+                            format!("renaming {} to {}", tmp.display(), dest.display())
                         })?;
                         return Ok(dest);
                     }
                     Ok(Some(why)) => {
-                        let _ = std::fs::remove_file(&part);
+                        let _ = std::fs::remove_file(&tmp);
                         Failure::Fatal(anyhow!(
                             "checksum mismatch for {} from {src}: {why}; nothing was kept",
                             spec.name
@@ -304,7 +315,12 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
                     }
                     Err(e) => Failure::Fatal(e),
                 },
-                Err(f) => f,
+                Err(f) => {
+                    if tmp != part {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    f
+                }
             };
             match failure {
                 Failure::Fatal(e) => return Err(e),
@@ -323,6 +339,12 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
         dest.display(),
         spec.expected()
     )
+}
+
+/// A number unique within this process.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {

@@ -7,6 +7,7 @@
 //! * `wrong`: the right length, wrong bytes;
 //! * `slow`: sends the headers, then stalls for 5 s before the body;
 //! * anything else, or an unknown name: 404.
+//!
 //! Every request line (with its Range header, if any) is logged for the tests to inspect.
 
 #![allow(dead_code)]
