@@ -387,3 +387,50 @@ fn download_kind_rejects_misplaced_params() {
         .validate(&serde_json::json!({"dataset": "digits", "typo": 1}))
         .is_err());
 }
+
+#[test]
+fn download_kind_default_digits_runs_offline_from_the_project() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (dl, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stop = AtomicBool::new(false);
+    let params = serde_json::json!({"dataset": "digits", "test_size": 300, "split_seed": 4});
+    Kind::Download
+        .run(
+            &params,
+            &ctx(&repo, dl.path(), out.path(), &NoProgress, &stop),
+        )
+        .unwrap();
+    let ds = repro_stages::data::dataset::Dataset::load(out.path()).unwrap();
+    assert_eq!((ds.meta.train_len, ds.meta.test_len), (1497, 300));
+    assert_eq!(ds.meta.identity, repro_stages::data::digits::RAW_SHA256);
+    // Only the verified file is left in the cache.
+    let names: Vec<String> = std::fs::read_dir(dl.path().join("digits"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["digits.csv.gz"]);
+}
+
+#[test]
+fn download_kind_clothing1m_checks_the_hand_placed_root() {
+    let (dl, out, root) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let stop = AtomicBool::new(false);
+    let params = serde_json::json!({"dataset": "clothing1m", "root": root.path()});
+    let err = format!(
+        "{:#}",
+        Kind::Download
+            .run(
+                &params,
+                &ctx(root.path(), dl.path(), out.path(), &NoProgress, &stop)
+            )
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("category_names_eng.txt is missing") && err.contains("ask its authors"),
+        "{err}"
+    );
+}
