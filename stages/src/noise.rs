@@ -7,14 +7,36 @@
 //!   into the train split), `true_c` and `realized_c` (F64 `[K, K]`, row = true class,
 //!   column = observed class; `realized_c` is measured on the untrusted examples).
 //! * `noise.json`: [`NoiseMeta`].
+//!
+//! Generators (row = true class, column = observed class; K classes, strength p):
+//! * GLC (Hendrycks et al. 2018, `mmazeika/glc`), each untrusted label resampled from row
+//!   `C[y]`: [`uniform_mix_c`] `p/K·11ᵀ + (1−p)I` (flip rate p(K−1)/K); [`flip_c`]
+//!   diagonal 1−p and mass p on one seeded random other class per row; [`hierarchical_c`]
+//!   (CIFAR-100) p spread evenly over the other fine classes of the same superclass.
+//! * The official MLC code (Wang et al. 2020; mlc-glc notes §2.2), exact counts per
+//!   class: of the `n_c` untrusted examples of class c, exactly `round(p·n_c)` are chosen
+//!   (seeded) and relabelled. [`Corruption::MlcUniform`]: from a shuffled list holding
+//!   every class equally often (`m/K` each; when K does not divide m the remaining
+//!   `m mod K` entries are distinct random classes), so a share 1/K keeps its label;
+//!   expected C = `uniform_mix_c(K, p)`. [`Corruption::MlcSymmetric`]: each chosen example
+//!   gets an independent uniformly random *other* class; expected C = [`symmetric_c`].
+//!   [`Corruption::MlcPair`] ("flip to one"): all chosen examples of class c go to one
+//!   seeded random other class t(c) (t need not be a permutation); C = [`pair_c`].
+//!
+//! Randomness: one `ChaCha8Rng::seed_from_u64(seed)` per purpose, told apart by its
+//! stream ([`STREAM_TRUSTED`], [`STREAM_MATRIX`], [`STREAM_LABELS`]), so the trusted subset
+//! does not depend on the corruption, and a seed gives the same bytes everywhere.
 
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::{read_u32, u32_bytes};
+use crate::data::split;
 
 pub const TENSORS_FILE: &str = "noise.safetensors";
 pub const META_FILE: &str = "noise.json";
@@ -45,7 +67,10 @@ pub struct Matrix {
 
 impl Matrix {
     pub fn zeros(k: usize) -> Matrix {
-        Matrix { k, data: vec![0.0; k * k] }
+        Matrix {
+            k,
+            data: vec![0.0; k * k],
+        }
     }
     pub fn identity(k: usize) -> Matrix {
         let mut m = Matrix::zeros(k);
@@ -65,12 +90,23 @@ impl Matrix {
     }
     /// Frobenius norm of `self - other`.
     pub fn frobenius_distance(&self, other: &Matrix) -> f64 {
-        self.data.iter().zip(&other.data).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt()
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt()
     }
     /// Mean over rows of the L1 distance between corresponding rows.
     pub fn mean_row_l1_distance(&self, other: &Matrix) -> f64 {
         (0..self.k)
-            .map(|i| self.row(i).iter().zip(other.row(i)).map(|(a, b)| (a - b).abs()).sum::<f64>())
+            .map(|i| {
+                self.row(i)
+                    .iter()
+                    .zip(other.row(i))
+                    .map(|(a, b)| (a - b).abs())
+                    .sum::<f64>()
+            })
             .sum::<f64>()
             / self.k as f64
     }
@@ -98,11 +134,31 @@ impl NoisyLabels {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let k = self.true_c.k;
-        let f64b = |m: &Matrix| m.data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f64b = |m: &Matrix| {
+            m.data
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
         let owned: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            ("noisy", Dtype::U32, vec![self.noisy.len()], u32_bytes(&self.noisy)),
-            ("clean", Dtype::U32, vec![self.clean.len()], u32_bytes(&self.clean)),
-            ("trusted", Dtype::U32, vec![self.trusted.len()], u32_bytes(&self.trusted)),
+            (
+                "noisy",
+                Dtype::U32,
+                vec![self.noisy.len()],
+                u32_bytes(&self.noisy),
+            ),
+            (
+                "clean",
+                Dtype::U32,
+                vec![self.clean.len()],
+                u32_bytes(&self.clean),
+            ),
+            (
+                "trusted",
+                Dtype::U32,
+                vec![self.trusted.len()],
+                u32_bytes(&self.trusted),
+            ),
             ("true_c", Dtype::F64, vec![k, k], f64b(&self.true_c)),
             ("realized_c", Dtype::F64, vec![k, k], f64b(&self.realized_c)),
         ];
@@ -111,22 +167,40 @@ impl NoisyLabels {
             .map(|(n, dt, s, b)| Ok((*n, TensorView::new(*dt, s.clone(), b)?)))
             .collect::<Result<_>>()?;
         safetensors::serialize_to_file(views, None, &dir.join(TENSORS_FILE))?;
-        std::fs::write(dir.join(META_FILE), serde_json::to_string_pretty(&self.meta)? + "\n")?;
+        std::fs::write(
+            dir.join(META_FILE),
+            serde_json::to_string_pretty(&self.meta)? + "\n",
+        )?;
         Ok(())
     }
 
     pub fn load(dir: &Path) -> Result<NoisyLabels> {
         let mp = dir.join(META_FILE);
-        let meta: NoiseMeta = serde_json::from_slice(&std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?)
-            .with_context(|| format!("parsing {}", mp.display()))?;
+        let meta: NoiseMeta = serde_json::from_slice(
+            &std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?,
+        )
+        .with_context(|| format!("parsing {}", mp.display()))?;
         let tp = dir.join(TENSORS_FILE);
         let bytes = std::fs::read(&tp).with_context(|| format!("reading {}", tp.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("parsing {}", tp.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("parsing {}", tp.display()))?;
         let k = meta.num_classes;
         let mat = |name: &str| -> Result<Matrix> {
             let t = st.tensor(name)?;
-            ensure!(t.shape() == [k, k], "{}: {name} has shape {:?}, expected [{k}, {k}]", tp.display(), t.shape());
-            Ok(Matrix { k, data: t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect() })
+            ensure!(
+                t.shape() == [k, k],
+                "{}: {name} has shape {:?}, expected [{k}, {k}]",
+                tp.display(),
+                t.shape()
+            );
+            Ok(Matrix {
+                k,
+                data: t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            })
         };
         let nl = NoisyLabels {
             noisy: read_u32(st.tensor("noisy")?.data()),
@@ -136,7 +210,372 @@ impl NoisyLabels {
             realized_c: mat("realized_c")?,
             meta,
         };
-        ensure!(nl.noisy.len() == nl.clean.len(), "{}: noisy and clean label counts differ", tp.display());
+        ensure!(
+            nl.noisy.len() == nl.clean.len(),
+            "{}: noisy and clean label counts differ",
+            tp.display()
+        );
         Ok(nl)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Generators
+// ---------------------------------------------------------------------------------------
+
+/// RNG stream for drawing the trusted subset.
+pub const STREAM_TRUSTED: u64 = 1;
+/// RNG stream for random parts of C (flip targets, pair targets).
+pub const STREAM_MATRIX: u64 = 2;
+/// RNG stream for relabelling examples.
+pub const STREAM_LABELS: u64 = 3;
+
+/// `ChaCha8Rng::seed_from_u64(seed)` on `stream`.
+pub fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
+}
+
+/// A corruption, as named in params.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corruption {
+    /// GLC `uniform_mix`.
+    Uniform,
+    /// GLC `flip_labels`.
+    Flip,
+    /// GLC CIFAR-100 hierarchical (needs coarse labels).
+    Hierarchical,
+    /// MLC code type 1: exact-count uniform.
+    MlcUniform,
+    /// MLC code type 2 (`flip`): symmetric, excluding the true class, exact counts.
+    MlcSymmetric,
+    /// MLC code type 3 (`flip_to_one`): pair noise, exact counts.
+    MlcPair,
+}
+
+impl Corruption {
+    pub fn name(self) -> &'static str {
+        match self {
+            Corruption::Uniform => "uniform",
+            Corruption::Flip => "flip",
+            Corruption::Hierarchical => "hierarchical",
+            Corruption::MlcUniform => "mlc_uniform",
+            Corruption::MlcSymmetric => "mlc_symmetric",
+            Corruption::MlcPair => "mlc_pair",
+        }
+    }
+}
+
+/// GLC `uniform_mix_C`: `p/K·11ᵀ + (1−p)I`.
+pub fn uniform_mix_c(k: usize, p: f64) -> Matrix {
+    let mut m = Matrix {
+        k,
+        data: vec![p / k as f64; k * k],
+    };
+    for i in 0..k {
+        m.data[i * k + i] += 1.0 - p;
+    }
+    m
+}
+
+/// Diagonal `1−p`, every other entry `p/(K−1)` (symmetric noise excluding the true class).
+pub fn symmetric_c(k: usize, p: f64) -> Matrix {
+    let mut m = Matrix {
+        k,
+        data: vec![if k > 1 { p / (k - 1) as f64 } else { 0.0 }; k * k],
+    };
+    for i in 0..k {
+        m.data[i * k + i] = if k > 1 { 1.0 - p } else { 1.0 };
+    }
+    m
+}
+
+/// Diagonal `1−p`, `p` at `(c, targets[c])` (`targets[c] != c`).
+pub fn pair_c(targets: &[usize], p: f64) -> Matrix {
+    let k = targets.len();
+    let mut m = Matrix::identity(k);
+    for (c, &t) in targets.iter().enumerate() {
+        m.set(c, c, 1.0 - p);
+        m.set(c, t, m.at(c, t) + p);
+    }
+    m
+}
+
+/// A uniformly random class other than `c` in `0..k` (`k ≥ 2`).
+pub fn other_class(c: usize, k: usize, rng: &mut ChaCha8Rng) -> usize {
+    let j = rng.random_range(0..k - 1);
+    if j >= c {
+        j + 1
+    } else {
+        j
+    }
+}
+
+/// One random other class per class, drawn in class order.
+pub fn random_targets(k: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    (0..k).map(|c| other_class(c, k, rng)).collect()
+}
+
+/// GLC `flip_labels_C`: diagonal `1−p`, mass `p` on one random other class per row.
+pub fn flip_c(k: usize, p: f64, rng: &mut ChaCha8Rng) -> Matrix {
+    pair_c(&random_targets(k, rng), p)
+}
+
+/// The superclass of each fine class, read off (fine, coarse) label pairs. Errors when a
+/// fine class appears with two superclasses or never appears.
+pub fn fine_to_coarse(fine: &[u32], coarse: &[u32], k: usize) -> Result<Vec<u32>> {
+    ensure!(
+        fine.len() == coarse.len(),
+        "{} fine labels but {} coarse labels",
+        fine.len(),
+        coarse.len()
+    );
+    let mut map: Vec<Option<u32>> = vec![None; k];
+    for (&f, &c) in fine.iter().zip(coarse) {
+        match map[f as usize] {
+            None => map[f as usize] = Some(c),
+            Some(prev) if prev != c => {
+                bail!("fine class {f} appears under superclasses {prev} and {c}")
+            }
+            _ => {}
+        }
+    }
+    map.iter()
+        .enumerate()
+        .map(|(f, c)| {
+            c.with_context(|| format!("fine class {f} never appears, its superclass is unknown"))
+        })
+        .collect()
+}
+
+/// GLC hierarchical C: diagonal `1−p`, `p/(s−1)` on the other `s−1` fine classes of the
+/// same superclass. A fine class alone in its superclass keeps its label.
+pub fn hierarchical_c(fine_to_coarse: &[u32], p: f64) -> Matrix {
+    let k = fine_to_coarse.len();
+    let mut m = Matrix::identity(k);
+    for i in 0..k {
+        let sibs: Vec<usize> = (0..k)
+            .filter(|&j| j != i && fine_to_coarse[j] == fine_to_coarse[i])
+            .collect();
+        if sibs.is_empty() {
+            continue;
+        }
+        m.set(i, i, 1.0 - p);
+        for &j in &sibs {
+            m.set(i, j, p / sibs.len() as f64);
+        }
+    }
+    m
+}
+
+/// Draws a class from row `y` of `c` (inverse CDF on one uniform draw; the last class with
+/// positive mass absorbs rounding).
+pub fn sample_row(c: &Matrix, y: usize, rng: &mut ChaCha8Rng) -> usize {
+    let u: f64 = rng.random();
+    let row = c.row(y);
+    let mut acc = 0.0;
+    let mut last = y;
+    for (j, &p) in row.iter().enumerate() {
+        if p > 0.0 {
+            acc += p;
+            last = j;
+            if u < acc {
+                return j;
+            }
+        }
+    }
+    last
+}
+
+/// The empirical transition matrix over `idx`: row i = distribution of `noisy` among the
+/// examples with `clean == i`. A class with no example gets the identity row.
+pub fn realized_c(clean: &[u32], noisy: &[u32], idx: &[usize], k: usize) -> Matrix {
+    let mut counts = vec![0u64; k * k];
+    for &i in idx {
+        counts[clean[i] as usize * k + noisy[i] as usize] += 1;
+    }
+    let mut m = Matrix::zeros(k);
+    for i in 0..k {
+        let n: u64 = counts[i * k..(i + 1) * k].iter().sum();
+        if n == 0 {
+            m.set(i, i, 1.0);
+        } else {
+            for j in 0..k {
+                m.set(i, j, counts[i * k + j] as f64 / n as f64);
+            }
+        }
+    }
+    m
+}
+
+/// How the trusted subset is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Trusted {
+    /// `floor(f·N)` examples, split over classes by the largest remainder (stratified).
+    Fraction(f64),
+    /// Exactly `n` examples of every class (MLC protocol).
+    PerClass(usize),
+}
+
+/// The sorted trusted indices (stratified, seeded on [`STREAM_TRUSTED`]).
+pub fn draw_trusted(clean: &[u32], k: usize, t: Trusted, seed: u64) -> Result<Vec<usize>> {
+    let counts = split::class_counts(clean, k);
+    let take = match t {
+        Trusted::Fraction(f) => {
+            ensure!(
+                (0.0..=1.0).contains(&f),
+                "trusted_fraction {f} outside [0, 1]"
+            );
+            let total = ((f * clean.len() as f64) + 1e-9).floor() as usize;
+            split::proportional_counts(&counts, total.min(clean.len()))
+        }
+        Trusted::PerClass(n) => {
+            if let Some((c, &have)) = counts.iter().enumerate().find(|(_, &h)| h < n) {
+                bail!("trusted_per_class {n}: class {c} has only {have} training examples");
+            }
+            vec![n; k]
+        }
+    };
+    split::stratified_pick(clean, &take, &mut rng(seed, STREAM_TRUSTED))
+}
+
+/// Corrupts `clean[i]` for every `i` in `untrusted` (sorted) with `corruption` of strength
+/// `p`. `coarse` (train coarse labels) is needed for [`Corruption::Hierarchical`].
+/// Returns the labels (unchanged outside `untrusted`) and the true (for the MLC
+/// generators: expected) transition matrix.
+pub fn corrupt(
+    clean: &[u32],
+    coarse: Option<&[u32]>,
+    k: usize,
+    untrusted: &[usize],
+    corruption: Corruption,
+    p: f64,
+    seed: u64,
+) -> Result<(Vec<u32>, Matrix)> {
+    ensure!((0.0..=1.0).contains(&p), "strength {p} outside [0, 1]");
+    ensure!(k >= 2, "label noise needs at least 2 classes, got {k}");
+    let mut mrng = rng(seed, STREAM_MATRIX);
+    let mut lrng = rng(seed, STREAM_LABELS);
+    let mut noisy = clean.to_vec();
+    let resample = |c: &Matrix, noisy: &mut Vec<u32>, lrng: &mut ChaCha8Rng| {
+        for &i in untrusted {
+            noisy[i] = sample_row(c, clean[i] as usize, lrng) as u32;
+        }
+    };
+    let c = match corruption {
+        Corruption::Uniform => {
+            let c = uniform_mix_c(k, p);
+            resample(&c, &mut noisy, &mut lrng);
+            c
+        }
+        Corruption::Flip => {
+            let c = flip_c(k, p, &mut mrng);
+            resample(&c, &mut noisy, &mut lrng);
+            c
+        }
+        Corruption::Hierarchical => {
+            let Some(coarse) = coarse else {
+                bail!("hierarchical noise needs coarse labels (CIFAR-100); this dataset has none");
+            };
+            let c = hierarchical_c(&fine_to_coarse(clean, coarse, k)?, p);
+            resample(&c, &mut noisy, &mut lrng);
+            c
+        }
+        Corruption::MlcUniform | Corruption::MlcSymmetric | Corruption::MlcPair => {
+            let targets = random_targets(k, &mut mrng);
+            let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); k];
+            for &i in untrusted {
+                by_class[clean[i] as usize].push(i);
+            }
+            for (cls, idx) in by_class.iter_mut().enumerate() {
+                let m = mlc_count(idx.len(), p);
+                split::shuffle(idx, &mut lrng);
+                let chosen = &idx[..m];
+                match corruption {
+                    Corruption::MlcUniform => {
+                        let mut list: Vec<u32> =
+                            (0..m).map(|j| (j % k) as u32).take(m / k * k).collect();
+                        let mut extra: Vec<u32> = (0..k as u32).collect();
+                        split::shuffle(&mut extra, &mut lrng);
+                        list.extend_from_slice(&extra[..m % k]);
+                        split::shuffle(&mut list, &mut lrng);
+                        for (&i, &l) in chosen.iter().zip(&list) {
+                            noisy[i] = l;
+                        }
+                    }
+                    Corruption::MlcSymmetric => {
+                        for &i in chosen {
+                            noisy[i] = other_class(cls, k, &mut lrng) as u32;
+                        }
+                    }
+                    _ => {
+                        for &i in chosen {
+                            noisy[i] = targets[cls] as u32;
+                        }
+                    }
+                }
+            }
+            match corruption {
+                Corruption::MlcUniform => uniform_mix_c(k, p),
+                Corruption::MlcSymmetric => symmetric_c(k, p),
+                _ => pair_c(&targets, p),
+            }
+        }
+    };
+    Ok((noisy, c))
+}
+
+/// How many of `n` examples of a class an MLC generator relabels: `round(p·n)`.
+pub fn mlc_count(n: usize, p: f64) -> usize {
+    ((p * n as f64).round() as usize).min(n)
+}
+
+/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset,
+/// corrupts the rest and measures the result.
+#[allow(clippy::too_many_arguments)]
+pub fn inject(
+    clean: &[u32],
+    coarse: Option<&[u32]>,
+    k: usize,
+    corruption: Corruption,
+    p: f64,
+    trusted: Trusted,
+    seed: u64,
+    dataset: (&str, &str),
+) -> Result<NoisyLabels> {
+    let n = clean.len();
+    let trusted_idx = draw_trusted(clean, k, trusted, seed)?;
+    let untrusted = split::complement(&trusted_idx, n);
+    let (noisy, true_c) = corrupt(clean, coarse, k, &untrusted, corruption, p, seed)?;
+    let realized = realized_c(clean, &noisy, &untrusted, k);
+    let flipped = untrusted.iter().filter(|&&i| noisy[i] != clean[i]).count();
+    let trusted_fraction = match trusted {
+        Trusted::Fraction(f) => f,
+        Trusted::PerClass(_) => trusted_idx.len() as f64 / n.max(1) as f64,
+    };
+    Ok(NoisyLabels {
+        meta: NoiseMeta {
+            corruption: corruption.name().into(),
+            strength: p,
+            trusted_fraction,
+            seed,
+            num_classes: k,
+            actual_noise_rate: if untrusted.is_empty() {
+                0.0
+            } else {
+                flipped as f64 / untrusted.len() as f64
+            },
+            num_trusted: trusted_idx.len(),
+            num_untrusted: untrusted.len(),
+            dataset: dataset.0.into(),
+            dataset_identity: dataset.1.into(),
+        },
+        noisy,
+        clean: clean.to_vec(),
+        trusted: trusted_idx.iter().map(|&i| i as u32).collect(),
+        true_c,
+        realized_c: realized,
+    })
 }

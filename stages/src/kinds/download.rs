@@ -1,16 +1,226 @@
-//! `download`: placeholder until the kind is implemented.
+//! `download`: fetches a dataset's raw files from mirrors, verifies them, and converts them
+//! into the internal dataset format ([`crate::data::dataset`]).
+//!
+//! What it computes: for each raw file of `dataset` (built-in mirrors and checksums in
+//! [`crate::data::sources`], overridable by `files`), a verified copy in the shared
+//! download cache `<download_dir>/<dataset>/<name>` ([`crate::data::fetch`]: streamed,
+//! hashed as it arrives, resumed with HTTP Range, retried with exponential backoff across
+//! mirrors, the env var `REPRO_MIRROR` tried first as `$REPRO_MIRROR/<dataset>/<name>`; a
+//! file placed there by hand is verified and used with no network). Then the dataset's
+//! reader turns the raw bytes into [`Dataset`], whose identity is the SHA-256 of the raw
+//! (decompressed) content, or, for several files, of their raw digests in the reader's
+//! order ([`crate::data::raw::identity`]).
+//!
+//! Datasets: `digits` (the embedded UCI optdigits, `file://data/optdigits/digits.csv.gz`;
+//! seeded stratified split), `mnist`, `fashion_mnist` (IDX), `cifar10`, `cifar100` (binary
+//! archives), `twitter` (GLC's Twitter POS; optional hand-placed embeddings), `clothing1m`
+//! (hand-placed root only; key lists and labels are checked, pixel decoding is not
+//! implemented and fails with a message saying so).
+//!
+//! Inputs: none. Outputs: `dataset.safetensors`, `dataset.json`.
+//! Papers: the data of Hendrycks et al. 2018 (GLC) and Wang et al. 2020 (MLC).
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
+use crate::data::dataset::Dataset;
+use crate::data::fetch::{self, FetchOptions, FileSpec};
+use crate::data::sources::DatasetName;
+use crate::data::{cifar, clothing1m, digits, idx, raw, twitter};
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
 
+/// The environment variable naming an extra first mirror (base URL or directory).
+pub const MIRROR_ENV: &str = "REPRO_MIRROR";
+
+fn default_timeout() -> f64 {
+    30.0
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_backoff() -> f64 {
+    1.0
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {}
+pub struct Params {
+    /// Which dataset: `digits` | `mnist` | `fashion_mnist` | `cifar10` | `cifar100` |
+    /// `twitter` | `clothing1m`. Required.
+    pub dataset: DatasetName,
+    /// Replacements for built-in file specs, matched by `name` (each entry: `name`,
+    /// `sha256`, `raw_sha256`, `md5`, `mirrors`; see [`FileSpec`]). Default: none (the
+    /// built-in mirrors and checksums).
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// `digits` only: examples in the test split. Default 500.
+    #[serde(default)]
+    pub test_size: Option<usize>,
+    /// `digits` only: seed of the stratified train/test split. Default 0.
+    #[serde(default)]
+    pub split_seed: Option<u64>,
+    /// `twitter` only: path of GLC's `embeddings-twitter.txt` (relative to the project),
+    /// verified by its git blob id. Default: none, then the token-id fallback is used and
+    /// labelled in `dataset.json` notes.
+    #[serde(default)]
+    pub embeddings: Option<PathBuf>,
+    /// `clothing1m` only: the hand-placed dataset root. Required for `clothing1m`.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Network timeout in seconds (connect, first response byte, and each read). Default 30.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: f64,
+    /// Extra rounds over all mirrors after the first. Default 3.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Wait before the second round in seconds, doubled each further round. Default 1.
+    #[serde(default = "default_backoff")]
+    pub backoff_secs: f64,
+}
 
-pub fn run(_p: &Params, _ctx: &StageContext) -> Result<()> {
-    bail!("kind download is not implemented yet")
+/// The dataset's file specs after applying `files` overrides.
+pub fn file_specs(p: &Params) -> Result<Vec<FileSpec>> {
+    let mut specs = p.dataset.default_files();
+    for o in &p.files {
+        match specs.iter_mut().find(|s| s.name == o.name) {
+            Some(s) => *s = o.clone(),
+            None => bail!(
+                "files: `{}` is not a file of {} (its files: {})",
+                o.name,
+                p.dataset.as_str(),
+                specs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    for s in &specs {
+        s.check().with_context(|| format!("files: `{}`", s.name))?;
+    }
+    Ok(specs)
+}
+
+pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
+    let ds = load(p, ctx)?;
+    ds.save(&ctx.out_dir)
+        .with_context(|| format!("writing the dataset to {}", ctx.out_dir.display()))
+}
+
+/// Fetches and reads the dataset (everything `run` does except writing it).
+pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
+    use DatasetName as D;
+    let name = p.dataset.as_str();
+    ensure!(
+        p.timeout_secs > 0.0 && p.timeout_secs.is_finite(),
+        "timeout_secs must be positive"
+    );
+    ensure!(
+        p.backoff_secs >= 0.0 && p.backoff_secs.is_finite(),
+        "backoff_secs must be >= 0"
+    );
+    let only = |set: bool, field: &str, ds: &[D]| -> Result<()> {
+        ensure!(
+            !set || ds.contains(&p.dataset),
+            "`{field}` does not apply to dataset {name}"
+        );
+        Ok(())
+    };
+    only(p.test_size.is_some(), "test_size", &[D::Digits])?;
+    only(p.split_seed.is_some(), "split_seed", &[D::Digits])?;
+    only(p.embeddings.is_some(), "embeddings", &[D::Twitter])?;
+    only(p.root.is_some(), "root", &[D::Clothing1m])?;
+    only(
+        !p.files.is_empty(),
+        "files",
+        &[
+            D::Digits,
+            D::Mnist,
+            D::FashionMnist,
+            D::Cifar10,
+            D::Cifar100,
+            D::Twitter,
+        ],
+    )?;
+
+    if p.dataset == D::Clothing1m {
+        let Some(root) = &p.root else {
+            bail!(
+                "clothing1m needs the `root` param. {}",
+                clothing1m::HOW_TO_OBTAIN
+            );
+        };
+        let index =
+            clothing1m::Index::open(&ctx.project_path(root), &clothing1m::OFFICIAL_LINES, true)?;
+        index.load_pixels()?;
+        unreachable!("load_pixels always fails");
+    }
+
+    let specs = file_specs(p)?;
+    let env_mirror = std::env::var(MIRROR_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let opts = FetchOptions {
+        dir: ctx.download_dir.join(name),
+        project_dir: ctx.project_dir.clone(),
+        first_mirror: env_mirror.map(|m| fetch::join_base(&m, name)),
+        timeout: Duration::from_secs_f64(p.timeout_secs),
+        retries: p.retries,
+        backoff: Duration::from_secs_f64(p.backoff_secs),
+        progress: ctx.progress,
+        stop: Some(ctx.stop),
+    };
+    let mut paths = Vec::new();
+    for s in &specs {
+        ctx.progress.message(&format!("{name}: {}", s.name));
+        paths.push(fetch::fetch(s, &opts)?);
+    }
+    ctx.progress.message(&format!("{name}: reading"));
+    let raws = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>> {
+        paths.iter().map(|p| raw::read_raw_file(p)).collect()
+    };
+    let ds = match p.dataset {
+        D::Digits => {
+            let r = raws(&paths)?;
+            digits::read(
+                &r[0],
+                p.test_size.unwrap_or(digits::DEFAULT_TEST_SIZE),
+                p.split_seed.unwrap_or(0),
+            )
+            .with_context(|| format!("reading {}", paths[0].display()))?
+        }
+        D::Mnist | D::FashionMnist => {
+            let r = raws(&paths)?;
+            idx::read(name, [&r[0], &r[1], &r[2], &r[3]])?
+        }
+        D::Cifar10 => cifar::read_archive_file(cifar::Variant::Cifar10, &paths[0])?,
+        D::Cifar100 => cifar::read_archive_file(cifar::Variant::Cifar100, &paths[0])?,
+        D::Twitter => {
+            let r = raws(&paths)?;
+            let emb = match &p.embeddings {
+                Some(e) => {
+                    let path = ctx.project_path(e);
+                    let b = std::fs::read(&path).with_context(|| {
+                        format!(
+                            "reading the embeddings file {} (place GLC's {} there, or drop the `embeddings` param to use the fallback)",
+                            path.display(),
+                            twitter::EMBEDDINGS_FILE
+                        )
+                    })?;
+                    twitter::verify_embeddings(&b, &path.display().to_string())?;
+                    Some(b)
+                }
+                None => None,
+            };
+            twitter::read([&r[0], &r[1], &r[2]], emb.as_deref())?
+        }
+        D::Clothing1m => unreachable!(),
+    };
+    Ok(ds)
 }

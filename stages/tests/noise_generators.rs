@@ -1,0 +1,480 @@
+//! Label-noise generators and the `inject_noise` kind.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use repro_stages::data::dataset::{Dataset, DatasetMeta, Encoding, Features, Split};
+use repro_stages::data::split::class_counts;
+use repro_stages::noise::{self, Corruption, Matrix, NoisyLabels, Trusted};
+use repro_stages::{InputRef, Kind, NoProgress, StageContext};
+
+const ALL: [Corruption; 6] = [
+    Corruption::Uniform,
+    Corruption::Flip,
+    Corruption::Hierarchical,
+    Corruption::MlcUniform,
+    Corruption::MlcSymmetric,
+    Corruption::MlcPair,
+];
+
+/// `n` labels cycling through `k` classes; coarse label = fine / 5 (CIFAR-100-like).
+fn labels(n: usize, k: usize) -> (Vec<u32>, Vec<u32>) {
+    let y: Vec<u32> = (0..n).map(|i| (i * 7 % k) as u32).collect();
+    let c = y.iter().map(|&f| f / 5).collect();
+    (y, c)
+}
+
+fn assert_stochastic(m: &Matrix) {
+    for i in 0..m.k {
+        let s: f64 = m.row(i).iter().sum();
+        assert!((s - 1.0).abs() < 1e-12, "row {i} sums to {s}");
+        assert!(m.row(i).iter().all(|&v| v >= 0.0));
+    }
+}
+
+#[test]
+fn every_matrix_row_sums_to_one() {
+    let f2c: Vec<u32> = (0..100).map(|f| f / 5).collect();
+    for p in [0.0, 0.1, 0.37, 0.5, 1.0] {
+        assert_stochastic(&noise::uniform_mix_c(10, p));
+        assert_stochastic(&noise::symmetric_c(10, p));
+        assert_stochastic(&noise::flip_c(
+            10,
+            p,
+            &mut noise::rng(1, noise::STREAM_MATRIX),
+        ));
+        assert_stochastic(&noise::hierarchical_c(&f2c, p));
+        assert_stochastic(&noise::pair_c(&[1, 0, 0], p));
+    }
+    // uniform_mix: p/K off the diagonal, 1 - p + p/K on it.
+    let u = noise::uniform_mix_c(4, 0.4);
+    assert_eq!((u.at(0, 1), u.at(2, 2)), (0.1, 0.7));
+    let f = noise::flip_c(10, 0.3, &mut noise::rng(5, noise::STREAM_MATRIX));
+    for i in 0..10 {
+        assert_eq!(f.at(i, i), 0.7);
+        assert_eq!(f.row(i).iter().filter(|&&v| v == 0.3).count(), 1);
+    }
+}
+
+#[test]
+fn zero_strength_changes_nothing() {
+    let (y, c) = labels(600, 100);
+    for corr in ALL {
+        let nl = noise::inject(
+            &y,
+            Some(&c),
+            100,
+            corr,
+            0.0,
+            Trusted::Fraction(0.1),
+            3,
+            ("t", "id"),
+        )
+        .unwrap();
+        assert_eq!(nl.noisy, y, "{corr:?}");
+        assert_eq!(nl.meta.actual_noise_rate, 0.0);
+    }
+}
+
+#[test]
+fn trusted_subset_is_stratified_seeded_and_clean() {
+    let (y, c) = labels(1000, 10);
+    let nl = noise::inject(
+        &y,
+        Some(&c),
+        10,
+        Corruption::Uniform,
+        1.0,
+        Trusted::Fraction(0.05),
+        7,
+        ("t", "id"),
+    )
+    .unwrap();
+    assert_eq!(nl.trusted.len(), 50);
+    let ty: Vec<u32> = nl.trusted.iter().map(|&i| y[i as usize]).collect();
+    assert_eq!(class_counts(&ty, 10), vec![5; 10]);
+    assert!(nl.trusted.windows(2).all(|w| w[0] < w[1]));
+    for &i in &nl.trusted {
+        assert_eq!(nl.noisy[i as usize], y[i as usize]);
+    }
+    // The trusted subset does not depend on the corruption, only on the seed.
+    let other = noise::inject(
+        &y,
+        Some(&c),
+        10,
+        Corruption::MlcPair,
+        0.4,
+        Trusted::Fraction(0.05),
+        7,
+        ("t", "id"),
+    )
+    .unwrap();
+    assert_eq!(other.trusted, nl.trusted);
+    let seed8 = noise::inject(
+        &y,
+        Some(&c),
+        10,
+        Corruption::Uniform,
+        1.0,
+        Trusted::Fraction(0.05),
+        8,
+        ("t", "id"),
+    )
+    .unwrap();
+    assert_ne!(seed8.trusted, nl.trusted);
+    // Per class (MLC protocol).
+    let pc = noise::inject(
+        &y,
+        None,
+        10,
+        Corruption::Flip,
+        0.2,
+        Trusted::PerClass(3),
+        7,
+        ("t", "id"),
+    )
+    .unwrap();
+    let ty: Vec<u32> = pc.trusted.iter().map(|&i| y[i as usize]).collect();
+    assert_eq!(class_counts(&ty, 10), vec![3; 10]);
+    assert_eq!(pc.meta.trusted_fraction, 0.03);
+    assert!(noise::inject(
+        &y,
+        None,
+        10,
+        Corruption::Flip,
+        0.2,
+        Trusted::PerClass(101),
+        7,
+        ("t", "id")
+    )
+    .is_err());
+}
+
+/// Literal values recorded from this implementation (ChaCha8Rng, rand 0.9): a change in
+/// any of them means a seed no longer reproduces the same noisy labels.
+#[test]
+fn fixed_seed_gives_exact_counts() {
+    let (y, _) = labels(1000, 10);
+    let nl = noise::inject(
+        &y,
+        None,
+        10,
+        Corruption::Uniform,
+        0.5,
+        Trusted::Fraction(0.1),
+        1,
+        ("t", "id"),
+    )
+    .unwrap();
+    let flipped = (0..1000).filter(|&i| nl.noisy[i] != y[i]).count();
+    assert_eq!(flipped, FLIPPED_UNIFORM);
+    assert_eq!(&nl.trusted[..5], &TRUSTED_HEAD);
+    let fl = noise::inject(
+        &y,
+        None,
+        10,
+        Corruption::Flip,
+        0.5,
+        Trusted::Fraction(0.1),
+        1,
+        ("t", "id"),
+    )
+    .unwrap();
+    let flipped = (0..1000).filter(|&i| fl.noisy[i] != y[i]).count();
+    assert_eq!(flipped, FLIPPED_FLIP);
+    assert_eq!(class_counts(&fl.noisy, 10), FLIP_COUNTS.to_vec());
+}
+const FLIPPED_UNIFORM: usize = 414; // expectation 900 * 0.45 = 405
+const TRUSTED_HEAD: [u32; 5] = [0, 1, 2, 15, 32];
+const FLIPPED_FLIP: usize = 487; // expectation 900 * 0.5 = 450
+const FLIP_COUNTS: [usize; 10] = [52, 104, 103, 104, 96, 50, 92, 104, 140, 155];
+
+#[test]
+fn realized_matrix_approaches_c_as_n_grows() {
+    for corr in [Corruption::Uniform, Corruption::Flip] {
+        let dist = |n: usize| {
+            let (y, _) = labels(n, 10);
+            let nl = noise::inject(
+                &y,
+                None,
+                10,
+                corr,
+                0.6,
+                Trusted::Fraction(0.0),
+                2,
+                ("t", "id"),
+            )
+            .unwrap();
+            nl.realized_c.mean_row_l1_distance(&nl.true_c)
+        };
+        let (small, large) = (dist(500), dist(200_000));
+        assert!(large < small, "{corr:?}: {large} !< {small}");
+        assert!(large < 0.03, "{corr:?}: {large}");
+    }
+    // Actual noise rate of uniform_mix is p(K-1)/K.
+    let (y, _) = labels(200_000, 10);
+    let nl = noise::inject(
+        &y,
+        None,
+        10,
+        Corruption::Uniform,
+        0.6,
+        Trusted::Fraction(0.0),
+        2,
+        ("t", "id"),
+    )
+    .unwrap();
+    assert!(
+        (nl.meta.actual_noise_rate - 0.54).abs() < 0.005,
+        "{}",
+        nl.meta.actual_noise_rate
+    );
+}
+
+#[test]
+fn hierarchical_noise_never_leaves_the_superclass() {
+    let (y, c) = labels(20_000, 100);
+    let nl = noise::inject(
+        &y,
+        Some(&c),
+        100,
+        Corruption::Hierarchical,
+        1.0,
+        Trusted::Fraction(0.0),
+        4,
+        ("t", "id"),
+    )
+    .unwrap();
+    for (i, (&noisy, &clean)) in nl.noisy.iter().zip(&y).enumerate() {
+        assert_eq!(noisy / 5, clean / 5, "example {i} left its superclass");
+        assert_ne!(noisy, clean);
+    }
+    // p spread evenly over the 4 siblings.
+    assert_eq!(nl.true_c.at(0, 1), 0.25);
+    assert_eq!(nl.true_c.at(0, 5), 0.0);
+    // Without coarse labels it is refused.
+    let e = noise::inject(
+        &y,
+        None,
+        100,
+        Corruption::Hierarchical,
+        0.5,
+        Trusted::Fraction(0.0),
+        4,
+        ("t", "id"),
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("coarse labels"), "{e:#}");
+}
+
+/// Confusion counts `[clean][noisy]` over the untrusted examples.
+fn confusion(nl: &NoisyLabels, k: usize) -> Vec<Vec<usize>> {
+    let mask = nl.trusted_mask();
+    let mut m = vec![vec![0usize; k]; k];
+    for i in 0..nl.clean.len() {
+        if !mask[i] {
+            m[nl.clean[i] as usize][nl.noisy[i] as usize] += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn mlc_generators_relabel_exact_counts_per_class() {
+    // 110 examples per class, 10 trusted per class -> 100 untrusted per class; r = 0.4.
+    let (y, _) = labels(1100, 10);
+    let run =
+        |c| noise::inject(&y, None, 10, c, 0.4, Trusted::PerClass(10), 9, ("t", "id")).unwrap();
+    // Uniform: 40 chosen per class, 4 relabelled to each class (so 4 keep their label).
+    let nl = run(Corruption::MlcUniform);
+    for (c, row) in confusion(&nl, 10).iter().enumerate() {
+        for (j, &n) in row.iter().enumerate() {
+            assert_eq!(n, if j == c { 64 } else { 4 }, "class {c} -> {j}");
+        }
+    }
+    assert_eq!(nl.realized_c, nl.true_c);
+    assert!((nl.meta.actual_noise_rate - 0.36).abs() < 1e-12);
+    // Symmetric: exactly 40 of each class change, never to the true class.
+    let nl = run(Corruption::MlcSymmetric);
+    for (c, row) in confusion(&nl, 10).iter().enumerate() {
+        assert_eq!(row[c], 60);
+        assert_eq!(row.iter().sum::<usize>(), 100);
+    }
+    assert_eq!(nl.true_c, noise::symmetric_c(10, 0.4));
+    // Pair: exactly 40 of each class go to one other class.
+    let nl = run(Corruption::MlcPair);
+    for (c, row) in confusion(&nl, 10).iter().enumerate() {
+        let mut nz: Vec<usize> = row.iter().copied().filter(|&n| n > 0).collect();
+        nz.sort();
+        assert_eq!(nz, vec![40, 60], "class {c}: {row:?}");
+        assert_eq!(row[c], 60);
+    }
+    assert_eq!(nl.realized_c, nl.true_c);
+    // A count that K does not divide: 35 chosen = 3 per class + 5 distinct extra classes.
+    let nl = noise::inject(
+        &y,
+        None,
+        10,
+        Corruption::MlcUniform,
+        0.35,
+        Trusted::PerClass(10),
+        9,
+        ("t", "id"),
+    )
+    .unwrap();
+    for row in confusion(&nl, 10) {
+        let off_or_on: Vec<usize> = row.clone();
+        assert_eq!(off_or_on.iter().sum::<usize>(), 100);
+    }
+    let rows = confusion(&nl, 10);
+    for (c, row) in rows.iter().enumerate() {
+        // 65 unchosen keep the label, plus 3 or 4 chosen ones drawing their own class.
+        assert!(row[c] == 68 || row[c] == 69, "class {c}: {row:?}");
+        assert!(row
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != c)
+            .all(|(_, &n)| n == 3 || n == 4));
+    }
+}
+
+#[test]
+fn same_seed_same_labels() {
+    let (y, c) = labels(3000, 100);
+    for corr in ALL {
+        let a = noise::inject(
+            &y,
+            Some(&c),
+            100,
+            corr,
+            0.5,
+            Trusted::Fraction(0.1),
+            11,
+            ("t", "id"),
+        )
+        .unwrap();
+        let b = noise::inject(
+            &y,
+            Some(&c),
+            100,
+            corr,
+            0.5,
+            Trusted::Fraction(0.1),
+            11,
+            ("t", "id"),
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        let d = noise::inject(
+            &y,
+            Some(&c),
+            100,
+            corr,
+            0.5,
+            Trusted::Fraction(0.1),
+            12,
+            ("t", "id"),
+        )
+        .unwrap();
+        assert_ne!(a.noisy, d.noisy, "{corr:?}");
+    }
+}
+
+fn tiny_dataset(n: usize) -> Dataset {
+    let (y, _) = labels(n, 10);
+    Dataset {
+        meta: DatasetMeta {
+            name: "tiny".into(),
+            identity: "abc".into(),
+            num_classes: 10,
+            class_names: (0..10).map(|i| i.to_string()).collect(),
+            num_coarse: None,
+            example_shape: vec![1],
+            encoding: Encoding::Features,
+            train_len: n,
+            test_len: 1,
+            notes: vec![],
+        },
+        train: Split {
+            x: Features::F32(vec![0.0; n]),
+            y,
+            coarse: None,
+        },
+        test: Split {
+            x: Features::F32(vec![0.0]),
+            y: vec![0],
+            coarse: None,
+        },
+    }
+}
+
+#[test]
+fn inject_noise_kind_writes_identical_bytes_for_a_seed() {
+    let data = tempfile::tempdir().unwrap();
+    let ds = tiny_dataset(500);
+    ds.save(data.path()).unwrap();
+    let stop = AtomicBool::new(false);
+    let params =
+        serde_json::json!({"corruption": "flip", "strength": 0.3, "trusted_fraction": 0.1});
+    Kind::InjectNoise.validate(&params).unwrap();
+    let run = || {
+        let out = tempfile::tempdir().unwrap();
+        let ctx = StageContext {
+            member: "inject_noise[test]".into(),
+            profile: "test".into(),
+            seed: 5,
+            coords: BTreeMap::new(),
+            inputs: BTreeMap::from([(
+                "data".to_string(),
+                vec![InputRef {
+                    dir: data.path().to_path_buf(),
+                    member: "download[tiny]".into(),
+                    coords: BTreeMap::new(),
+                }],
+            )]),
+            out_dir: out.path().to_path_buf(),
+            checkpoint_dir: out.path().join("ckpt"),
+            project_dir: out.path().to_path_buf(),
+            download_dir: out.path().join("dl"),
+            progress: &NoProgress,
+            stop: &stop,
+        };
+        Kind::InjectNoise.run(&params, &ctx).unwrap();
+        let bytes = (
+            std::fs::read(out.path().join(noise::TENSORS_FILE)).unwrap(),
+            std::fs::read(out.path().join(noise::META_FILE)).unwrap(),
+        );
+        (NoisyLabels::load(out.path()).unwrap(), bytes)
+    };
+    let (a, ba) = run();
+    let (_, bb) = run();
+    assert_eq!(ba, bb);
+    assert_eq!(a.meta.num_trusted, 50);
+    assert_eq!(a.meta.num_untrusted, 450);
+    assert_eq!(a.meta.corruption, "flip");
+    assert_eq!(a.meta.dataset_identity, "abc");
+    assert_eq!(a.clean, ds.train.y);
+    let expected = noise::inject(
+        &ds.train.y,
+        None,
+        10,
+        Corruption::Flip,
+        0.3,
+        Trusted::Fraction(0.1),
+        5,
+        ("tiny", "abc"),
+    )
+    .unwrap();
+    assert_eq!(a, expected);
+    for bad in [
+        serde_json::json!({"corruption": "flip", "strength": 1.5}),
+        serde_json::json!({"corruption": "flip", "trusted_fraction": 0.1, "trusted_per_class": 5}),
+    ] {
+        let ds = tiny_dataset(100);
+        let p: repro_stages::kinds::inject_noise::Params = serde_json::from_value(bad).unwrap();
+        assert!(repro_stages::kinds::inject_noise::make(&p, &ds, 0).is_err());
+    }
+    assert!(Kind::InjectNoise
+        .validate(&serde_json::json!({"corruption": "sideways"}))
+        .is_err());
+}
