@@ -434,3 +434,23 @@ fn download_kind_clothing1m_checks_the_hand_placed_root() {
         "{err}"
     );
 }
+
+#[test]
+fn stop_request_keeps_the_partial_file_and_reports_interrupted() {
+    let body = payload(100_000);
+    let srv = server_with("k.bin", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(true);
+    let mut o = opts(tmp.path(), &NoProgress);
+    o.stop = Some(&stop);
+    let e = fetch(&spec("k.bin", &body, vec![srv.url("range", "k.bin")]), &o).unwrap_err();
+    assert!(
+        e.downcast_ref::<repro_stages::Interrupted>().is_some(),
+        "{e:#}"
+    );
+    assert!(tmp.path().join("k.bin.part").exists());
+    assert!(!tmp.path().join("k.bin").exists());
+    // The next run resumes.
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    fetch(&spec("k.bin", &body, vec![srv.url("range", "k.bin")]), &o).unwrap();
+}
