@@ -434,3 +434,49 @@ fn download_kind_clothing1m_checks_the_hand_placed_root() {
         "{err}"
     );
 }
+
+#[test]
+fn stop_request_keeps_the_partial_file_and_reports_interrupted() {
+    let body = payload(100_000);
+    let srv = server_with("k.bin", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(true);
+    let mut o = opts(tmp.path(), &NoProgress);
+    o.stop = Some(&stop);
+    let e = fetch(&spec("k.bin", &body, vec![srv.url("range", "k.bin")]), &o).unwrap_err();
+    assert!(
+        e.downcast_ref::<repro_stages::Interrupted>().is_some(),
+        "{e:#}"
+    );
+    assert!(tmp.path().join("k.bin.part").exists());
+    assert!(!tmp.path().join("k.bin").exists());
+    // The next run resumes.
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    fetch(&spec("k.bin", &body, vec![srv.url("range", "k.bin")]), &o).unwrap();
+}
+
+#[test]
+fn a_stale_partial_file_that_spoils_the_checksum_is_fetched_again_from_zero() {
+    let body = payload(40_000);
+    let srv = server_with("l.bin", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("l.bin.part"), vec![0u8; 10_000]).unwrap();
+    let p = fetch(
+        &spec("l.bin", &body, vec![srv.url("range", "l.bin")]),
+        &opts(tmp.path(), &NoProgress),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), body);
+    assert_eq!(
+        srv.requests(),
+        vec!["GET /range/l.bin range=10000", "GET /range/l.bin"]
+    );
+    // Without a resume, the same mismatch is final.
+    let tmp = tempfile::tempdir().unwrap();
+    let e = fetch(
+        &spec("l.bin", &body, vec![srv.url("wrong", "l.bin")]),
+        &opts(tmp.path(), &NoProgress),
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("checksum mismatch"));
+}

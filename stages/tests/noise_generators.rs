@@ -466,14 +466,19 @@ fn inject_noise_kind_writes_identical_bytes_for_a_seed() {
     )
     .unwrap();
     assert_eq!(a, expected);
-    for bad in [
-        serde_json::json!({"corruption": "flip", "strength": 1.5}),
+    let e = Kind::InjectNoise
+        .validate(&serde_json::json!({"corruption": "flip", "strength": 1.5}))
+        .unwrap_err();
+    assert!(e.contains("strength must be in [0, 1], got 1.5"), "{e}");
+    let e = Kind::InjectNoise
+        .validate(&serde_json::json!({"corruption": "flip", "trusted_fraction": -0.1}))
+        .unwrap_err();
+    assert!(e.contains("trusted_fraction must be in [0, 1]"), "{e}");
+    let p: repro_stages::kinds::inject_noise::Params = serde_json::from_value(
         serde_json::json!({"corruption": "flip", "trusted_fraction": 0.1, "trusted_per_class": 5}),
-    ] {
-        let ds = tiny_dataset(100);
-        let p: repro_stages::kinds::inject_noise::Params = serde_json::from_value(bad).unwrap();
-        assert!(repro_stages::kinds::inject_noise::make(&p, &ds, 0).is_err());
-    }
+    )
+    .unwrap();
+    assert!(repro_stages::kinds::inject_noise::make(&p, &tiny_dataset(100), 0).is_err());
     assert!(Kind::InjectNoise
         .validate(&serde_json::json!({"corruption": "sideways"}))
         .is_err());

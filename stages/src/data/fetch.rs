@@ -24,7 +24,9 @@
 //!    or `md5` of the file as fetched, or `raw_sha256` of its decompressed content (so a
 //!    re-gzipped copy with identical content, like Debian's Fashion-MNIST, is accepted).
 //!    Then `.part` is renamed to `<name>`. On a mismatch the `.part` is deleted and the
-//!    stage fails naming the mirror and the expected and actual digests.
+//!    stage fails naming the mirror and the expected and actual digests (except after a
+//!    resume: the kept prefix may have come from another copy, so the file is fetched
+//!    once more from zero before a mismatch is final).
 //!
 //! When every mirror fails, the error names the file to place by hand, where, and the
 //! checksum it must have.
@@ -284,6 +286,7 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
             if !live[i] {
                 continue;
             }
+            let mut resumed = false;
             // A local copy needs no resume, so it goes to a private temporary name: two
             // stages reading the same file at once cannot interleave their writes.
             let (res, tmp) = match resolve(src, &spec.name, &opts.project_dir) {
@@ -296,7 +299,10 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
                     ));
                     (copy_local(&path, &tmp, opts), tmp)
                 }
-                Err(url) => (http_get(&agent, &url, &part, opts), part.clone()),
+                Err(url) => {
+                    resumed = part.metadata().map(|m| m.len() > 0).unwrap_or(false);
+                    (http_get(&agent, &url, &part, opts), part.clone())
+                }
             };
             let failure = match res {
                 Ok(d) => match verify(spec, &tmp, &d) {
@@ -305,6 +311,11 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
                             format!("renaming {} to {}", tmp.display(), dest.display())
                         })?;
                         return Ok(dest);
+                    }
+                    Ok(Some(why)) if resumed => {
+                        // The kept prefix may come from another copy: start over once.
+                        let _ = std::fs::remove_file(&tmp);
+                        Failure::Retry(format!("checksum mismatch after resuming ({why}); the partial file was discarded"))
                     }
                     Ok(Some(why)) => {
                         let _ = std::fs::remove_file(&tmp);

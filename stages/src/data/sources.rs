@@ -175,6 +175,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_parse_as_written_in_pipelines() {
+        for (s, d) in [
+            ("digits", DatasetName::Digits),
+            ("mnist", DatasetName::Mnist),
+            ("fashion_mnist", DatasetName::FashionMnist),
+            ("cifar10", DatasetName::Cifar10),
+            ("cifar100", DatasetName::Cifar100),
+            ("twitter", DatasetName::Twitter),
+            ("clothing1m", DatasetName::Clothing1m),
+        ] {
+            assert_eq!(
+                serde_json::from_value::<DatasetName>(serde_json::json!(s)).unwrap(),
+                d
+            );
+            assert_eq!(d.as_str(), s);
+        }
+    }
+
+    #[test]
     fn every_default_spec_is_well_formed() {
         for d in [
             DatasetName::Digits,

@@ -33,16 +33,32 @@ pub struct Params {
     pub corruption: Corruption,
     /// Corruption strength p in [0, 1] (for MLC generators the share of each class's
     /// untrusted examples that is relabelled). Default 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_strength")]
     pub strength: f64,
     /// Share f in [0, 1] of the training split that is trusted (floor(f·N), stratified).
     /// Default 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_trusted_fraction")]
     pub trusted_fraction: f64,
     /// Exactly this many trusted examples of every class instead of `trusted_fraction`
     /// (MLC protocol: 50). Default: none.
     #[serde(default)]
     pub trusted_per_class: Option<usize>,
+}
+
+fn unit_interval<'de, D: serde::Deserializer<'de>>(d: D, field: &str) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{field} must be in [0, 1], got {v}"
+        )));
+    }
+    Ok(v)
+}
+fn de_strength<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    unit_interval(d, "strength")
+}
+fn de_trusted_fraction<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    unit_interval(d, "trusted_fraction")
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
