@@ -14,11 +14,43 @@ use std::path::{Path, PathBuf};
 /// kind name -> source paths under `src/` (files or directories).
 const SOURCES: &[(&str, &[&str])] = &[
     ("download", &["kinds/download.rs", "data"]),
-    ("inject_noise", &["kinds/inject_noise.rs", "noise.rs", "data/dataset.rs"]),
-    ("train", &["kinds/train.rs", "nn", "data/dataset.rs", "noise.rs"]),
-    ("train_mlc", &["kinds/train_mlc.rs", "kinds/train.rs", "nn", "data/dataset.rs", "noise.rs"]),
-    ("train_soft_labels", &["kinds/train_soft_labels.rs", "nn", "data/dataset.rs", "noise.rs"]),
-    ("distill", &["kinds/distill.rs", "nn", "data/dataset.rs", "noise.rs"]),
+    (
+        "inject_noise",
+        &["kinds/inject_noise.rs", "noise.rs", "data/dataset.rs"],
+    ),
+    (
+        "train",
+        &[
+            "kinds/train.rs",
+            "nn",
+            "data/dataset.rs",
+            "noise.rs",
+            "metrics.rs",
+        ],
+    ),
+    (
+        "train_mlc",
+        &[
+            "kinds/train_mlc.rs",
+            "kinds/train.rs",
+            "nn",
+            "data/dataset.rs",
+            "noise.rs",
+        ],
+    ),
+    (
+        "train_soft_labels",
+        &[
+            "kinds/train_soft_labels.rs",
+            "nn",
+            "data/dataset.rs",
+            "noise.rs",
+        ],
+    ),
+    (
+        "distill",
+        &["kinds/distill.rs", "nn", "data/dataset.rs", "noise.rs"],
+    ),
     ("tables", &["kinds/tables.rs", "report"]),
     ("probe", &["kinds/probe.rs"]),
 ];
@@ -37,19 +69,29 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
     } else if p.extension().is_some_and(|e| e == "rs") {
         out.push(rel.to_path_buf());
     } else if !p.exists() {
-        panic!("build.rs: source {} listed for a kind does not exist", p.display());
+        panic!(
+            "build.rs: source {} listed for a kind does not exist",
+            p.display()
+        );
     }
 }
 
 fn dfdx_version(manifest_dir: &Path) -> String {
-    for lock in [manifest_dir.join("../Cargo.lock"), manifest_dir.join("Cargo.lock")] {
+    for lock in [
+        manifest_dir.join("../Cargo.lock"),
+        manifest_dir.join("Cargo.lock"),
+    ] {
         if let Ok(text) = fs::read_to_string(&lock) {
             println!("cargo:rerun-if-changed={}", lock.display());
             let mut lines = text.lines();
             while let Some(l) = lines.next() {
                 if l.trim() == "name = \"dfdx\"" {
                     if let Some(v) = lines.next() {
-                        return v.trim().trim_start_matches("version = ").trim_matches('"').to_string();
+                        return v
+                            .trim()
+                            .trim_start_matches("version = ")
+                            .trim_matches('"')
+                            .to_string();
                     }
                 }
             }
@@ -80,7 +122,10 @@ fn main() {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(&bytes);
         }
-        arms.push_str(&format!("        {kind:?} => {:?},\n", hex::encode(h.finalize())));
+        arms.push_str(&format!(
+            "        {kind:?} => {:?},\n",
+            hex::encode(h.finalize())
+        ));
     }
     for p in ["kinds", "data", "nn", "report"] {
         println!("cargo:rerun-if-changed={}", src.join(p).display());

@@ -31,7 +31,11 @@ mod code_hashes {
 pub const DFDX_VERSION: &str = code_hashes::DFDX_VERSION;
 
 /// The compute backend compiled in: `cpu`, or `cuda` with the `cuda` feature.
-pub const BACKEND: &str = if cfg!(feature = "cuda") { "cuda" } else { "cpu" };
+pub const BACKEND: &str = if cfg!(feature = "cuda") {
+    "cuda"
+} else {
+    "cpu"
+};
 
 /// Every stage kind `pipeline.yaml` may name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

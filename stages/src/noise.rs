@@ -45,7 +45,10 @@ pub struct Matrix {
 
 impl Matrix {
     pub fn zeros(k: usize) -> Matrix {
-        Matrix { k, data: vec![0.0; k * k] }
+        Matrix {
+            k,
+            data: vec![0.0; k * k],
+        }
     }
     pub fn identity(k: usize) -> Matrix {
         let mut m = Matrix::zeros(k);
@@ -65,12 +68,23 @@ impl Matrix {
     }
     /// Frobenius norm of `self - other`.
     pub fn frobenius_distance(&self, other: &Matrix) -> f64 {
-        self.data.iter().zip(&other.data).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt()
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt()
     }
     /// Mean over rows of the L1 distance between corresponding rows.
     pub fn mean_row_l1_distance(&self, other: &Matrix) -> f64 {
         (0..self.k)
-            .map(|i| self.row(i).iter().zip(other.row(i)).map(|(a, b)| (a - b).abs()).sum::<f64>())
+            .map(|i| {
+                self.row(i)
+                    .iter()
+                    .zip(other.row(i))
+                    .map(|(a, b)| (a - b).abs())
+                    .sum::<f64>()
+            })
             .sum::<f64>()
             / self.k as f64
     }
@@ -98,11 +112,31 @@ impl NoisyLabels {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let k = self.true_c.k;
-        let f64b = |m: &Matrix| m.data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f64b = |m: &Matrix| {
+            m.data
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
         let owned: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            ("noisy", Dtype::U32, vec![self.noisy.len()], u32_bytes(&self.noisy)),
-            ("clean", Dtype::U32, vec![self.clean.len()], u32_bytes(&self.clean)),
-            ("trusted", Dtype::U32, vec![self.trusted.len()], u32_bytes(&self.trusted)),
+            (
+                "noisy",
+                Dtype::U32,
+                vec![self.noisy.len()],
+                u32_bytes(&self.noisy),
+            ),
+            (
+                "clean",
+                Dtype::U32,
+                vec![self.clean.len()],
+                u32_bytes(&self.clean),
+            ),
+            (
+                "trusted",
+                Dtype::U32,
+                vec![self.trusted.len()],
+                u32_bytes(&self.trusted),
+            ),
             ("true_c", Dtype::F64, vec![k, k], f64b(&self.true_c)),
             ("realized_c", Dtype::F64, vec![k, k], f64b(&self.realized_c)),
         ];
@@ -111,22 +145,40 @@ impl NoisyLabels {
             .map(|(n, dt, s, b)| Ok((*n, TensorView::new(*dt, s.clone(), b)?)))
             .collect::<Result<_>>()?;
         safetensors::serialize_to_file(views, None, &dir.join(TENSORS_FILE))?;
-        std::fs::write(dir.join(META_FILE), serde_json::to_string_pretty(&self.meta)? + "\n")?;
+        std::fs::write(
+            dir.join(META_FILE),
+            serde_json::to_string_pretty(&self.meta)? + "\n",
+        )?;
         Ok(())
     }
 
     pub fn load(dir: &Path) -> Result<NoisyLabels> {
         let mp = dir.join(META_FILE);
-        let meta: NoiseMeta = serde_json::from_slice(&std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?)
-            .with_context(|| format!("parsing {}", mp.display()))?;
+        let meta: NoiseMeta = serde_json::from_slice(
+            &std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?,
+        )
+        .with_context(|| format!("parsing {}", mp.display()))?;
         let tp = dir.join(TENSORS_FILE);
         let bytes = std::fs::read(&tp).with_context(|| format!("reading {}", tp.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("parsing {}", tp.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("parsing {}", tp.display()))?;
         let k = meta.num_classes;
         let mat = |name: &str| -> Result<Matrix> {
             let t = st.tensor(name)?;
-            ensure!(t.shape() == [k, k], "{}: {name} has shape {:?}, expected [{k}, {k}]", tp.display(), t.shape());
-            Ok(Matrix { k, data: t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect() })
+            ensure!(
+                t.shape() == [k, k],
+                "{}: {name} has shape {:?}, expected [{k}, {k}]",
+                tp.display(),
+                t.shape()
+            );
+            Ok(Matrix {
+                k,
+                data: t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            })
         };
         let nl = NoisyLabels {
             noisy: read_u32(st.tensor("noisy")?.data()),
@@ -136,7 +188,11 @@ impl NoisyLabels {
             realized_c: mat("realized_c")?,
             meta,
         };
-        ensure!(nl.noisy.len() == nl.clean.len(), "{}: noisy and clean label counts differ", tp.display());
+        ensure!(
+            nl.noisy.len() == nl.clean.len(),
+            "{}: noisy and clean label counts differ",
+            tp.display()
+        );
         Ok(nl)
     }
 }

@@ -118,16 +118,31 @@ impl Dataset {
     pub fn validate(&self) -> Result<()> {
         let d = self.example_len();
         let k = self.meta.num_classes;
-        ensure!(self.meta.class_names.len() == k, "{} class names for {k} classes", self.meta.class_names.len());
-        for (name, s, n) in [("train", &self.train, self.meta.train_len), ("test", &self.test, self.meta.test_len)] {
+        ensure!(
+            self.meta.class_names.len() == k,
+            "{} class names for {k} classes",
+            self.meta.class_names.len()
+        );
+        for (name, s, n) in [
+            ("train", &self.train, self.meta.train_len),
+            ("test", &self.test, self.meta.test_len),
+        ] {
             ensure!(s.len() == n, "{name}: {} labels but meta says {n}", s.len());
-            ensure!(s.x.len() == n * d, "{name}.x has {} values, expected {n} x {d}", s.x.len());
+            ensure!(
+                s.x.len() == n * d,
+                "{name}.x has {} values, expected {n} x {d}",
+                s.x.len()
+            );
             if let Some(bad) = s.y.iter().find(|&&y| y as usize >= k) {
                 bail!("{name}: label {bad} out of range 0..{k}");
             }
             match (&s.coarse, self.meta.num_coarse) {
                 (Some(c), Some(kc)) => {
-                    ensure!(c.len() == n, "{name}.coarse has {} labels, expected {n}", c.len());
+                    ensure!(
+                        c.len() == n,
+                        "{name}.coarse has {} labels, expected {n}",
+                        c.len()
+                    );
                     if let Some(bad) = c.iter().find(|&&y| y as usize >= kc) {
                         bail!("{name}: coarse label {bad} out of range 0..{kc}");
                     }
@@ -136,13 +151,17 @@ impl Dataset {
                 _ => bail!("{name}: coarse labels and meta.num_coarse disagree"),
             }
             match (&s.x, &self.meta.encoding) {
-                (Features::U8(_), Encoding::Pixels { .. }) | (Features::F32(_), Encoding::Features) => {}
+                (Features::U8(_), Encoding::Pixels { .. })
+                | (Features::F32(_), Encoding::Features) => {}
                 (Features::U32(v), Encoding::Tokens { vocab }) => {
                     if let Some(bad) = v.iter().find(|&&t| t as usize >= *vocab) {
                         bail!("{name}: token id {bad} out of range 0..{vocab}");
                     }
                 }
-                _ => bail!("{name}.x storage does not match the encoding {:?}", self.meta.encoding),
+                _ => bail!(
+                    "{name}.x storage does not match the encoding {:?}",
+                    self.meta.encoding
+                ),
             }
         }
         Ok(())
@@ -150,7 +169,8 @@ impl Dataset {
 
     /// Writes `dataset.safetensors` and `dataset.json` into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        self.validate().context("refusing to save an inconsistent dataset")?;
+        self.validate()
+            .context("refusing to save an inconsistent dataset")?;
         let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for (name, s) in [("train", &self.train), ("test", &self.test)] {
             let mut shape = vec![s.len()];
@@ -161,9 +181,19 @@ impl Dataset {
                 Features::U32(v) => (Dtype::U32, v.iter().flat_map(|f| f.to_le_bytes()).collect()),
             };
             owned.push((format!("{name}.x"), dt, shape, bytes));
-            owned.push((format!("{name}.y"), Dtype::U32, vec![s.len()], u32_bytes(&s.y)));
+            owned.push((
+                format!("{name}.y"),
+                Dtype::U32,
+                vec![s.len()],
+                u32_bytes(&s.y),
+            ));
             if let Some(c) = &s.coarse {
-                owned.push((format!("{name}.coarse"), Dtype::U32, vec![c.len()], u32_bytes(c)));
+                owned.push((
+                    format!("{name}.coarse"),
+                    Dtype::U32,
+                    vec![c.len()],
+                    u32_bytes(c),
+                ));
             }
         }
         let views: Vec<(String, TensorView)> = owned
@@ -180,23 +210,35 @@ impl Dataset {
     pub fn load(dir: &Path) -> Result<Dataset> {
         let meta_path = dir.join(META_FILE);
         let meta: DatasetMeta = serde_json::from_slice(
-            &std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+            &std::fs::read(&meta_path)
+                .with_context(|| format!("reading {}", meta_path.display()))?,
         )
         .with_context(|| format!("parsing {}", meta_path.display()))?;
         let t_path = dir.join(TENSORS_FILE);
-        let bytes = std::fs::read(&t_path).with_context(|| format!("reading {}", t_path.display()))?;
+        let bytes =
+            std::fs::read(&t_path).with_context(|| format!("reading {}", t_path.display()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .with_context(|| format!("parsing {}", t_path.display()))?;
-        let names: HashMap<String, ()> = st.names().into_iter().map(|n| (n.to_string(), ())).collect();
+        let names: HashMap<String, ()> = st
+            .names()
+            .into_iter()
+            .map(|n| (n.to_string(), ()))
+            .collect();
         let split = |name: &str| -> Result<Split> {
             let x = st.tensor(&format!("{name}.x"))?;
             let x = match x.dtype() {
                 Dtype::U8 => Features::U8(x.data().to_vec()),
                 Dtype::F32 => Features::F32(
-                    x.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+                    x.data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
                 ),
                 Dtype::U32 => Features::U32(read_u32(x.data())),
-                other => bail!("{}: {name}.x has unsupported dtype {other:?}", t_path.display()),
+                other => bail!(
+                    "{}: {name}.x has unsupported dtype {other:?}",
+                    t_path.display()
+                ),
             };
             let y = read_u32(st.tensor(&format!("{name}.y"))?.data());
             let coarse = if names.contains_key(&format!("{name}.coarse")) {
@@ -206,8 +248,13 @@ impl Dataset {
             };
             Ok(Split { x, y, coarse })
         };
-        let ds = Dataset { meta, train: split("train")?, test: split("test")? };
-        ds.validate().with_context(|| format!("checking the dataset in {}", dir.display()))?;
+        let ds = Dataset {
+            meta,
+            train: split("train")?,
+            test: split("test")?,
+        };
+        ds.validate()
+            .with_context(|| format!("checking the dataset in {}", dir.display()))?;
         Ok(ds)
     }
 }
@@ -217,7 +264,9 @@ pub fn u32_bytes(v: &[u32]) -> Vec<u8> {
 }
 
 pub fn read_u32(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -233,13 +282,25 @@ mod tests {
                 class_names: vec!["a".into(), "b".into()],
                 num_coarse: None,
                 example_shape: vec![1, 2, 2],
-                encoding: Encoding::Pixels { scale: 1.0 / 16.0, mean: None, std: None },
+                encoding: Encoding::Pixels {
+                    scale: 1.0 / 16.0,
+                    mean: None,
+                    std: None,
+                },
                 train_len: 2,
                 test_len: 1,
                 notes: vec![],
             },
-            train: Split { x: Features::U8(vec![0, 1, 2, 3, 4, 5, 6, 7]), y: vec![0, 1], coarse: None },
-            test: Split { x: Features::U8(vec![9, 9, 9, 9]), y: vec![1], coarse: None },
+            train: Split {
+                x: Features::U8(vec![0, 1, 2, 3, 4, 5, 6, 7]),
+                y: vec![0, 1],
+                coarse: None,
+            },
+            test: Split {
+                x: Features::U8(vec![9, 9, 9, 9]),
+                y: vec![1],
+                coarse: None,
+            },
         }
     }
 

@@ -43,7 +43,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let ckpt = ctx.checkpoint_dir.join("step");
     let mut start = 0u64;
     if let Ok(s) = std::fs::read_to_string(&ckpt) {
-        start = s.trim().parse().with_context(|| format!("corrupt checkpoint {}", ckpt.display()))?;
+        start = s
+            .trim()
+            .parse()
+            .with_context(|| format!("corrupt checkpoint {}", ckpt.display()))?;
         ctx.progress.message(&format!("resumed from step {start}"));
     }
     ctx.progress.phase("probe", "step", p.steps);
@@ -64,7 +67,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
             let f = r.dir.join("value.txt");
             if f.exists() {
                 text.push('\n');
-                text.push_str(&std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?);
+                text.push_str(
+                    &std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                );
             }
         }
     }
