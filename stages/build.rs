@@ -16,16 +16,18 @@ const SOURCES: &[(&str, &[&str])] = &[
     ("download", &["kinds/download.rs", "data"]),
     (
         "inject_noise",
-        &[
-            "kinds/inject_noise.rs",
-            "noise.rs",
-            "data/dataset.rs",
-            "data/split.rs",
-        ],
+        &["kinds/inject_noise.rs", "noise.rs", "data/dataset.rs", "data/split.rs"],
     ),
     (
         "train",
-        &["kinds/train.rs", "nn", "data/dataset.rs", "noise.rs"],
+        &[
+            "kinds/train.rs",
+            "nn",
+            "data/dataset.rs",
+            "noise.rs",
+            "data/split.rs",
+            "metrics.rs",
+        ],
     ),
     (
         "train_mlc",
@@ -35,6 +37,8 @@ const SOURCES: &[(&str, &[&str])] = &[
             "nn",
             "data/dataset.rs",
             "noise.rs",
+            "data/split.rs",
+            "metrics.rs",
         ],
     ),
     (
@@ -44,11 +48,20 @@ const SOURCES: &[(&str, &[&str])] = &[
             "nn",
             "data/dataset.rs",
             "noise.rs",
+            "data/split.rs",
+            "metrics.rs",
         ],
     ),
     (
         "distill",
-        &["kinds/distill.rs", "nn", "data/dataset.rs", "noise.rs"],
+        &[
+            "kinds/distill.rs",
+            "nn",
+            "data/dataset.rs",
+            "noise.rs",
+            "data/split.rs",
+            "metrics.rs",
+        ],
     ),
     ("tables", &["kinds/tables.rs", "report"]),
     ("probe", &["kinds/probe.rs"]),

@@ -1,16 +1,591 @@
-//! `train`: placeholder until the kind is implemented.
+//! `train`: a classifier trained with one of the baseline methods of the GLC benchmark
+//! (Hendrycks et al., "Using Trusted Data to Train Deep Networks on Labels Corrupted by
+//! Severe Noise", NeurIPS 2018, §3–4) and of the papers that compare against it.
+//!
+//! Methods (`method`):
+//! * `ce`: cross-entropy on all training labels as given (GLC's "No Correction").
+//! * `label_smoothing`: CE against (1 − ε)·onehot + ε/K (`smoothing` = ε).
+//! * `trusted_only`: CE on the trusted examples only, for at least `min_updates`
+//!   optimizer steps (GLC's `*_gold_only.py`: 2,000 updates).
+//! * `forward` (Patrini et al., CVPR 2017): phase 1 CE on all examples; Ĉ by anchor
+//!   points: for each class i, among the softmax outputs p(x) over all training
+//!   examples, zero the values of column i at or above their 97th percentile
+//!   (`anchor_percentile`, numpy's "higher" interpolation) and take
+//!   Ĉ[i, :] = p(x*) of the arg-max x* of what remains; phase 2 restarts from the same
+//!   initial weights with the corrected loss −log Σ_i p_i(x) Ĉ[i, ỹ] on every example.
+//! * `forward_gold`: as GLC's code names it (its Table 1 column "Forward Gold"): phase 1
+//!   CE on the untrusted examples, the same anchor estimate over them, phase 2 with CE on
+//!   trusted examples and the corrected loss on the untrusted ones.
+//! * `ideal`: the oracle: the true C of the noise input, one phase, CE on trusted and the
+//!   corrected loss on untrusted examples (GLC's `--method ideal`). (The issue text called
+//!   this oracle "forward_gold"; here the names follow GLC's code.)
+//! * `glc`: phase 1 CE on the untrusted examples; Ĉ[i, :] = mean softmax over the
+//!   trusted examples of true class i (a class with no trusted example gets a uniform
+//!   row); phase 2 from the same initial weights: Σ_trusted CE + Σ_untrusted
+//!   −log Σ_i p_i Ĉ[i, ỹ], divided by the batch size (GLC eq. in §3, `train_ours.py`).
+//! * `confusion`: as `glc` but Ĉ = row-normalised confusion matrix of the phase-1
+//!   network's arg-max predictions against the true labels of the trusted examples,
+//!   smoothed 0.99·Ĉ + 0.01/K (an empty row becomes uniform).
+//!
+//! Every phase uses the same optimizer, schedule, `epochs`, batch size and augmentation;
+//! training examples of trusted and untrusted sets are shuffled together in phase 2.
+//! The final model is the last epoch's (no selection on the test split).
+//!
+//! Inputs: `data` (a dataset directory, `data::dataset`), `noise` (a `NoisyLabels`
+//! directory, `noise.rs`; optional for `ce` and `label_smoothing`, which then train on
+//! the clean labels). Outputs: `metrics.json` (`metrics::Metrics`; final `extra` holds
+//! `c_hat_frobenius_to_true_c` and `c_hat_mean_row_l1_to_true_c` for methods that estimate
+//! C), `weights.safetensors` (parameters then batch-norm buffers, PyTorch names and
+//! layouts), `c_hat.json` (methods that estimate C: `{"k": K, "rows": [[..], ..]}`,
+//! row = true class), `log/timings.json` (seconds per epoch; outside the output digest).
 
-use anyhow::{bail, Result};
-use serde::Deserialize;
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 
+use crate::data::dataset::Dataset;
+use crate::metrics::{DatasetId, Metrics, NoiseId};
+use crate::nn::batch::input_kind;
+use crate::nn::model::{ModelSpec, Network};
+use crate::nn::objectives::{LossObjective, Target};
+use crate::nn::optim::OptimizerSpec;
+use crate::nn::schedule::Schedule;
+use crate::nn::trainer::{argmax_rows, logits_of, PhaseSpec, Session};
+use crate::noise::{Matrix, NoisyLabels};
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Ce,
+    TrustedOnly,
+    Forward,
+    ForwardGold,
+    Ideal,
+    Glc,
+    Confusion,
+    LabelSmoothing,
+}
 
-pub fn run(_p: &Params, _ctx: &StageContext) -> Result<()> {
-    bail!("kind train is not implemented yet")
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ce => "ce",
+            Method::TrustedOnly => "trusted_only",
+            Method::Forward => "forward",
+            Method::ForwardGold => "forward_gold",
+            Method::Ideal => "ideal",
+            Method::Glc => "glc",
+            Method::Confusion => "confusion",
+            Method::LabelSmoothing => "label_smoothing",
+        }
+    }
+}
+
+fn default_model() -> ModelSpec {
+    ModelSpec::Mlp {
+        hidden: vec![128, 128],
+        dropout: 0.0,
+        embed_dim: None,
+    }
+}
+fn default_optimizer() -> OptimizerSpec {
+    OptimizerSpec::Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    }
+}
+fn default_epochs() -> usize {
+    20
+}
+fn default_batch_size() -> usize {
+    32
+}
+fn default_eval_batch_size() -> usize {
+    500
+}
+fn default_smoothing() -> f32 {
+    0.1
+}
+fn default_min_updates() -> usize {
+    2000
+}
+fn default_anchor_percentile() -> f64 {
+    97.0
+}
+
+/// Params of a `train` stage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The method (see the module docs). Required.
+    pub method: Method,
+    /// The network (default: MLP with hidden layers `[128, 128]`).
+    #[serde(default = "default_model")]
+    pub model: ModelSpec,
+    /// Optimizer (default Adam, lr 1e-3, no weight decay).
+    #[serde(default = "default_optimizer")]
+    pub optimizer: OptimizerSpec,
+    /// Learning-rate schedule, per iteration within each phase (default constant).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs of each phase (default 20).
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Training batch size (default 32).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Evaluation batch size (default 500; does not change results).
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    /// CIFAR augmentation: random crop with 4-pixel padding + horizontal flip (default false).
+    #[serde(default)]
+    pub augment: bool,
+    /// ε of `label_smoothing` (default 0.1).
+    #[serde(default = "default_smoothing")]
+    pub smoothing: f32,
+    /// `trusted_only`: least number of optimizer updates; epochs are raised to reach it
+    /// (default 2000, GLC's gold-only scripts).
+    #[serde(default = "default_min_updates")]
+    pub min_updates: usize,
+    /// `forward`, `forward_gold`: percentile above which anchor candidates are dropped
+    /// (default 97).
+    #[serde(default = "default_anchor_percentile")]
+    pub anchor_percentile: f64,
+}
+
+/// A row-major K×K estimate, as written to `c_hat.json`.
+#[derive(Serialize, Deserialize)]
+struct CHatFile {
+    k: usize,
+    rows: Vec<Vec<f64>>,
+}
+
+pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
+    let data_dir = &ctx.input("data")?.dir;
+    let ds = Dataset::load(data_dir)
+        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
+    let noise = match ctx.input_opt("noise")? {
+        Some(r) => Some(
+            NoisyLabels::load(&r.dir)
+                .with_context(|| format!("loading input `noise` from {}", r.dir.display()))?,
+        ),
+        None => None,
+    };
+    let metrics = train(p, ctx, &ds, noise.as_ref())?;
+    metrics.save(&ctx.out_dir)
+}
+
+/// Runs the method on `ds` (with `noise`, or the clean labels); writes the weights,
+/// `c_hat.json` and timings into `ctx.out_dir` and returns the metrics (not yet saved).
+pub fn train(
+    p: &Params,
+    ctx: &StageContext,
+    ds: &Dataset,
+    noise: Option<&NoisyLabels>,
+) -> Result<Metrics> {
+    let k = ds.meta.num_classes;
+    let n = ds.train.len();
+    ensure!(p.epochs > 0, "params.epochs must be positive");
+    ensure!(p.batch_size > 0, "params.batch_size must be positive");
+    ensure!(
+        (0.0..1.0).contains(&p.smoothing),
+        "params.smoothing {} outside [0, 1)",
+        p.smoothing
+    );
+    ensure!(
+        (0.0..=100.0).contains(&p.anchor_percentile),
+        "params.anchor_percentile outside [0, 100]"
+    );
+    let (labels, trusted): (Vec<u32>, Vec<bool>) = match noise {
+        Some(nl) => {
+            ensure!(
+                nl.noisy.len() == n,
+                "input `noise` has {} labels but the train split has {n} examples",
+                nl.noisy.len()
+            );
+            ensure!(
+                nl.meta.num_classes == k,
+                "input `noise` has {} classes, the dataset {k}",
+                nl.meta.num_classes
+            );
+            ensure!(
+                nl.clean == ds.train.y,
+                "input `noise` was made for other data: its clean labels differ from the dataset's"
+            );
+            (nl.noisy.clone(), nl.trusted_mask())
+        }
+        None => {
+            if !matches!(p.method, Method::Ce | Method::LabelSmoothing) {
+                bail!(
+                    "method {} needs a `noise` input (trusted set and noisy labels)",
+                    p.method.name()
+                );
+            }
+            (ds.train.y.clone(), vec![false; n])
+        }
+    };
+    let trusted_idx: Vec<u32> = (0..n as u32).filter(|&i| trusted[i as usize]).collect();
+    let untrusted_idx: Vec<u32> = (0..n as u32).filter(|&i| !trusted[i as usize]).collect();
+    let all_idx: Vec<u32> = (0..n as u32).collect();
+    let needs_trusted = matches!(
+        p.method,
+        Method::TrustedOnly | Method::Glc | Method::Confusion
+    );
+    if needs_trusted && trusted_idx.is_empty() {
+        bail!(
+            "method {} needs trusted examples, but the noise input has none",
+            p.method.name()
+        );
+    }
+    if matches!(
+        p.method,
+        Method::ForwardGold | Method::Glc | Method::Confusion
+    ) && untrusted_idx.is_empty()
+    {
+        bail!(
+            "method {} trains phase 1 on untrusted examples, but there are none",
+            p.method.name()
+        );
+    }
+
+    let (net, params0, buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
+    let mut session = Session::new(ctx, ds, ctx.seed, p.eval_batch_size)?;
+    let phase = |name: &str, examples: Vec<u32>, epochs: usize| PhaseSpec {
+        name: name.to_string(),
+        examples,
+        labels: &labels,
+        trusted: &trusted,
+        epochs,
+        batch_size: p.batch_size,
+        optimizer: p.optimizer.clone(),
+        schedule: p.schedule.clone(),
+        augment: p.augment,
+    };
+    let (mut params, mut buffers) = (params0.deep_clone(), buffers0.clone());
+    let mut c_hat: Option<Matrix> = None;
+    match p.method {
+        Method::Ce | Method::LabelSmoothing => {
+            let target = if p.method == Method::Ce {
+                Target::Hard
+            } else {
+                Target::Smoothed(p.smoothing)
+            };
+            session.run_phase(
+                0,
+                &phase("main", all_idx, p.epochs),
+                &net,
+                &mut params,
+                &mut buffers,
+                &mut LossObjective { target },
+            )?;
+        }
+        Method::TrustedOnly => {
+            let per_epoch = trusted_idx.len().div_ceil(p.batch_size);
+            let epochs = p.epochs.max(p.min_updates.div_ceil(per_epoch));
+            let spec = phase("main", trusted_idx.clone(), epochs);
+            session.run_phase(
+                0,
+                &spec,
+                &net,
+                &mut params,
+                &mut buffers,
+                &mut LossObjective {
+                    target: Target::Hard,
+                },
+            )?;
+        }
+        Method::Ideal => {
+            let c = noise.expect("checked above").true_c.clone();
+            let target = Target::Forward {
+                c,
+                trusted_ce: true,
+            };
+            session.run_phase(
+                0,
+                &phase("main", all_idx, p.epochs),
+                &net,
+                &mut params,
+                &mut buffers,
+                &mut LossObjective { target },
+            )?;
+        }
+        Method::Forward | Method::ForwardGold | Method::Glc | Method::Confusion => {
+            let phase1_examples = if p.method == Method::Forward {
+                all_idx.clone()
+            } else {
+                untrusted_idx.clone()
+            };
+            let c = match session.carry::<Vec<f64>>("c_hat")? {
+                Some(data) => Matrix { k, data },
+                None => {
+                    let spec = phase("phase1", phase1_examples.clone(), p.epochs);
+                    session.run_phase(
+                        0,
+                        &spec,
+                        &net,
+                        &mut params,
+                        &mut buffers,
+                        &mut LossObjective {
+                            target: Target::Hard,
+                        },
+                    )?;
+                    let c = match p.method {
+                        Method::Forward | Method::ForwardGold => {
+                            let probs = probabilities(
+                                &net,
+                                &params,
+                                &mut buffers,
+                                ds,
+                                &phase1_examples,
+                                p.eval_batch_size,
+                            );
+                            anchor_estimate(&probs, k, p.anchor_percentile)
+                        }
+                        Method::Glc => {
+                            let probs = probabilities(
+                                &net,
+                                &params,
+                                &mut buffers,
+                                ds,
+                                &trusted_idx,
+                                p.eval_batch_size,
+                            );
+                            let y: Vec<u32> =
+                                trusted_idx.iter().map(|&i| labels[i as usize]).collect();
+                            glc_estimate(&probs, &y, k)
+                        }
+                        _ => {
+                            let probs = probabilities(
+                                &net,
+                                &params,
+                                &mut buffers,
+                                ds,
+                                &trusted_idx,
+                                p.eval_batch_size,
+                            );
+                            let y: Vec<u32> =
+                                trusted_idx.iter().map(|&i| labels[i as usize]).collect();
+                            confusion_estimate(&probs, &y, k)
+                        }
+                    };
+                    session.set_carry("c_hat", &c.data)?;
+                    c
+                }
+            };
+            // phase 2 restarts from the same initial weights
+            let (mut p2, mut b2) = (params0.deep_clone(), buffers0.clone());
+            let target = Target::Forward {
+                c: c.clone(),
+                trusted_ce: p.method != Method::Forward,
+            };
+            session.run_phase(
+                1,
+                &phase("phase2", all_idx, p.epochs),
+                &net,
+                &mut p2,
+                &mut b2,
+                &mut LossObjective { target },
+            )?;
+            params = p2;
+            buffers = b2;
+            c_hat = Some(c);
+        }
+    }
+
+    session.write_outputs(&params, &buffers)?;
+    let history = session.history().to_vec();
+    let last = history.last().context("no epoch was trained")?;
+    let mut extra = std::collections::BTreeMap::new();
+    if let Some(c) = &c_hat {
+        let rows = (0..k).map(|i| c.row(i).to_vec()).collect();
+        let path = ctx.out_dir.join("c_hat.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&CHatFile { k, rows })? + "\n",
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        if let Some(nl) = noise {
+            extra.insert(
+                "c_hat_frobenius_to_true_c".to_string(),
+                c.frobenius_distance(&nl.true_c),
+            );
+            extra.insert(
+                "c_hat_mean_row_l1_to_true_c".to_string(),
+                c.mean_row_l1_distance(&nl.true_c),
+            );
+        }
+    }
+    Ok(Metrics {
+        kind: "train".into(),
+        method: p.method.name().into(),
+        dataset: DatasetId {
+            name: ds.meta.name.clone(),
+            identity: ds.meta.identity.clone(),
+        },
+        noise: noise.map(|nl| NoiseId {
+            corruption: nl.meta.corruption.clone(),
+            strength: nl.meta.strength,
+            trusted_fraction: nl.meta.trusted_fraction,
+            actual_noise_rate: nl.meta.actual_noise_rate,
+        }),
+        model: p.model.label(),
+        profile: ctx.profile.clone(),
+        device: crate::BACKEND.into(),
+        seed: ctx.seed,
+        final_test_accuracy: last.test_accuracy,
+        final_test_error: last.test_error,
+        epochs: history,
+        extra,
+    })
+}
+
+/// Softmax outputs (evaluation mode) of the given train examples, row-major, in f64.
+fn probabilities(
+    net: &Network,
+    params: &crate::nn::params::ParamSet,
+    buffers: &mut crate::nn::params::Buffers,
+    ds: &Dataset,
+    examples: &[u32],
+    batch: usize,
+) -> Vec<f64> {
+    let k = net.classes;
+    let logits = logits_of(net, params, buffers, ds, examples, batch);
+    let mut out = Vec::with_capacity(logits.len());
+    for row in logits.chunks_exact(k) {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = row.iter().map(|&z| (z as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        out.extend(e.iter().map(|v| v / s));
+    }
+    out
+}
+
+/// Patrini et al.'s anchor-point estimate with GLC's robust percentile filter.
+pub fn anchor_estimate(probs: &[f64], k: usize, percentile: f64) -> Matrix {
+    let n = probs.len() / k;
+    let mut c = Matrix::zeros(k);
+    for i in 0..k {
+        let mut col: Vec<f64> = (0..n).map(|r| probs[r * k + i]).collect();
+        let mut sorted = col.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        // numpy.percentile(..., interpolation='higher')
+        let pos = (percentile / 100.0 * (n - 1) as f64).ceil() as usize;
+        let thresh = sorted[pos.min(n - 1)];
+        col.iter_mut().for_each(|v| {
+            if *v >= thresh {
+                *v = 0.0
+            }
+        });
+        let best = col
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |b, (r, &v)| if v > b.1 { (r, v) } else { b },
+            )
+            .0;
+        for j in 0..k {
+            c.set(i, j, probs[best * k + j]);
+        }
+    }
+    c
+}
+
+/// GLC: Ĉ[i, :] = mean softmax of the trusted examples of class i (uniform if none).
+pub fn glc_estimate(probs: &[f64], y: &[u32], k: usize) -> Matrix {
+    let mut c = Matrix::zeros(k);
+    let mut count = vec![0usize; k];
+    for (r, &yi) in y.iter().enumerate() {
+        count[yi as usize] += 1;
+        for j in 0..k {
+            c.data[yi as usize * k + j] += probs[r * k + j];
+        }
+    }
+    for i in 0..k {
+        for j in 0..k {
+            let v = if count[i] == 0 {
+                1.0 / k as f64
+            } else {
+                c.at(i, j) / count[i] as f64
+            };
+            c.set(i, j, v);
+        }
+    }
+    c
+}
+
+/// Row-normalised confusion matrix of arg-max predictions, smoothed 0.99·Ĉ + 0.01/K.
+pub fn confusion_estimate(probs: &[f64], y: &[u32], k: usize) -> Matrix {
+    let f: Vec<f32> = probs.iter().map(|&v| v as f32).collect();
+    let pred = argmax_rows(&f, k);
+    let mut c = Matrix::zeros(k);
+    for (&yi, &pi) in y.iter().zip(&pred) {
+        c.data[yi as usize * k + pi] += 1.0;
+    }
+    for i in 0..k {
+        let s: f64 = c.row(i).iter().sum();
+        for j in 0..k {
+            let v = if s == 0.0 {
+                1.0 / k as f64
+            } else {
+                c.at(i, j) / s
+            };
+            c.set(i, j, 0.99 * v + 0.01 / k as f64);
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glc_estimate_means_and_uniform_rows() {
+        // 3 classes; class 0 seen twice, class 1 once, class 2 never.
+        let probs = [0.5, 0.5, 0.0, 0.7, 0.1, 0.2, 0.0, 1.0, 0.0];
+        let c = glc_estimate(&probs, &[0, 0, 1], 3);
+        let want = [
+            0.6,
+            0.3,
+            0.1,
+            0.0,
+            1.0,
+            0.0,
+            1.0 / 3.0,
+            1.0 / 3.0,
+            1.0 / 3.0,
+        ];
+        for (a, b) in c.data.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{:?}", c.data);
+        }
+    }
+
+    #[test]
+    fn confusion_estimate_smooths() {
+        let probs = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4];
+        let c = confusion_estimate(&probs, &[0, 0, 1], 2);
+        // row 0: predictions 0 and 1 -> [0.5, 0.5]; row 1: prediction 0 -> [1, 0]
+        let want = [0.5, 0.5, 0.99 + 0.005, 0.005];
+        for (a, b) in c.data.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{:?}", c.data);
+        }
+    }
+
+    #[test]
+    fn anchor_estimate_skips_the_top_percentile() {
+        // 5 examples, 2 classes. Column 0 values: 0.99, 0.9, 0.8, 0.3, 0.1. With the
+        // 50th percentile ('higher': sorted[ceil(0.5*4)] = sorted[2] = 0.8) the values
+        // >= 0.8 are dropped and the anchor of class 0 is the example with 0.3.
+        let probs = [0.99, 0.01, 0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1, 0.9];
+        let c = anchor_estimate(&probs, 2, 50.0);
+        assert_eq!(c.row(0), &[0.3, 0.7]);
+        // column 1: 0.01, 0.1, 0.2, 0.7, 0.9 -> threshold 0.2, anchor = example with 0.1
+        assert_eq!(c.row(1), &[0.9, 0.1]);
+    }
 }

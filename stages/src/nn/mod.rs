@@ -1,1 +1,27 @@
-//! Models, optimizers and the one generic training loop.
+//! Models, optimizers, schedules, losses and the one generic training loop.
+//!
+//! dfdx 0.13 supplies the tensors, the tape and the gradient store; its convolution and
+//! pooling need a nightly compiler, so the heavy operators (linear, conv2d, pooling,
+//! batch norm, embedding, dropout) are written here as dfdx tape operators with host
+//! kernels on top of `gemm` (see [`kernels`]). Everything else (softmax, losses, any
+//! extra differentiable computation a method adds) uses dfdx's own ops on the same tape.
+//!
+//! Map: [`model::Network`] (architectures) + [`params::ParamSet`] (flat named
+//! parameters) -> [`loss`] -> [`optim::Optimizer`] under a [`schedule::Schedule`], driven
+//! by [`trainer::train`] with a method plugged in through [`trainer::Objective`].
+
+pub mod batch;
+pub mod batch_norm;
+pub mod checkpoint;
+pub mod conv;
+pub mod elementwise;
+pub mod kernels;
+pub mod linear;
+pub mod loss;
+pub mod model;
+pub mod objectives;
+pub mod optim;
+pub mod params;
+pub mod pool;
+pub mod schedule;
+pub mod trainer;

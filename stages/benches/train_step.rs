@@ -1,0 +1,82 @@
+//! Time per training step (forward + cross-entropy + backward + SGD update, batch 128)
+//! of the MLP 784-256-256-10 and the small CNN (1×28×28: conv32-conv64-pool-fc128-fc10).
+//!
+//! `cargo bench -p repro-stages --bench train_step` (threads: RAYON_NUM_THREADS, default
+//! all cores). Prints one line per model: `name median_ms min_ms iterations`.
+//! `bench/pytorch_bench.sh` runs this and the same steps in PyTorch side by side.
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use repro_stages::nn::kernels::{Dev, Mat, Tp};
+use repro_stages::nn::loss::cross_entropy;
+use repro_stages::nn::model::{Input, InputKind, Mode, ModelSpec, Network};
+use repro_stages::nn::optim::{Optimizer, OptimizerSpec};
+
+fn bench(name: &str, spec: ModelSpec, shape: Vec<usize>, iters: usize) {
+    let batch = 128;
+    let (net, mut params, mut buffers) =
+        Network::new(&spec, &InputKind::Dense(shape.clone()), 10, 0).unwrap();
+    let d: usize = shape.iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let x: Vec<f32> = (0..batch * d).map(|_| rng.random::<f32>()).collect();
+    let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..10)).collect();
+    let x: Mat = Dev::default().tensor_from_vec(x, (batch, d));
+    let spec_o = OptimizerSpec::Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+    };
+    let mut opt = Optimizer::new(&spec_o, &params);
+    let mut times = Vec::new();
+    for i in 0..iters + 3 {
+        let t = Instant::now();
+        let logits = net.forward::<Tp>(
+            &params,
+            &mut buffers,
+            Input::Dense(x.clone()),
+            Mode::Train,
+            Some(&mut rng),
+        );
+        let loss = cross_entropy(logits, &y);
+        let mut g = loss.backward();
+        opt.update(&mut params, &mut g, 0.01);
+        if i >= 3 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{name} {:.3} {:.3} {}",
+        times[times.len() / 2],
+        times[0],
+        times.len()
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n_mlp, n_cnn) = if quick { (20, 3) } else { (200, 20) };
+    bench(
+        "mlp_784_256_256_10",
+        ModelSpec::Mlp {
+            hidden: vec![256, 256],
+            dropout: 0.0,
+            embed_dim: None,
+        },
+        vec![784],
+        n_mlp,
+    );
+    bench(
+        "cnn_28x28_conv32_conv64_pool_fc128",
+        ModelSpec::SmallCnn {
+            channels: vec![32, 64],
+            hidden: 128,
+        },
+        vec![1, 28, 28],
+        n_cnn,
+    );
+}

@@ -1,0 +1,83 @@
+//! The checkpoint of a training stage: one safetensors file in the stage's checkpoint
+//! directory holding the parameters, buffers, optimizer state and a method's tensors,
+//! with the loop's position and everything else as JSON in the file's metadata (one
+//! key, `state`). Written to a temporary name and renamed, so a kill while writing
+//! leaves the previous checkpoint intact.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::params::{read_safetensors, write_safetensors, NamedTensor};
+use crate::metrics::EpochMetrics;
+
+pub const FILE: &str = "checkpoint.safetensors";
+
+/// A method's own state (see [`super::trainer::Objective::state`]): JSON plus tensors.
+#[derive(Clone, Debug, Default)]
+pub struct MethodState {
+    pub json: serde_json::Value,
+    pub tensors: Vec<NamedTensor>,
+}
+
+/// Where the loop stands and what it has produced so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Index of the phase in progress (phases before it are complete).
+    pub phase: usize,
+    /// Epochs of this phase completed.
+    pub epoch: usize,
+    /// Next batch of the current epoch (0 at an epoch boundary).
+    pub batch: usize,
+    /// Word position of the epoch's random stream after the permutation was drawn
+    /// (only meaningful mid-epoch), as a decimal string (u128).
+    pub rng_word_pos: String,
+    /// Sum and count of batch losses so far in the current epoch.
+    pub loss_sum: f64,
+    pub loss_count: u64,
+    /// Seconds spent so far in the current epoch (for log/timings.json only).
+    pub epoch_seconds: f64,
+    pub opt_step: u64,
+    /// Metrics of every completed epoch, all phases.
+    pub history: Vec<EpochMetrics>,
+    /// Wall seconds per completed epoch, parallel to `history`.
+    pub timings: Vec<f64>,
+    /// Values a stage carries between phases (e.g. an estimated corruption matrix).
+    pub carry: BTreeMap<String, serde_json::Value>,
+    /// The method's JSON state.
+    pub method: serde_json::Value,
+}
+
+pub struct Checkpoint {
+    pub state: LoopState,
+    pub tensors: BTreeMap<String, NamedTensor>,
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+pub fn save(dir: &Path, state: &LoopState, tensors: &[NamedTensor]) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating checkpoint dir {}", dir.display()))?;
+    let mut meta = BTreeMap::new();
+    meta.insert("state".to_string(), serde_json::to_string(state)?);
+    write_safetensors(&path(dir), tensors, Some(meta))
+        .with_context(|| format!("saving checkpoint in {}", dir.display()))
+}
+
+pub fn load(dir: &Path) -> Result<Option<Checkpoint>> {
+    let p = path(dir);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let (tensors, meta) = read_safetensors(&p)?;
+    let json = meta
+        .get("state")
+        .with_context(|| format!("{}: no `state` metadata", p.display()))?;
+    let state: LoopState = serde_json::from_str(json)
+        .with_context(|| format!("{}: parsing the loop state", p.display()))?;
+    Ok(Some(Checkpoint { state, tensors }))
+}

@@ -1,0 +1,74 @@
+//! Small operators with a host-side mask or index list: multiplication by a fixed mask
+//! (inverted dropout) and embedding lookup (token-id inputs).
+
+use dfdx::prelude::*;
+
+use super::kernels::{host, with_grads2, Dev, Mat, Vector};
+
+/// `y = x ⊙ mask` for a constant `mask` (no gradient with respect to the mask).
+pub fn mul_mask<T: Tape<f32, Dev>>(x: Mat<T>, mask: Vec<f32>) -> Mat<T> {
+    let (x, mut tape) = x.split_tape();
+    let shape = *x.shape();
+    let xs = host(&x);
+    assert_eq!(mask.len(), xs.len(), "mul_mask: mask length");
+    let y: Vec<f32> = xs.iter().zip(&mask).map(|(a, b)| a * b).collect();
+    let out = x.device().tensor_from_vec(y, shape);
+    if T::OWNS_TAPE {
+        let out_c = out.clone();
+        tape.add_backward_op(move |grads| {
+            with_grads2(grads, &out_c, &x, |go, gx| {
+                for ((g, o), m) in gx.iter_mut().zip(go).zip(&mask) {
+                    *g += o * m;
+                }
+            })
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// Looks up `ids` (`batch x len` token ids, row-major) in the `vocab x dim` table `w`;
+/// returns `batch x (len·dim)`, the embeddings of one example's tokens side by side.
+pub fn embedding<T: Tape<f32, Dev>>(
+    dev: &Dev,
+    ids: &[u32],
+    batch: usize,
+    w: &Vector,
+    dim: usize,
+    mut tape: T,
+) -> Mat<T> {
+    let len = ids.len() / batch.max(1);
+    assert_eq!(
+        len * batch,
+        ids.len(),
+        "embedding: {} ids for batch {batch}",
+        ids.len()
+    );
+    let ws = host(w);
+    let vocab = ws.len() / dim;
+    let mut y = Vec::with_capacity(ids.len() * dim);
+    for &t in ids {
+        let t = t as usize;
+        assert!(t < vocab, "embedding: token id {t} out of range 0..{vocab}");
+        y.extend_from_slice(&ws[t * dim..(t + 1) * dim]);
+    }
+    let out = dev.tensor_from_vec(y, (batch, len * dim));
+    if T::OWNS_TAPE {
+        let out_c = out.clone();
+        let w_c = w.clone();
+        let ids = ids.to_vec();
+        tape.add_backward_op(move |grads| {
+            with_grads2(grads, &out_c, &w_c, |go, gw| {
+                for (i, &t) in ids.iter().enumerate() {
+                    let t = t as usize;
+                    for (g, o) in gw[t * dim..(t + 1) * dim]
+                        .iter_mut()
+                        .zip(&go[i * dim..(i + 1) * dim])
+                    {
+                        *g += o;
+                    }
+                }
+            })
+        });
+    }
+    out.put_tape(tape)
+}

@@ -1,0 +1,254 @@
+//! Host-side building blocks of the custom CPU operators: a row-major matrix product on
+//! top of the `gemm` crate (the kernel dfdx itself uses), host copies of tensor data, and
+//! the pointer juggling needed to read one gradient while writing another.
+//!
+//! Determinism: `gemm` parallelises over blocks of the output (rows/columns), never over
+//! the reduction dimension, so a product has the same bits with any number of threads;
+//! the operators built on it split batches into a fixed number of chunks that does not
+//! depend on the thread count and reduce the partial results in chunk order.
+
+use dfdx::prelude::*;
+
+/// The compute device of the models. The convolution, pooling and normalisation kernels
+/// are host code (dfdx 0.13 gates its own behind a nightly feature), so the models run on
+/// [`Cpu`].
+pub type Dev = Cpu;
+
+/// A runtime-shaped matrix (batch x features, or rows x columns).
+pub type Mat<T = NoneTape> = Tensor<(usize, usize), f32, Dev, T>;
+/// A runtime-shaped vector (every parameter is stored flat).
+pub type Vector = Tensor<(usize,), f32, Dev>;
+/// The tape of a training forward pass.
+pub type Tp = OwnedTape<f32, Dev>;
+
+/// Whether a product runs on all rayon threads or on the calling thread only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Par {
+    Rayon,
+    Seq,
+}
+
+/// One operand of [`matmul`]: a row-major `rows x cols` matrix, read transposed when `t`.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    /// Stored row-major as `rows x cols` (before the optional transpose).
+    pub rows: usize,
+    pub cols: usize,
+    pub t: bool,
+}
+
+impl<'a> Operand<'a> {
+    pub fn n(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Operand {
+            data,
+            rows,
+            cols,
+            t: false,
+        }
+    }
+    pub fn t(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Operand {
+            data,
+            rows,
+            cols,
+            t: true,
+        }
+    }
+    /// Logical shape (after the transpose).
+    fn shape(&self) -> (usize, usize) {
+        if self.t {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+    /// (row stride, column stride) of the logical matrix.
+    fn strides(&self) -> (isize, isize) {
+        if self.t {
+            (1, self.cols as isize)
+        } else {
+            (self.cols as isize, 1)
+        }
+    }
+}
+
+/// `c = a·b` (or `c += a·b` with `accumulate`), `c` row-major `m x n`.
+pub fn matmul(a: Operand, b: Operand, c: &mut [f32], accumulate: bool, par: Par) {
+    let (m, k) = a.shape();
+    let (k2, n) = b.shape();
+    assert_eq!(k, k2, "matmul: inner dimensions {k} and {k2} differ");
+    assert_eq!(a.data.len(), a.rows * a.cols, "matmul: lhs length");
+    assert_eq!(b.data.len(), b.rows * b.cols, "matmul: rhs length");
+    assert_eq!(c.len(), m * n, "matmul: output length");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.iter_mut().for_each(|v| *v = 0.0);
+        }
+        return;
+    }
+    let (ars, acs) = a.strides();
+    let (brs, bcs) = b.strides();
+    let parallelism = match par {
+        Par::Rayon => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        Par::Seq => gemm::Parallelism::None,
+    };
+    // SAFETY: the lengths were checked above against the logical shapes and strides; the
+    // output does not alias the inputs (it is a distinct `&mut`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            acs,
+            ars,
+            b.data.as_ptr(),
+            bcs,
+            brs,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// A host copy of a tensor's elements (the tensor must be contiguous, as every output of
+/// the operators here and of dfdx's element-wise ops is).
+pub fn host<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
+    let mut v = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut v);
+    v
+}
+
+/// Runs `f(out_grad, in_grad)` on the gradient buffers of two distinct tensors.
+///
+/// dfdx hands out one `&mut` gradient at a time; the buffers are separate heap
+/// allocations, so holding a pointer to one while borrowing another is sound as long as
+/// the two are different tensors (every caller passes an operator's output and one of
+/// its inputs).
+pub fn with_grads2<S1: Shape, S2: Shape>(
+    grads: &mut Gradients<f32, Dev>,
+    out: &Tensor<S1, f32, Dev>,
+    inp: &Tensor<S2, f32, Dev>,
+    f: impl FnOnce(&[f32], &mut [f32]),
+) -> Result<(), CpuError> {
+    let g_out = grads.get_or_alloc_mut(out)?;
+    let (ptr, len) = (g_out.as_ptr(), g_out.len());
+    let g_in = grads.get_or_alloc_mut(inp)?;
+    // SAFETY: `ptr` points into the gradient buffer of `out`, a heap allocation that is
+    // neither moved nor freed by allocating the (different) buffer of `inp`.
+    let g_out = unsafe { std::slice::from_raw_parts(ptr, len) };
+    f(g_out, &mut g_in[..]);
+    Ok(())
+}
+
+/// A read-only copy of the gradient of `t` (zeros if none has been allocated yet).
+pub fn grad_of<S: Shape>(
+    grads: &mut Gradients<f32, Dev>,
+    t: &Tensor<S, f32, Dev>,
+) -> Result<Vec<f32>, CpuError> {
+    Ok(grads.get_or_alloc_mut(t)?.to_vec())
+}
+
+/// Adds `src` into the gradient buffer of `t`.
+pub fn add_grad<S: Shape>(
+    grads: &mut Gradients<f32, Dev>,
+    t: &Tensor<S, f32, Dev>,
+    src: &[f32],
+) -> Result<(), CpuError> {
+    let g = grads.get_or_alloc_mut(t)?;
+    assert_eq!(g.len(), src.len(), "add_grad: length mismatch");
+    g.iter_mut().zip(src).for_each(|(g, s)| *g += s);
+    Ok(())
+}
+
+/// Number of chunks a batch of `n` examples is split into for per-chunk partial sums:
+/// fixed by `n` alone, so the reduction order never depends on the thread count.
+pub fn chunks_for(n: usize) -> usize {
+    n.clamp(1, 16)
+}
+
+/// Splits `0..n` into `chunks_for(n)` contiguous ranges.
+pub fn chunk_ranges(n: usize) -> Vec<std::ops::Range<usize>> {
+    let c = chunks_for(n);
+    let base = n / c;
+    let extra = n % c;
+    let mut out = Vec::with_capacity(c);
+    let mut start = 0;
+    for i in 0..c {
+        let len = base + usize::from(i < extra);
+        out.push(start..start + len);
+        start += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_transposes() {
+        // a = [[1,2,3],[4,5,6]] (2x3), b = [[1,0],[0,1],[1,1]] (3x2): a·b = [[4,5],[10,11]].
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let mut c = [0.0; 4];
+        matmul(
+            Operand::n(&a, 2, 3),
+            Operand::n(&b, 3, 2),
+            &mut c,
+            false,
+            Par::Seq,
+        );
+        assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+        // aᵀ·a (3x3), first row = [1*1+4*4, 1*2+4*5, 1*3+4*6] = [17, 22, 27].
+        let mut d = [0.0; 9];
+        matmul(
+            Operand::t(&a, 2, 3),
+            Operand::n(&a, 2, 3),
+            &mut d,
+            false,
+            Par::Rayon,
+        );
+        assert_eq!(&d[..3], &[17.0, 22.0, 27.0]);
+        // accumulate: c += a·b
+        matmul(
+            Operand::n(&a, 2, 3),
+            Operand::n(&b, 3, 2),
+            &mut c,
+            true,
+            Par::Seq,
+        );
+        assert_eq!(c, [8.0, 10.0, 20.0, 22.0]);
+        // a·bᵀ with b stored 2x3
+        let mut e = [0.0; 4];
+        matmul(
+            Operand::n(&a, 2, 3),
+            Operand::t(&a, 2, 3),
+            &mut e,
+            false,
+            Par::Seq,
+        );
+        assert_eq!(e, [14.0, 32.0, 32.0, 77.0]);
+    }
+
+    #[test]
+    fn chunk_ranges_cover() {
+        let r = chunk_ranges(37);
+        assert_eq!(r.len(), 16);
+        assert_eq!(r.first().unwrap().start, 0);
+        assert_eq!(r.last().unwrap().end, 37);
+        assert!(r.windows(2).all(|w| w[0].end == w[1].start));
+    }
+}

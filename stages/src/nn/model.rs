@@ -1,0 +1,855 @@
+//! The networks: an MLP (optionally over token embeddings), a small CNN, WRN-40-2
+//! (Zagoruyko & Komodakis 2016, pre-activation, the variant of GLC's and MLC's code),
+//! ResNet-18 and ResNet-50 (He et al. 2016; torchvision layout with the stride on the
+//! 3×3 convolution of a bottleneck).
+//!
+//! A [`Network`] holds the architecture only (parameter indices); the values live in a
+//! [`ParamSet`] and a [`Buffers`] passed to every forward, so the same network can run
+//! with θ, with θ + εv, or with a look-ahead copy, and batch-norm statistics can be kept
+//! frozen for the extra forwards of meta-learning ([`Mode::TrainFrozenBn`]).
+//!
+//! Stems: ResNets use the CIFAR stem (3×3 conv, stride 1, no max-pool) for inputs
+//! smaller than 64 pixels and the ImageNet stem (7×7 conv stride 2, 3×3 max-pool stride
+//! 2) otherwise. Initialisation: linear layers as PyTorch's default
+//! (U(±1/√fan_in) for weight and bias); convolutions of WRN/ResNet He-normal with
+//! fan-out (std √(2/(k²·out)), as in the WRN and torchvision code), without bias; the small
+//! CNN's convolutions as PyTorch's default; batch norm γ = 1, β = 0, running mean 0,
+//! running variance 1.
+
+use anyhow::{bail, Result};
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::batch_norm::{batch_norm2d, BnMode};
+use super::conv::{conv2d, ConvGeom};
+use super::elementwise::{embedding, mul_mask};
+use super::kernels::{Dev, Mat};
+use super::linear::linear;
+use super::params::{Buffers, ParamSet};
+use super::pool::{global_avg_pool, max_pool2d};
+
+fn default_cnn_channels() -> Vec<usize> {
+    vec![32, 64]
+}
+fn default_cnn_hidden() -> usize {
+    128
+}
+fn default_wrn_depth() -> usize {
+    40
+}
+fn default_wrn_widen() -> usize {
+    2
+}
+fn default_wrn_dropout() -> f32 {
+    0.3
+}
+
+/// Which network to build (`arch` tag in params). Input size and class count come from
+/// the dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// Fully connected ReLU network: input -> hidden[0] -> ... -> classes.
+    Mlp {
+        /// Hidden layer widths, e.g. `[128, 128]` (GLC's MNIST net), `[256, 256]` (Twitter).
+        hidden: Vec<usize>,
+        /// Dropout probability after each hidden ReLU (default 0).
+        #[serde(default)]
+        dropout: f32,
+        /// For token-id inputs: the embedding width (each of the example's tokens is
+        /// embedded and the embeddings are concatenated). Required for tokens, refused
+        /// otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        embed_dim: Option<usize>,
+    },
+    /// conv3×3(c0)-ReLU-conv3×3(c1)-ReLU-maxpool2-fc(hidden)-ReLU-fc(classes), no padding
+    /// (the PyTorch MNIST example net for 28×28 inputs).
+    SmallCnn {
+        /// Channels of the two convolutions (default `[32, 64]`).
+        #[serde(default = "default_cnn_channels")]
+        channels: Vec<usize>,
+        /// Width of the hidden fully connected layer (default 128).
+        #[serde(default = "default_cnn_hidden")]
+        hidden: usize,
+    },
+    /// Wide ResNet WRN-depth-widen with dropout between the convolutions of a block.
+    Wrn {
+        /// Depth (default 40; (depth − 4) must be divisible by 6).
+        #[serde(default = "default_wrn_depth")]
+        depth: usize,
+        /// Widening factor (default 2).
+        #[serde(default = "default_wrn_widen")]
+        widen: usize,
+        /// Dropout probability inside blocks (default 0.3).
+        #[serde(default = "default_wrn_dropout")]
+        dropout: f32,
+    },
+    /// ResNet-18 (basic blocks [2, 2, 2, 2], widths 64…512).
+    Resnet18,
+    /// ResNet-50 (bottleneck blocks [3, 4, 6, 3], widths 64…512, expansion 4).
+    Resnet50,
+}
+
+impl ModelSpec {
+    /// A short label for metrics, e.g. `mlp-128-128`, `wrn-40-2`.
+    pub fn label(&self) -> String {
+        match self {
+            ModelSpec::Mlp { hidden, .. } => {
+                let mut s = "mlp".to_string();
+                for h in hidden {
+                    s += &format!("-{h}");
+                }
+                s
+            }
+            ModelSpec::SmallCnn { channels, hidden } => format!(
+                "cnn-{}-{hidden}",
+                channels
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
+            ),
+            ModelSpec::Wrn { depth, widen, .. } => format!("wrn-{depth}-{widen}"),
+            ModelSpec::Resnet18 => "resnet18".into(),
+            ModelSpec::Resnet50 => "resnet50".into(),
+        }
+    }
+}
+
+/// What a network reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputKind {
+    /// Dense values with this example shape (`[C, H, W]` for images, `[D]` for features).
+    Dense(Vec<usize>),
+    /// `len` token ids per example from a vocabulary of `vocab`.
+    Tokens { len: usize, vocab: usize },
+}
+
+/// A batch given to [`Network::forward`] (untaped: the forward starts the tape).
+#[derive(Clone)]
+pub enum Input {
+    /// `batch x features`.
+    Dense(Mat),
+    /// `batch x len` token ids, row-major.
+    Tokens { ids: Vec<u32>, batch: usize },
+}
+
+/// How a forward pass treats batch norm and dropout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: batch statistics, running statistics updated, dropout on.
+    Train,
+    /// Training-mode forward that leaves the running statistics untouched (look-ahead
+    /// forwards of meta-learning); dropout on.
+    TrainFrozenBn,
+    /// Evaluation: running statistics, no dropout.
+    Eval,
+}
+
+#[derive(Clone, Debug)]
+struct Lin {
+    w: usize,
+    b: Option<usize>,
+    out: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Conv {
+    w: usize,
+    b: Option<usize>,
+    g: ConvGeom,
+}
+
+#[derive(Clone, Debug)]
+struct Bn {
+    gamma: usize,
+    beta: usize,
+    /// Buffer index of the running mean; the running variance is the next buffer.
+    mean: usize,
+    c: usize,
+    hw: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Block {
+    /// WRN pre-activation block.
+    Wide {
+        bn1: Bn,
+        conv1: Conv,
+        bn2: Bn,
+        conv2: Conv,
+        shortcut: Option<Conv>,
+        dropout: f32,
+    },
+    /// ResNet basic block (post-activation).
+    Basic {
+        conv1: Conv,
+        bn1: Bn,
+        conv2: Conv,
+        bn2: Bn,
+        shortcut: Option<(Conv, Bn)>,
+    },
+    /// ResNet bottleneck block.
+    Bottleneck {
+        conv1: Conv,
+        bn1: Bn,
+        conv2: Conv,
+        bn2: Bn,
+        conv3: Conv,
+        bn3: Bn,
+        shortcut: Option<(Conv, Bn)>,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Arch {
+    Mlp {
+        embed: Option<(usize, usize)>,
+        layers: Vec<Lin>,
+        dropout: f32,
+    },
+    Cnn {
+        conv1: Conv,
+        conv2: Conv,
+        pool_c: usize,
+        pool_h: usize,
+        pool_w: usize,
+        fc1: Lin,
+        fc2: Lin,
+    },
+    Res {
+        stem: Conv,
+        /// Batch norm after the stem (ResNets; WRN has none: its blocks pre-activate).
+        stem_bn: Option<Bn>,
+        /// ImageNet-stem max-pool geometry: (C, H, W) of its input.
+        stem_pool: Option<(usize, usize, usize)>,
+        blocks: Vec<Block>,
+        /// WRN's final batch norm + ReLU.
+        final_bn: Option<Bn>,
+        final_c: usize,
+        final_hw: usize,
+        fc: Lin,
+    },
+}
+
+/// An architecture bound to its parameter and buffer indices.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub spec: ModelSpec,
+    pub input: InputKind,
+    pub classes: usize,
+    arch: Arch,
+}
+
+struct Builder<'a> {
+    dev: Dev,
+    params: ParamSet,
+    buffers: Buffers,
+    rng: &'a mut ChaCha8Rng,
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f32 {
+    // Box–Muller from two uniforms in (0, 1].
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+#[derive(Clone, Copy)]
+enum ConvInit {
+    /// U(±1/√fan_in) for weight and bias (PyTorch default).
+    Default,
+    /// N(0, 2/(k²·out)), no bias.
+    HeFanOut,
+}
+
+impl Builder<'_> {
+    fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| (self.rng.random::<f32>() * 2.0 - 1.0) * bound)
+            .collect()
+    }
+    fn lin(&mut self, name: &str, inp: usize, out: usize) -> Lin {
+        let bound = 1.0 / (inp as f32).sqrt();
+        let wv = self.uniform(out * inp, bound);
+        let bv = self.uniform(out, bound);
+        let w = self
+            .params
+            .push(&self.dev, format!("{name}.weight"), vec![out, inp], wv);
+        let b = self
+            .params
+            .push(&self.dev, format!("{name}.bias"), vec![out], bv);
+        Lin { w, b: Some(b), out }
+    }
+    fn conv(&mut self, name: &str, g: ConvGeom, init: ConvInit) -> Conv {
+        let n = g.out_c * g.in_c * g.k * g.k;
+        let shape = vec![g.out_c, g.in_c, g.k, g.k];
+        match init {
+            ConvInit::Default => {
+                let bound = 1.0 / ((g.in_c * g.k * g.k) as f32).sqrt();
+                let wv = self.uniform(n, bound);
+                let bv = self.uniform(g.out_c, bound);
+                let w = self
+                    .params
+                    .push(&self.dev, format!("{name}.weight"), shape, wv);
+                let b = self
+                    .params
+                    .push(&self.dev, format!("{name}.bias"), vec![g.out_c], bv);
+                Conv { w, b: Some(b), g }
+            }
+            ConvInit::HeFanOut => {
+                let std = (2.0 / (g.k * g.k * g.out_c) as f32).sqrt();
+                let wv = (0..n).map(|_| normal(self.rng) * std).collect();
+                let w = self
+                    .params
+                    .push(&self.dev, format!("{name}.weight"), shape, wv);
+                Conv { w, b: None, g }
+            }
+        }
+    }
+    fn bn(&mut self, name: &str, c: usize, hw: usize) -> Bn {
+        let gamma = self
+            .params
+            .push(&self.dev, format!("{name}.weight"), vec![c], vec![1.0; c]);
+        let beta = self
+            .params
+            .push(&self.dev, format!("{name}.bias"), vec![c], vec![0.0; c]);
+        let mean = self
+            .buffers
+            .push(format!("{name}.running_mean"), vec![0.0; c]);
+        self.buffers
+            .push(format!("{name}.running_var"), vec![1.0; c]);
+        Bn {
+            gamma,
+            beta,
+            mean,
+            c,
+            hw,
+        }
+    }
+}
+
+fn geom(
+    in_c: usize,
+    out_c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvGeom {
+    ConvGeom {
+        in_c,
+        out_c,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+    }
+}
+
+impl Network {
+    /// Builds the network and its freshly initialised parameters and buffers
+    /// (deterministic in `seed`).
+    pub fn new(
+        spec: &ModelSpec,
+        input: &InputKind,
+        classes: usize,
+        seed: u64,
+    ) -> Result<(Network, ParamSet, Buffers)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut b = Builder {
+            dev: Dev::default(),
+            params: ParamSet::new(),
+            buffers: Buffers::default(),
+            rng: &mut rng,
+        };
+        let image = |input: &InputKind| -> Result<(usize, usize, usize)> {
+            match input {
+                InputKind::Dense(s) if s.len() == 3 => Ok((s[0], s[1], s[2])),
+                other => bail!(
+                    "model {} needs image inputs [C, H, W], got {other:?}",
+                    spec.label()
+                ),
+            }
+        };
+        let arch = match spec {
+            ModelSpec::Mlp {
+                hidden,
+                dropout,
+                embed_dim,
+            } => {
+                let (embed, mut width) = match (input, embed_dim) {
+                    (InputKind::Dense(s), None) => (None, s.iter().product()),
+                    (InputKind::Tokens { len, vocab }, Some(dim)) => {
+                        let bound = 1.0;
+                        let v = b.uniform(vocab * dim, bound);
+                        let idx = b.params.push(
+                            &b.dev.clone(),
+                            "embedding.weight".into(),
+                            vec![*vocab, *dim],
+                            v,
+                        );
+                        (Some((idx, *dim)), len * dim)
+                    }
+                    (InputKind::Dense(_), Some(_)) => {
+                        bail!("model mlp: embed_dim is only for token inputs")
+                    }
+                    (InputKind::Tokens { .. }, None) => {
+                        bail!("model mlp: token inputs need embed_dim")
+                    }
+                };
+                let mut layers = Vec::new();
+                for (i, &h) in hidden.iter().chain(std::iter::once(&classes)).enumerate() {
+                    layers.push(b.lin(&format!("fc{}", i + 1), width, h));
+                    width = h;
+                }
+                if !(0.0..1.0).contains(dropout) {
+                    bail!("model mlp: dropout {dropout} outside [0, 1)");
+                }
+                Arch::Mlp {
+                    embed,
+                    layers,
+                    dropout: *dropout,
+                }
+            }
+            ModelSpec::SmallCnn { channels, hidden } => {
+                let (c, h, w) = image(input)?;
+                if channels.len() != 2 {
+                    bail!("model small_cnn: channels must list 2 widths, got {channels:?}");
+                }
+                let g1 = geom(c, channels[0], h, w, 3, 1, 0);
+                let conv1 = b.conv("conv1", g1, ConvInit::Default);
+                let g2 = geom(channels[0], channels[1], g1.out_h(), g1.out_w(), 3, 1, 0);
+                let conv2 = b.conv("conv2", g2, ConvInit::Default);
+                let (ph, pw) = (g2.out_h() / 2, g2.out_w() / 2);
+                let fc1 = b.lin("fc1", channels[1] * ph * pw, *hidden);
+                let fc2 = b.lin("fc2", *hidden, classes);
+                Arch::Cnn {
+                    conv1,
+                    conv2,
+                    pool_c: channels[1],
+                    pool_h: g2.out_h(),
+                    pool_w: g2.out_w(),
+                    fc1,
+                    fc2,
+                }
+            }
+            ModelSpec::Wrn {
+                depth,
+                widen,
+                dropout,
+            } => {
+                let (c, h, w) = image(input)?;
+                if *depth < 10 || (depth - 4) % 6 != 0 {
+                    bail!("model wrn: depth {depth} must be 6n + 4 with n >= 1");
+                }
+                let n = (depth - 4) / 6;
+                let widths = [16, 16 * widen, 32 * widen, 64 * widen];
+                let stem = b.conv(
+                    "conv1",
+                    geom(c, widths[0], h, w, 3, 1, 1),
+                    ConvInit::HeFanOut,
+                );
+                let (mut cur_c, mut cur_h, mut cur_w) = (widths[0], h, w);
+                let mut blocks = Vec::new();
+                for group in 0..3 {
+                    for i in 0..n {
+                        let stride = if i == 0 && group > 0 { 2 } else { 1 };
+                        let out_c = widths[group + 1];
+                        let name = format!("block{}.layer{i}", group + 1);
+                        let bn1 = b.bn(&format!("{name}.bn1"), cur_c, cur_h * cur_w);
+                        let g1 = geom(cur_c, out_c, cur_h, cur_w, 3, stride, 1);
+                        let conv1 = b.conv(&format!("{name}.conv1"), g1, ConvInit::HeFanOut);
+                        let (oh, ow) = (g1.out_h(), g1.out_w());
+                        let bn2 = b.bn(&format!("{name}.bn2"), out_c, oh * ow);
+                        let conv2 = b.conv(
+                            &format!("{name}.conv2"),
+                            geom(out_c, out_c, oh, ow, 3, 1, 1),
+                            ConvInit::HeFanOut,
+                        );
+                        let shortcut = (cur_c != out_c).then(|| {
+                            b.conv(
+                                &format!("{name}.shortcut"),
+                                geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0),
+                                ConvInit::HeFanOut,
+                            )
+                        });
+                        if cur_c == out_c && stride != 1 {
+                            bail!("model wrn: identity shortcut with stride {stride}");
+                        }
+                        blocks.push(Block::Wide {
+                            bn1,
+                            conv1,
+                            bn2,
+                            conv2,
+                            shortcut,
+                            dropout: *dropout,
+                        });
+                        (cur_c, cur_h, cur_w) = (out_c, oh, ow);
+                    }
+                }
+                let final_bn = Some(b.bn("bn_final", cur_c, cur_h * cur_w));
+                let fc = b.lin("fc", cur_c, classes);
+                let zeros = vec![0.0; classes];
+                b.params.set(fc.b.unwrap(), &zeros);
+                Arch::Res {
+                    stem,
+                    stem_bn: None,
+                    stem_pool: None,
+                    blocks,
+                    final_bn,
+                    final_c: cur_c,
+                    final_hw: cur_h * cur_w,
+                    fc,
+                }
+            }
+            ModelSpec::Resnet18 | ModelSpec::Resnet50 => {
+                let (c, h, w) = image(input)?;
+                let bottleneck = matches!(spec, ModelSpec::Resnet50);
+                let counts = if bottleneck {
+                    [3, 4, 6, 3]
+                } else {
+                    [2, 2, 2, 2]
+                };
+                let expansion = if bottleneck { 4 } else { 1 };
+                let imagenet = h >= 64;
+                let stem_g = if imagenet {
+                    geom(c, 64, h, w, 7, 2, 3)
+                } else {
+                    geom(c, 64, h, w, 3, 1, 1)
+                };
+                let stem = b.conv("conv1", stem_g, ConvInit::HeFanOut);
+                let stem_bn = Some(b.bn("bn1", 64, stem_g.out_h() * stem_g.out_w()));
+                let (mut cur_h, mut cur_w) = (stem_g.out_h(), stem_g.out_w());
+                let stem_pool = if imagenet {
+                    let p = (64, cur_h, cur_w);
+                    cur_h = (cur_h + 2 - 3) / 2 + 1;
+                    cur_w = (cur_w + 2 - 3) / 2 + 1;
+                    Some(p)
+                } else {
+                    None
+                };
+                let mut cur_c = 64;
+                let mut blocks = Vec::new();
+                for (li, &count) in counts.iter().enumerate() {
+                    let planes = 64 << li;
+                    for i in 0..count {
+                        let stride = if i == 0 && li > 0 { 2 } else { 1 };
+                        let name = format!("layer{}.{i}", li + 1);
+                        let out_c = planes * expansion;
+                        let (oh, ow) = ((cur_h - 1) / stride + 1, (cur_w - 1) / stride + 1);
+                        let shortcut = (stride != 1 || cur_c != out_c).then(|| {
+                            let g = geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0);
+                            let conv =
+                                b.conv(&format!("{name}.downsample.0"), g, ConvInit::HeFanOut);
+                            let bn = b.bn(
+                                &format!("{name}.downsample.1"),
+                                out_c,
+                                g.out_h() * g.out_w(),
+                            );
+                            (conv, bn)
+                        });
+                        if bottleneck {
+                            let conv1 = b.conv(
+                                &format!("{name}.conv1"),
+                                geom(cur_c, planes, cur_h, cur_w, 1, 1, 0),
+                                ConvInit::HeFanOut,
+                            );
+                            let bn1 = b.bn(&format!("{name}.bn1"), planes, cur_h * cur_w);
+                            let g2 = geom(planes, planes, cur_h, cur_w, 3, stride, 1);
+                            let conv2 = b.conv(&format!("{name}.conv2"), g2, ConvInit::HeFanOut);
+                            let bn2 = b.bn(&format!("{name}.bn2"), planes, oh * ow);
+                            let conv3 = b.conv(
+                                &format!("{name}.conv3"),
+                                geom(planes, out_c, oh, ow, 1, 1, 0),
+                                ConvInit::HeFanOut,
+                            );
+                            let bn3 = b.bn(&format!("{name}.bn3"), out_c, oh * ow);
+                            blocks.push(Block::Bottleneck {
+                                conv1,
+                                bn1,
+                                conv2,
+                                bn2,
+                                conv3,
+                                bn3,
+                                shortcut,
+                            });
+                        } else {
+                            let conv1 = b.conv(
+                                &format!("{name}.conv1"),
+                                geom(cur_c, planes, cur_h, cur_w, 3, stride, 1),
+                                ConvInit::HeFanOut,
+                            );
+                            let bn1 = b.bn(&format!("{name}.bn1"), planes, oh * ow);
+                            let conv2 = b.conv(
+                                &format!("{name}.conv2"),
+                                geom(planes, planes, oh, ow, 3, 1, 1),
+                                ConvInit::HeFanOut,
+                            );
+                            let bn2 = b.bn(&format!("{name}.bn2"), planes, oh * ow);
+                            blocks.push(Block::Basic {
+                                conv1,
+                                bn1,
+                                conv2,
+                                bn2,
+                                shortcut,
+                            });
+                        }
+                        (cur_c, cur_h, cur_w) = (out_c, oh, ow);
+                    }
+                }
+                let fc = b.lin("fc", cur_c, classes);
+                Arch::Res {
+                    stem,
+                    stem_bn,
+                    stem_pool,
+                    blocks,
+                    final_bn: None,
+                    final_c: cur_c,
+                    final_hw: cur_h * cur_w,
+                    fc,
+                }
+            }
+        };
+        let net = Network {
+            spec: spec.clone(),
+            input: input.clone(),
+            classes,
+            arch,
+        };
+        Ok((net, b.params, b.buffers))
+    }
+
+    /// Logits (`batch x classes`) of `x` under `params`. `T` is [`NoneTape`] for
+    /// evaluation and [`super::kernels::Tp`] for training; the tape starts here.
+    /// `rng` drives dropout and is required when the model has dropout and `mode` is not
+    /// [`Mode::Eval`].
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        params: &ParamSet,
+        buffers: &mut Buffers,
+        x: Input,
+        mode: Mode,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Mat<T> {
+        let mut f = Fwd {
+            params,
+            buffers,
+            mode,
+            rng,
+        };
+        match &self.arch {
+            Arch::Mlp {
+                embed,
+                layers,
+                dropout,
+            } => {
+                let mut h: Mat<T> = match (x, embed) {
+                    (Input::Dense(x), None) => x.put_tape(T::default()),
+                    (Input::Tokens { ids, batch }, Some((w, dim))) => embedding(
+                        &Dev::default(),
+                        &ids,
+                        batch,
+                        &params.tensors[*w],
+                        *dim,
+                        T::default(),
+                    ),
+                    _ => panic!("mlp: input kind does not match the network"),
+                };
+                let first_grad = embed.is_some();
+                let last = layers.len() - 1;
+                for (i, l) in layers.iter().enumerate() {
+                    h = f.lin(l, h, i > 0 || first_grad);
+                    if i < last {
+                        h = h.relu();
+                        if *dropout > 0.0 {
+                            h = f.dropout(h, *dropout);
+                        }
+                    }
+                }
+                h
+            }
+            Arch::Cnn {
+                conv1,
+                conv2,
+                pool_c,
+                pool_h,
+                pool_w,
+                fc1,
+                fc2,
+            } => {
+                let x = dense(x).put_tape(T::default());
+                let h = f.conv(conv1, x, false).relu();
+                let h = f.conv(conv2, h, true).relu();
+                let (h, _, _) = max_pool2d(h, *pool_c, *pool_h, *pool_w, 2, 2, 0);
+                let h = f.lin(fc1, h, true).relu();
+                f.lin(fc2, h, true)
+            }
+            Arch::Res {
+                stem,
+                stem_bn,
+                stem_pool,
+                blocks,
+                final_bn,
+                final_c,
+                final_hw,
+                fc,
+            } => {
+                let x = dense(x).put_tape(T::default());
+                let mut h = f.conv(stem, x, false);
+                if let Some(bn) = stem_bn {
+                    h = f.bn(bn, h).relu();
+                }
+                if let Some((c, ph, pw)) = stem_pool {
+                    h = max_pool2d(h, *c, *ph, *pw, 3, 2, 1).0;
+                }
+                for blk in blocks {
+                    h = f.block(blk, h);
+                }
+                if let Some(bn) = final_bn {
+                    h = f.bn(bn, h).relu();
+                }
+                let h = global_avg_pool(h, *final_c, *final_hw);
+                f.lin(fc, h, true)
+            }
+        }
+    }
+}
+
+fn dense(x: Input) -> Mat {
+    match x {
+        Input::Dense(x) => x,
+        Input::Tokens { .. } => panic!("this network reads dense inputs, not token ids"),
+    }
+}
+
+/// Uses a taped activation twice: the tape stays with the first copy, the second starts
+/// an empty one; gradients of both meet by tensor id when the tapes merge downstream.
+fn fork<T: Tape<f32, Dev>>(x: Mat<T>) -> (Mat<T>, Mat<T>) {
+    let (x, tape) = x.split_tape();
+    (x.clone().put_tape(tape), x.put_tape(T::default()))
+}
+
+struct Fwd<'a> {
+    params: &'a ParamSet,
+    buffers: &'a mut Buffers,
+    mode: Mode,
+    rng: Option<&'a mut ChaCha8Rng>,
+}
+
+impl Fwd<'_> {
+    fn lin<T: Tape<f32, Dev>>(&mut self, l: &Lin, x: Mat<T>, input_grad: bool) -> Mat<T> {
+        let p = &self.params.tensors;
+        linear(x, &p[l.w], l.b.map(|b| &p[b]), l.out, input_grad)
+    }
+    fn conv<T: Tape<f32, Dev>>(&mut self, c: &Conv, x: Mat<T>, input_grad: bool) -> Mat<T> {
+        let p = &self.params.tensors;
+        conv2d(x, &p[c.w], c.b.map(|b| &p[b]), c.g, input_grad)
+    }
+    fn bn<T: Tape<f32, Dev>>(&mut self, b: &Bn, x: Mat<T>) -> Mat<T> {
+        let mode = match self.mode {
+            Mode::Train => BnMode::TrainUpdate,
+            Mode::TrainFrozenBn => BnMode::TrainFrozen,
+            Mode::Eval => BnMode::Eval,
+        };
+        let p = &self.params.tensors;
+        let running = self.buffers.pair_mut(b.mean, b.mean + 1);
+        batch_norm2d(x, &p[b.gamma], &p[b.beta], running, b.c, b.hw, mode)
+    }
+    fn dropout<T: Tape<f32, Dev>>(&mut self, x: Mat<T>, p: f32) -> Mat<T> {
+        if self.mode == Mode::Eval || p == 0.0 {
+            return x;
+        }
+        let rng = self
+            .rng
+            .as_deref_mut()
+            .expect("a training forward with dropout needs an rng");
+        let n = x.shape().0 * x.shape().1;
+        let keep = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..n)
+            .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
+            .collect();
+        mul_mask(x, mask)
+    }
+    fn block<T: Tape<f32, Dev>>(&mut self, blk: &Block, x: Mat<T>) -> Mat<T> {
+        match blk {
+            Block::Wide {
+                bn1,
+                conv1,
+                bn2,
+                conv2,
+                shortcut,
+                dropout,
+            } => {
+                // Hendrycks' WRN: with equal widths the shortcut is x itself, otherwise a
+                // 1×1 convolution of the pre-activated relu(bn1(x)).
+                let (body_in, skip) = match shortcut {
+                    Some(sc) => {
+                        let o = self.bn(bn1, x).relu();
+                        let (a, b) = fork(o);
+                        (a, self.conv(sc, b, true))
+                    }
+                    None => {
+                        let (a, b) = fork(x);
+                        (self.bn(bn1, a).relu(), b)
+                    }
+                };
+                let h = self.conv(conv1, body_in, true);
+                let h = self.bn(bn2, h).relu();
+                let h = self.dropout(h, *dropout);
+                let h = self.conv(conv2, h, true);
+                h + skip
+            }
+            Block::Basic {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                shortcut,
+            } => {
+                let (a, b) = fork(x);
+                let h = self.conv(conv1, a, true);
+                let h = self.bn(bn1, h).relu();
+                let h = self.conv(conv2, h, true);
+                let h = self.bn(bn2, h);
+                let s = match shortcut {
+                    Some((c, bn)) => {
+                        let s = self.conv(c, b, true);
+                        self.bn(bn, s)
+                    }
+                    None => b,
+                };
+                (h + s).relu()
+            }
+            Block::Bottleneck {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                conv3,
+                bn3,
+                shortcut,
+            } => {
+                let (a, b) = fork(x);
+                let h = self.conv(conv1, a, true);
+                let h = self.bn(bn1, h).relu();
+                let h = self.conv(conv2, h, true);
+                let h = self.bn(bn2, h).relu();
+                let h = self.conv(conv3, h, true);
+                let h = self.bn(bn3, h);
+                let s = match shortcut {
+                    Some((c, bn)) => {
+                        let s = self.conv(c, b, true);
+                        self.bn(bn, s)
+                    }
+                    None => b,
+                };
+                (h + s).relu()
+            }
+        }
+    }
+}

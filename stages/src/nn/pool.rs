@@ -1,0 +1,108 @@
+//! Pooling (NCHW): max pooling with a square window (padding counts as −∞, as in
+//! PyTorch), and global average pooling. Each is one differentiable operator; images are
+//! independent, so the work is spread over images with no cross-image reduction.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::kernels::{host, with_grads2, Dev, Mat};
+
+/// Max pooling of `x` (`batch x C·H·W`) with window `k`, stride `s`, padding `pad`;
+/// returns `batch x C·Ho·Wo` and (`Ho`, `Wo`). Ties go to the first maximum in
+/// row-major window order (PyTorch's CPU kernel does the same).
+pub fn max_pool2d<T: Tape<f32, Dev>>(
+    x: Mat<T>,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+) -> (Mat<T>, usize, usize) {
+    let (x, mut tape) = x.split_tape();
+    let (n, d) = *x.shape();
+    assert_eq!(d, c * h * w, "max_pool2d: input shape");
+    let ho = (h + 2 * pad - k) / s + 1;
+    let wo = (w + 2 * pad - k) / s + 1;
+    let xs = host(&x);
+    let od = c * ho * wo;
+    let mut y = vec![0.0f32; n * od];
+    let mut arg = vec![0u32; n * od];
+    y.par_chunks_mut(od)
+        .zip(arg.par_chunks_mut(od))
+        .enumerate()
+        .for_each(|(img, (yi, ai))| {
+            let xi = &xs[img * d..(img + 1) * d];
+            for ch in 0..c {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut best = f32::NEG_INFINITY;
+                        let mut bi = u32::MAX;
+                        for ki in 0..k {
+                            let iy = (oy * s + ki) as isize - pad as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kj in 0..k {
+                                let ix = (ox * s + kj) as isize - pad as isize;
+                                if ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                let idx = ch * h * w + iy as usize * w + ix as usize;
+                                let v = xi[idx];
+                                if v > best || bi == u32::MAX || v.is_nan() {
+                                    best = v;
+                                    bi = idx as u32;
+                                }
+                            }
+                        }
+                        let o = (ch * ho + oy) * wo + ox;
+                        yi[o] = best;
+                        ai[o] = bi;
+                    }
+                }
+            }
+        });
+    let out = x.device().tensor_from_vec(y, (n, od));
+    if T::OWNS_TAPE {
+        let out_c = out.clone();
+        tape.add_backward_op(move |grads| {
+            with_grads2(grads, &out_c, &x, |go, gx| {
+                gx.par_chunks_mut(d).enumerate().for_each(|(img, gxi)| {
+                    let gi = &go[img * od..(img + 1) * od];
+                    let ai = &arg[img * od..(img + 1) * od];
+                    for (g, &a) in gi.iter().zip(ai) {
+                        gxi[a as usize] += g;
+                    }
+                });
+            })
+        });
+    }
+    (out.put_tape(tape), ho, wo)
+}
+
+/// Mean over the spatial positions: `batch x C·HW` -> `batch x C`.
+pub fn global_avg_pool<T: Tape<f32, Dev>>(x: Mat<T>, c: usize, hw: usize) -> Mat<T> {
+    let (x, mut tape) = x.split_tape();
+    let (n, d) = *x.shape();
+    assert_eq!(d, c * hw, "global_avg_pool: input shape");
+    let xs = host(&x);
+    let inv = 1.0 / hw as f32;
+    let y: Vec<f32> = xs
+        .chunks_exact(hw)
+        .map(|plane| plane.iter().sum::<f32>() * inv)
+        .collect();
+    let out = x.device().tensor_from_vec(y, (n, c));
+    if T::OWNS_TAPE {
+        let out_c = out.clone();
+        tape.add_backward_op(move |grads| {
+            with_grads2(grads, &out_c, &x, |go, gx| {
+                for (plane, g) in gx.chunks_exact_mut(hw).zip(go) {
+                    let v = g * inv;
+                    plane.iter_mut().for_each(|p| *p += v);
+                }
+            })
+        });
+    }
+    out.put_tape(tape)
+}

@@ -1,0 +1,566 @@
+//! The one training loop every method runs on.
+//!
+//! A stage builds a [`Session`] (it owns the checkpoint, the per-epoch metrics and the
+//! timings), then runs one or more phases with [`Session::run_phase`]. A phase is a
+//! [`PhaseSpec`] (which examples, labels, epochs, batch size, optimizer, schedule,
+//! augmentation) plus an [`Objective`]: the method. The loop does everything that is not
+//! the method: seeded shuffling, batching and augmentation, the learning-rate schedule,
+//! the NaN/∞ check, evaluation on the test split after every epoch, progress, the
+//! checkpoint after every epoch and on a stop request, and resuming from it.
+//!
+//! # Writing a method
+//!
+//! Implement [`Objective::step`]: it receives a [`StepCtx`] holding the network, the
+//! parameters, buffers and optimizer (all mutable), the batch, the step's learning rate
+//! and a random stream, and must perform *one training step* (usually: forward, loss,
+//! backward, optimizer update) and return the batch loss. The helpers on [`StepCtx`]
+//! cover the common parts:
+//!
+//! ```ignore
+//! fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
+//!     let logits = s.forward(Mode::Train);                       // taped, leaky tape
+//!     let loss = loss::cross_entropy(logits, &s.batch.labels);
+//!     s.backward_and_update(loss)                                  // grads + optimizer step
+//! }
+//! ```
+//!
+//! A meta-learning method does more in `step`:
+//! * a look-ahead model: `let p2 = s.params.axpy(-a, &g)` (fresh tensor ids), then
+//!   `s.forward_with(&p2, Mode::TrainFrozenBn)` (batch statistics without touching the
+//!   running ones);
+//! * gradients with respect to tensors that are not parameters (a K×K matrix T, a B×K
+//!   block of label logits) in the *same* backward pass: keep the leaf as a plain
+//!   `Tensor` and use it on the right of an op whose left operand is taped (e.g.
+//!   `probs.matmul(t.clone())`); or, to start a chain from the leaf, `leaf.leaky_trace()`
+//!   and combine it with a taped tensor. The tape is leaky, so after
+//!   `let (v, mut g) = s.backward(loss)` both `s.params.grads(&mut g)` and
+//!   `g.get_or_alloc_mut(&t)` hold gradients;
+//! * updates with explicit gradients: `s.opt.update_with(s.params, &grads, s.lr)`.
+//!
+//! State that must survive a kill (a learned T, a table of soft labels, moving averages)
+//! goes into [`Objective::state`] / [`Objective::load_state`]; values to report per epoch
+//! (e.g. distance of T to the true C) into [`Objective::epoch_extra`]. Per-example state
+//! is indexed by `s.batch.indices` (positions in the train split).
+//!
+//! # Determinism
+//!
+//! The random stream of epoch e of phase p is ChaCha8 seeded from (seed, p, e); the
+//! permutation is drawn first, then augmentation and dropout draw in batch order. A
+//! checkpoint stores the stream's word position, so a resumed run continues the same
+//! stream and ends with the same bytes as an uninterrupted one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::batch::Decoder;
+use super::checkpoint::{self, LoopState, MethodState};
+use super::kernels::{Dev, Mat, Tp};
+use super::model::{Input, Mode, Network};
+use super::optim::{Optimizer, OptimizerSpec};
+use super::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
+use super::schedule::Schedule;
+use crate::data::dataset::Dataset;
+use crate::metrics::{EpochMetrics, LOG_DIR};
+use crate::{Interrupted, StageContext};
+
+/// One mini-batch.
+pub struct Batch {
+    /// Positions of the examples in the train split.
+    pub indices: Vec<u32>,
+    /// The decoded (and augmented) input, untaped.
+    pub input: Input,
+    /// The labels training sees (noisy for untrusted examples).
+    pub labels: Vec<u32>,
+    /// Whether each example is in the trusted set.
+    pub trusted: Vec<bool>,
+}
+
+/// Where a step falls.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    pub phase: usize,
+    /// 0-based epoch within the phase.
+    pub epoch: usize,
+    /// 0-based batch within the epoch.
+    pub batch: usize,
+    /// 0-based iteration within the phase.
+    pub iteration: usize,
+    pub iterations_per_epoch: usize,
+    pub total_iterations: usize,
+}
+
+/// What a step hands to the method.
+pub struct StepCtx<'a> {
+    pub net: &'a Network,
+    pub params: &'a mut ParamSet,
+    pub buffers: &'a mut Buffers,
+    pub opt: &'a mut Optimizer,
+    /// The schedule's learning rate for this step.
+    pub lr: f32,
+    pub batch: &'a Batch,
+    /// The epoch's random stream (dropout; any randomness a method needs).
+    pub rng: &'a mut ChaCha8Rng,
+    pub info: StepInfo,
+}
+
+/// What a step reports.
+#[derive(Clone, Copy, Debug)]
+pub struct StepOut {
+    /// The batch loss (mean over the batch) that the step minimised.
+    pub loss: f64,
+}
+
+impl StepCtx<'_> {
+    /// Training forward of the batch with the current parameters.
+    pub fn forward(&mut self, mode: Mode) -> Mat<Tp> {
+        self.net.forward::<Tp>(
+            self.params,
+            self.buffers,
+            self.batch.input.clone(),
+            mode,
+            Some(self.rng),
+        )
+    }
+
+    /// Training forward of the batch with other parameters (θ ± εv, a look-ahead copy).
+    pub fn forward_with(&mut self, params: &ParamSet, mode: Mode) -> Mat<Tp> {
+        self.net.forward::<Tp>(
+            params,
+            self.buffers,
+            self.batch.input.clone(),
+            mode,
+            Some(self.rng),
+        )
+    }
+
+    /// Backward pass: the loss value and the (leaky) gradient store.
+    pub fn backward(&self, loss: Tensor<(), f32, Dev, Tp>) -> (f32, Gradients<f32, Dev>) {
+        let v = loss.array();
+        (v, loss.backward())
+    }
+
+    /// Backward pass and one optimizer step on the parameters.
+    pub fn backward_and_update(&mut self, loss: Tensor<(), f32, Dev, Tp>) -> Result<StepOut> {
+        let (v, mut g) = self.backward(loss);
+        if v.is_finite() {
+            self.opt.update(self.params, &mut g, self.lr);
+        }
+        Ok(StepOut { loss: v as f64 })
+    }
+}
+
+/// A training method plugged into the loop.
+pub trait Objective {
+    /// One training step on `s.batch` (see the module docs).
+    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut>;
+    /// State to checkpoint (default: none).
+    fn state(&self) -> MethodState {
+        MethodState::default()
+    }
+    /// Restores what [`Objective::state`] returned. `tensors` holds the method's tensors
+    /// by name.
+    fn load_state(
+        &mut self,
+        _json: &serde_json::Value,
+        _tensors: &BTreeMap<String, NamedTensor>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// Extra per-epoch metrics, called after the epoch's evaluation.
+    fn epoch_extra(&mut self, _net: &Network, _params: &ParamSet) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+}
+
+/// One phase of training.
+pub struct PhaseSpec<'a> {
+    /// Metrics label, e.g. `main`, `phase1`, `phase2`.
+    pub name: String,
+    /// Train-split positions of the examples used, in a fixed order (shuffled per epoch).
+    pub examples: Vec<u32>,
+    /// Labels for every train example (indexed by position).
+    pub labels: &'a [u32],
+    /// Trusted flag for every train example.
+    pub trusted: &'a [bool],
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    pub schedule: Schedule,
+    pub augment: bool,
+}
+
+/// Per-run data the loop needs besides the phase.
+pub struct Session<'a, 'c> {
+    pub ctx: &'a StageContext<'c>,
+    pub data: &'a Dataset,
+    pub seed: u64,
+    pub eval_batch_size: usize,
+    state: LoopState,
+    resume: Option<BTreeMap<String, NamedTensor>>,
+}
+
+#[derive(Serialize)]
+struct Timings<'a> {
+    epochs: Vec<TimingRow<'a>>,
+    total_seconds: f64,
+}
+#[derive(Serialize)]
+struct TimingRow<'a> {
+    phase: &'a str,
+    epoch: usize,
+    seconds: f64,
+}
+
+fn epoch_seed(seed: u64, phase: usize, epoch: usize) -> u64 {
+    // splitmix-style mixing of the three numbers
+    let mut z = seed ^ ((phase as u64) << 40) ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl<'a, 'c> Session<'a, 'c> {
+    /// Opens a session; picks up the checkpoint in `ctx.checkpoint_dir` if there is one.
+    pub fn new(
+        ctx: &'a StageContext<'c>,
+        data: &'a Dataset,
+        seed: u64,
+        eval_batch_size: usize,
+    ) -> Result<Self> {
+        let (state, resume) = match checkpoint::load(&ctx.checkpoint_dir)? {
+            Some(c) => (c.state, Some(c.tensors)),
+            None => (LoopState::default(), None),
+        };
+        Ok(Session {
+            ctx,
+            data,
+            seed,
+            eval_batch_size,
+            state,
+            resume,
+        })
+    }
+
+    /// A value stored by [`Session::set_carry`] before the checkpoint was written.
+    pub fn carry<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.state
+            .carry
+            .get(key)
+            .map(|v| {
+                serde_json::from_value(v.clone())
+                    .with_context(|| format!("checkpoint carry `{key}`"))
+            })
+            .transpose()
+    }
+
+    /// Stores a value that later checkpoints keep (e.g. a matrix estimated between phases).
+    pub fn set_carry<T: Serialize>(&mut self, key: &str, v: &T) -> Result<()> {
+        self.state
+            .carry
+            .insert(key.to_string(), serde_json::to_value(v)?);
+        Ok(())
+    }
+
+    /// Metrics of every completed epoch so far.
+    pub fn history(&self) -> &[EpochMetrics] {
+        &self.state.history
+    }
+
+    fn save(
+        &self,
+        params: &ParamSet,
+        buffers: &Buffers,
+        opt: &Optimizer,
+        obj: &dyn Objective,
+    ) -> Result<()> {
+        let mut state = self.state.clone();
+        let ms = obj.state();
+        state.method = ms.json;
+        state.opt_step = opt.step;
+        let mut tensors = params.named(buffers);
+        tensors.extend(opt.named(params));
+        tensors.extend(ms.tensors.into_iter().map(|mut t| {
+            t.name = format!("method.{}", t.name);
+            t
+        }));
+        checkpoint::save(&self.ctx.checkpoint_dir, &state, &tensors)
+    }
+
+    /// Runs phase `index` (0-based, in the order the stage runs its phases).
+    ///
+    /// * A phase the checkpoint shows as finished returns at once without touching
+    ///   `params` (the stage must take what it needs from [`Session::carry`]).
+    /// * The phase the checkpoint was taken in is resumed: parameters, buffers, the
+    ///   optimizer and the method's state are restored first.
+    /// * Otherwise the phase starts from the given parameters with a fresh optimizer.
+    pub fn run_phase(
+        &mut self,
+        index: usize,
+        spec: &PhaseSpec,
+        net: &Network,
+        params: &mut ParamSet,
+        buffers: &mut Buffers,
+        obj: &mut dyn Objective,
+    ) -> Result<()> {
+        if self.state.phase > index {
+            return Ok(());
+        }
+        let mut opt = Optimizer::new(&spec.optimizer, params);
+        if self.state.phase == index && self.resume.is_some() {
+            let tensors = self.resume.take().unwrap();
+            params.load_named(buffers, &tensors, "checkpoint")?;
+            opt.load_named(params, &tensors, self.state.opt_step)?;
+            let method: BTreeMap<String, NamedTensor> = tensors
+                .into_iter()
+                .filter_map(|(k, mut t)| {
+                    k.strip_prefix("method.").map(|s| {
+                        t.name = s.to_string();
+                        (s.to_string(), t)
+                    })
+                })
+                .collect();
+            obj.load_state(&self.state.method, &method)?;
+        } else {
+            self.state.phase = index;
+            self.state.epoch = 0;
+            self.state.batch = 0;
+            self.state.loss_sum = 0.0;
+            self.state.loss_count = 0;
+            self.state.epoch_seconds = 0.0;
+        }
+        if spec.batch_size == 0 {
+            bail!("phase {}: batch_size must be positive", spec.name);
+        }
+        if spec.examples.is_empty() {
+            bail!("phase {}: no training examples", spec.name);
+        }
+        let n = spec.examples.len();
+        let per_epoch = n.div_ceil(spec.batch_size);
+        let total = per_epoch * spec.epochs;
+        let decoder = Decoder::new(self.data, &self.data.train);
+        let progress = self.ctx.progress;
+        progress.phase(&spec.name, "batch", total as u64);
+        let base_lr = spec.optimizer.lr();
+        while self.state.epoch < spec.epochs {
+            let epoch = self.state.epoch;
+            let started = Instant::now();
+            let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(self.seed, index, epoch));
+            let mut order = spec.examples.clone();
+            order.shuffle(&mut rng);
+            if self.state.batch > 0 {
+                let pos: u128 = self
+                    .state
+                    .rng_word_pos
+                    .parse()
+                    .context("checkpoint: rng position")?;
+                rng.set_word_pos(pos);
+            }
+            while self.state.batch < per_epoch {
+                if self.ctx.should_stop() {
+                    self.state.rng_word_pos = rng.get_word_pos().to_string();
+                    self.state.epoch_seconds += started.elapsed().as_secs_f64();
+                    self.save(params, buffers, &opt, obj)?;
+                    return Err(Interrupted.into());
+                }
+                let b = self.state.batch;
+                let idx = &order[b * spec.batch_size..((b + 1) * spec.batch_size).min(n)];
+                let input = decoder.input(idx, spec.augment.then_some(&mut rng));
+                let batch = Batch {
+                    indices: idx.to_vec(),
+                    input,
+                    labels: idx.iter().map(|&i| spec.labels[i as usize]).collect(),
+                    trusted: idx.iter().map(|&i| spec.trusted[i as usize]).collect(),
+                };
+                let iteration = epoch * per_epoch + b;
+                let lr = spec.schedule.lr(base_lr, iteration, total, per_epoch);
+                let info = StepInfo {
+                    phase: index,
+                    epoch,
+                    batch: b,
+                    iteration,
+                    iterations_per_epoch: per_epoch,
+                    total_iterations: total,
+                };
+                let mut s = StepCtx {
+                    net,
+                    params,
+                    buffers,
+                    opt: &mut opt,
+                    lr,
+                    batch: &batch,
+                    rng: &mut rng,
+                    info,
+                };
+                let out = obj.step(&mut s)?;
+                if !out.loss.is_finite() {
+                    bail!(
+                        "training diverged: loss {} in phase {} ({}), epoch {}, batch {} (learning rate {lr})",
+                        out.loss,
+                        index + 1,
+                        spec.name,
+                        epoch + 1,
+                        b + 1
+                    );
+                }
+                self.state.loss_sum += out.loss;
+                self.state.loss_count += 1;
+                self.state.batch += 1;
+                progress.position((iteration + 1) as u64);
+            }
+            let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
+            let acc = evaluate(net, params, buffers, self.data, self.eval_batch_size);
+            let extra = obj.epoch_extra(net, params);
+            let seconds = self.state.epoch_seconds + started.elapsed().as_secs_f64();
+            progress.message(&format!(
+                "{} epoch {}/{}: loss {train_loss:.4}, test accuracy {:.2}%",
+                spec.name,
+                epoch + 1,
+                spec.epochs,
+                acc * 100.0
+            ));
+            self.state.history.push(EpochMetrics {
+                epoch: epoch + 1,
+                phase: spec.name.clone(),
+                train_loss,
+                test_accuracy: acc,
+                test_error: 1.0 - acc,
+                extra,
+            });
+            self.state.timings.push(seconds);
+            self.state.epoch += 1;
+            self.state.batch = 0;
+            self.state.loss_sum = 0.0;
+            self.state.loss_count = 0;
+            self.state.epoch_seconds = 0.0;
+            self.save(params, buffers, &opt, obj)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `weights.safetensors` (parameters then buffers, by name, no metadata) and
+    /// `log/timings.json` into the output directory.
+    pub fn write_outputs(&self, params: &ParamSet, buffers: &Buffers) -> Result<()> {
+        let out = &self.ctx.out_dir;
+        write_safetensors(&out.join(WEIGHTS_FILE), &params.named(buffers), None)?;
+        let log: PathBuf = out.join(LOG_DIR);
+        std::fs::create_dir_all(&log).with_context(|| format!("creating {}", log.display()))?;
+        let rows = self
+            .state
+            .history
+            .iter()
+            .zip(&self.state.timings)
+            .map(|(h, &s)| TimingRow {
+                phase: &h.phase,
+                epoch: h.epoch,
+                seconds: s,
+            })
+            .collect();
+        let t = Timings {
+            epochs: rows,
+            total_seconds: self.state.timings.iter().sum(),
+        };
+        std::fs::write(
+            log.join("timings.json"),
+            serde_json::to_string_pretty(&t)? + "\n",
+        )?;
+        Ok(())
+    }
+}
+
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Test-split accuracy in evaluation mode.
+pub fn evaluate(
+    net: &Network,
+    params: &ParamSet,
+    buffers: &mut Buffers,
+    data: &Dataset,
+    batch_size: usize,
+) -> f64 {
+    let (correct, total) = predict_each(
+        net,
+        params,
+        buffers,
+        data,
+        &data.test,
+        batch_size,
+        |_, logits, labels| {
+            argmax_rows(logits, net.classes)
+                .iter()
+                .zip(labels)
+                .filter(|(p, y)| **p as u32 == **y)
+                .count()
+        },
+    );
+    correct as f64 / total.max(1) as f64
+}
+
+/// Index of the largest value per row (first on ties).
+pub fn argmax_rows(v: &[f32], k: usize) -> Vec<usize> {
+    v.chunks_exact(k)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+                    if x > best.1 {
+                        (i, x)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// Runs the network in evaluation mode over a split in batches; `f(indices, logits,
+/// labels)` gets each batch's host logits and returns a count that is summed.
+pub fn predict_each(
+    net: &Network,
+    params: &ParamSet,
+    buffers: &mut Buffers,
+    data: &Dataset,
+    split: &crate::data::dataset::Split,
+    batch_size: usize,
+    mut f: impl FnMut(&[u32], &[f32], &[u32]) -> usize,
+) -> (usize, usize) {
+    let dec = Decoder::new(data, split);
+    let n = split.len();
+    let mut acc = 0;
+    let all: Vec<u32> = (0..n as u32).collect();
+    for idx in all.chunks(batch_size.max(1)) {
+        let logits: Mat =
+            net.forward::<NoneTape>(params, buffers, dec.input(idx, None), Mode::Eval, None);
+        let host = super::kernels::host(&logits);
+        let labels: Vec<u32> = idx.iter().map(|&i| split.y[i as usize]).collect();
+        acc += f(idx, &host, &labels);
+    }
+    (acc, n)
+}
+
+/// Host logits of the given train examples in evaluation mode, row-major.
+pub fn logits_of(
+    net: &Network,
+    params: &ParamSet,
+    buffers: &mut Buffers,
+    data: &Dataset,
+    examples: &[u32],
+    batch_size: usize,
+) -> Vec<f32> {
+    let dec = Decoder::new(data, &data.train);
+    let mut out = Vec::with_capacity(examples.len() * net.classes);
+    for idx in examples.chunks(batch_size.max(1)) {
+        let logits: Mat =
+            net.forward::<NoneTape>(params, buffers, dec.input(idx, None), Mode::Eval, None);
+        out.extend(super::kernels::host(&logits));
+    }
+    out
+}
