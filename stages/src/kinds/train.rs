@@ -50,10 +50,13 @@ use crate::nn::objectives::{LossObjective, Target};
 use crate::nn::optim::OptimizerSpec;
 use crate::nn::schedule::Schedule;
 use crate::nn::trainer::{argmax_rows, logits_of, PhaseSpec, Session};
-use crate::noise::{Matrix, NoisyLabels};
+use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
+
+/// The estimated corruption matrix of methods that estimate one (`noise::MatrixFile`).
+pub const C_HAT_FILE: &str = "c_hat.json";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,14 +86,14 @@ impl Method {
     }
 }
 
-fn default_model() -> ModelSpec {
+pub(crate) fn default_model() -> ModelSpec {
     ModelSpec::Mlp {
         hidden: vec![128, 128],
         dropout: 0.0,
         embed_dim: None,
     }
 }
-fn default_optimizer() -> OptimizerSpec {
+pub(crate) fn default_optimizer() -> OptimizerSpec {
     OptimizerSpec::Adam {
         lr: 1e-3,
         beta1: 0.9,
@@ -99,13 +102,13 @@ fn default_optimizer() -> OptimizerSpec {
         weight_decay: 0.0,
     }
 }
-fn default_epochs() -> usize {
+pub(crate) fn default_epochs() -> usize {
     20
 }
-fn default_batch_size() -> usize {
+pub(crate) fn default_batch_size() -> usize {
     32
 }
-fn default_eval_batch_size() -> usize {
+pub(crate) fn default_eval_batch_size() -> usize {
     500
 }
 fn default_smoothing() -> f32 {
@@ -156,13 +159,6 @@ pub struct Params {
     /// (default 97).
     #[serde(default = "default_anchor_percentile")]
     pub anchor_percentile: f64,
-}
-
-/// A row-major K×K estimate, as written to `c_hat.json`.
-#[derive(Serialize, Deserialize)]
-struct CHatFile {
-    k: usize,
-    rows: Vec<Vec<f64>>,
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
@@ -402,13 +398,7 @@ pub fn train(
     let last = history.last().context("no epoch was trained")?;
     let mut extra = std::collections::BTreeMap::new();
     if let Some(c) = &c_hat {
-        let rows = (0..k).map(|i| c.row(i).to_vec()).collect();
-        let path = ctx.out_dir.join("c_hat.json");
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&CHatFile { k, rows })? + "\n",
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        MatrixFile::from_matrix(c).save(&ctx.out_dir.join(C_HAT_FILE))?;
         if let Some(nl) = noise {
             extra.insert(
                 "c_hat_frobenius_to_true_c".to_string(),
