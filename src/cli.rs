@@ -276,15 +276,15 @@ fn status(
                 "reason": e.decision.explain(p),
                 "fingerprint": e.fingerprint,
             }));
-        } else if e.decision != Decision::Fresh || v == Verbosity::Verbose {
-            if v != Verbosity::Quiet {
-                println!(
-                    "{:<8} {}  ({})",
-                    e.decision.label(),
-                    m.name,
-                    e.decision.explain(p)
-                );
-            }
+        } else if (e.decision != Decision::Fresh || v == Verbosity::Verbose)
+            && v != Verbosity::Quiet
+        {
+            println!(
+                "{:<8} {}  ({})",
+                e.decision.label(),
+                m.name,
+                e.decision.explain(p)
+            );
         }
     }
     let all_fresh = counts.keys().all(|k| *k == "fresh");
