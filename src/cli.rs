@@ -455,6 +455,14 @@ fn verify(project: &Project, v: Verbosity) -> Result<i32> {
     let mut published = 0usize;
     for (profile, members) in &lock.profiles {
         for (name, e) in members {
+            if let Some(m) = project.store.manifest(&e.fingerprint) {
+                if m.digest != e.digest {
+                    problems.push(format!(
+                        "{profile}/{name}: the lock's output digest differs from run {}'s manifest",
+                        e.fingerprint
+                    ));
+                }
+            }
             if !fps.contains(&e.fingerprint) {
                 problems.push(format!(
                     "{profile}/{name}: run {} is not in the store",
