@@ -311,14 +311,14 @@ impl Pipeline {
             // Base params: defaults < profile defaults < stage < profile stage.
             let mut base = Map::new();
             if let Some(d) = spec.defaults.get(kind.name()) {
-                merge(&mut base, d);
+                merge(&mut base, &d.0);
             }
             if let Some(d) = prof.defaults.get(kind.name()) {
-                merge(&mut base, d);
+                merge(&mut base, &d.0);
             }
-            merge(&mut base, &st.params);
+            merge(&mut base, &st.params.0);
             if let Some(o) = over {
-                merge(&mut base, &o.params);
+                merge(&mut base, &o.params.0);
             }
             let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
 

@@ -147,6 +147,7 @@ pub fn run(
     let mut dirty = true;
     let mut first_pass = true;
 
+    let upstream: Vec<Vec<usize>> = p.members.iter().map(|m| m.upstream()).collect();
     loop {
         if dirty {
             dirty = false;
@@ -155,7 +156,7 @@ pub fn run(
                 if state[mi] != State::Waiting {
                     continue;
                 }
-                let ups = p.members[mi].upstream();
+                let ups = &upstream[mi];
                 if ups
                     .iter()
                     .any(|&u| matches!(state[u], State::Failed | State::Skipped))
@@ -181,7 +182,16 @@ pub fn run(
                         reporter.detail(&format!("fresh    {}", m.name));
                     }
                     Decision::Restore(_) => {
-                        let manifest = project.store.manifest(&fp).expect("restore means stored");
+                        let Some(manifest) = project.store.manifest(&fp) else {
+                            reporter.error(&format!(
+                                "FAILED   {}: run {fp} vanished from the store",
+                                m.name
+                            ));
+                            state[mi] = State::Failed;
+                            summary.failed += 1;
+                            halted |= !opts.keep_going;
+                            continue;
+                        };
                         let previous = old_lock
                             .entry(&p.profile, &m.name)
                             .map(|e| e.published.clone())
@@ -203,6 +213,7 @@ pub fn run(
                                         ));
                                         state[mi] = State::Failed;
                                         summary.failed += 1;
+                                        halted |= !opts.keep_going;
                                         continue;
                                     }
                                 }
