@@ -176,7 +176,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
-            let executor = LocalExecutor::new(jobs)?;
+            let executor = LocalExecutor::new()?;
             let mut reporter = Reporter::new(cli.verbosity());
             if cleaned > 0 {
                 reporter.detail(&format!(

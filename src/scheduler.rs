@@ -142,6 +142,9 @@ pub fn run(
     let mut summary = Summary::default();
     let (tx, rx) = channel::<(usize, Report)>();
     let jobs = opts.jobs.max(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut stopping = false;
     let mut halted = false;
     let mut dirty = true;
@@ -273,6 +276,9 @@ pub fn run(
             let Some(mi) = queue.pop_front() else { break };
             let m = &p.members[mi];
             let fp = fps[mi].clone().unwrap();
+            // Share the cores among the stages that can run now: a lone long stage gets
+            // them all, `-j` parallel stages one share each.
+            let threads = (cores / (running.len() + 1 + queue.len()).min(jobs)).max(1);
             let launched = (|| -> Result<PathBuf> {
                 let staging = project.store.new_staging(&fp)?;
                 let mut inputs = BTreeMap::new();
@@ -300,7 +306,7 @@ pub fn run(
                     project_dir: project.dir.clone(),
                     download_dir: project.download_dir(),
                 };
-                executor.start(mi, &job, &staging.join("job.json"), tx.clone())?;
+                executor.start(mi, &job, &staging.join("job.json"), threads, tx.clone())?;
                 Ok(staging)
             })();
             match launched {
