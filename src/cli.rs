@@ -335,7 +335,7 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
         // The key to compare: the current one, or, while an upstream must rerun, the one
         // this member would have if the upstream reproduced its recorded bytes.
         let key = match &e.key {
-            Some(k) => Some(k.clone()),
+            Some(k) => Ok(k.clone()),
             None => {
                 let digests: Vec<Option<String>> = p
                     .members
@@ -347,7 +347,7 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
                             .or_else(|| lock.entry(&p.profile, &um.name).map(|l| l.digest.clone()))
                     })
                     .collect();
-                plan::member_key(p, mi, &digests, &ids).ok()
+                plan::member_key(p, mi, &digests, &ids)
             }
         };
         match (&e.decision, previous) {
@@ -374,9 +374,15 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
                     );
                     continue;
                 };
-                let Some(key) = key else {
-                    println!("  its key depends on upstream runs that have no recorded output");
-                    continue;
+                let key = match key {
+                    Ok(k) => k,
+                    Err(u) => {
+                        println!(
+                            "  its key depends on {}, which has not run yet",
+                            p.members[u].name
+                        );
+                        continue;
+                    }
                 };
                 let diff = key.diff(&old);
                 if diff.is_empty() {
