@@ -176,7 +176,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
-            let executor = LocalExecutor::new(jobs)?;
+            let executor = LocalExecutor::new()?;
             let mut reporter = Reporter::new(cli.verbosity());
             if cleaned > 0 {
                 reporter.detail(&format!(
@@ -276,15 +276,15 @@ fn status(
                 "reason": e.decision.explain(p),
                 "fingerprint": e.fingerprint,
             }));
-        } else if e.decision != Decision::Fresh || v == Verbosity::Verbose {
-            if v != Verbosity::Quiet {
-                println!(
-                    "{:<8} {}  ({})",
-                    e.decision.label(),
-                    m.name,
-                    e.decision.explain(p)
-                );
-            }
+        } else if (e.decision != Decision::Fresh || v == Verbosity::Verbose)
+            && v != Verbosity::Quiet
+        {
+            println!(
+                "{:<8} {}  ({})",
+                e.decision.label(),
+                m.name,
+                e.decision.explain(p)
+            );
         }
     }
     let all_fresh = counts.keys().all(|k| *k == "fresh");
@@ -335,7 +335,7 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
         // The key to compare: the current one, or, while an upstream must rerun, the one
         // this member would have if the upstream reproduced its recorded bytes.
         let key = match &e.key {
-            Some(k) => Some(k.clone()),
+            Some(k) => Ok(k.clone()),
             None => {
                 let digests: Vec<Option<String>> = p
                     .members
@@ -347,7 +347,7 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
                             .or_else(|| lock.entry(&p.profile, &um.name).map(|l| l.digest.clone()))
                     })
                     .collect();
-                plan::member_key(p, mi, &digests, &ids).ok()
+                plan::member_key(p, mi, &digests, &ids)
             }
         };
         match (&e.decision, previous) {
@@ -374,9 +374,15 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
                     );
                     continue;
                 };
-                let Some(key) = key else {
-                    println!("  its key depends on upstream runs that have no recorded output");
-                    continue;
+                let key = match key {
+                    Ok(k) => k,
+                    Err(u) => {
+                        println!(
+                            "  its key depends on {}, which has not run yet",
+                            p.members[u].name
+                        );
+                        continue;
+                    }
                 };
                 let diff = key.diff(&old);
                 if diff.is_empty() {
@@ -455,6 +461,14 @@ fn verify(project: &Project, v: Verbosity) -> Result<i32> {
     let mut published = 0usize;
     for (profile, members) in &lock.profiles {
         for (name, e) in members {
+            if let Some(m) = project.store.manifest(&e.fingerprint) {
+                if m.digest != e.digest {
+                    problems.push(format!(
+                        "{profile}/{name}: the lock's output digest differs from run {}'s manifest",
+                        e.fingerprint
+                    ));
+                }
+            }
             if !fps.contains(&e.fingerprint) {
                 problems.push(format!(
                     "{profile}/{name}: run {} is not in the store",

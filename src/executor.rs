@@ -96,13 +96,16 @@ pub enum Report {
 }
 
 /// Runs stage jobs. `start` returns at once; reports arrive on the channel tagged with
-/// the caller's job id, ending with exactly one [`Report::Done`].
+/// the caller's job id, ending with exactly one [`Report::Done`]. `threads` is the number
+/// of cores the job may use (a local executor sets `RAYON_NUM_THREADS`; a cluster one
+/// would ask for that many CPUs per task). Outputs never depend on it.
 pub trait Executor: Send + Sync {
     fn start(
         &self,
         id: usize,
         job: &Job,
         job_file: &Path,
+        threads: usize,
         tx: Sender<(usize, Report)>,
     ) -> Result<()>;
     /// Asks every running job to checkpoint and stop (they then report `Interrupted`).
@@ -112,26 +115,19 @@ pub trait Executor: Send + Sync {
 /// Runs each job as a child process of this binary on this machine.
 pub struct LocalExecutor {
     exe: PathBuf,
-    /// `RAYON_NUM_THREADS` for the children (None: inherit the user's setting).
-    threads: Option<usize>,
+    /// Whether the user set `RAYON_NUM_THREADS` (then children inherit it).
+    user_threads: bool,
     running: Arc<Mutex<HashMap<usize, u32>>>,
 }
 
 impl LocalExecutor {
-    /// `jobs` stages at once share the cores: each child gets `max(1, cores / jobs)`
-    /// compute threads unless `RAYON_NUM_THREADS` is set.
-    pub fn new(jobs: usize) -> Result<LocalExecutor> {
+    /// Children get `RAYON_NUM_THREADS` = the `threads` of each job, unless the user set
+    /// `RAYON_NUM_THREADS`.
+    pub fn new() -> Result<LocalExecutor> {
         let exe = std::env::current_exe().context("locating the repro binary")?;
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let threads = match std::env::var_os("RAYON_NUM_THREADS") {
-            Some(_) => None,
-            None => Some((cores / jobs.max(1)).max(1)),
-        };
         Ok(LocalExecutor {
             exe,
-            threads,
+            user_threads: std::env::var_os("RAYON_NUM_THREADS").is_some(),
             running: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -143,6 +139,7 @@ impl Executor for LocalExecutor {
         id: usize,
         job: &Job,
         job_file: &Path,
+        threads: usize,
         tx: Sender<(usize, Report)>,
     ) -> Result<()> {
         std::fs::write(job_file, serde_json::to_vec_pretty(job)?)
@@ -153,8 +150,8 @@ impl Executor for LocalExecutor {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(t) = self.threads {
-            cmd.env("RAYON_NUM_THREADS", t.to_string());
+        if !self.user_threads {
+            cmd.env("RAYON_NUM_THREADS", threads.max(1).to_string());
         }
         let mut child = cmd
             .spawn()

@@ -4,6 +4,9 @@
 //! matrix-expanded DAG) -> [`plan`] (pure: Fresh / Restore / Run / Pending per member,
 //! from [`fingerprint`] keys, the [`store`] and the [`lock`]) -> [`scheduler`] (runs
 //! members through an [`executor`], commits them to the store, writes the lock).
+//! [`project`] finds the project and gives the planner its view of the disk,
+//! [`project_lock`] keeps one run per project, [`progress`] draws, [`cli`] parses the
+//! command line, [`error`] maps outcomes to exit codes, [`bench`] measures overheads.
 
 mod bench;
 mod cli;

@@ -10,7 +10,7 @@
 //! are fixed, the upstream members are indexed by their values on those axes, and each
 //! member looks its own values up. Planning 10,000 members stays far below a second.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use repro_stages::Kind;
@@ -294,10 +294,7 @@ impl Pipeline {
                 .collect();
             for (a, vals) in &axes {
                 for v in vals {
-                    let ok = match v {
-                        Value::String(_) | Value::Bool(_) | Value::Number(_) => true,
-                        _ => false,
-                    };
+                    let ok = matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_));
                     if !ok || (a == "seed" && v.as_u64().is_none()) {
                         let what = if a == "seed" {
                             "a non-negative integer"
@@ -314,21 +311,21 @@ impl Pipeline {
             // Base params: defaults < profile defaults < stage < profile stage.
             let mut base = Map::new();
             if let Some(d) = spec.defaults.get(kind.name()) {
-                merge(&mut base, d);
+                merge(&mut base, &d.0);
             }
             if let Some(d) = prof.defaults.get(kind.name()) {
-                merge(&mut base, d);
+                merge(&mut base, &d.0);
             }
-            merge(&mut base, &st.params);
+            merge(&mut base, &st.params.0);
             if let Some(o) = over {
-                merge(&mut base, &o.params);
+                merge(&mut base, &o.params.0);
             }
             let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
 
             let first_member = members.len();
             let mut stage_members = Vec::new();
             let total: usize = axes.iter().map(|(_, v)| v.len()).product();
-            let mut validated: HashMap<String, ()> = HashMap::new();
+            let mut validated: HashSet<String> = HashSet::new();
             for combo in 0..total {
                 // Last axis varies fastest.
                 let mut rem = combo;
@@ -359,7 +356,7 @@ impl Pipeline {
                 };
                 let params = Value::Object(params);
                 let pkey = params.to_string();
-                if !validated.contains_key(&pkey) {
+                if validated.insert(pkey) {
                     if let Err(msg) = kind.validate(&params) {
                         return Err(params_error(
                             file,
@@ -372,7 +369,6 @@ impl Pipeline {
                             &msg,
                         ));
                     }
-                    validated.insert(pkey, ());
                 }
                 let publish = st.publish.as_ref().map(|p| {
                     let p = p

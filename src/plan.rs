@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(e[2].decision, Decision::NotSelected);
         assert_eq!(e[3].decision, Decision::NotSelected);
         w.damaged.insert(e[0].fingerprint.clone().unwrap());
-        let e = plan(&p, &sel, &vec![false; 4], &ids, &w);
+        let e = plan(&p, &sel, &[false; 4], &ids, &w);
         assert_eq!(e[0].decision, Decision::Run(RunReason::OutputMissing));
     }
 
@@ -486,11 +486,11 @@ mod tests {
         let all = vec![true; 4];
         let mut bumped = ids.clone();
         bumped.get_mut(&Kind::Train).unwrap().version += 1;
-        assert!(plan(&p, &all, &vec![false; 4], &bumped, &w)
+        assert!(plan(&p, &all, &[false; 4], &bumped, &w)
             .iter()
             .all(|e| e.decision == Decision::Fresh));
         bumped.get_mut(&Kind::Probe).unwrap().version += 1;
-        assert!(plan(&p, &all, &vec![false; 4], &bumped, &w)
+        assert!(plan(&p, &all, &[false; 4], &bumped, &w)
             .iter()
             .all(|e| e.decision != Decision::Fresh));
     }

@@ -142,11 +142,15 @@ pub fn run(
     let mut summary = Summary::default();
     let (tx, rx) = channel::<(usize, Report)>();
     let jobs = opts.jobs.max(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut stopping = false;
     let mut halted = false;
     let mut dirty = true;
     let mut first_pass = true;
 
+    let upstream: Vec<Vec<usize>> = p.members.iter().map(|m| m.upstream()).collect();
     loop {
         if dirty {
             dirty = false;
@@ -155,7 +159,7 @@ pub fn run(
                 if state[mi] != State::Waiting {
                     continue;
                 }
-                let ups = p.members[mi].upstream();
+                let ups = &upstream[mi];
                 if ups
                     .iter()
                     .any(|&u| matches!(state[u], State::Failed | State::Skipped))
@@ -181,7 +185,16 @@ pub fn run(
                         reporter.detail(&format!("fresh    {}", m.name));
                     }
                     Decision::Restore(_) => {
-                        let manifest = project.store.manifest(&fp).expect("restore means stored");
+                        let Some(manifest) = project.store.manifest(&fp) else {
+                            reporter.error(&format!(
+                                "FAILED   {}: run {fp} vanished from the store",
+                                m.name
+                            ));
+                            state[mi] = State::Failed;
+                            summary.failed += 1;
+                            halted |= !opts.keep_going;
+                            continue;
+                        };
                         let previous = old_lock
                             .entry(&p.profile, &m.name)
                             .map(|e| e.published.clone())
@@ -203,6 +216,7 @@ pub fn run(
                                         ));
                                         state[mi] = State::Failed;
                                         summary.failed += 1;
+                                        halted |= !opts.keep_going;
                                         continue;
                                     }
                                 }
@@ -262,6 +276,9 @@ pub fn run(
             let Some(mi) = queue.pop_front() else { break };
             let m = &p.members[mi];
             let fp = fps[mi].clone().unwrap();
+            // Share the cores among the stages that can run now: a lone long stage gets
+            // them all, `-j` parallel stages one share each.
+            let threads = (cores / (running.len() + 1 + queue.len()).min(jobs)).max(1);
             let launched = (|| -> Result<PathBuf> {
                 let staging = project.store.new_staging(&fp)?;
                 let mut inputs = BTreeMap::new();
@@ -289,7 +306,7 @@ pub fn run(
                     project_dir: project.dir.clone(),
                     download_dir: project.download_dir(),
                 };
-                executor.start(mi, &job, &staging.join("job.json"), tx.clone())?;
+                executor.start(mi, &job, &staging.join("job.json"), threads, tx.clone())?;
                 Ok(staging)
             })();
             match launched {

@@ -5,7 +5,7 @@
 //!   train: { epochs: 10, lr: 0.1 }
 //! stages:                         # required; a stage's name is its key
 //!   digits:
-//!     kind: download              # required: one of the kinds (`repro dag` lists them)
+//!     kind: download              # required: a kind (an unknown kind's error lists them)
 //!     params: { dataset: digits } # optional mapping; checked by the kind (unknown field = error)
 //!   noisy:
 //!     kind: inject_noise
@@ -79,7 +79,7 @@ use crate::error::SpecError;
 pub struct Spec {
     /// kind name -> params merged under every stage of that kind.
     #[serde(default)]
-    pub defaults: OrderedMap<Map<String, Value>>,
+    pub defaults: OrderedMap<StrictMap>,
     pub stages: OrderedMap<StageSpec>,
     #[serde(default)]
     pub profiles: OrderedMap<ProfileSpec>,
@@ -94,7 +94,7 @@ pub struct StageSpec {
     #[serde(default)]
     pub inputs: OrderedMap<String>,
     #[serde(default)]
-    pub params: Map<String, Value>,
+    pub params: StrictMap,
     /// axis name -> values, in declaration order.
     #[serde(default)]
     pub matrix: OrderedMap<Vec<Value>>,
@@ -109,7 +109,7 @@ pub struct StageSpec {
 #[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
     #[serde(default)]
-    pub defaults: OrderedMap<Map<String, Value>>,
+    pub defaults: OrderedMap<StrictMap>,
     #[serde(default)]
     pub stages: OrderedMap<StageOverride>,
     #[serde(default)]
@@ -121,7 +121,7 @@ pub struct ProfileSpec {
 #[serde(deny_unknown_fields)]
 pub struct StageOverride {
     #[serde(default)]
-    pub params: Map<String, Value>,
+    pub params: StrictMap,
     #[serde(default)]
     pub matrix: OrderedMap<Vec<Value>>,
     #[serde(default)]
@@ -175,6 +175,97 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
             }
         }
         d.deserialize_map(V2(PhantomData))
+    }
+}
+
+/// A YAML mapping read as a JSON object, rejecting duplicate keys at every depth
+/// (serde_yaml would let the last one win silently).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrictMap(pub Map<String, Value>);
+
+/// A YAML value read as JSON, rejecting duplicate keys at every depth.
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrictValue, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| StrictValue(Value::Number(n)))
+                    .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<StrictValue, D2::Error> {
+                StrictValue::deserialize(d)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+                let mut v = Vec::new();
+                while let Some(StrictValue(x)) = seq.next_element()? {
+                    v.push(x);
+                }
+                Ok(StrictValue(Value::Array(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrictValue, A::Error> {
+                Ok(StrictValue(Value::Object(strict_map(map)?)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn strict_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Map<String, Value>, A::Error> {
+    let mut out = Map::new();
+    while let Some(k) = map.next_key::<String>()? {
+        if out.contains_key(&k) {
+            return Err(de::Error::custom(format!("duplicate key `{k}`")));
+        }
+        let StrictValue(v) = map.next_value()?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+impl<'de> Deserialize<'de> for StrictMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StrictMap, E> {
+                Ok(StrictMap::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrictMap, A::Error> {
+                strict_map(map).map(StrictMap)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -396,5 +487,23 @@ mod tests {
         assert_eq!(locate(text, &["stages", "b", "inputs", "up"]), Some(11));
         // `value` under stage a is not found when looking under b.
         assert_eq!(locate(text, &["stages", "b", "value"]), Some(7));
+    }
+}
+
+#[cfg(test)]
+mod duplicate_param_tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_param_keys_are_errors_at_any_depth() {
+        for text in [
+            "stages:\n  a:\n    kind: probe\n    params:\n      value: x\n      value: y\n",
+            "stages:\n  a:\n    kind: probe\n    params:\n      opt:\n        m: 1\n        m: 2\n",
+            "defaults:\n  probe:\n    value: x\n    value: y\nstages:\n  a:\n    kind: probe\n",
+        ] {
+            let e = Spec::parse(text, Path::new("pipeline.yaml")).unwrap_err();
+            assert!(e.message.contains("duplicate"), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
     }
 }

@@ -610,3 +610,43 @@ fn two_stages_with_the_same_key_run_once() {
     assert_eq!(p.count("runs"), 1);
     assert_eq!(p.run(&["status"]).status.code(), Some(0));
 }
+
+#[test]
+fn killed_scheduler_leaves_nothing_half_published() {
+    let p = Proj::new(SLOW);
+    let (mut child, lines) = p.spawn(&["run", "-v"]);
+    let mut stage_pid = None;
+    while stage_pid.is_none() {
+        let l = lines.recv_timeout(Duration::from_secs(20)).expect("a line");
+        if let Some(rest) = l.strip_prefix("run      slow  (") {
+            stage_pid = rest
+                .split("pid ")
+                .nth(1)
+                .map(|s| s.trim_end_matches(')').parse::<u32>().unwrap());
+        }
+    }
+    wait_for("a checkpoint", Duration::from_secs(20), || {
+        checkpoint_step(&p) >= 2
+    });
+    signal(child.id(), libc::SIGKILL);
+    child.wait().unwrap();
+    // The orphaned stage is told to stop (parent-death signal) and saves its checkpoint.
+    let pid = stage_pid.unwrap() as i32;
+    wait_for("the stage process to stop", Duration::from_secs(10), || {
+        // SAFETY: probing a pid with signal 0.
+        unsafe { libc::kill(pid, 0) != 0 }
+    });
+    assert!(!p.dir.join("out/slow").exists());
+    assert!(
+        p.dir.join("results/.runs/lock").exists(),
+        "the killed run's lock is left behind"
+    );
+    let s = p.ok(&["run"]);
+    assert!(
+        s.contains("restore  fast"),
+        "fast was committed but not locked: restored for free\n{s}"
+    );
+    assert!(s.contains("slow: resumed from step"), "{s}");
+    assert_eq!(p.count("staging"), 0);
+    p.ok(&["verify"]);
+}

@@ -118,3 +118,20 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     std::fs::write(ctx.out_dir.join("value.txt"), text)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn labels_are_accepted_and_other_fields_rejected() {
+        let p: Params =
+            crate::parse(&json!({"value": "v", "x_method": "glc", "x_strength": 0.5})).unwrap();
+        assert_eq!(p.labels.len(), 2);
+        assert_eq!(p.steps, 1);
+        let e = crate::parse::<Params>(&json!({"colour": "red"})).unwrap_err();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        assert!(crate::parse::<Params>(&json!({"steps": "many"})).is_err());
+    }
+}
