@@ -27,8 +27,11 @@ pub struct Stage {
     pub name: String,
     pub kind: Kind,
     pub publish: Option<String>,
-    /// Matrix axes in declaration order.
+    /// Matrix axes: the stage's own in declaration order, then those inherited from its
+    /// single inputs, `seed` last.
     pub axes: Vec<String>,
+    /// The values of each axis (parallel to `axes`).
+    pub values: Vec<Vec<Value>>,
     /// Indices into [`Pipeline::members`].
     pub members: Vec<usize>,
     /// Indices into [`Pipeline::stages`] of the stages this one reads.
@@ -284,7 +287,7 @@ impl Pipeline {
             let kind = kinds[si];
             let pos = stages.len();
             stage_pos.insert(si, pos);
-            let axes: Vec<(String, Vec<Value>)> = st
+            let mut axes: Vec<(String, Vec<Value>)> = st
                 .matrix
                 .iter()
                 .map(|(a, vals)| {
@@ -292,6 +295,23 @@ impl Pipeline {
                     (a.clone(), vals.clone())
                 })
                 .collect();
+            let own_axis_count = axes.len();
+            // Axes inherited from single (non-group) inputs: one member per upstream
+            // member, so a stage reading a matrix stage fans out with it.
+            for d in decls[si].iter().filter(|d| !d.group) {
+                let up = &stages[stage_pos[&d.upstream]];
+                for (a, vals) in up.axes.iter().zip(&up.values) {
+                    if !axes.iter().any(|(b, _)| b == a) {
+                        axes.push((a.clone(), vals.clone()));
+                    }
+                }
+            }
+            let own: HashSet<String> = axes[..own_axis_count].iter().map(|(a, _)| a.clone()).collect();
+            // `seed` last, so member names read `stage[...,seed=N]`.
+            if let Some(i) = axes.iter().position(|(a, _)| a == "seed") {
+                let seed_axis = axes.remove(i);
+                axes.push(seed_axis);
+            }
             for (a, vals) in &axes {
                 for v in vals {
                     let ok = matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_));
@@ -345,7 +365,9 @@ impl Pipeline {
                         seed = v.as_u64().unwrap_or(0);
                         label.push(format!("seed={seed}"));
                     } else {
-                        params.insert(a.clone(), v.clone());
+                        if own.contains(a) {
+                            params.insert(a.clone(), v.clone());
+                        }
                         label.push(value_label(v));
                     }
                 }
@@ -460,6 +482,7 @@ impl Pipeline {
                 kind,
                 publish: st.publish.clone(),
                 axes: axes.iter().map(|(a, _)| a.clone()).collect(),
+                values: axes.iter().map(|(_, v)| v.clone()).collect(),
                 members: stage_members,
                 upstream: upstream_stages,
             });
@@ -753,12 +776,17 @@ profiles:
     }
 
     #[test]
-    fn single_input_matching_many_members_is_an_error() {
-        let text = "stages:\n  a:\n    kind: probe\n    matrix: { seed: [1, 2] }\n  b:\n    kind: probe\n    inputs:\n      up: a\n";
-        let e = build(text, "default").unwrap_err();
-        assert!(e.message.contains("matches 2 members"), "{e}");
-        assert_eq!(e.line, Some(8));
-        assert_eq!(e.field.as_deref(), Some("inputs.up"));
+    fn single_input_inherits_the_upstream_axes() {
+        let text = "stages:\n  a:\n    kind: probe\n    matrix: { seed: [1, 2], x_c: [u, f] }\n  b:\n    kind: probe\n    inputs:\n      up: a\n    matrix: { x_m: [p, q] }\n";
+        let p = build(text, "default").unwrap();
+        let names: Vec<&str> = p.members.iter().filter(|m| m.name.starts_with("b[")).map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["b[p,u,seed=1]", "b[p,u,seed=2]", "b[p,f,seed=1]", "b[p,f,seed=2]", "b[q,u,seed=1]", "b[q,u,seed=2]", "b[q,f,seed=1]", "b[q,f,seed=2]"]);
+        let m = &p.members[p.member_index("b[q,f,seed=2]").unwrap()];
+        assert_eq!(m.seed, 2);
+        assert_eq!(m.params["x_m"], "q");
+        assert!(m.params.get("x_c").is_none(), "an inherited axis is not a param");
+        let up: Vec<&str> = m.inputs["up"].iter().map(|&i| p.members[i].name.as_str()).collect();
+        assert_eq!(up, ["a[f,seed=2]"]);
     }
 
     #[test]

@@ -42,14 +42,20 @@
 //! **Matrix**: each axis value is set in the member's params under the axis name, except
 //! the axis `seed`, which becomes the member's seed (and must be a non-negative integer).
 //! Axis values are scalars. Members are named `stage[v1,v2,...,seed=N]` with values in
-//! axis declaration order, e.g. `train_glc[digits,flip,0.6,0.05,seed=1]`; a stage without
+//! axis declaration order (`seed` last), e.g. `train_glc[digits,flip,0.6,0.05,seed=1]`; a stage without
 //! a matrix has one member named like the stage. A profile replaces the list of an
 //! existing axis (it cannot add or remove axes: member names must stay comparable).
 //!
-//! **Inputs**: `name: up` binds to the members of `up` whose coordinates agree with this
-//! member's on every axis both stages have; exactly one must match. `name: "up[*]"` binds
-//! to all of them (at least one), in `up`'s member order. Every bound member reaches the
-//! stage with its own coordinates, so a table can group runs by them.
+//! **Inputs**: `name: up` binds to one member of `up`. The stage *inherits* every axis of
+//! `up` it does not declare itself (with `up`'s values, as the active profile sets them):
+//! it has one member per combination of its own and inherited axes, and each binds to the
+//! member of `up` with the same coordinates. So `train` reading `noisy` fans out over the
+//! corruptions, strengths and seeds of `noisy` without repeating them; an inherited axis
+//! is a coordinate, not a param. Member names list own axes, then inherited ones, with
+//! `seed` always last. `name: "up[*]"` (a group) inherits nothing and binds to all
+//! members of `up` that agree with this member on the axes both have (at least one), in
+//! `up`'s member order. Every bound member reaches the stage with its own coordinates, so
+//! a table can group runs by them.
 //!
 //! **Publish**: `publish: DIR` (relative to the project) receives a copy of the stage's
 //! output files after it runs or is restored. A stage with several members publishes each
