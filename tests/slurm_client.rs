@@ -192,7 +192,15 @@ fn cancel_stops_running_and_queued_jobs() {
     let mut queued = sh(d, "queued", "exit 0");
     queued.resources.extra_args.push("--begin=now+1hour".into());
     let queued_id = client.submit(&queued).unwrap();
+    // A stage that saves a checkpoint on SIGTERM and exits 130, as `repro exec-stage` does.
+    let graceful_started = d.join("graceful-started");
+    let code = format!(
+        "trap 'echo checkpoint saved >&2; exit 130' TERM; touch '{}'; sleep 120 & wait",
+        graceful_started.display()
+    );
+    let graceful_id = client.submit(&sh(d, "graceful", &code)).unwrap();
     wait_for_file(&started, Duration::from_secs(30));
+    wait_for_file(&graceful_started, Duration::from_secs(30));
 
     let before = client.poll(&[running_id, queued_id]).unwrap();
     assert_eq!(before[0].state, JobState::Running, "{:?}", before[0]);
@@ -203,8 +211,14 @@ fn cancel_stops_running_and_queued_jobs() {
     );
 
     let t = Instant::now();
-    client.cancel(&[running_id, queued_id]).unwrap();
-    let st = wait_all(client, &[running_id, queued_id], Duration::from_secs(30));
+    client
+        .cancel(&[running_id, queued_id, graceful_id])
+        .unwrap();
+    let st = wait_all(
+        client,
+        &[running_id, queued_id, graceful_id],
+        Duration::from_secs(30),
+    );
     eprintln!("cancel observed after {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(
         st[0].state,
@@ -213,6 +227,13 @@ fn cancel_stops_running_and_queued_jobs() {
         }
     );
     assert_eq!(st[1].state, JobState::Cancelled { exit: None });
+    assert_eq!(
+        st[2].state,
+        JobState::Cancelled {
+            exit: Some(JobExit::Code(130))
+        }
+    );
+    assert_eq!(st[2].state.to_string(), "cancelled (exit code 130)");
     let tail = log_tail(&running.stderr, 3).unwrap().unwrap();
     assert!(
         tail.contains(&format!("*** JOB {running_id} ON")) && tail.contains("CANCELLED AT"),

@@ -59,6 +59,32 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The job of one stage: `<exe> exec-stage <job_file>` run in `project_dir`, named
+    /// `repro:<stage>`, with its batch script and logs in `files_dir` as `<stage>.sbatch`,
+    /// `<stage>.out` (stdout: progress lines) and `<stage>.err` (stderr: errors). `exe` (usually
+    /// `std::env::current_exe()`) and every path must be visible from the compute nodes at the
+    /// same place (a shared filesystem).
+    pub fn exec_stage(
+        stage: &str,
+        exe: &Path,
+        job_file: &Path,
+        project_dir: &Path,
+        files_dir: &Path,
+        resources: SlurmResources,
+    ) -> JobSpec {
+        let file = |ext: &str| files_dir.join(format!("{stage}.{ext}"));
+        JobSpec {
+            name: format!("repro:{stage}"),
+            argv: vec![exe.into(), "exec-stage".into(), job_file.into()],
+            workdir: project_dir.to_path_buf(),
+            env: Vec::new(),
+            stdout: file("out"),
+            stderr: file("err"),
+            script: file("sbatch"),
+            resources,
+        }
+    }
+
     fn invalid(&self, detail: impl Into<String>) -> SlurmError {
         SlurmError::Spec {
             name: self.name.clone(),
@@ -221,6 +247,34 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[test]
+    fn stage_job() {
+        let s = JobSpec::exec_stage(
+            "train-mlc",
+            Path::new("/opt/repro/bin/repro"),
+            Path::new("/p/.runs/7/train-mlc.json"),
+            Path::new("/p"),
+            Path::new("/p/.runs/7/slurm"),
+            SlurmResources {
+                cpus: Some(4),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.name, "repro:train-mlc");
+        assert_eq!(
+            s.argv,
+            [
+                "/opt/repro/bin/repro",
+                "exec-stage",
+                "/p/.runs/7/train-mlc.json"
+            ]
+        );
+        assert_eq!(s.stdout, Path::new("/p/.runs/7/slurm/train-mlc.out"));
+        assert_eq!(s.stderr, Path::new("/p/.runs/7/slurm/train-mlc.err"));
+        assert_eq!(s.script, Path::new("/p/.runs/7/slurm/train-mlc.sbatch"));
+        s.validate().unwrap();
     }
 
     #[test]
