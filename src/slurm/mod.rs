@@ -1,0 +1,35 @@
+//! Running stage jobs on a Slurm cluster: the part of the Slurm executor that talks to Slurm.
+//!
+//! The executor submits each ready stage as one batch job running `repro exec-stage <job.json>`
+//! in the project directory (a shared filesystem), polls all of the run's jobs in one call,
+//! cancels them all on Ctrl-C and shows a failed job's log. The engine keeps the DAG, the
+//! fingerprints, the lock and the publication of outputs, exactly as with local processes.
+//!
+//! Use:
+//! 1. `let slurm = SlurmClient::from_env(); slurm.check()?;`
+//! 2. for each ready stage: `let id = slurm.submit(&JobSpec { .. })?;`
+//! 3. loop: `for st in slurm.poll(&outstanding)? { .. }` then sleep
+//!    [`PollInterval::next`]`(changed)`; a [`JobState`] that [`JobState::is_finished`] ends the
+//!    stage: `Succeeded` -> publish its outputs, `Interrupted` -> checkpoint kept,
+//!    `Failed`/`Cancelled` -> show [`log_tail`] of its stderr file.
+//!    While jobs run, [`LogFollower::read_lines`] on their stdout files gives progress lines.
+//! 4. on Ctrl-C: `slurm.cancel(&every_id_submitted)`.
+//!
+//! Jobs need no accounting (slurmdbd): `squeue -t all` lists finished jobs for the cluster's
+//! `MinJobAge` (300 s by default), far longer than one poll interval.
+
+mod client;
+mod error;
+mod job;
+mod log;
+mod poll;
+mod resources;
+mod state;
+
+pub use client::{SlurmClient, SlurmCommands};
+pub use error::SlurmError;
+pub use job::{JobId, JobSpec};
+pub use log::{log_tail, LogFollower};
+pub use poll::PollInterval;
+pub use resources::SlurmResources;
+pub use state::{parse_squeue, FailReason, JobExit, JobState, JobStatus, SQUEUE_FORMAT};
