@@ -28,6 +28,7 @@
 //! gradient of its training loss with respect to its own φ at given model parameters.
 
 use anyhow::{ensure, Result};
+use dfdx::prelude::*;
 
 use super::loss;
 use super::model::{Input, Mode, Network};

@@ -15,6 +15,7 @@ pub mod batch_norm;
 pub mod checkpoint;
 pub mod conv;
 pub mod elementwise;
+pub mod hypergrad;
 pub mod kernels;
 pub mod linear;
 pub mod loss;
