@@ -1,16 +1,211 @@
-//! `distill`: placeholder until the kind is implemented.
+//! `distill`: knowledge distillation (Hinton, Vinyals, Dean, "Distilling the Knowledge in
+//! a Neural Network", 2015) from a teacher trained by any training stage into a student.
+//!
+//! The soft-label paper claims its learned labels "improve teacher models for the
+//! downstream task of distillation"; its protocol could not be read, so this follows
+//! Hinton's loss with the common defaults τ = 4, α = 0.9:
+//!
+//! ```text
+//! L = (1 − α) · CE(z_s, y) + α · τ² · KL( softmax(z_t / τ) ‖ softmax(z_s / τ) )
+//! KL(p ‖ q) = 1/B Σ_b Σ_k p_bk (log p_bk − log q_bk)
+//! ```
+//!
+//! with `z_t` the teacher's logits (evaluation mode, computed once for every training
+//! example) and `y` the training labels (clean labels, or the noise input's labels when a
+//! `noise` input is given).
+//!
+//! Inputs: `data`, `teacher` (the output of a `train`, `train_mlc`, `train_soft_labels` or
+//! `distill` stage: `weights.safetensors` and `metrics.json`), optionally `noise`.
+//! Outputs: `metrics.json` (extra `teacher_test_accuracy`), `teacher.json` (the teacher's
+//! method and model, `report::TeacherInfo`), `weights.safetensors`, `log/timings.json`.
 
-use anyhow::{bail, Result};
-use serde::Deserialize;
+use std::collections::BTreeMap;
 
+use anyhow::{ensure, Context, Result};
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::Dataset;
+use crate::kinds::train::{default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer};
+use crate::metrics::{DatasetId, Metrics, NoiseId};
+use crate::nn::batch::input_kind;
+use crate::nn::kernels::{Dev, Mat, Tp};
+use crate::nn::model::{Mode, ModelSpec, Network};
+use crate::nn::optim::OptimizerSpec;
+use crate::nn::params::read_safetensors;
+use crate::nn::schedule::Schedule;
+use crate::nn::trainer::{logits_of, Objective, PhaseSpec, Session, StepCtx, StepOut, WEIGHTS_FILE};
+use crate::noise::NoisyLabels;
+use crate::report::TeacherInfo;
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
 
-#[derive(Debug, Deserialize)]
+/// Params of a `distill` stage. Model and optimisation fields are the student's and mean
+/// what they mean for `train`, with the same defaults.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {}
+pub struct Params {
+    /// The student network (default: MLP `[128, 128]`).
+    #[serde(default = "default_model")]
+    pub model: ModelSpec,
+    /// The teacher's network: must match the teacher stage's `model` (default: MLP
+    /// `[128, 128]`).
+    #[serde(default = "default_model")]
+    pub teacher_model: ModelSpec,
+    /// Student optimizer (default Adam, lr 1e-3).
+    #[serde(default = "default_optimizer")]
+    pub optimizer: OptimizerSpec,
+    /// Student learning-rate schedule (default constant).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs (default 20).
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Batch size (default 32).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Evaluation batch size (default 500; does not change results).
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    /// CIFAR augmentation (default false; the teacher's logits are those of the
+    /// unaugmented examples).
+    #[serde(default)]
+    pub augment: bool,
+    /// Temperature τ (default 4).
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+    /// Weight α of the distillation term (default 0.9).
+    #[serde(default = "default_alpha")]
+    pub alpha: f32,
+}
 
-pub fn run(_p: &Params, _ctx: &StageContext) -> Result<()> {
-    bail!("kind distill is not implemented yet")
+fn default_temperature() -> f32 {
+    4.0
+}
+fn default_alpha() -> f32 {
+    0.9
+}
+
+pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
+    ensure!(p.temperature > 0.0, "params.temperature must be positive");
+    ensure!((0.0..=1.0).contains(&p.alpha), "params.alpha must be in [0, 1]");
+    let data_dir = &ctx.input("data")?.dir;
+    let ds = Dataset::load(data_dir).with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
+    let k = ds.meta.num_classes;
+    let n = ds.train.len();
+    let noise = match ctx.input_opt("noise")? {
+        Some(r) => Some(NoisyLabels::load(&r.dir).with_context(|| format!("loading input `noise` from {}", r.dir.display()))?),
+        None => None,
+    };
+    let labels = match &noise {
+        Some(nl) => {
+            ensure!(nl.noisy.len() == n && nl.clean == ds.train.y, "input `noise` was made for other data");
+            nl.noisy.clone()
+        }
+        None => ds.train.y.clone(),
+    };
+
+    // The teacher: its network, weights and logits on every training example.
+    let teacher_dir = &ctx.input("teacher")?.dir;
+    let teacher_metrics = Metrics::load(teacher_dir).context("reading the teacher's metrics")?;
+    let (tnet, mut tparams, mut tbuffers) = Network::new(&p.teacher_model, &input_kind(&ds), k, 0)?;
+    let wpath = teacher_dir.join(WEIGHTS_FILE);
+    let (tensors, _) = read_safetensors(&wpath)?;
+    tparams
+        .load_named(&mut tbuffers, &tensors, &wpath.display().to_string())
+        .with_context(|| format!("loading the teacher's weights: does params.teacher_model match the teacher's model `{}`?", teacher_metrics.model))?;
+    let all: Vec<u32> = (0..n as u32).collect();
+    let teacher_logits = logits_of(&tnet, &tparams, &mut tbuffers, &ds, &all, p.eval_batch_size);
+    let teacher_probs = tempered_softmax(&teacher_logits, k, p.temperature);
+
+    let (net, mut params, mut buffers) = Network::new(&p.model, &input_kind(&ds), k, ctx.seed)?;
+    let mut session = Session::new(ctx, &ds, ctx.seed, p.eval_batch_size)?;
+    let trusted = vec![false; n];
+    let spec = PhaseSpec {
+        name: "main".into(),
+        examples: all,
+        labels: &labels,
+        trusted: &trusted,
+        epochs: p.epochs,
+        batch_size: p.batch_size,
+        optimizer: p.optimizer.clone(),
+        schedule: p.schedule.clone(),
+        augment: p.augment,
+    };
+    let mut obj = Distill { k, tau: p.temperature, alpha: p.alpha, teacher_probs };
+    session.run_phase(0, &spec, &net, &mut params, &mut buffers, &mut obj)?;
+    session.write_outputs(&params, &buffers)?;
+    TeacherInfo { method: teacher_metrics.method.clone(), model: teacher_metrics.model.clone() }.save(&ctx.out_dir)?;
+
+    let history = session.history().to_vec();
+    let last = history.last().context("no epoch was trained")?;
+    let mut extra = BTreeMap::new();
+    extra.insert("teacher_test_accuracy".to_string(), teacher_metrics.final_test_accuracy);
+    Metrics {
+        kind: "distill".into(),
+        method: "distill".into(),
+        dataset: DatasetId { name: ds.meta.name.clone(), identity: ds.meta.identity.clone() },
+        noise: noise.as_ref().map(|nl| NoiseId {
+            corruption: nl.meta.corruption.clone(),
+            strength: nl.meta.strength,
+            trusted_fraction: nl.meta.trusted_fraction,
+            actual_noise_rate: nl.meta.actual_noise_rate,
+        }),
+        model: p.model.label(),
+        profile: ctx.profile.clone(),
+        device: crate::BACKEND.into(),
+        seed: ctx.seed,
+        final_test_accuracy: last.test_accuracy,
+        final_test_error: last.test_error,
+        epochs: history,
+        extra,
+    }
+    .save(&ctx.out_dir)
+}
+
+/// softmax(z / τ) per row.
+pub fn tempered_softmax(z: &[f32], k: usize, tau: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(z.len());
+    for row in z.chunks_exact(k) {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = row.iter().map(|&x| ((x as f64 - m) / tau as f64).exp()).collect();
+        let s: f64 = e.iter().sum();
+        out.extend(e.iter().map(|v| (v / s) as f32));
+    }
+    out
+}
+
+/// Hinton's loss on taped student logits (B×K), tempered teacher probabilities (B×K,
+/// row-major) and hard labels.
+pub fn hinton_loss(z: Mat<Tp>, teacher_probs: &[f32], labels: &[u32], tau: f32, alpha: f32) -> Tensor<(), f32, Dev, Tp> {
+    let (b, k) = *z.shape();
+    assert_eq!(teacher_probs.len(), b * k, "hinton_loss: teacher probabilities");
+    // Σ p log p of the teacher: a constant that makes the second term a true KL.
+    let neg_entropy: f64 = teacher_probs.iter().filter(|&&p| p > 0.0).map(|&p| p as f64 * (p as f64).ln()).sum::<f64>() / b as f64;
+    let p = z.device().tensor_from_vec(teacher_probs.to_vec(), (b, k));
+    // One tape through both terms: the distillation term first, then CE on the same logits.
+    let (z0, tape) = z.split_tape();
+    let soft = ((z0.clone().put_tape(tape) * (1.0 / tau)).log_softmax::<Axis<1>>() * p).sum::<(), _>()
+        * (-alpha * tau * tau / b as f32);
+    let (soft, tape) = soft.split_tape();
+    let ce = crate::nn::loss::cross_entropy(z0.put_tape(tape), labels) * (1.0 - alpha);
+    ce + soft + (alpha * tau * tau * neg_entropy as f32)
+}
+
+struct Distill {
+    k: usize,
+    tau: f32,
+    alpha: f32,
+    /// softmax(z_t / τ) of every training example, row-major.
+    teacher_probs: Vec<f32>,
+}
+
+impl Objective for Distill {
+    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
+        let k = self.k;
+        let probs: Vec<f32> = s.batch.indices.iter().flat_map(|&i| self.teacher_probs[i as usize * k..(i as usize + 1) * k].iter().copied()).collect();
+        let z = s.forward(Mode::Train);
+        s.backward_and_update(hinton_loss(z, &probs, &s.batch.labels, self.tau, self.alpha))
+    }
 }

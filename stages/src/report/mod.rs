@@ -1,1 +1,5 @@
 //! Tables and figures.
+
+pub mod teacher;
+
+pub use teacher::TeacherInfo;
