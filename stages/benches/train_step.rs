@@ -59,24 +59,27 @@ fn bench(name: &str, spec: ModelSpec, shape: Vec<usize>, iters: usize) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let only = std::env::args().find_map(|a| a.strip_prefix("--only=").map(str::to_string));
+    let run = |n: &str| only.as_deref().is_none_or(|o| n.starts_with(o));
     let (n_mlp, n_cnn) = if quick { (20, 3) } else { (200, 20) };
-    bench(
-        "mlp_784_256_256_10",
-        ModelSpec::Mlp {
+    if run("mlp") {
+        let spec = ModelSpec::Mlp {
             hidden: vec![256, 256],
             dropout: 0.0,
             embed_dim: None,
-        },
-        vec![784],
-        n_mlp,
-    );
-    bench(
-        "cnn_28x28_conv32_conv64_pool_fc128",
-        ModelSpec::SmallCnn {
+        };
+        bench("mlp_784_256_256_10", spec, vec![784], n_mlp);
+    }
+    if run("cnn") {
+        let spec = ModelSpec::SmallCnn {
             channels: vec![32, 64],
             hidden: 128,
-        },
-        vec![1, 28, 28],
-        n_cnn,
-    );
+        };
+        bench(
+            "cnn_28x28_conv32_conv64_pool_fc128",
+            spec,
+            vec![1, 28, 28],
+            n_cnn,
+        );
+    }
 }

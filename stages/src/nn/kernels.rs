@@ -173,6 +173,32 @@ pub fn add_grad<S: Shape>(
     Ok(())
 }
 
+/// Keeps large activation buffers on the heap between steps (glibc only).
+///
+/// Every step allocates and frees activation and gradient buffers of up to tens of MB.
+/// With glibc's defaults, blocks above the (adaptive) mmap threshold are mapped and
+/// unmapped each time, and the kernel zeroes every page again: measured at ~15% of an
+/// MLP step. Raising the mmap and trim thresholds to 1 GiB makes freed blocks reusable.
+/// Process-wide and idempotent; numerics are unaffected.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            extern "C" {
+                fn mallopt(param: i32, value: i32) -> i32;
+            }
+            const M_TRIM_THRESHOLD: i32 = -1;
+            const M_MMAP_THRESHOLD: i32 = -3;
+            // SAFETY: mallopt only changes allocator tuning parameters.
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, 1 << 30);
+                mallopt(M_TRIM_THRESHOLD, 1 << 30);
+            }
+        });
+    }
+}
+
 /// Number of chunks a batch of `n` examples is split into for per-chunk partial sums:
 /// fixed by `n` alone, so the reduction order never depends on the thread count.
 pub fn chunks_for(n: usize) -> usize {

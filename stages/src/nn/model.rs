@@ -360,6 +360,7 @@ impl Network {
         classes: usize,
         seed: u64,
     ) -> Result<(Network, ParamSet, Buffers)> {
+        super::kernels::tune_allocator();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut b = Builder {
             dev: Dev::default(),

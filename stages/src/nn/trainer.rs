@@ -6,7 +6,8 @@
 //! augmentation) plus an [`Objective`]: the method. The loop does everything that is not
 //! the method: seeded shuffling, batching and augmentation, the learning-rate schedule,
 //! the NaN/∞ check, evaluation on the test split after every epoch, progress, the
-//! checkpoint after every epoch and on a stop request, and resuming from it.
+//! checkpoint after every epoch (at most one per [`CHECKPOINT_INTERVAL`] seconds, and
+//! always at the end of a phase) and on a stop request, and resuming from it.
 //!
 //! # Writing a method
 //!
@@ -205,7 +206,11 @@ pub struct Session<'a, 'c> {
     pub eval_batch_size: usize,
     state: LoopState,
     resume: Option<BTreeMap<String, NamedTensor>>,
+    last_save: Instant,
 }
+
+/// Least seconds between two end-of-epoch checkpoints within a phase.
+pub const CHECKPOINT_INTERVAL: f64 = 5.0;
 
 #[derive(Serialize)]
 struct Timings<'a> {
@@ -246,6 +251,7 @@ impl<'a, 'c> Session<'a, 'c> {
             eval_batch_size,
             state,
             resume,
+            last_save: Instant::now(),
         })
     }
 
@@ -440,7 +446,16 @@ impl<'a, 'c> Session<'a, 'c> {
             self.state.loss_sum = 0.0;
             self.state.loss_count = 0;
             self.state.epoch_seconds = 0.0;
-            self.save(params, buffers, &opt, obj)?;
+            // A checkpoint after every epoch, but at most one per CHECKPOINT_INTERVAL
+            // seconds except at the end of the phase (hundreds of sub-second epochs,
+            // e.g. trusted-only training on a few dozen examples, would otherwise spend
+            // more time writing checkpoints than training). A stop request always
+            // checkpoints, so no work is lost on an orderly stop.
+            let last = self.state.epoch == spec.epochs;
+            if last || self.last_save.elapsed().as_secs_f64() >= CHECKPOINT_INTERVAL {
+                self.save(params, buffers, &opt, obj)?;
+                self.last_save = Instant::now();
+            }
         }
         Ok(())
     }
