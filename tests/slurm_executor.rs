@@ -491,3 +491,36 @@ fn slurm_killed_job_publishes_nothing_and_rerun_resumes() {
     assert!(s.contains(&format!("slow: resumed from step {k}")), "{s}");
     p.ok(&["verify"]);
 }
+
+#[test]
+fn slurm_job_cancelled_by_someone_else_fails_the_stage() {
+    let Some(conf) = cluster() else { return };
+    let p = Proj::new(conf, SLOW);
+    let (child, lines) = p.spawn(&["run"]);
+    wait_for("a checkpoint", Duration::from_secs(60), || {
+        p.checkpoint_step() >= 2
+    });
+    // The slow stage's job id, from the run's output so far.
+    let mut seen = String::new();
+    wait_for("the slow stage's job id", Duration::from_secs(10), || {
+        seen.extend(lines.try_iter().map(|l| l + "\n"));
+        seen.contains("slow: slurm job ")
+    });
+    let id = *job_ids(&seen).last().unwrap();
+    let o = Command::new("scancel")
+        .env("SLURM_CONF", conf)
+        .arg(id.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("FAILED   slow: Slurm job {id} was cancelled")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("outside this run"), "{stderr}");
+    assert!(!p.dir.join("out/slow").exists());
+    assert_eq!(p.count("staging"), 0);
+}
