@@ -22,7 +22,7 @@ use crate::project::{FsWorld, Project};
 use crate::project_lock::ProjectLock;
 use crate::run_config::ExecutorKind;
 use crate::scheduler::{self, RunOptions};
-use crate::slurm_executor::SlurmExecutor;
+use crate::slurm_executor::{cancel_leftover_jobs, SlurmExecutor};
 use crate::store::hash_file;
 
 #[derive(Debug, Parser)]
@@ -179,6 +179,8 @@ pub fn main(cli: Cli) -> Result<i32> {
                 return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
             }
             let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+            // Jobs of a killed earlier run must stop before their staging dirs go.
+            let leftover = cancel_leftover_jobs(project.store.root())?;
             let cleaned = project.store.clean_staging()?;
             ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
                 .context("installing the signal handler")?;
@@ -199,6 +201,11 @@ pub fn main(cli: Cli) -> Result<i32> {
                 )?),
             };
             let mut reporter = Reporter::new(cli.verbosity());
+            if leftover > 0 {
+                reporter.line(&format!(
+                    "cancelled {leftover} Slurm job(s) left running by an earlier run"
+                ));
+            }
             if cleaned > 0 {
                 reporter.detail(&format!(
                     "removed {cleaned} staging dir(s) left by an earlier run"
@@ -531,6 +538,12 @@ fn verify(project: &Project, v: Verbosity) -> Result<i32> {
 
 fn gc(project: &Project, dry_run: bool) -> Result<i32> {
     let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+    if !dry_run {
+        let n = cancel_leftover_jobs(project.store.root())?;
+        if n > 0 {
+            println!("cancelled {n} Slurm job(s) left running by an earlier run");
+        }
+    }
     let lock = LockFile::load(&project.lock_path())?;
     let keep: BTreeSet<&str> = lock
         .profiles

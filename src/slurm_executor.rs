@@ -48,6 +48,11 @@ use crate::slurm::{
     log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
 };
 
+/// The list of job ids submitted by the run in progress, under the run store.
+const JOBS_FILE: &str = "slurm/jobs";
+/// How long [`cancel_leftover_jobs`] waits for cancelled jobs to end.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(60);
+
 /// How often the stdout files of running jobs are read for progress lines.
 const LOG_INTERVAL: Duration = Duration::from_millis(500);
 /// Lines of a failed job's stderr file shown in its error.
@@ -65,6 +70,8 @@ pub struct SlurmExecutor {
     project_dir: PathBuf,
     files_dir: PathBuf,
     resources: ResourceTable,
+    /// `results/.runs/slurm/jobs`.
+    jobs_file: PathBuf,
     /// Whether the user set `RAYON_NUM_THREADS` (then jobs inherit it through sbatch).
     user_threads: bool,
     shared: Arc<Shared>,
@@ -118,6 +125,7 @@ impl SlurmExecutor {
             project_dir: project_dir.to_path_buf(),
             files_dir,
             resources,
+            jobs_file: runs_root.join(JOBS_FILE),
             user_threads: std::env::var_os("RAYON_NUM_THREADS").is_some(),
             shared: Arc::new(Shared {
                 state: Mutex::new(Tracked::default()),
@@ -141,7 +149,17 @@ impl SlurmExecutor {
 }
 
 impl Drop for SlurmExecutor {
+    /// The run is over: jobs still outstanding (the run ended on an error) are cancelled, and
+    /// the list of submitted jobs is removed.
     fn drop(&mut self) {
+        let outstanding: Vec<JobId> = {
+            let st = self.shared.state.lock().unwrap();
+            st.jobs.iter().map(|j| j.job).collect()
+        };
+        let cancelled = outstanding.is_empty() || self.client.cancel(&outstanding).is_ok();
+        if cancelled {
+            let _ = std::fs::remove_file(&self.jobs_file);
+        }
         self.shared.state.lock().unwrap().shutdown = true;
         self.shared.wake.notify_all();
         if let Some(h) = self.poller.lock().unwrap().take() {
@@ -219,6 +237,7 @@ impl Executor for SlurmExecutor {
             .submit(&spec)
             .with_context(|| format!("submitting {} to Slurm", job.member))?;
         st.submitted.push(job_id);
+        record_job(&self.jobs_file, job_id);
         let _ = tx.send((id, Report::Started { pid: 0 }));
         let rel = spec
             .stdout
@@ -269,6 +288,77 @@ impl Executor for SlurmExecutor {
         }
         self.shared.wake.notify_all();
     }
+}
+
+/// Appends `id` to the run's job list (best effort: the list only serves to cancel the jobs of
+/// a run that was killed).
+fn record_job(file: &Path, id: JobId) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| writeln!(f, "{id}"));
+    if let Err(e) = written {
+        eprintln!(
+            "warning: recording Slurm job {id} in {}: {e}",
+            file.display()
+        );
+    }
+}
+
+/// Cancels the Slurm jobs of an earlier `repro run` of this project that was killed before it
+/// could cancel them (listed in `<runs_root>/slurm/jobs`), and waits until they have ended, so
+/// that none still writes a staging dir or a checkpoint. Call it holding the project lock,
+/// before cleaning staging dirs. Returns how many jobs were still queued or running.
+pub fn cancel_leftover_jobs(runs_root: &Path) -> Result<usize> {
+    let file = runs_root.join(JOBS_FILE);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let ids: Vec<JobId> = text
+        .lines()
+        .filter_map(|l| l.trim().parse().ok().map(JobId))
+        .collect();
+    let client = SlurmClient::from_env();
+    let live = |ids: &[JobId]| -> Result<Vec<JobId>> {
+        Ok(client
+            .poll(ids)
+            .with_context(|| {
+                format!(
+                    "checking the Slurm jobs of an earlier run listed in {} (cancel them, then \
+                     delete the file)",
+                    file.display()
+                )
+            })?
+            .into_iter()
+            .filter(|s| !s.state.is_finished())
+            .map(|s| s.id)
+            .collect())
+    };
+    let mut left = live(&ids)?;
+    let n = left.len();
+    if n > 0 {
+        client
+            .cancel(&left)
+            .context("cancelling the Slurm jobs of an earlier run")?;
+        let start = Instant::now();
+        while !left.is_empty() {
+            if start.elapsed() > LEFTOVER_WAIT {
+                anyhow::bail!(
+                    "Slurm jobs {:?} of an earlier run did not end within {}s of scancel",
+                    left.iter().map(JobId::to_string).collect::<Vec<_>>(),
+                    LEFTOVER_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            left = live(&left)?;
+        }
+    }
+    std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+    Ok(n)
 }
 
 /// Forwards a stage's progress lines, as the local executor does with its stdout.

@@ -524,3 +524,31 @@ fn slurm_job_cancelled_by_someone_else_fails_the_stage() {
     assert!(!p.dir.join("out/slow").exists());
     assert_eq!(p.count("staging"), 0);
 }
+
+#[test]
+fn slurm_killed_run_cancels_its_jobs_on_the_next_run() {
+    let Some(conf) = cluster() else { return };
+    let p = Proj::new(conf, SLOW);
+    let (mut child, _lines) = p.spawn(&["run"]);
+    wait_for("a checkpoint", Duration::from_secs(60), || {
+        p.checkpoint_step() >= 2
+    });
+    // `repro run` dies; its job runs on.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(p.stage_pids().len(), 1, "the job outlives the run");
+    let s = p.ok(&["run"]);
+    assert!(
+        s.contains("cancelled 1 Slurm job(s) left running by an earlier run"),
+        "{s}"
+    );
+    assert!(p.stage_pids().is_empty(), "the old job ended first");
+    assert_eq!(ran(&s), ["slow"], "{s}");
+    assert!(s.contains("slow: resumed from step"), "{s}");
+    assert!(!p.dir.join("results/.runs/slurm/jobs").exists());
+    p.ok(&["verify"]);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("out/slow/value.txt")).unwrap(),
+        "s\nf"
+    );
+}
