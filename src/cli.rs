@@ -13,14 +13,16 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::EngineError;
-use crate::executor::{exec_stage, LocalExecutor};
+use crate::executor::{exec_stage, Executor, LocalExecutor};
 use crate::lock::LockFile;
 use crate::pipeline::{Pipeline, DEFAULT_PROFILE};
 use crate::plan::{self, Decision, RestoreReason, RunReason};
 use crate::progress::{Reporter, Verbosity};
 use crate::project::{FsWorld, Project};
 use crate::project_lock::ProjectLock;
+use crate::run_config::ExecutorKind;
 use crate::scheduler::{self, RunOptions};
+use crate::slurm_executor::{cancel_leftover_jobs, SlurmExecutor};
 use crate::store::hash_file;
 
 #[derive(Debug, Parser)]
@@ -61,9 +63,14 @@ pub enum Command {
         targets: Vec<String>,
         #[command(flatten)]
         profile: ProfileArg,
-        /// Stages run at once. Default: the number of cores.
+        /// Stages run at once. Default: the number of cores (local), 64 (slurm).
         #[arg(short, long)]
         jobs: Option<usize>,
+        /// Where stages run: `local` (child processes) or `slurm` (one batch job per stage on
+        /// the cluster of SLURM_CONF; the project must be on a shared filesystem). Default:
+        /// `executor:` of the profile or of pipeline.yaml, else local.
+        #[arg(long, value_name = "local|slurm")]
+        executor: Option<ExecutorKind>,
         /// Rerun the targets (all members without targets) even when fresh.
         #[arg(short, long)]
         force: bool,
@@ -128,6 +135,9 @@ pub enum Command {
     },
 }
 
+/// `-j` of `--executor slurm` when not given.
+const SLURM_DEFAULT_JOBS: usize = 64;
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 impl Cli {
@@ -161,6 +171,7 @@ pub fn main(cli: Cli) -> Result<i32> {
             force,
             dry_run,
             keep_going,
+            executor,
         } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
@@ -168,16 +179,33 @@ pub fn main(cli: Cli) -> Result<i32> {
                 return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
             }
             let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+            // Jobs of a killed earlier run must stop before their staging dirs go.
+            let leftover = cancel_leftover_jobs(project.store.root())?;
             let cleaned = project.store.clean_staging()?;
             ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
                 .context("installing the signal handler")?;
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
+            let kind = executor.or(p.executor).unwrap_or_default();
+            let jobs = jobs.unwrap_or_else(|| match kind {
+                // The cluster queues what it cannot run yet; this only bounds the queue.
+                ExecutorKind::Slurm => SLURM_DEFAULT_JOBS,
+                ExecutorKind::Local => std::thread::available_parallelism()
                     .map(|n| n.get())
-                    .unwrap_or(1)
+                    .unwrap_or(1),
             });
-            let executor = LocalExecutor::new()?;
+            let executor: Box<dyn Executor> = match kind {
+                ExecutorKind::Local => Box::new(LocalExecutor::new()?),
+                ExecutorKind::Slurm => Box::new(SlurmExecutor::new(
+                    &project.dir,
+                    project.store.root(),
+                    p.resources.clone(),
+                )?),
+            };
             let mut reporter = Reporter::new(cli.verbosity());
+            if leftover > 0 {
+                reporter.line(&format!(
+                    "cancelled {leftover} Slurm job(s) left running by an earlier run"
+                ));
+            }
             if cleaned > 0 {
                 reporter.detail(&format!(
                     "removed {cleaned} staging dir(s) left by an earlier run"
@@ -190,7 +218,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                 keep_going: *keep_going,
             };
             let summary =
-                scheduler::run(&project, &p, &opts, &executor, &mut reporter, &INTERRUPTED)?;
+                scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTED)?;
             if cli.verbosity() != Verbosity::Quiet {
                 println!("{}", summary.line());
             }
@@ -510,6 +538,12 @@ fn verify(project: &Project, v: Verbosity) -> Result<i32> {
 
 fn gc(project: &Project, dry_run: bool) -> Result<i32> {
     let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+    if !dry_run {
+        let n = cancel_leftover_jobs(project.store.root())?;
+        if n > 0 {
+            println!("cancelled {n} Slurm job(s) left running by an earlier run");
+        }
+    }
     let lock = LockFile::load(&project.lock_path())?;
     let keep: BTreeSet<&str> = lock
         .profiles

@@ -7,6 +7,8 @@
 //! [`project`] finds the project and gives the planner its view of the disk,
 //! [`project_lock`] keeps one run per project, [`progress`] draws, [`cli`] parses the
 //! command line, [`error`] maps outcomes to exit codes, [`bench`] measures overheads.
+//! [`slurm_executor`] runs stages as Slurm batch jobs through the [`slurm`] client, with
+//! the executor choice and resources of [`run_config`].
 
 mod bench;
 mod cli;
@@ -19,7 +21,12 @@ mod plan;
 mod progress;
 mod project;
 mod project_lock;
+mod run_config;
 mod scheduler;
+// A client library: the executor uses most of it, its tests the rest.
+#[allow(dead_code, unused_imports)]
+mod slurm;
+mod slurm_executor;
 mod spec;
 mod store;
 

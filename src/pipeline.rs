@@ -17,6 +17,7 @@ use repro_stages::Kind;
 use serde_json::{Map, Value};
 
 use crate::error::SpecError;
+use crate::run_config::{ExecutorKind, ResourceTable};
 use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageSpec};
 
 /// The profile used when `--profile` is not given. It may be absent from the file.
@@ -73,6 +74,10 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// Topological order.
     pub members: Vec<Member>,
+    /// The executor the file asks for (`executor:` of the profile, else the top level).
+    pub executor: Option<ExecutorKind>,
+    /// Slurm resources per stage; never part of a fingerprint.
+    pub resources: ResourceTable,
     by_name: HashMap<String, usize>,
 }
 
@@ -168,6 +173,9 @@ impl Pipeline {
                 }
             }
         }
+
+        let executor = ResourceTable::executor(spec, prof, profile, text, file)?;
+        let resources = ResourceTable::build(spec, prof, profile, text, file)?;
 
         let names: Vec<&String> = spec.stages.keys().collect();
         let index: HashMap<&str, usize> = names
@@ -306,7 +314,10 @@ impl Pipeline {
                     }
                 }
             }
-            let own: HashSet<String> = axes[..own_axis_count].iter().map(|(a, _)| a.clone()).collect();
+            let own: HashSet<String> = axes[..own_axis_count]
+                .iter()
+                .map(|(a, _)| a.clone())
+                .collect();
             // `seed` last, so member names read `stage[...,seed=N]`.
             if let Some(i) = axes.iter().position(|(a, _)| a == "seed") {
                 let seed_axis = axes.remove(i);
@@ -496,6 +507,8 @@ impl Pipeline {
             profile: profile.to_string(),
             stages,
             members,
+            executor,
+            resources,
             by_name,
         })
     }
@@ -779,13 +792,36 @@ profiles:
     fn single_input_inherits_the_upstream_axes() {
         let text = "stages:\n  a:\n    kind: probe\n    matrix: { seed: [1, 2], x_c: [u, f] }\n  b:\n    kind: probe\n    inputs:\n      up: a\n    matrix: { x_m: [p, q] }\n";
         let p = build(text, "default").unwrap();
-        let names: Vec<&str> = p.members.iter().filter(|m| m.name.starts_with("b[")).map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["b[p,u,seed=1]", "b[p,u,seed=2]", "b[p,f,seed=1]", "b[p,f,seed=2]", "b[q,u,seed=1]", "b[q,u,seed=2]", "b[q,f,seed=1]", "b[q,f,seed=2]"]);
+        let names: Vec<&str> = p
+            .members
+            .iter()
+            .filter(|m| m.name.starts_with("b["))
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "b[p,u,seed=1]",
+                "b[p,u,seed=2]",
+                "b[p,f,seed=1]",
+                "b[p,f,seed=2]",
+                "b[q,u,seed=1]",
+                "b[q,u,seed=2]",
+                "b[q,f,seed=1]",
+                "b[q,f,seed=2]"
+            ]
+        );
         let m = &p.members[p.member_index("b[q,f,seed=2]").unwrap()];
         assert_eq!(m.seed, 2);
         assert_eq!(m.params["x_m"], "q");
-        assert!(m.params.get("x_c").is_none(), "an inherited axis is not a param");
-        let up: Vec<&str> = m.inputs["up"].iter().map(|&i| p.members[i].name.as_str()).collect();
+        assert!(
+            m.params.get("x_c").is_none(),
+            "an inherited axis is not a param"
+        );
+        let up: Vec<&str> = m.inputs["up"]
+            .iter()
+            .map(|&i| p.members[i].name.as_str())
+            .collect();
         assert_eq!(up, ["a[f,seed=2]"]);
     }
 

@@ -31,6 +31,15 @@
 //!     stages:
 //!       train_ce: { params: { lr: 0.05 }, matrix: { seed: [1] } }
 //!     disable: [table1]           # stages left out of this profile
+//!   cluster:
+//!     executor: slurm             # optional: `local` or `slurm` for this profile
+//!     resources:                  # optional: Slurm resources, merged over the top-level ones
+//!       train: { gpus: 1, time: "4:00:00" }
+//! executor: local                 # optional: how stages run (`local`, the default, or `slurm`)
+//! resources:                      # optional: Slurm resources per stage; never in a fingerprint
+//!   default: { cpus: 1, mem: 2G, time: "0:30:00" }  # every stage
+//!   train: { cpus: 4, mem: 8G, time: "2:00:00" }    # a kind: every stage of that kind
+//!   table1: { partition: short }                    # a stage name: that stage only
 //! ```
 //!
 //! **Params** of a member are merged, later layers winning, deep-merging mappings:
@@ -61,6 +70,21 @@
 //! output files after it runs or is restored. A stage with several members publishes each
 //! under `DIR/<its matrix values>` (the bracketed part of its name).
 //!
+//! **Executor** (`repro run --executor` wins over the profile's `executor:`, which wins
+//! over the top-level one; default `local`): `local` runs each stage as a child process,
+//! `slurm` submits each as a batch job on the cluster `SLURM_CONF` names (see
+//! [`crate::slurm_executor`]).
+//!
+//! **Resources** (used by the `slurm` executor only): keys are `default`, a kind name or
+//! a stage name; values take the fields `cpus`, `mem` (`4G`, `4000` = MB), `gpus`, `gres`
+//! (`gpu:a100:1`), `time` (`M`, `H:M:S`, `D-H:M:S`), `partition` and `extra_args` (a list
+//! of further `sbatch` options, e.g. `["--account=ml"]`). A stage gets `default`, then its
+//! kind's entry, then its own entry, each field set by a later one replacing the earlier;
+//! a profile's entry for a key is laid over the top-level entry for the same key. They say
+//! where a stage runs, not what it computes, so they are not part of any fingerprint:
+//! changing them (or the executor) reruns nothing. The `cpus` of a stage also sets its
+//! `RAYON_NUM_THREADS` (1 when unset), unless the environment sets it.
+//!
 //! **Strictness**: unknown fields, unknown kinds, wrong types, duplicate keys, unknown
 //! inputs or profile entries, empty matrix axes, cycles and params a kind rejects are all
 //! errors naming the file, the line, the stage and the field (exit code 2). Syntax and
@@ -78,6 +102,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::SpecError;
+use crate::slurm::SlurmResources;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -89,6 +114,12 @@ pub struct Spec {
     pub stages: OrderedMap<StageSpec>,
     #[serde(default)]
     pub profiles: OrderedMap<ProfileSpec>,
+    /// `local` or `slurm`; checked when the pipeline is built.
+    #[serde(default)]
+    pub executor: Option<String>,
+    /// `default`, kind or stage name -> Slurm resources.
+    #[serde(default)]
+    pub resources: OrderedMap<SlurmResources>,
 }
 
 /// One entry of `stages:`.
@@ -120,6 +151,10 @@ pub struct ProfileSpec {
     pub stages: OrderedMap<StageOverride>,
     #[serde(default)]
     pub disable: Vec<String>,
+    #[serde(default)]
+    pub executor: Option<String>,
+    #[serde(default)]
+    pub resources: OrderedMap<SlurmResources>,
 }
 
 /// What a profile may change in a stage.

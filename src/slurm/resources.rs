@@ -31,7 +31,10 @@ pub struct SlurmResources {
     /// Memory for the job (`--mem`): an integer with an optional unit K, M, G or T (Slurm's
     /// default unit is M), e.g. `"16G"` or `"4000"`. `"0"` asks for all the node's memory.
     /// Default: the cluster's default.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_integer"
+    )]
     pub mem: Option<String>,
     /// Number of GPUs of any type (`--gpus`). For a GPU type use `gres` instead. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,7 +45,10 @@ pub struct SlurmResources {
     /// Wall-clock limit (`--time`) in one of Slurm's forms: `"M"`, `"M:S"`, `"H:M:S"`, `"D-H"`,
     /// `"D-H:M"`, `"D-H:M:S"`, or `"UNLIMITED"`. A stage over its limit ends as TIMEOUT (a failure).
     /// Default: the partition's default limit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_integer"
+    )]
     pub time: Option<String>,
     /// Partition (`--partition`). Default: the cluster's default partition.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +58,24 @@ pub struct SlurmResources {
     /// module sets itself (job name, output files, working dir, ...) are rejected. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+}
+
+/// `mem: 4000` and `time: 30` are integers in YAML; Slurm reads them as text (MB, minutes).
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Some(
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a string or a non-negative integer"))?
+        {
+            Raw::Text(s) => s,
+            Raw::Number(n) => n.to_string(),
+        },
+    ))
 }
 
 /// Options the submission sets itself; `extra_args` may not override them.
@@ -256,6 +280,9 @@ mod tests {
         assert_eq!(r.cpus, Some(2));
         assert_eq!(r.time.as_deref(), Some("30"));
         assert_eq!(r.mem, None);
+        let r: SlurmResources = serde_yaml::from_str("mem: 4000\ntime: 30\n").unwrap();
+        assert_eq!(r.mem.as_deref(), Some("4000"));
+        assert_eq!(r.time.as_deref(), Some("30"));
         let err = serde_yaml::from_str::<SlurmResources>("cpu: 2\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
     }
