@@ -32,6 +32,8 @@ impl TeacherInfo {
             return Ok(None);
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display())).map(Some)
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", path.display()))
+            .map(Some)
     }
 }

@@ -1,0 +1,146 @@
+//! Text helpers shared by the writers and layouts: LaTeX escaping, number formatting and
+//! the display names of methods, datasets and corruptions.
+
+use crate::report::aggregate::Stat;
+
+/// Escapes text for LaTeX (text mode): `\ & % $ # _ { } ~ ^`.
+pub fn latex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str(r"\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '~' => out.push_str(r"\textasciitilde{}"),
+            '^' => out.push_str(r"\textasciicircum{}"),
+            '±' => out.push_str(r"$\pm$"),
+            '×' => out.push_str(r"$\times$"),
+            '‖' => out.push_str(r"$\|$"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// Escapes text for a Markdown table cell (`|` and the characters that start emphasis).
+pub fn markdown_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '|' | '*' | '_' | '`' | '\\' | '<' | '>') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+pub fn fmt_num(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+/// `mean ± std` (or just `mean` when n < 2), at `decimals` places.
+pub fn fmt_stat(s: &Stat, decimals: usize) -> String {
+    match s.std {
+        Some(sd) => format!("{} ± {}", fmt_num(s.mean, decimals), fmt_num(sd, decimals)),
+        None => fmt_num(s.mean, decimals),
+    }
+}
+
+/// Percent of a fraction, shortest form (0.05 -> "5", 0.001 -> "0.1").
+pub fn percent(frac: f64) -> String {
+    crate::report::aggregate::num_key(frac * 100.0)
+}
+
+pub fn method_name(m: &str) -> String {
+    match m {
+        "trusted_only" => "Trusted only".into(),
+        "ce" => "No correction (CE)".into(),
+        "forward" => "Forward".into(),
+        "forward_gold" => "Forward gold".into(),
+        "confusion" => "Confusion matrix".into(),
+        "glc" => "GLC".into(),
+        "mlc" => "MLC".into(),
+        "mlc_official" => "MLC (official code)".into(),
+        "soft_labels" => "Soft labels".into(),
+        "label_smoothing" => "Label smoothing".into(),
+        "distill" => "Distillation".into(),
+        "identity" => "Identity".into(),
+        other => other.into(),
+    }
+}
+
+pub fn dataset_name(d: &str) -> String {
+    match d {
+        "mnist" => "MNIST".into(),
+        "fashion_mnist" => "Fashion-MNIST".into(),
+        "cifar10" => "CIFAR-10".into(),
+        "cifar100" => "CIFAR-100".into(),
+        "digits" => "Digits (UCI optdigits)".into(),
+        "twitter" => "Twitter".into(),
+        "clothing1m" => "Clothing1M".into(),
+        other => other.into(),
+    }
+}
+
+pub fn corruption_name(c: &str) -> String {
+    match c {
+        "uniform" => "Uniform".into(),
+        "flip" => "Flip".into(),
+        "hierarchical" => "Hierarchical".into(),
+        "mlc_uniform" => "Uniform (MLC code)".into(),
+        "mlc_flip" => "Symmetric (MLC code)".into(),
+        "mlc_flip_to_one" => "Pair (MLC code)".into(),
+        "clean" => "Clean".into(),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latex_specials_are_escaped() {
+        assert_eq!(latex_escape("a_b"), r"a\_b");
+        assert_eq!(latex_escape("5%"), r"5\%");
+        assert_eq!(latex_escape("R&D"), r"R\&D");
+        assert_eq!(latex_escape("#1"), r"\#1");
+        assert_eq!(latex_escape("$x$"), r"\$x\$");
+        assert_eq!(latex_escape("{a}"), r"\{a\}");
+        assert_eq!(latex_escape("~"), r"\textasciitilde{}");
+        assert_eq!(latex_escape("^"), r"\textasciicircum{}");
+        assert_eq!(latex_escape(r"a\b"), r"a\textbackslash{}b");
+        assert_eq!(latex_escape(r"\_"), r"\textbackslash{}\_");
+        assert_eq!(latex_escape("plain text 1.0"), "plain text 1.0");
+    }
+
+    #[test]
+    fn markdown_pipes_are_escaped() {
+        assert_eq!(markdown_escape("a|b_c"), r"a\|b\_c");
+    }
+
+    #[test]
+    fn stats_format() {
+        let s = Stat {
+            mean: 12.345,
+            std: Some(0.26),
+            n: 3,
+        };
+        assert_eq!(fmt_stat(&s, 1), "12.3 ± 0.3");
+        assert_eq!(
+            fmt_stat(
+                &Stat {
+                    mean: 1.0,
+                    std: None,
+                    n: 1
+                },
+                2
+            ),
+            "1.00"
+        );
+        assert_eq!(percent(0.001), "0.1");
+        assert_eq!(percent(0.25), "25");
+    }
+}

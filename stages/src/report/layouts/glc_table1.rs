@@ -1,0 +1,216 @@
+//! T1, GLC Table 1's layout: rows dataset × corruption × trusted %, a mean row per dataset;
+//! columns trusted-only, no correction (CE), Forward, Forward gold, confusion matrix, GLC,
+//! MLC, soft labels, each of GLC's methods with GLC's published number beside ours.
+//!
+//! A cell is GLC's summary: the test error (%) averaged over the corruption strengths (over
+//! 0, 0.1, ..., 1.0 this is GLC's "area under the error curve"), computed per seed, then
+//! mean ± std over seeds. A seed counts only if it has a run at every strength used (else
+//! the cell may stay empty); `trusted_only` never sees corrupted labels, so its runs are
+//! averaged over whichever strengths they have. The mean row is the mean of the dataset's
+//! row means, given only when every row has a value.
+
+use anyhow::Result;
+
+use crate::report::aggregate::{group_stats, num_key, Obs};
+use crate::report::format::{corruption_name, dataset_name, method_name, percent};
+use crate::report::layouts::{ensure_unique, list, sorted_settings, Options, Setting};
+use crate::report::paper::{
+    glc_table1, glc_table1_mean, GLC_METHODS, GLC_TABLE1, GLC_TABLE1_SOURCE,
+};
+use crate::report::provenance::Provenance;
+use crate::report::run::Run;
+use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
+
+pub const DEFAULT_METHODS: [&str; 8] = [
+    "trusted_only",
+    "ce",
+    "forward",
+    "forward_gold",
+    "confusion",
+    "glc",
+    "mlc",
+    "soft_labels",
+];
+
+pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+    let methods: Vec<String> = if opts.methods.is_empty() {
+        DEFAULT_METHODS.iter().map(|s| s.to_string()).collect()
+    } else {
+        opts.methods.clone()
+    };
+    let runs: Vec<&Run> = all
+        .iter()
+        .filter(|r| r.metrics.noise.is_some() && methods.contains(&r.metrics.method))
+        .collect();
+    let mut strengths: Vec<f64> = if opts.strengths.is_empty() {
+        runs.iter().filter_map(|r| r.strength()).collect()
+    } else {
+        opts.strengths.clone()
+    };
+    strengths.sort_by(f64::total_cmp);
+    strengths.dedup_by(|a, b| num_key(*a) == num_key(*b));
+    let strength_keys: Vec<String> = strengths.iter().map(|s| num_key(*s)).collect();
+    let runs: Vec<&Run> = runs
+        .into_iter()
+        .filter(|r| strength_keys.contains(&num_key(r.strength().unwrap_or(-1.0))))
+        .collect();
+    ensure_unique(&runs, |r| {
+        vec![
+            r.metrics.dataset.name.clone(),
+            r.corruption().into(),
+            num_key(r.trusted_fraction().unwrap_or(0.0)),
+            num_key(r.strength().unwrap_or(0.0)),
+            r.metrics.method.clone(),
+            r.metrics.seed.to_string(),
+        ]
+    })?;
+
+    // Per seed: mean error over strengths, and how many strengths it covers.
+    let row_key = |r: &Run| {
+        vec![
+            r.metrics.dataset.name.clone(),
+            r.corruption().to_string(),
+            num_key(r.trusted_fraction().unwrap_or(0.0)),
+            r.metrics.method.clone(),
+            r.metrics.seed.to_string(),
+        ]
+    };
+    let obs: Vec<Obs> = runs
+        .iter()
+        .map(|r| (row_key(r), 100.0 * r.metrics.final_test_error))
+        .collect();
+    let per_seed = group_stats(
+        &["dataset", "corruption", "trusted", "method", "seed"],
+        &obs,
+    )?;
+    let auc_obs: Vec<Obs> = per_seed
+        .iter()
+        .filter(|(k, s)| k[3] == "trusted_only" || s.n == strengths.len())
+        .map(|(k, s)| (k[..4].to_vec(), s.mean))
+        .collect();
+    let cells = group_stats(&["dataset", "corruption", "trusted", "method"], &auc_obs)?;
+
+    let settings = sorted_settings(
+        runs.iter()
+            .map(|r| Setting {
+                dataset: r.metrics.dataset.name.clone(),
+                corruption: r.corruption().into(),
+                strength: None,
+                trusted: r.trusted_fraction(),
+            })
+            .collect(),
+    );
+    let has_paper = |m: &str| GLC_METHODS.iter().any(|(k, _)| *k == m);
+    let mut columns = vec![
+        ColumnSpec::key("Dataset"),
+        ColumnSpec::key("Corruption"),
+        ColumnSpec::key("Trusted (%)"),
+    ];
+    for m in &methods {
+        columns.push(ColumnSpec::ours(
+            "ours",
+            &method_name(m),
+            Some(Better::Lower),
+            1,
+        ));
+        if has_paper(m) {
+            columns.push(ColumnSpec::paper("paper", &method_name(m), 1));
+        }
+    }
+    let mut rows = Vec::new();
+    let mut datasets: Vec<String> = settings.iter().map(|s| s.dataset.clone()).collect();
+    datasets.dedup();
+    for d in &datasets {
+        let ds: Vec<&Setting> = settings.iter().filter(|s| &s.dataset == d).collect();
+        let mut means: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+        for s in &ds {
+            let tr = s.trusted.unwrap_or(0.0);
+            let mut cells_row = vec![
+                Cell::text(dataset_name(d)),
+                Cell::text(corruption_name(&s.corruption)),
+                Cell::text(percent(tr)),
+            ];
+            for (mi, m) in methods.iter().enumerate() {
+                let key = vec![d.clone(), s.corruption.clone(), num_key(tr), m.clone()];
+                match cells.get(&key) {
+                    Some(st) => {
+                        means[mi].push(st.mean);
+                        cells_row.push(Cell::Stat(*st));
+                    }
+                    None => cells_row.push(Cell::Empty),
+                }
+                if has_paper(m) {
+                    cells_row.push(
+                        glc_table1(d, &s.corruption, tr, m)
+                            .map(Cell::Value)
+                            .unwrap_or(Cell::Empty),
+                    );
+                }
+            }
+            rows.push(Row {
+                cells: cells_row,
+                section: d.clone(),
+                summary: false,
+            });
+        }
+        // Paper mean row only when our rows are exactly the paper's rows for this dataset.
+        let paper_rows: Vec<(String, String)> = GLC_TABLE1
+            .iter()
+            .filter(|r| r.dataset == d)
+            .map(|r| (r.corruption.to_string(), num_key(r.trusted_fraction)))
+            .collect();
+        let our_rows: Vec<(String, String)> = ds
+            .iter()
+            .map(|s| (s.corruption.clone(), num_key(s.trusted.unwrap_or(0.0))))
+            .collect();
+        let same_rows = !paper_rows.is_empty()
+            && paper_rows.len() == our_rows.len()
+            && paper_rows.iter().all(|p| our_rows.contains(p));
+        let mut mean_row = vec![Cell::text(dataset_name(d)), Cell::text("Mean"), Cell::Empty];
+        for (mi, m) in methods.iter().enumerate() {
+            mean_row.push(if means[mi].len() == ds.len() && !ds.is_empty() {
+                Cell::Value(means[mi].iter().sum::<f64>() / ds.len() as f64)
+            } else {
+                Cell::Empty
+            });
+            if has_paper(m) {
+                mean_row.push(if same_rows {
+                    glc_table1_mean(d, m)
+                        .map(Cell::Value)
+                        .unwrap_or(Cell::Empty)
+                } else {
+                    Cell::Empty
+                });
+            }
+        }
+        rows.push(Row {
+            cells: mean_row,
+            section: d.clone(),
+            summary: true,
+        });
+    }
+
+    let glc11 = strength_keys
+        == (0..=10)
+            .map(|i| num_key(i as f64 / 10.0))
+            .collect::<Vec<_>>();
+    let mut caption = format!(
+        "Test error (%) averaged over the corruption strengths {}{}, per seed, then mean ± std over seeds; lower is better. ",
+        list(&strengths),
+        if glc11 { " (the 11 points of GLC, so this is GLC's area under the error curve)" } else { " (not GLC's 11 points 0, 0.1, ..., 1: compare with the paper columns with care)" },
+    );
+    caption.push_str("A cell is empty when no seed has a run at every one of these strengths (Trusted only never sees corrupted labels and is averaged over the strengths it was run at). ");
+    caption.push_str("The mean row averages a dataset's rows. ");
+    caption.push_str(&format!(
+        "Paper columns quote {GLC_TABLE1_SOURCE} (one run per setting); GLC's MNIST rows are printed as 5/10/25% trusted, but the authors' MNIST script uses 0.1/1/5%, which is how they are matched here. GLC Table 1 has no MLC or soft-label column, so those have no paper number. Datasets GLC did not use have no paper numbers."
+    ));
+    Ok(Table {
+        name: opts.name.clone(),
+        title: "Area under the error curve, GLC Table 1 layout".into(),
+        caption,
+        columns,
+        rows,
+        emphasis: Emphasis::PerRow,
+        provenance: prov,
+    })
+}

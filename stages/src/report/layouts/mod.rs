@@ -1,0 +1,202 @@
+//! The six tables, each laid out like the paper table it mirrors (see each file), built
+//! from a group of runs. Values are percentages: test error or accuracy ×100, transition
+//! matrix distances as plain numbers.
+//!
+//! Bold ("best") is defined per table: T1–T5 mark the best method in each row (lowest
+//! error / highest accuracy, as the papers do), T6 the best estimator per row and distance.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::report::aggregate::{group_stats, num_key, Obs, Stat};
+use crate::report::provenance::Provenance;
+use crate::report::run::Run;
+use crate::report::table::Table;
+
+pub mod clean;
+pub mod distill;
+pub mod glc_table1;
+pub mod mlc_code;
+pub mod noisy;
+pub mod t_estimation;
+
+/// Which table a `tables` stage writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    /// T1: GLC Table 1 (area under the error curve per dataset × corruption × trusted %).
+    GlcTable1,
+    /// T2: the official MLC code's protocol (corruption × noise %, test accuracy).
+    MlcCode,
+    /// T3: clean data, one-hot vs label smoothing vs learned labels.
+    Clean,
+    /// T4: noisy data, learned labels vs the others, with the label-correction rate.
+    Noisy,
+    /// T5: distillation, student accuracy per teacher's labels.
+    Distill,
+    /// T6: transition-matrix estimation error against the true corruption matrix.
+    TEstimation,
+}
+
+/// What a table builder gets besides the runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Table file stem.
+    pub name: String,
+    /// Methods (columns) in order; empty = the table's default.
+    pub methods: Vec<String>,
+    /// Corruption strengths used; empty = all present.
+    pub strengths: Vec<f64>,
+    /// Use the metrics extra `best_test_accuracy` instead of the final accuracy (T2).
+    pub best_accuracy: bool,
+}
+
+pub fn build(kind: TableKind, runs: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+    match kind {
+        TableKind::GlcTable1 => glc_table1::build(runs, opts, prov),
+        TableKind::MlcCode => mlc_code::build(runs, opts, prov),
+        TableKind::Clean => clean::build(runs, opts, prov),
+        TableKind::Noisy => noisy::build(runs, opts, prov),
+        TableKind::Distill => distill::build(runs, opts, prov),
+        TableKind::TEstimation => t_estimation::build(runs, opts, prov),
+    }
+}
+
+/// The order methods appear in when a table lists every method present.
+pub const METHOD_ORDER: [&str; 11] = [
+    "trusted_only",
+    "ce",
+    "label_smoothing",
+    "forward",
+    "forward_gold",
+    "confusion",
+    "glc",
+    "mlc",
+    "mlc_official",
+    "soft_labels",
+    "distill",
+];
+
+fn method_rank(m: &str) -> (usize, String) {
+    (
+        METHOD_ORDER
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(METHOD_ORDER.len()),
+        m.to_string(),
+    )
+}
+
+/// Methods present in `runs`, in [`METHOD_ORDER`] (unknown methods last, by name).
+pub fn methods_present<'a>(runs: impl Iterator<Item = &'a Run>) -> Vec<String> {
+    let mut ms: Vec<String> = runs.map(|r| r.metrics.method.clone()).collect();
+    ms.sort_by_key(|m| method_rank(m));
+    ms.dedup();
+    ms
+}
+
+fn corruption_rank(c: &str) -> usize {
+    [
+        "clean",
+        "uniform",
+        "flip",
+        "hierarchical",
+        "mlc_uniform",
+        "mlc_flip",
+        "mlc_flip_to_one",
+    ]
+    .iter()
+    .position(|x| *x == c)
+    .unwrap_or(99)
+}
+
+/// A row setting: dataset, corruption, strength, trusted fraction (unused parts None).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting {
+    pub dataset: String,
+    pub corruption: String,
+    pub strength: Option<f64>,
+    pub trusted: Option<f64>,
+}
+
+impl Setting {
+    pub fn key(&self) -> Vec<String> {
+        vec![
+            self.dataset.clone(),
+            self.corruption.clone(),
+            self.strength.map(num_key).unwrap_or_default(),
+            self.trusted.map(num_key).unwrap_or_default(),
+        ]
+    }
+    pub fn cmp(&self, o: &Setting) -> Ordering {
+        let f = |x: Option<f64>| x.unwrap_or(-1.0);
+        self.dataset
+            .cmp(&o.dataset)
+            .then(corruption_rank(&self.corruption).cmp(&corruption_rank(&o.corruption)))
+            .then(self.corruption.cmp(&o.corruption))
+            .then(f(self.trusted).total_cmp(&f(o.trusted)))
+            .then(f(self.strength).total_cmp(&f(o.strength)))
+    }
+}
+
+/// Sorted distinct settings.
+pub fn sorted_settings(mut v: Vec<Setting>) -> Vec<Setting> {
+    v.sort_by(|a, b| a.cmp(b));
+    v.dedup();
+    v
+}
+
+/// Mean ± std over seeds of `value(run)` per (setting key ++ method), with polars.
+pub fn stats_by_setting_method(
+    runs: &[&Run],
+    setting: impl Fn(&Run) -> Setting,
+    method: impl Fn(&Run) -> String,
+    value: impl Fn(&Run) -> Option<f64>,
+) -> Result<BTreeMap<Vec<String>, Stat>> {
+    let obs: Vec<Obs> = runs
+        .iter()
+        .filter_map(|r| {
+            let mut k = setting(r).key();
+            k.push(method(r));
+            value(r).map(|v| (k, v))
+        })
+        .collect();
+    group_stats(
+        &["dataset", "corruption", "strength", "trusted", "method"],
+        &obs,
+    )
+}
+
+/// The lookup key of a (setting, method) cell in the map above.
+pub fn cell_key(s: &Setting, method: &str) -> Vec<String> {
+    let mut k = s.key();
+    k.push(method.to_string());
+    k
+}
+
+/// Joins numbers as a readable list: `0, 0.1, 0.2`.
+pub fn list(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| num_key(*x))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fails when two runs share a key (e.g. setting, method and seed): they would be counted
+/// as two seeds.
+pub fn ensure_unique(runs: &[&Run], key: impl Fn(&Run) -> Vec<String>) -> Result<()> {
+    let mut seen: BTreeMap<Vec<String>, &str> = BTreeMap::new();
+    for r in runs {
+        if let Some(other) = seen.insert(key(r), &r.member) {
+            anyhow::bail!(
+                "runs {other} and {} have the same setting, method and seed ({:?})",
+                r.member,
+                key(r)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! `Table`: a table as the writers see it: key columns (row labels), value columns (ours
+//! or quoted from a paper) grouped under optional super-headers, rows in sections, and the
+//! rule that picks the best entry (set in bold).
+
+use crate::report::aggregate::Stat;
+use crate::report::provenance::Provenance;
+
+/// What a column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Row labels (text).
+    Key,
+    /// Our numbers (from metrics files).
+    Ours,
+    /// Numbers quoted from a paper (see `report::paper`).
+    Paper,
+}
+
+/// Which entry is best.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// Where the best entry is looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emphasis {
+    /// Within each row, among the `Ours` columns sharing a `compare` group.
+    PerRow,
+    /// Within each `Ours` column that has a `compare` group, among the rows of one section.
+    PerColumn,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnSpec {
+    pub header: String,
+    /// Super-header spanning consecutive columns with the same value (e.g. a method name
+    /// over "ours" and "paper"); empty for none.
+    pub group: String,
+    pub kind: ColumnKind,
+    /// Columns compared for the best entry (None: never bold), with the comparison group.
+    pub compare: Option<(Better, String)>,
+    /// Decimals shown.
+    pub decimals: usize,
+}
+
+impl ColumnSpec {
+    pub fn key(header: &str) -> ColumnSpec {
+        ColumnSpec {
+            header: header.into(),
+            group: String::new(),
+            kind: ColumnKind::Key,
+            compare: None,
+            decimals: 0,
+        }
+    }
+    pub fn ours(header: &str, group: &str, better: Option<Better>, decimals: usize) -> ColumnSpec {
+        ColumnSpec {
+            header: header.into(),
+            group: group.into(),
+            kind: ColumnKind::Ours,
+            compare: better.map(|b| (b, String::new())),
+            decimals,
+        }
+    }
+    pub fn paper(header: &str, group: &str, decimals: usize) -> ColumnSpec {
+        ColumnSpec {
+            header: header.into(),
+            group: group.into(),
+            kind: ColumnKind::Paper,
+            compare: None,
+            decimals,
+        }
+    }
+    /// Sets the comparison group (columns compared with each other for the best entry).
+    pub fn compare_within(mut self, group: &str) -> ColumnSpec {
+        if let Some((_, g)) = &mut self.compare {
+            *g = group.into();
+        }
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Empty,
+    Text(String),
+    /// Mean ± std over seeds, with n.
+    Stat(Stat),
+    /// A single number (a quoted paper value, a mean over rows, a rate).
+    Value(f64),
+}
+
+impl Cell {
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Cell::Stat(s) => Some(s.mean),
+            Cell::Value(v) => Some(*v),
+            _ => None,
+        }
+    }
+    pub fn text(s: impl Into<String>) -> Cell {
+        Cell::Text(s.into())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub cells: Vec<Cell>,
+    /// Rows of one section (e.g. one dataset) are compared with each other under
+    /// [`Emphasis::PerColumn`]; a rule is drawn between sections.
+    pub section: String,
+    /// A summary row (e.g. the mean row of a dataset), set apart by a rule.
+    pub summary: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// File stem (`tables/<name>.csv` ...).
+    pub name: String,
+    pub title: String,
+    pub caption: String,
+    pub columns: Vec<ColumnSpec>,
+    pub rows: Vec<Row>,
+    pub emphasis: Emphasis,
+    pub provenance: Provenance,
+}
+
+impl Table {
+    /// `best[r][c]`: whether cell (r, c) is a best entry (ties all count).
+    pub fn best(&self) -> Vec<Vec<bool>> {
+        let mut best: Vec<Vec<bool>> = self
+            .rows
+            .iter()
+            .map(|r| vec![false; r.cells.len()])
+            .collect();
+        let pick = |vals: &[(usize, usize, f64)], better: Better, best: &mut Vec<Vec<bool>>| {
+            let target = match better {
+                Better::Lower => vals.iter().map(|v| v.2).fold(f64::INFINITY, f64::min),
+                Better::Higher => vals.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
+            };
+            // Values are compared as shown (rounded to the column's decimals): ties all bold.
+            for &(r, c, v) in vals {
+                if v == target {
+                    best[r][c] = true;
+                }
+            }
+        };
+        match self.emphasis {
+            Emphasis::PerRow => {
+                let mut groups: Vec<(Better, &str)> = Vec::new();
+                for col in &self.columns {
+                    if let (ColumnKind::Ours, Some((b, g))) = (col.kind, &col.compare) {
+                        if !groups.iter().any(|(_, gg)| *gg == g.as_str()) {
+                            groups.push((*b, g.as_str()));
+                        }
+                    }
+                }
+                for (r, row) in self.rows.iter().enumerate() {
+                    for (better, g) in &groups {
+                        let vals: Vec<(usize, usize, f64)> = self
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, col)| {
+                                col.kind == ColumnKind::Ours
+                                    && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
+                            })
+                            .filter_map(|(c, col)| {
+                                row.cells
+                                    .get(c)
+                                    .and_then(|cell| cell.number())
+                                    .map(|v| (r, c, shown(v, col.decimals)))
+                            })
+                            .collect();
+                        if vals.len() >= 2 {
+                            pick(&vals, *better, &mut best);
+                        }
+                    }
+                }
+            }
+            Emphasis::PerColumn => {
+                for (c, col) in self.columns.iter().enumerate() {
+                    let Some((better, _)) = col.compare else {
+                        continue;
+                    };
+                    if col.kind != ColumnKind::Ours {
+                        continue;
+                    }
+                    let mut sections: Vec<&str> = Vec::new();
+                    for row in &self.rows {
+                        if !sections.contains(&row.section.as_str()) {
+                            sections.push(&row.section);
+                        }
+                    }
+                    for s in sections {
+                        let vals: Vec<(usize, usize, f64)> = self
+                            .rows
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, row)| row.section == s && !row.summary)
+                            .filter_map(|(r, row)| {
+                                row.cells
+                                    .get(c)
+                                    .and_then(|cell| cell.number())
+                                    .map(|v| (r, c, shown(v, col.decimals)))
+                            })
+                            .collect();
+                        if vals.len() >= 2 {
+                            pick(&vals, better, &mut best);
+                        }
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Every number in the table (for checks that all are finite).
+    pub fn numbers(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for row in &self.rows {
+            for cell in &row.cells {
+                match cell {
+                    Cell::Stat(s) => {
+                        out.push(s.mean);
+                        out.extend(s.std);
+                    }
+                    Cell::Value(v) => out.push(*v),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `v` rounded to `decimals` places, as the writers print it.
+fn shown(v: f64, decimals: usize) -> f64 {
+    format!("{v:.decimals$}").parse().unwrap_or(v)
+}
+
+impl Table {
+    /// The seed count shared by every mean ± std cell, if they all have the same n (then the
+    /// writers state n once instead of in every cell).
+    pub fn uniform_n(&self) -> Option<usize> {
+        let mut ns = self
+            .rows
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .filter_map(|c| match c {
+                Cell::Stat(s) => Some(s.n),
+                _ => None,
+            });
+        let first = ns.next()?;
+        ns.all(|n| n == first).then_some(first)
+    }
+
+    /// Super-header spans: (group text, first column, number of columns), for consecutive
+    /// columns sharing a non-empty group.
+    pub fn group_spans(&self) -> Vec<(String, usize, usize)> {
+        let mut spans: Vec<(String, usize, usize)> = Vec::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            match spans.last_mut() {
+                Some((g, start, len)) if *g == c.group && *start + *len == i => *len += 1,
+                _ => spans.push((c.group.clone(), i, 1)),
+            }
+        }
+        spans
+    }
+}

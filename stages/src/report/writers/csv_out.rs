@@ -1,0 +1,78 @@
+//! CSV: `#` comment lines (provenance, title, caption), a header row, one line per table
+//! row. A mean ± std cell becomes three columns `<header> mean`, `<header> std`,
+//! `<header> n` (std empty when n < 2); an empty cell stays empty. Numbers are written with
+//! full precision (the table's rounding is for reading, not for further use).
+
+use anyhow::Result;
+
+use crate::report::table::{Cell, ColumnKind, Table};
+
+fn header_text(t: &Table, c: usize) -> String {
+    let col = &t.columns[c];
+    if col.group.is_empty() || col.kind == ColumnKind::Key {
+        col.header.clone()
+    } else {
+        format!("{}: {}", col.group, col.header)
+    }
+}
+
+/// Whether column `c` is written as mean, std, n: an `Ours` column whose data rows hold
+/// only mean ± std cells or nothing (so an all-empty column keeps the same CSV schema).
+fn is_stat_column(t: &Table, c: usize) -> bool {
+    t.columns[c].kind == ColumnKind::Ours
+        && t.rows.iter().filter(|r| !r.summary).all(|r| {
+            matches!(
+                r.cells.get(c),
+                Some(Cell::Stat(_)) | Some(Cell::Empty) | None
+            )
+        })
+}
+
+pub fn render(t: &Table) -> Result<String> {
+    let mut out = String::new();
+    for l in t.provenance.lines() {
+        out.push_str(&format!("# {l}\n"));
+    }
+    out.push_str(&format!("# {}\n", t.title));
+    for l in t.caption.lines() {
+        out.push_str(&format!("# {l}\n"));
+    }
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let stat_cols: Vec<bool> = (0..t.columns.len()).map(|c| is_stat_column(t, c)).collect();
+    let mut header = Vec::new();
+    for c in 0..t.columns.len() {
+        let h = header_text(t, c);
+        if stat_cols[c] {
+            header.extend([format!("{h} mean"), format!("{h} std"), format!("{h} n")]);
+        } else {
+            header.push(h);
+        }
+    }
+    w.write_record(&header)?;
+    for row in &t.rows {
+        let mut rec = Vec::new();
+        for (c, cell) in row.cells.iter().enumerate() {
+            let vals: Vec<String> = match cell {
+                Cell::Empty => vec![String::new()],
+                Cell::Text(s) => vec![s.clone()],
+                Cell::Value(v) => vec![format!("{v}")],
+                Cell::Stat(s) => vec![
+                    format!("{}", s.mean),
+                    s.std.map(|x| format!("{x}")).unwrap_or_default(),
+                    s.n.to_string(),
+                ],
+            };
+            if stat_cols[c] && vals.len() == 1 {
+                rec.extend([vals[0].clone(), String::new(), String::new()]);
+            } else {
+                rec.extend(vals);
+            }
+        }
+        w.write_record(&rec)?;
+    }
+    out.push_str(&String::from_utf8(
+        w.into_inner()
+            .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?,
+    )?);
+    Ok(out)
+}
