@@ -118,7 +118,7 @@ fn both_label_granularities_train_and_report() {
         };
         let params: train_soft_labels::Params = serde_json::from_value(serde_json::json!({"granularity": g, "epochs": 6, "meta_set": "next_batch"})).unwrap();
         let m = train_soft_labels::train(&params, &ctx, &ds, None).unwrap();
-        assert_eq!(m.method, "soft_labels");
+        assert_eq!(m.method, if g == "per_class" { "soft_labels_per_class" } else { "soft_labels" });
         assert_eq!(m.epochs.len(), 6);
         assert!(m.final_test_accuracy > 0.3, "{g}: accuracy {}", m.final_test_accuracy);
         assert!(m.epochs.iter().all(|e| e.extra.contains_key("meta_loss")));

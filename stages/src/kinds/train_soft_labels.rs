@@ -39,6 +39,8 @@
 //!
 //! at `θ ± εv`. Trusted examples train on their clean one-hot labels (not learned).
 //!
+//! Metrics name the method `soft_labels` (per example) or `soft_labels_per_class`.
+//!
 //! Inputs: `data`, optionally `noise` (without it: clean labels, `meta_set` must be
 //! `next_batch`). Outputs: `metrics.json` (per epoch and final `label_correction_rate`: share
 //! of the corrupted untrusted examples whose learned label's arg-max is the true class;
@@ -328,7 +330,11 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyL
     }
     Ok(Metrics {
         kind: "train_soft_labels".into(),
-        method: "soft_labels".into(),
+        method: match p.granularity {
+            Granularity::PerExample => "soft_labels",
+            Granularity::PerClass => "soft_labels_per_class",
+        }
+        .into(),
         dataset: DatasetId { name: ds.meta.name.clone(), identity: ds.meta.identity.clone() },
         noise: noise.map(|nl| NoiseId {
             corruption: nl.meta.corruption.clone(),

@@ -64,6 +64,7 @@ pub fn method_name(m: &str) -> String {
         "mlc" => "MLC".into(),
         "mlc_official" => "MLC (official code)".into(),
         "soft_labels" => "Soft labels".into(),
+        "soft_labels_per_class" => "Soft labels (per class)".into(),
         "label_smoothing" => "Label smoothing".into(),
         "distill" => "Distillation".into(),
         "identity" => "Identity".into(),

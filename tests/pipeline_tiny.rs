@@ -1,0 +1,89 @@
+//! The project's own `pipeline.yaml`, run end to end with the `tiny` profile: every stage
+//! kind on the embedded digits, two epochs each. Checks the tables' shape, that every number
+//! in them is finite, that a second run does nothing, and that the lock does not change.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn project() -> (tempfile::TempDir, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(root.join("pipeline.yaml"), dir.join("pipeline.yaml")).unwrap();
+    copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
+    (tmp, dir)
+}
+
+fn repro(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_repro")).arg("-C").arg(dir).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Cells of a CSV table (header excluded) that parse as numbers.
+fn numbers(csv_text: &str) -> Vec<f64> {
+    let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(csv_text.as_bytes());
+    let mut v = Vec::new();
+    for rec in r.records() {
+        for cell in rec.unwrap().iter() {
+            for part in cell.split(['±', ' ', '(', ')', '=']) {
+                if let Ok(x) = part.trim().parse::<f64>() {
+                    v.push(x);
+                }
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn tiny_profile_runs_every_stage_kind_and_writes_finite_tables() {
+    let (_tmp, dir) = project();
+    let (code, out) = repro(&dir, &["run", "--profile", "tiny"]);
+    assert_eq!(code, 0, "{out}");
+    for kind in ["download", "inject_noise", "train", "train_mlc", "train_soft_labels", "distill", "tables"] {
+        let (_, dag) = repro(&dir, &["dag"]);
+        assert!(dag.contains(&format!("({kind}")), "the pipeline has no {kind} stage:\n{dag}");
+    }
+    let tables = dir.join("results/tables");
+    for name in ["t1_glc_table1", "t2_mlc_code", "t3_clean", "t4_noisy", "t5_distillation", "t6_t_estimation"] {
+        for ext in ["csv", "tex", "md"] {
+            let f = tables.join(format!("{name}.{ext}"));
+            assert!(f.is_file(), "missing {}", f.display());
+        }
+        let text = std::fs::read_to_string(tables.join(format!("{name}.csv"))).unwrap();
+        let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(text.as_bytes());
+        let width = r.headers().unwrap().len();
+        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        assert!(width >= 2 && !rows.is_empty(), "{name}: {width} columns, {} rows:\n{text}", rows.len());
+        assert!(rows.iter().all(|row| row.len() == width), "{name}: ragged rows:\n{text}");
+        let nums = numbers(&text);
+        assert!(!nums.is_empty(), "{name} holds no number:\n{text}");
+        assert!(nums.iter().all(|x| x.is_finite()), "{name} holds a non-finite number:\n{text}");
+    }
+    for fig in ["error_curves", "mlc_t_vs_true_c", "class_similarity"] {
+        for ext in ["svg", "png"] {
+            let f = dir.join(format!("results/figures/{fig}.{ext}"));
+            assert!(std::fs::metadata(&f).map(|m| m.len() > 0).unwrap_or(false), "missing {}", f.display());
+        }
+    }
+    let lock = std::fs::read(dir.join("pipeline.lock")).unwrap();
+    let (code, out) = repro(&dir, &["run", "--profile", "tiny"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 0 ran, 0 restored"), "second run was not a no-op:\n{out}");
+    assert_eq!(std::fs::read(dir.join("pipeline.lock")).unwrap(), lock, "a no-op run changed the lock");
+}
