@@ -16,7 +16,12 @@ const SOURCES: &[(&str, &[&str])] = &[
     ("download", &["kinds/download.rs", "data"]),
     (
         "inject_noise",
-        &["kinds/inject_noise.rs", "noise.rs", "data/dataset.rs", "data/split.rs"],
+        &[
+            "kinds/inject_noise.rs",
+            "noise.rs",
+            "data/dataset.rs",
+            "data/split.rs",
+        ],
     ),
     (
         "train",

@@ -29,14 +29,25 @@ fn project() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn repro(dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repro")).arg("-C").arg(dir).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_repro"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
 /// Cells of a CSV table (header excluded) that parse as numbers.
 fn numbers(csv_text: &str) -> Vec<f64> {
-    let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(csv_text.as_bytes());
+    let mut r = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(csv_text.as_bytes());
     let mut v = Vec::new();
     for rec in r.records() {
         for cell in rec.unwrap().iter() {
@@ -55,35 +66,76 @@ fn tiny_profile_runs_every_stage_kind_and_writes_finite_tables() {
     let (_tmp, dir) = project();
     let (code, out) = repro(&dir, &["run", "--profile", "tiny"]);
     assert_eq!(code, 0, "{out}");
-    for kind in ["download", "inject_noise", "train", "train_mlc", "train_soft_labels", "distill", "tables"] {
+    for kind in [
+        "download",
+        "inject_noise",
+        "train",
+        "train_mlc",
+        "train_soft_labels",
+        "distill",
+        "tables",
+    ] {
         let (_, dag) = repro(&dir, &["dag"]);
-        assert!(dag.contains(&format!("({kind}")), "the pipeline has no {kind} stage:\n{dag}");
+        assert!(
+            dag.contains(&format!("({kind}")),
+            "the pipeline has no {kind} stage:\n{dag}"
+        );
     }
     let tables = dir.join("results/tables");
-    for name in ["t1_glc_table1", "t2_mlc_code", "t3_clean", "t4_noisy", "t5_distillation", "t6_t_estimation"] {
+    for name in [
+        "t1_glc_table1",
+        "t2_mlc_code",
+        "t3_clean",
+        "t4_noisy",
+        "t5_distillation",
+        "t6_t_estimation",
+    ] {
         for ext in ["csv", "tex", "md"] {
             let f = tables.join(format!("{name}.{ext}"));
             assert!(f.is_file(), "missing {}", f.display());
         }
         let text = std::fs::read_to_string(tables.join(format!("{name}.csv"))).unwrap();
-        let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(text.as_bytes());
+        let mut r = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
         let width = r.headers().unwrap().len();
         let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
-        assert!(width >= 2 && !rows.is_empty(), "{name}: {width} columns, {} rows:\n{text}", rows.len());
-        assert!(rows.iter().all(|row| row.len() == width), "{name}: ragged rows:\n{text}");
+        assert!(
+            width >= 2 && !rows.is_empty(),
+            "{name}: {width} columns, {} rows:\n{text}",
+            rows.len()
+        );
+        assert!(
+            rows.iter().all(|row| row.len() == width),
+            "{name}: ragged rows:\n{text}"
+        );
         let nums = numbers(&text);
         assert!(!nums.is_empty(), "{name} holds no number:\n{text}");
-        assert!(nums.iter().all(|x| x.is_finite()), "{name} holds a non-finite number:\n{text}");
+        assert!(
+            nums.iter().all(|x| x.is_finite()),
+            "{name} holds a non-finite number:\n{text}"
+        );
     }
     for fig in ["error_curves", "mlc_t_vs_true_c", "class_similarity"] {
         for ext in ["svg", "png"] {
             let f = dir.join(format!("results/figures/{fig}.{ext}"));
-            assert!(std::fs::metadata(&f).map(|m| m.len() > 0).unwrap_or(false), "missing {}", f.display());
+            assert!(
+                std::fs::metadata(&f).map(|m| m.len() > 0).unwrap_or(false),
+                "missing {}",
+                f.display()
+            );
         }
     }
     let lock = std::fs::read(dir.join("pipeline.lock")).unwrap();
     let (code, out) = repro(&dir, &["run", "--profile", "tiny"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(" 0 ran, 0 restored"), "second run was not a no-op:\n{out}");
-    assert_eq!(std::fs::read(dir.join("pipeline.lock")).unwrap(), lock, "a no-op run changed the lock");
+    assert!(
+        out.contains(" 0 ran, 0 restored"),
+        "second run was not a no-op:\n{out}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("pipeline.lock")).unwrap(),
+        lock,
+        "a no-op run changed the lock"
+    );
 }

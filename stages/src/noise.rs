@@ -590,17 +590,33 @@ pub struct MatrixFile {
 
 impl MatrixFile {
     pub fn from_matrix(m: &Matrix) -> MatrixFile {
-        MatrixFile { k: m.k, rows: (0..m.k).map(|i| m.row(i).to_vec()).collect() }
+        MatrixFile {
+            k: m.k,
+            rows: (0..m.k).map(|i| m.row(i).to_vec()).collect(),
+        }
     }
 
     pub fn to_matrix(&self) -> Result<Matrix> {
-        ensure!(self.rows.len() == self.k, "matrix file: {} rows for k = {}", self.rows.len(), self.k);
-        ensure!(self.rows.iter().all(|r| r.len() == self.k), "matrix file: a row is not {} long", self.k);
-        Ok(Matrix { k: self.k, data: self.rows.concat() })
+        ensure!(
+            self.rows.len() == self.k,
+            "matrix file: {} rows for k = {}",
+            self.rows.len(),
+            self.k
+        );
+        ensure!(
+            self.rows.iter().all(|r| r.len() == self.k),
+            "matrix file: a row is not {} long",
+            self.k
+        );
+        Ok(Matrix {
+            k: self.k,
+            data: self.rows.concat(),
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n").with_context(|| format!("writing {}", path.display()))
+        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn load(path: &Path) -> Result<MatrixFile> {

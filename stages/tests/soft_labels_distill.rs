@@ -17,34 +17,82 @@ mod reference;
 
 fn mat(rows: &[Vec<f64>]) -> Input {
     let d = rows[0].len();
-    Input::Dense(Cpu::default().tensor_from_vec(rows.iter().flatten().map(|&v| v as f32).collect(), (rows.len(), d)))
+    Input::Dense(Cpu::default().tensor_from_vec(
+        rows.iter().flatten().map(|&v| v as f32).collect(),
+        (rows.len(), d),
+    ))
 }
 
 #[test]
 fn label_hypergradient_matches_float64_central_differences() {
     let (k, d, b, m, tau, alpha) = (4usize, 5usize, 10usize, 7usize, 1.5f64, 0.5f32);
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let mut draw = |n: usize| -> Vec<Vec<f64>> { (0..n).map(|_| (0..d).map(|_| rng.random_range(-1.5..1.5)).collect()).collect() };
+    let mut draw = |n: usize| -> Vec<Vec<f64>> {
+        (0..n)
+            .map(|_| (0..d).map(|_| rng.random_range(-1.5..1.5)).collect())
+            .collect()
+    };
     let xs = draw(b);
     let mx = draw(m);
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let my: Vec<usize> = (0..m).map(|_| rng.random_range(0..k)).collect();
     let label_logits: Vec<f64> = (0..b * k).map(|_| rng.random_range(-2.0..2.0)).collect();
 
-    let spec = ModelSpec::Mlp { hidden: vec![], dropout: 0.0, embed_dim: None };
+    let spec = ModelSpec::Mlp {
+        hidden: vec![],
+        dropout: 0.0,
+        embed_dim: None,
+    };
     let (net, params, mut buffers) = Network::new(&spec, &InputKind::Dense(vec![d]), k, 5).unwrap();
     let host = params.to_host();
-    let lin = reference::Linear { k, d, w: host[0].iter().map(|&v| v as f64).collect(), b: host[1].iter().map(|&v| v as f64).collect() };
-    let exact = reference::hypergrad_labels(&lin, &label_logits, tau, alpha as f64, &xs, (&mx, &my), 1e-5);
+    let lin = reference::Linear {
+        k,
+        d,
+        w: host[0].iter().map(|&v| v as f64).collect(),
+        b: host[1].iter().map(|&v| v as f64).collect(),
+    };
+    let exact = reference::hypergrad_labels(
+        &lin,
+        &label_logits,
+        tau,
+        alpha as f64,
+        &xs,
+        (&mx, &my),
+        1e-5,
+    );
 
-    let targets: Vec<f32> = label_logits.chunks(k).flat_map(|r| reference::softmax(r, tau)).map(|v| v as f32).collect();
+    let targets: Vec<f32> = label_logits
+        .chunks(k)
+        .flat_map(|r| reference::softmax(r, tau))
+        .map(|v| v as f32)
+        .collect();
     let trusted = vec![false; b];
     let meta_labels: Vec<u32> = my.iter().map(|&y| y as u32).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (_, fd) = label_hypergradient(&net, &params, &mut buffers, (mat(&xs), &targets, &trusted), tau, (mat(&mx), meta_labels), alpha, 0.01, None, &mut rng).unwrap();
-    let num: f64 = fd.iter().zip(&exact).map(|(a, e)| (*a as f64 - e).powi(2)).sum::<f64>().sqrt();
+    let (_, fd) = label_hypergradient(
+        &net,
+        &params,
+        &mut buffers,
+        (mat(&xs), &targets, &trusted),
+        tau,
+        (mat(&mx), meta_labels),
+        alpha,
+        0.01,
+        None,
+        &mut rng,
+    )
+    .unwrap();
+    let num: f64 = fd
+        .iter()
+        .zip(&exact)
+        .map(|(a, e)| (*a as f64 - e).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = exact.iter().map(|e| e * e).sum::<f64>().sqrt();
-    assert!(den > 1e-4, "the reference hypergradient is degenerate: {den}");
+    assert!(
+        den > 1e-4,
+        "the reference hypergradient is degenerate: {den}"
+    );
     assert!(num / den < 1e-3, "relative error {:.3e}", num / den);
 }
 
@@ -58,9 +106,20 @@ fn hinton_loss_matches_literal_values() {
     let zt = [2.0f32, 1.0, 0.0, 0.5, 0.5, 2.5];
     let p = tempered_softmax(&zt, 3, 2.0);
     let loss = hinton_loss(zs.leaky_trace(), &p, &[1, 2], 2.0, 0.9);
-    assert!((loss.array() - 0.345_927_23).abs() < 1e-6, "loss {}", loss.array());
+    assert!(
+        (loss.array() - 0.345_927_23).abs() < 1e-6,
+        "loss {}",
+        loss.array()
+    );
     let g = loss.backward().get(&zs).as_vec();
-    let want = [-0.181_690_79, 0.137_872_13, 0.043_818_66, -0.040_590_31, -0.100_228_73, 0.140_819_03];
+    let want = [
+        -0.181_690_79,
+        0.137_872_13,
+        0.043_818_66,
+        -0.040_590_31,
+        -0.100_228_73,
+        0.140_819_03,
+    ];
     for (a, b) in g.iter().zip(want) {
         assert!((a - b).abs() < 1e-6, "gradient {g:?} vs {want:?}");
     }
@@ -77,15 +136,22 @@ fn init_scale_reproduces_label_smoothing() {
 
 /// The first `n` digits of the embedded dataset, split 4:1.
 fn digits(n: usize) -> repro_stages::data::dataset::Dataset {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/optdigits/digits.csv.gz");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/optdigits/digits.csv.gz");
     let full = repro_stages::data::digits::read_file(&path, 500, 0).unwrap();
     let mut ds = full.clone();
     let keep = |s: &repro_stages::data::dataset::Split, m: usize| {
         let x = match &s.x {
-            repro_stages::data::dataset::Features::U8(v) => repro_stages::data::dataset::Features::U8(v[..m * 64].to_vec()),
+            repro_stages::data::dataset::Features::U8(v) => {
+                repro_stages::data::dataset::Features::U8(v[..m * 64].to_vec())
+            }
             _ => unreachable!(),
         };
-        repro_stages::data::dataset::Split { x, y: s.y[..m].to_vec(), coarse: None }
+        repro_stages::data::dataset::Split {
+            x,
+            y: s.y[..m].to_vec(),
+            coarse: None,
+        }
     };
     ds.train = keep(&full.train, n);
     ds.test = keep(&full.test, n / 4);
@@ -116,23 +182,48 @@ fn both_label_granularities_train_and_report() {
             progress: &NoProgress,
             stop: &stop,
         };
-        let params: train_soft_labels::Params = serde_json::from_value(serde_json::json!({"granularity": g, "epochs": 6, "meta_set": "next_batch"})).unwrap();
+        let params: train_soft_labels::Params = serde_json::from_value(
+            serde_json::json!({"granularity": g, "epochs": 6, "meta_set": "next_batch"}),
+        )
+        .unwrap();
         let m = train_soft_labels::train(&params, &ctx, &ds, None).unwrap();
-        assert_eq!(m.method, if g == "per_class" { "soft_labels_per_class" } else { "soft_labels" });
+        assert_eq!(
+            m.method,
+            if g == "per_class" {
+                "soft_labels_per_class"
+            } else {
+                "soft_labels"
+            }
+        );
         assert_eq!(m.epochs.len(), 6);
-        assert!(m.final_test_accuracy > 0.3, "{g}: accuracy {}", m.final_test_accuracy);
+        assert!(
+            m.final_test_accuracy > 0.3,
+            "{g}: accuracy {}",
+            m.final_test_accuracy
+        );
         assert!(m.epochs.iter().all(|e| e.extra.contains_key("meta_loss")));
-        let sim = repro_stages::noise::MatrixFile::load(&out.join("class_similarity.json")).unwrap().to_matrix().unwrap();
+        let sim = repro_stages::noise::MatrixFile::load(&out.join("class_similarity.json"))
+            .unwrap()
+            .to_matrix()
+            .unwrap();
         for i in 0..10 {
             let s: f64 = sim.row(i).iter().sum();
-            assert!((s - 1.0).abs() < 1e-5, "{g}: similarity row {i} sums to {s}");
+            assert!(
+                (s - 1.0).abs() < 1e-5,
+                "{g}: similarity row {i} sums to {s}"
+            );
         }
         // The labels moved away from their initial label smoothing.
-        let (t, _) = repro_stages::nn::params::read_safetensors(&out.join("labels.safetensors")).unwrap();
+        let (t, _) =
+            repro_stages::nn::params::read_safetensors(&out.join("labels.safetensors")).unwrap();
         let rows = if g == "per_class" { 10 } else { 200 };
         assert_eq!(t["soft_labels"].shape, vec![rows, 10]);
         let c = init_scale_for_smoothing(0.1, 10) as f32;
-        let moved = t["logits"].data.iter().filter(|&&v| v != 0.0 && v != c).count();
+        let moved = t["logits"]
+            .data
+            .iter()
+            .filter(|&&v| v != 0.0 && v != c)
+            .count();
         assert!(moved > 0, "{g}: no label logit changed");
     }
 }

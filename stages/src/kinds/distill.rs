@@ -26,7 +26,9 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::train::{default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer};
+use crate::kinds::train::{
+    default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
+};
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::input_kind;
 use crate::nn::kernels::{Dev, Mat, Tp};
@@ -34,7 +36,9 @@ use crate::nn::model::{Mode, ModelSpec, Network};
 use crate::nn::optim::OptimizerSpec;
 use crate::nn::params::read_safetensors;
 use crate::nn::schedule::Schedule;
-use crate::nn::trainer::{logits_of, Objective, PhaseSpec, Session, StepCtx, StepOut, WEIGHTS_FILE};
+use crate::nn::trainer::{
+    logits_of, Objective, PhaseSpec, Session, StepCtx, StepOut, WEIGHTS_FILE,
+};
 use crate::noise::NoisyLabels;
 use crate::report::TeacherInfo;
 use crate::StageContext;
@@ -89,18 +93,28 @@ fn default_alpha() -> f32 {
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     ensure!(p.temperature > 0.0, "params.temperature must be positive");
-    ensure!((0.0..=1.0).contains(&p.alpha), "params.alpha must be in [0, 1]");
+    ensure!(
+        (0.0..=1.0).contains(&p.alpha),
+        "params.alpha must be in [0, 1]"
+    );
     let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir).with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
+    let ds = Dataset::load(data_dir)
+        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
     let k = ds.meta.num_classes;
     let n = ds.train.len();
     let noise = match ctx.input_opt("noise")? {
-        Some(r) => Some(NoisyLabels::load(&r.dir).with_context(|| format!("loading input `noise` from {}", r.dir.display()))?),
+        Some(r) => Some(
+            NoisyLabels::load(&r.dir)
+                .with_context(|| format!("loading input `noise` from {}", r.dir.display()))?,
+        ),
         None => None,
     };
     let labels = match &noise {
         Some(nl) => {
-            ensure!(nl.noisy.len() == n && nl.clean == ds.train.y, "input `noise` was made for other data");
+            ensure!(
+                nl.noisy.len() == n && nl.clean == ds.train.y,
+                "input `noise` was made for other data"
+            );
             nl.noisy.clone()
         }
         None => ds.train.y.clone(),
@@ -133,19 +147,34 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         schedule: p.schedule.clone(),
         augment: p.augment,
     };
-    let mut obj = Distill { k, tau: p.temperature, alpha: p.alpha, teacher_probs };
+    let mut obj = Distill {
+        k,
+        tau: p.temperature,
+        alpha: p.alpha,
+        teacher_probs,
+    };
     session.run_phase(0, &spec, &net, &mut params, &mut buffers, &mut obj)?;
     session.write_outputs(&params, &buffers)?;
-    TeacherInfo { method: teacher_metrics.method.clone(), model: teacher_metrics.model.clone() }.save(&ctx.out_dir)?;
+    TeacherInfo {
+        method: teacher_metrics.method.clone(),
+        model: teacher_metrics.model.clone(),
+    }
+    .save(&ctx.out_dir)?;
 
     let history = session.history().to_vec();
     let last = history.last().context("no epoch was trained")?;
     let mut extra = BTreeMap::new();
-    extra.insert("teacher_test_accuracy".to_string(), teacher_metrics.final_test_accuracy);
+    extra.insert(
+        "teacher_test_accuracy".to_string(),
+        teacher_metrics.final_test_accuracy,
+    );
     Metrics {
         kind: "distill".into(),
         method: "distill".into(),
-        dataset: DatasetId { name: ds.meta.name.clone(), identity: ds.meta.identity.clone() },
+        dataset: DatasetId {
+            name: ds.meta.name.clone(),
+            identity: ds.meta.identity.clone(),
+        },
         noise: noise.as_ref().map(|nl| NoiseId {
             corruption: nl.meta.corruption.clone(),
             strength: nl.meta.strength,
@@ -169,7 +198,10 @@ pub fn tempered_softmax(z: &[f32], k: usize, tau: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(z.len());
     for row in z.chunks_exact(k) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let e: Vec<f64> = row.iter().map(|&x| ((x as f64 - m) / tau as f64).exp()).collect();
+        let e: Vec<f64> = row
+            .iter()
+            .map(|&x| ((x as f64 - m) / tau as f64).exp())
+            .collect();
         let s: f64 = e.iter().sum();
         out.extend(e.iter().map(|v| (v / s) as f32));
     }
@@ -178,15 +210,31 @@ pub fn tempered_softmax(z: &[f32], k: usize, tau: f32) -> Vec<f32> {
 
 /// Hinton's loss on taped student logits (B×K), tempered teacher probabilities (B×K,
 /// row-major) and hard labels.
-pub fn hinton_loss(z: Mat<Tp>, teacher_probs: &[f32], labels: &[u32], tau: f32, alpha: f32) -> Tensor<(), f32, Dev, Tp> {
+pub fn hinton_loss(
+    z: Mat<Tp>,
+    teacher_probs: &[f32],
+    labels: &[u32],
+    tau: f32,
+    alpha: f32,
+) -> Tensor<(), f32, Dev, Tp> {
     let (b, k) = *z.shape();
-    assert_eq!(teacher_probs.len(), b * k, "hinton_loss: teacher probabilities");
+    assert_eq!(
+        teacher_probs.len(),
+        b * k,
+        "hinton_loss: teacher probabilities"
+    );
     // Σ p log p of the teacher: a constant that makes the second term a true KL.
-    let neg_entropy: f64 = teacher_probs.iter().filter(|&&p| p > 0.0).map(|&p| p as f64 * (p as f64).ln()).sum::<f64>() / b as f64;
+    let neg_entropy: f64 = teacher_probs
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| p as f64 * (p as f64).ln())
+        .sum::<f64>()
+        / b as f64;
     let p = z.device().tensor_from_vec(teacher_probs.to_vec(), (b, k));
     // One tape through both terms: the distillation term first, then CE on the same logits.
     let (z0, tape) = z.split_tape();
-    let soft = ((z0.clone().put_tape(tape) * (1.0 / tau)).log_softmax::<Axis<1>>() * p).sum::<(), _>()
+    let soft = ((z0.clone().put_tape(tape) * (1.0 / tau)).log_softmax::<Axis<1>>() * p)
+        .sum::<(), _>()
         * (-alpha * tau * tau / b as f32);
     let (soft, tape) = soft.split_tape();
     let ce = crate::nn::loss::cross_entropy(z0.put_tape(tape), labels) * (1.0 - alpha);
@@ -204,8 +252,23 @@ struct Distill {
 impl Objective for Distill {
     fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
         let k = self.k;
-        let probs: Vec<f32> = s.batch.indices.iter().flat_map(|&i| self.teacher_probs[i as usize * k..(i as usize + 1) * k].iter().copied()).collect();
+        let probs: Vec<f32> = s
+            .batch
+            .indices
+            .iter()
+            .flat_map(|&i| {
+                self.teacher_probs[i as usize * k..(i as usize + 1) * k]
+                    .iter()
+                    .copied()
+            })
+            .collect();
         let z = s.forward(Mode::Train);
-        s.backward_and_update(hinton_loss(z, &probs, &s.batch.labels, self.tau, self.alpha))
+        s.backward_and_update(hinton_loss(
+            z,
+            &probs,
+            &s.batch.labels,
+            self.tau,
+            self.alpha,
+        ))
     }
 }

@@ -81,7 +81,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::train::{default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer, C_HAT_FILE};
+use crate::kinds::train::{
+    default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
+    C_HAT_FILE,
+};
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::{input_kind, Decoder};
 use crate::nn::checkpoint::MethodState;
@@ -248,13 +251,19 @@ impl Params {
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir).with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
+    let ds = Dataset::load(data_dir)
+        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
     let noise_dir = &ctx.input("noise")?.dir;
-    let nl = NoisyLabels::load(noise_dir).with_context(|| format!("loading input `noise` from {}", noise_dir.display()))?;
+    let nl = NoisyLabels::load(noise_dir)
+        .with_context(|| format!("loading input `noise` from {}", noise_dir.display()))?;
     let glc = match ctx.input_opt("glc")? {
         Some(r) => {
             let path = r.dir.join(C_HAT_FILE);
-            Some(MatrixFile::load(&path)?.to_matrix().with_context(|| format!("reading {}", path.display()))?)
+            Some(
+                MatrixFile::load(&path)?
+                    .to_matrix()
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -263,28 +272,56 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
 }
 
 /// Trains with MLC; writes weights, T files and timings; returns the metrics.
-pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, nl: &NoisyLabels, glc: Option<&Matrix>) -> Result<Metrics> {
+pub fn train(
+    p: &Params,
+    ctx: &StageContext,
+    ds: &Dataset,
+    nl: &NoisyLabels,
+    glc: Option<&Matrix>,
+) -> Result<Metrics> {
     let k = ds.meta.num_classes;
     let n = ds.train.len();
     ensure!(p.epochs > 0, "params.epochs must be positive");
     ensure!(p.batch_size > 0, "params.batch_size must be positive");
-    ensure!(p.t_update_interval > 0, "params.t_update_interval must be positive");
+    ensure!(
+        p.t_update_interval > 0,
+        "params.t_update_interval must be positive"
+    );
     ensure!(p.eps0 > 0.0, "params.eps0 must be positive");
-    ensure!(nl.noisy.len() == n, "input `noise` has {} labels but the train split has {n} examples", nl.noisy.len());
-    ensure!(nl.meta.num_classes == k, "input `noise` has {} classes, the dataset {k}", nl.meta.num_classes);
-    ensure!(nl.clean == ds.train.y, "input `noise` was made for other data: its clean labels differ from the dataset's");
+    ensure!(
+        nl.noisy.len() == n,
+        "input `noise` has {} labels but the train split has {n} examples",
+        nl.noisy.len()
+    );
+    ensure!(
+        nl.meta.num_classes == k,
+        "input `noise` has {} classes, the dataset {k}",
+        nl.meta.num_classes
+    );
+    ensure!(
+        nl.clean == ds.train.y,
+        "input `noise` was made for other data: its clean labels differ from the dataset's"
+    );
     if let Some(g) = glc {
-        ensure!(g.k == k, "input `glc`: Ĉ is {0}x{0}, the dataset has {k} classes", g.k);
+        ensure!(
+            g.k == k,
+            "input `glc`: Ĉ is {0}x{0}, the dataset has {k} classes",
+            g.k
+        );
     }
     let trusted = nl.trusted_mask();
     let trusted_idx: Vec<u32> = (0..n as u32).filter(|&i| trusted[i as usize]).collect();
     if trusted_idx.is_empty() {
         bail!("MLC needs a trusted (meta) set, but the noise input has no trusted examples");
     }
-    let train_idx: Vec<u32> = (0..n as u32).filter(|&i| p.train_on_trusted || !trusted[i as usize]).collect();
+    let train_idx: Vec<u32> = (0..n as u32)
+        .filter(|&i| p.train_on_trusted || !trusted[i as usize])
+        .collect();
     let t0 = match (p.variant, p.t_init) {
         (Variant::OfficialCode, _) | (_, TInit::Identity) => Matrix::identity(k),
-        (Variant::Textbook, TInit::Glc) => project_rows(glc.context("t_init: glc needs an input named `glc` (a train stage with method glc)")?),
+        (Variant::Textbook, TInit::Glc) => project_rows(
+            glc.context("t_init: glc needs an input named `glc` (a train stage with method glc)")?,
+        ),
     };
 
     let (net, params0, buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
@@ -302,10 +339,26 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, nl: &NoisyLabels, glc
         augment: p.augment,
     };
     if p.warmup_epochs > 0 {
-        session.run_phase(0, &phase("warmup", p.warmup_epochs), &net, &mut params, &mut buffers, &mut LossObjective { target: Target::Hard })?;
+        session.run_phase(
+            0,
+            &phase("warmup", p.warmup_epochs),
+            &net,
+            &mut params,
+            &mut buffers,
+            &mut LossObjective {
+                target: Target::Hard,
+            },
+        )?;
     }
     let mut obj = Mlc::new(p, ds, nl, trusted_idx, t0);
-    session.run_phase(1, &phase("mlc", p.epochs), &net, &mut params, &mut buffers, &mut obj)?;
+    session.run_phase(
+        1,
+        &phase("mlc", p.epochs),
+        &net,
+        &mut params,
+        &mut buffers,
+        &mut obj,
+    )?;
     session.write_outputs(&params, &buffers)?;
 
     let t = obj.t_matrix();
@@ -318,15 +371,37 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, nl: &NoisyLabels, glc
     let mut extra = BTreeMap::new();
     let true_c = &nl.true_c;
     let id = Matrix::identity(k);
-    extra.insert("t_frobenius_to_true_c".to_string(), t.frobenius_distance(true_c));
-    extra.insert("t_mean_row_l1_to_true_c".to_string(), t.mean_row_l1_distance(true_c));
-    extra.insert("identity_frobenius_to_true_c".to_string(), id.frobenius_distance(true_c));
-    extra.insert("identity_mean_row_l1_to_true_c".to_string(), id.mean_row_l1_distance(true_c));
+    extra.insert(
+        "t_frobenius_to_true_c".to_string(),
+        t.frobenius_distance(true_c),
+    );
+    extra.insert(
+        "t_mean_row_l1_to_true_c".to_string(),
+        t.mean_row_l1_distance(true_c),
+    );
+    extra.insert(
+        "identity_frobenius_to_true_c".to_string(),
+        id.frobenius_distance(true_c),
+    );
+    extra.insert(
+        "identity_mean_row_l1_to_true_c".to_string(),
+        id.mean_row_l1_distance(true_c),
+    );
     if let Some(g) = glc {
-        extra.insert("glc_c_hat_frobenius_to_true_c".to_string(), g.frobenius_distance(true_c));
-        extra.insert("glc_c_hat_mean_row_l1_to_true_c".to_string(), g.mean_row_l1_distance(true_c));
+        extra.insert(
+            "glc_c_hat_frobenius_to_true_c".to_string(),
+            g.frobenius_distance(true_c),
+        );
+        extra.insert(
+            "glc_c_hat_mean_row_l1_to_true_c".to_string(),
+            g.mean_row_l1_distance(true_c),
+        );
     }
-    let best = history.iter().filter(|e| e.phase == "mlc").map(|e| e.test_accuracy).fold(0.0, f64::max);
+    let best = history
+        .iter()
+        .filter(|e| e.phase == "mlc")
+        .map(|e| e.test_accuracy)
+        .fold(0.0, f64::max);
     extra.insert("best_test_accuracy".to_string(), best);
     Ok(Metrics {
         kind: "train_mlc".into(),
@@ -335,7 +410,10 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, nl: &NoisyLabels, glc
             Variant::OfficialCode => "mlc_official",
         }
         .into(),
-        dataset: DatasetId { name: ds.meta.name.clone(), identity: ds.meta.identity.clone() },
+        dataset: DatasetId {
+            name: ds.meta.name.clone(),
+            identity: ds.meta.identity.clone(),
+        },
         noise: Some(NoiseId {
             corruption: nl.meta.corruption.clone(),
             strength: nl.meta.strength,
@@ -434,7 +512,9 @@ pub fn official_t_grad(logits: &[f32], labels: &[u32], t: &Matrix) -> Vec<f64> {
     let mut g = vec![0.0; k * k];
     for (bi, &y) in labels.iter().enumerate() {
         let z = &logits[bi * k..(bi + 1) * k];
-        let zt: Vec<f32> = (0..k).map(|j| (0..k).map(|i| z[i] as f64 * t.at(i, j)).sum::<f64>() as f32).collect();
+        let zt: Vec<f32> = (0..k)
+            .map(|j| (0..k).map(|i| z[i] as f64 * t.at(i, j)).sum::<f64>() as f32)
+            .collect();
         let p = softmax_host(&zt, k);
         for i in 0..k {
             for j in 0..k {
@@ -448,13 +528,21 @@ pub fn official_t_grad(logits: &[f32], labels: &[u32], t: &Matrix) -> Vec<f64> {
 
 /// The training loss (1) (textbook, batch mean) or (1') (official, batch sum) on taped
 /// logits.
-pub fn train_loss(variant: Variant, logits: Mat<Tp>, labels: &[u32], trusted: &[bool], t: &Matrix) -> Tensor<(), f32, Dev, Tp> {
+pub fn train_loss(
+    variant: Variant,
+    logits: Mat<Tp>,
+    labels: &[u32],
+    trusted: &[bool],
+    t: &Matrix,
+) -> Tensor<(), f32, Dev, Tp> {
     match variant {
         Variant::Textbook => loss::forward_corrected(logits, labels, t, Some(trusted)),
         Variant::OfficialCode => {
             let b = labels.len() as f32;
             let k = t.k;
-            let tt: Mat = logits.device().tensor_from_vec(t.data.iter().map(|&v| v as f32).collect(), (k, k));
+            let tt: Mat = logits
+                .device()
+                .tensor_from_vec(t.data.iter().map(|&v| v as f32).collect(), (k, k));
             loss::cross_entropy(logits.matmul(tt), labels) * b
         }
     }
@@ -478,15 +566,23 @@ pub fn hypergradient(
 ) -> Result<(f32, Vec<f64>)> {
     let (input, labels, trusted) = batch;
     // (1) the training loss at θ and its gradient.
-    let logits = net.forward::<Tp>(params, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
+    let logits = net.forward::<Tp>(
+        params,
+        buffers,
+        input.clone(),
+        Mode::TrainFrozenBn,
+        Some(rng),
+    );
     let mut g = train_loss(variant, logits, labels, trusted, t).backward();
     let g_theta = params.grads(&mut g);
     // (2) the virtual step, (3) the meta loss and v.
     let looked = hypergrad::look_ahead(params, &g_theta, alpha, None);
-    let (meta_loss, v) = hypergrad::meta_gradient(net, &looked, buffers, meta.0, &meta.1, None, rng);
+    let (meta_loss, v) =
+        hypergrad::meta_gradient(net, &looked, buffers, meta.0, &meta.1, None, rng);
     // (4) the finite difference of the closed-form ∇_T L_train.
     let h = hypergrad::finite_difference(params, &v, alpha, eps0, |p| {
-        let z: Mat = net.forward::<NoneTape>(p, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
+        let z: Mat =
+            net.forward::<NoneTape>(p, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
         let z = host(&z);
         Ok(match variant {
             Variant::Textbook => textbook_t_grad(&z, labels, trusted, t),
@@ -533,10 +629,18 @@ pub struct Mlc<'d> {
 }
 
 impl<'d> Mlc<'d> {
-    pub fn new(p: &Params, ds: &'d Dataset, nl: &'d NoisyLabels, trusted_idx: Vec<u32>, t0: Matrix) -> Mlc<'d> {
+    pub fn new(
+        p: &Params,
+        ds: &'d Dataset,
+        nl: &'d NoisyLabels,
+        trusted_idx: Vec<u32>,
+        t0: Matrix,
+    ) -> Mlc<'d> {
         let k = t0.k;
         let theta_t = match p.projection {
-            Projection::Softmax if p.variant == Variant::Textbook => t0.data.iter().map(|v| v.max(T_FLOOR).ln()).collect(),
+            Projection::Softmax if p.variant == Variant::Textbook => {
+                t0.data.iter().map(|v| v.max(T_FLOOR).ln()).collect()
+            }
             _ => t0.data.clone(),
         };
         Mlc {
@@ -567,7 +671,10 @@ impl<'d> Mlc<'d> {
     pub fn t_matrix(&self) -> Matrix {
         match (self.variant, self.projection) {
             (Variant::Textbook, Projection::Softmax) => softmax_rows(&self.theta_t, self.k),
-            _ => Matrix { k: self.k, data: self.theta_t.clone() },
+            _ => Matrix {
+                k: self.k,
+                data: self.theta_t.clone(),
+            },
         }
     }
 
@@ -594,9 +701,29 @@ impl<'d> Mlc<'d> {
             Variant::OfficialCode => Matrix::identity(self.k),
         };
         let idx = self.meta_indices(s.rng);
-        let meta = (self.decoder.input(&idx, None), idx.iter().map(|&i| self.clean[i as usize]).collect::<Vec<u32>>());
-        let batch = (s.batch.input.clone(), s.batch.labels.as_slice(), s.batch.trusted.as_slice());
-        let (meta_loss, h) = hypergradient(self.variant, s.net, s.params, s.buffers, batch, &t, meta, self.alpha, self.eps0, s.rng)?;
+        let meta = (
+            self.decoder.input(&idx, None),
+            idx.iter()
+                .map(|&i| self.clean[i as usize])
+                .collect::<Vec<u32>>(),
+        );
+        let batch = (
+            s.batch.input.clone(),
+            s.batch.labels.as_slice(),
+            s.batch.trusted.as_slice(),
+        );
+        let (meta_loss, h) = hypergradient(
+            self.variant,
+            s.net,
+            s.params,
+            s.buffers,
+            batch,
+            &t,
+            meta,
+            self.alpha,
+            self.eps0,
+            s.rng,
+        )?;
         self.meta_loss_sum += meta_loss as f64;
         self.meta_loss_count += 1;
         Ok(h)
@@ -646,7 +773,11 @@ impl<'d> Mlc<'d> {
                     }
                 }
                 if self.projection == Projection::ClampNormalize {
-                    self.theta_t = project_rows(&Matrix { k, data: self.theta_t.clone() }).data;
+                    self.theta_t = project_rows(&Matrix {
+                        k,
+                        data: self.theta_t.clone(),
+                    })
+                    .data;
                 }
             }
         }
@@ -662,7 +793,11 @@ struct MlcState {
 }
 
 fn f64_tensor(name: &str, k: usize, v: &[f64]) -> NamedTensor {
-    NamedTensor { name: name.into(), shape: vec![k, k], data: v.iter().map(|&x| x as f32).collect() }
+    NamedTensor {
+        name: name.into(),
+        shape: vec![k, k],
+        data: v.iter().map(|&x| x as f32).collect(),
+    }
 }
 
 impl Objective for Mlc<'_> {
@@ -673,7 +808,12 @@ impl Objective for Mlc<'_> {
         };
         if update {
             let h = self.hypergradient(s)?;
-            ensure!(h.iter().all(|x| x.is_finite()), "the hypergradient of T is not finite at epoch {} batch {}", s.info.epoch + 1, s.info.batch + 1);
+            ensure!(
+                h.iter().all(|x| x.is_finite()),
+                "the hypergradient of T is not finite at epoch {} batch {}",
+                s.info.epoch + 1,
+                s.info.batch + 1
+            );
             self.update_t(&h);
         }
         // (6) the real step with the new T.
@@ -682,7 +822,9 @@ impl Objective for Mlc<'_> {
         let l = train_loss(self.variant, logits, &s.batch.labels, &s.batch.trusted, &t);
         let out = s.backward_and_update(l)?;
         Ok(match self.variant {
-            Variant::OfficialCode => StepOut { loss: out.loss / s.batch.labels.len() as f64 },
+            Variant::OfficialCode => StepOut {
+                loss: out.loss / s.batch.labels.len() as f64,
+            },
             Variant::Textbook => out,
         })
     }
@@ -698,7 +840,11 @@ impl Objective for Mlc<'_> {
         .expect("serializable");
         // T and the Adam moments in f64, split into two f32 halves to keep every bit.
         let mut tensors = Vec::new();
-        for (name, v) in [("t", &self.theta_t), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
+        for (name, v) in [
+            ("t", &self.theta_t),
+            ("adam_m", &self.adam_m),
+            ("adam_v", &self.adam_v),
+        ] {
             let hi: Vec<f64> = v.iter().map(|&x| x as f32 as f64).collect();
             let lo: Vec<f64> = v.iter().zip(&hi).map(|(x, h)| x - h).collect();
             tensors.push(f64_tensor(&format!("{name}.hi"), k, &hi));
@@ -707,16 +853,33 @@ impl Objective for Mlc<'_> {
         MethodState { json, tensors }
     }
 
-    fn load_state(&mut self, json: &serde_json::Value, tensors: &BTreeMap<String, NamedTensor>) -> Result<()> {
+    fn load_state(
+        &mut self,
+        json: &serde_json::Value,
+        tensors: &BTreeMap<String, NamedTensor>,
+    ) -> Result<()> {
         let st: MlcState = serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
         self.t_steps = st.t_steps;
         self.meta_loss_sum = st.meta_loss_sum;
         self.meta_loss_count = st.meta_loss_count;
         self.history = st.history;
-        for (name, dst) in [("t", &mut self.theta_t), ("adam_m", &mut self.adam_m), ("adam_v", &mut self.adam_v)] {
-            let hi = tensors.get(&format!("{name}.hi")).with_context(|| format!("MLC checkpoint lacks {name}"))?;
-            let lo = tensors.get(&format!("{name}.lo")).with_context(|| format!("MLC checkpoint lacks {name}"))?;
-            *dst = hi.data.iter().zip(&lo.data).map(|(&h, &l)| h as f64 + l as f64).collect();
+        for (name, dst) in [
+            ("t", &mut self.theta_t),
+            ("adam_m", &mut self.adam_m),
+            ("adam_v", &mut self.adam_v),
+        ] {
+            let hi = tensors
+                .get(&format!("{name}.hi"))
+                .with_context(|| format!("MLC checkpoint lacks {name}"))?;
+            let lo = tensors
+                .get(&format!("{name}.lo"))
+                .with_context(|| format!("MLC checkpoint lacks {name}"))?;
+            *dst = hi
+                .data
+                .iter()
+                .zip(&lo.data)
+                .map(|(&h, &l)| h as f64 + l as f64)
+                .collect();
         }
         Ok(())
     }
@@ -725,13 +888,25 @@ impl Objective for Mlc<'_> {
         let t = self.t_matrix();
         let mut e = BTreeMap::new();
         if self.meta_loss_count > 0 {
-            e.insert("meta_loss".to_string(), self.meta_loss_sum / self.meta_loss_count as f64);
+            e.insert(
+                "meta_loss".to_string(),
+                self.meta_loss_sum / self.meta_loss_count as f64,
+            );
         }
-        e.insert("t_frobenius_to_true_c".to_string(), t.frobenius_distance(&self.true_c));
-        e.insert("t_mean_row_l1_to_true_c".to_string(), t.mean_row_l1_distance(&self.true_c));
+        e.insert(
+            "t_frobenius_to_true_c".to_string(),
+            t.frobenius_distance(&self.true_c),
+        );
+        e.insert(
+            "t_mean_row_l1_to_true_c".to_string(),
+            t.mean_row_l1_distance(&self.true_c),
+        );
         self.meta_loss_sum = 0.0;
         self.meta_loss_count = 0;
-        self.history.push(TEpoch { epoch: self.history.len() + 1, rows: (0..self.k).map(|i| t.row(i).to_vec()).collect() });
+        self.history.push(TEpoch {
+            epoch: self.history.len() + 1,
+            rows: (0..self.k).map(|i| t.row(i).to_vec()).collect(),
+        });
         e
     }
 }

@@ -58,7 +58,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::train::{default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer};
+use crate::kinds::train::{
+    default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
+};
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::{input_kind, Decoder};
 use crate::nn::checkpoint::MethodState;
@@ -213,9 +215,13 @@ pub fn init_scale_for_smoothing(eps: f64, k: usize) -> f64 {
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir).with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
+    let ds = Dataset::load(data_dir)
+        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
     let noise = match ctx.input_opt("noise")? {
-        Some(r) => Some(NoisyLabels::load(&r.dir).with_context(|| format!("loading input `noise` from {}", r.dir.display()))?),
+        Some(r) => Some(
+            NoisyLabels::load(&r.dir)
+                .with_context(|| format!("loading input `noise` from {}", r.dir.display()))?,
+        ),
         None => None,
     };
     let metrics = train(p, ctx, &ds, noise.as_ref())?;
@@ -223,17 +229,35 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
 }
 
 /// Trains with learned labels; writes weights, labels, the class similarity and timings.
-pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyLabels>) -> Result<Metrics> {
+pub fn train(
+    p: &Params,
+    ctx: &StageContext,
+    ds: &Dataset,
+    noise: Option<&NoisyLabels>,
+) -> Result<Metrics> {
     let k = ds.meta.num_classes;
     let n = ds.train.len();
     ensure!(p.epochs > 0, "params.epochs must be positive");
-    ensure!(p.batch_size > 0 && p.meta_batch_size > 0, "params.batch_size and params.meta_batch_size must be positive");
+    ensure!(
+        p.batch_size > 0 && p.meta_batch_size > 0,
+        "params.batch_size and params.meta_batch_size must be positive"
+    );
     ensure!(p.temperature > 0.0, "params.temperature must be positive");
-    ensure!((0.0..1.0).contains(&p.init_smoothing) && p.init_smoothing > 0.0, "params.init_smoothing must be in (0, 1)");
+    ensure!(
+        (0.0..1.0).contains(&p.init_smoothing) && p.init_smoothing > 0.0,
+        "params.init_smoothing must be in (0, 1)"
+    );
     let (labels, trusted): (Vec<u32>, Vec<bool>) = match noise {
         Some(nl) => {
-            ensure!(nl.noisy.len() == n, "input `noise` has {} labels but the train split has {n} examples", nl.noisy.len());
-            ensure!(nl.clean == ds.train.y, "input `noise` was made for other data: its clean labels differ from the dataset's");
+            ensure!(
+                nl.noisy.len() == n,
+                "input `noise` has {} labels but the train split has {n} examples",
+                nl.noisy.len()
+            );
+            ensure!(
+                nl.clean == ds.train.y,
+                "input `noise` was made for other data: its clean labels differ from the dataset's"
+            );
             (nl.noisy.clone(), nl.trusted_mask())
         }
         None => (ds.train.y.clone(), vec![false; n]),
@@ -247,7 +271,9 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyL
         }
         m => m,
     };
-    let c = p.init_scale.unwrap_or_else(|| init_scale_for_smoothing(p.init_smoothing, k));
+    let c = p
+        .init_scale
+        .unwrap_or_else(|| init_scale_for_smoothing(p.init_smoothing, k));
     let all: Vec<u32> = (0..n as u32).collect();
 
     let (net, params0, buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
@@ -265,7 +291,16 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyL
         augment: p.augment,
     };
     if p.warmup_epochs > 0 {
-        session.run_phase(0, &phase("warmup", p.warmup_epochs), &net, &mut params, &mut buffers, &mut LossObjective { target: Target::Hard })?;
+        session.run_phase(
+            0,
+            &phase("warmup", p.warmup_epochs),
+            &net,
+            &mut params,
+            &mut buffers,
+            &mut LossObjective {
+                target: Target::Hard,
+            },
+        )?;
     }
     let meta_pool = match meta_set {
         MetaSet::Trusted => trusted_idx,
@@ -305,7 +340,14 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyL
     obj.m = vec![0.0; obj.logits.len()];
     obj.v = vec![0.0; obj.logits.len()];
     obj.steps = vec![0; obj.logits.len() / k];
-    session.run_phase(1, &phase("soft_labels", p.epochs), &net, &mut params, &mut buffers, &mut obj)?;
+    session.run_phase(
+        1,
+        &phase("soft_labels", p.epochs),
+        &net,
+        &mut params,
+        &mut buffers,
+        &mut obj,
+    )?;
     session.write_outputs(&params, &buffers)?;
 
     // Outputs: the labels, the class similarity.
@@ -314,8 +356,16 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyL
     write_safetensors(
         &ctx.out_dir.join(LABELS_FILE),
         &[
-            NamedTensor { name: "logits".into(), shape: vec![rows, k], data: obj.logits.clone() },
-            NamedTensor { name: "soft_labels".into(), shape: vec![rows, k], data: soft.clone() },
+            NamedTensor {
+                name: "logits".into(),
+                shape: vec![rows, k],
+                data: obj.logits.clone(),
+            },
+            NamedTensor {
+                name: "soft_labels".into(),
+                shape: vec![rows, k],
+                data: soft.clone(),
+            },
         ],
         None,
     )?;
@@ -335,7 +385,10 @@ pub fn train(p: &Params, ctx: &StageContext, ds: &Dataset, noise: Option<&NoisyL
             Granularity::PerClass => "soft_labels_per_class",
         }
         .into(),
-        dataset: DatasetId { name: ds.meta.name.clone(), identity: ds.meta.identity.clone() },
+        dataset: DatasetId {
+            name: ds.meta.name.clone(),
+            identity: ds.meta.identity.clone(),
+        },
         noise: noise.map(|nl| NoiseId {
             corruption: nl.meta.corruption.clone(),
             strength: nl.meta.strength,
@@ -427,15 +480,23 @@ pub fn label_hypergradient(
     let (input, targets, trusted) = batch;
     let k = net.classes;
     // (2)-(3): the virtual step on the soft cross-entropy.
-    let logits = net.forward::<Tp>(params, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
+    let logits = net.forward::<Tp>(
+        params,
+        buffers,
+        input.clone(),
+        Mode::TrainFrozenBn,
+        Some(rng),
+    );
     let mut g = loss::soft_cross_entropy(logits, targets.to_vec()).backward();
     let g_theta = params.grads(&mut g);
     let looked = hypergrad::look_ahead(params, &g_theta, alpha, mask);
     // (4): the meta loss and v.
-    let (meta_loss, v) = hypergrad::meta_gradient(net, &looked, buffers, meta.0, &meta.1, mask, rng);
+    let (meta_loss, v) =
+        hypergrad::meta_gradient(net, &looked, buffers, meta.0, &meta.1, mask, rng);
     // (5): the hypergradient with respect to the batch's label logits.
     let h = hypergrad::finite_difference(params, &v, alpha, eps0, |p| {
-        let z: Mat = net.forward::<NoneTape>(p, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
+        let z: Mat =
+            net.forward::<NoneTape>(p, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
         Ok(label_logit_grad(&host(&z), targets, trusted, k, tau))
     })?;
     Ok((meta_loss, h))
@@ -530,7 +591,14 @@ impl SoftLabels<'_> {
             total += 1;
             let r = self.row_of(i as u32);
             let row = &self.logits[r * k..(r + 1) * k];
-            let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (j, &x)| if x > b.1 { (j, x) } else { b }).0;
+            let arg = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (j, &x)| if x > b.1 { (j, x) } else { b },
+                )
+                .0;
             if arg == self.clean[i] as usize {
                 hit += 1;
             }
@@ -559,7 +627,9 @@ impl SoftLabels<'_> {
             if self.trusted[i as usize] {
                 continue;
             }
-            let acc = per_row.entry(self.row_of(i)).or_insert_with(|| vec![0.0; k]);
+            let acc = per_row
+                .entry(self.row_of(i))
+                .or_insert_with(|| vec![0.0; k]);
             for j in 0..k {
                 acc[j] += h[bi * k + j] as f64;
             }
@@ -604,12 +674,37 @@ impl Objective for SoftLabels<'_> {
         let trusted = s.batch.trusted.clone();
         let targets = self.batch_targets(&idx);
         let midx = self.meta_indices(s.rng);
-        let meta = (self.decoder.input(&midx, None), midx.iter().map(|&i| self.meta_labels[i as usize]).collect::<Vec<u32>>());
-        let batch = (s.batch.input.clone(), targets.as_slice(), trusted.as_slice());
-        let (meta_loss, h) = label_hypergradient(s.net, s.params, s.buffers, batch, self.tau, meta, self.alpha, self.eps0, self.mask.as_deref(), s.rng)?;
+        let meta = (
+            self.decoder.input(&midx, None),
+            midx.iter()
+                .map(|&i| self.meta_labels[i as usize])
+                .collect::<Vec<u32>>(),
+        );
+        let batch = (
+            s.batch.input.clone(),
+            targets.as_slice(),
+            trusted.as_slice(),
+        );
+        let (meta_loss, h) = label_hypergradient(
+            s.net,
+            s.params,
+            s.buffers,
+            batch,
+            self.tau,
+            meta,
+            self.alpha,
+            self.eps0,
+            self.mask.as_deref(),
+            s.rng,
+        )?;
         self.meta_loss_sum += meta_loss as f64;
         self.meta_loss_count += 1;
-        ensure!(h.iter().all(|x| x.is_finite()), "the label hypergradient is not finite at epoch {} batch {}", s.info.epoch + 1, s.info.batch + 1);
+        ensure!(
+            h.iter().all(|x| x.is_finite()),
+            "the label hypergradient is not finite at epoch {} batch {}",
+            s.info.epoch + 1,
+            s.info.batch + 1
+        );
         self.update_rows(&idx, &h);
         // (6): the real step with the updated labels.
         let targets = self.batch_targets(&idx);
@@ -619,19 +714,51 @@ impl Objective for SoftLabels<'_> {
 
     fn state(&self) -> MethodState {
         let rows = self.logits.len() / self.k;
-        let json = serde_json::to_value(State { steps: self.steps.clone(), meta_loss_sum: self.meta_loss_sum, meta_loss_count: self.meta_loss_count }).expect("serializable");
-        let t = |name: &str, d: &[f32]| NamedTensor { name: name.into(), shape: vec![rows, self.k], data: d.to_vec() };
-        MethodState { json, tensors: vec![t("logits", &self.logits), t("adam_m", &self.m), t("adam_v", &self.v)] }
+        let json = serde_json::to_value(State {
+            steps: self.steps.clone(),
+            meta_loss_sum: self.meta_loss_sum,
+            meta_loss_count: self.meta_loss_count,
+        })
+        .expect("serializable");
+        let t = |name: &str, d: &[f32]| NamedTensor {
+            name: name.into(),
+            shape: vec![rows, self.k],
+            data: d.to_vec(),
+        };
+        MethodState {
+            json,
+            tensors: vec![
+                t("logits", &self.logits),
+                t("adam_m", &self.m),
+                t("adam_v", &self.v),
+            ],
+        }
     }
 
-    fn load_state(&mut self, json: &serde_json::Value, tensors: &BTreeMap<String, NamedTensor>) -> Result<()> {
-        let st: State = serde_json::from_value(json.clone()).context("soft-label checkpoint state")?;
+    fn load_state(
+        &mut self,
+        json: &serde_json::Value,
+        tensors: &BTreeMap<String, NamedTensor>,
+    ) -> Result<()> {
+        let st: State =
+            serde_json::from_value(json.clone()).context("soft-label checkpoint state")?;
         self.steps = st.steps;
         self.meta_loss_sum = st.meta_loss_sum;
         self.meta_loss_count = st.meta_loss_count;
-        for (name, dst) in [("logits", &mut self.logits), ("adam_m", &mut self.m), ("adam_v", &mut self.v)] {
-            let t = tensors.get(name).with_context(|| format!("soft-label checkpoint lacks {name}"))?;
-            ensure!(t.data.len() == dst.len(), "soft-label checkpoint: {name} has {} values, expected {}", t.data.len(), dst.len());
+        for (name, dst) in [
+            ("logits", &mut self.logits),
+            ("adam_m", &mut self.m),
+            ("adam_v", &mut self.v),
+        ] {
+            let t = tensors
+                .get(name)
+                .with_context(|| format!("soft-label checkpoint lacks {name}"))?;
+            ensure!(
+                t.data.len() == dst.len(),
+                "soft-label checkpoint: {name} has {} values, expected {}",
+                t.data.len(),
+                dst.len()
+            );
             dst.copy_from_slice(&t.data);
         }
         Ok(())
@@ -640,7 +767,10 @@ impl Objective for SoftLabels<'_> {
     fn epoch_extra(&mut self, _net: &Network, _params: &ParamSet) -> BTreeMap<String, f64> {
         let mut e = BTreeMap::new();
         if self.meta_loss_count > 0 {
-            e.insert("meta_loss".to_string(), self.meta_loss_sum / self.meta_loss_count as f64);
+            e.insert(
+                "meta_loss".to_string(),
+                self.meta_loss_sum / self.meta_loss_count as f64,
+            );
         }
         if let Some(r) = self.correction_rate() {
             e.insert("label_correction_rate".to_string(), r);

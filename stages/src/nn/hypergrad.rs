@@ -35,7 +35,12 @@ use super::model::{Input, Mode, Network};
 use super::params::{Buffers, ParamSet};
 
 /// The virtual step `θ' = θ − α g` (only where `mask` is true, when given).
-pub fn look_ahead(params: &ParamSet, g: &[Vec<f32>], alpha: f32, mask: Option<&[bool]>) -> ParamSet {
+pub fn look_ahead(
+    params: &ParamSet,
+    g: &[Vec<f32>],
+    alpha: f32,
+    mask: Option<&[bool]>,
+) -> ParamSet {
     let dir: Vec<Vec<f32>> = masked(g, mask);
     params.axpy(-alpha, &dir)
 }
@@ -52,7 +57,13 @@ pub fn meta_gradient(
     mask: Option<&[bool]>,
     rng: &mut rand_chacha::ChaCha8Rng,
 ) -> (f32, Vec<Vec<f32>>) {
-    let logits = net.forward::<super::kernels::Tp>(looked_ahead, buffers, meta_input, Mode::TrainFrozenBn, Some(rng));
+    let logits = net.forward::<super::kernels::Tp>(
+        looked_ahead,
+        buffers,
+        meta_input,
+        Mode::TrainFrozenBn,
+        Some(rng),
+    );
     let l = loss::cross_entropy(logits, meta_labels);
     let value = l.array();
     let mut g = l.backward();
@@ -61,7 +72,11 @@ pub fn meta_gradient(
 
 /// Euclidean norm over all parameters.
 pub fn norm(v: &[Vec<f32>]) -> f64 {
-    v.iter().flat_map(|x| x.iter()).map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
+    v.iter()
+        .flat_map(|x| x.iter())
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// `∇_φ L_meta(θ'(φ)) ≈ −α (∇_φ L_train(θ + εv) − ∇_φ L_train(θ − εv)) / (2ε)`, with
@@ -81,9 +96,16 @@ pub fn finite_difference(
     let eps = (eps0 as f64 / nv) as f32;
     let gp = grad_phi(&params.axpy(eps, v))?;
     let gm = grad_phi(&params.axpy(-eps, v))?;
-    ensure!(gp.len() == gm.len(), "hypergradient: grad_phi changed length");
+    ensure!(
+        gp.len() == gm.len(),
+        "hypergradient: grad_phi changed length"
+    );
     let scale = -(alpha as f64) / (2.0 * eps as f64);
-    Ok(gp.iter().zip(&gm).map(|(a, b)| ((*a as f64 - *b as f64) * scale) as f32).collect())
+    Ok(gp
+        .iter()
+        .zip(&gm)
+        .map(|(a, b)| ((*a as f64 - *b as f64) * scale) as f32)
+        .collect())
 }
 
 fn masked(g: &[Vec<f32>], mask: Option<&[bool]>) -> Vec<Vec<f32>> {
@@ -101,10 +123,17 @@ fn masked(g: &[Vec<f32>], mask: Option<&[bool]>) -> Vec<Vec<f32>> {
 /// the parameters created last that share the final layer's name prefix.
 pub fn last_layer_mask(params: &ParamSet) -> Vec<bool> {
     let last = params.names.last().cloned().unwrap_or_default();
-    let prefix = last.rsplit_once('.').map(|(p, _)| p.to_string()).unwrap_or(last);
+    let prefix = last
+        .rsplit_once('.')
+        .map(|(p, _)| p.to_string())
+        .unwrap_or(last);
     params
         .names
         .iter()
-        .map(|n| n.rsplit_once('.').map(|(p, _)| p == prefix).unwrap_or(*n == prefix))
+        .map(|n| {
+            n.rsplit_once('.')
+                .map(|(p, _)| p == prefix)
+                .unwrap_or(*n == prefix)
+        })
         .collect()
 }

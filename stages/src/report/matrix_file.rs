@@ -23,8 +23,14 @@ pub fn save(m: &Matrix, dir: &Path, file: &str) -> Result<()> {
 /// Reads `dir/file`, checking that it is K×K with finite entries.
 pub fn load(dir: &Path, file: &str) -> Result<Matrix> {
     let path = dir.join(file);
-    let m = crate::noise::MatrixFile::load(&path)?.to_matrix().with_context(|| format!("reading {}", path.display()))?;
-    ensure!(m.data.iter().all(|x| x.is_finite()), "{}: a matrix entry is not finite", path.display());
+    let m = crate::noise::MatrixFile::load(&path)?
+        .to_matrix()
+        .with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        m.data.iter().all(|x| x.is_finite()),
+        "{}: a matrix entry is not finite",
+        path.display()
+    );
     Ok(m)
 }
 

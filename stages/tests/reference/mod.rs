@@ -15,7 +15,12 @@ pub struct Linear {
 impl Linear {
     pub fn probs(&self, x: &[f64]) -> Vec<f64> {
         let z: Vec<f64> = (0..self.k)
-            .map(|i| self.b[i] + (0..self.d).map(|j| self.w[i * self.d + j] * x[j]).sum::<f64>())
+            .map(|i| {
+                self.b[i]
+                    + (0..self.d)
+                        .map(|j| self.w[i * self.d + j] * x[j])
+                        .sum::<f64>()
+            })
             .collect();
         let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
@@ -26,7 +31,12 @@ impl Linear {
 
 /// Mean over the batch of `-log(sum_j p_j T[j, y])` and its gradient (dW, db).
 /// `t` is K×K row-major (row = true class, column = observed class).
-pub fn forward_corrected_grad(m: &Linear, t: &[f64], xs: &[Vec<f64>], ys: &[usize]) -> (f64, Vec<f64>, Vec<f64>) {
+pub fn forward_corrected_grad(
+    m: &Linear,
+    t: &[f64],
+    xs: &[Vec<f64>],
+    ys: &[usize],
+) -> (f64, Vec<f64>, Vec<f64>) {
     let (k, d, n) = (m.k, m.d, xs.len() as f64);
     let mut gw = vec![0.0; k * d];
     let mut gb = vec![0.0; k];
@@ -48,11 +58,21 @@ pub fn forward_corrected_grad(m: &Linear, t: &[f64], xs: &[Vec<f64>], ys: &[usiz
 
 /// Mean cross-entropy on clean labels.
 pub fn ce(m: &Linear, xs: &[Vec<f64>], ys: &[usize]) -> f64 {
-    xs.iter().zip(ys).map(|(x, &y)| -m.probs(x)[y].ln()).sum::<f64>() / xs.len() as f64
+    xs.iter()
+        .zip(ys)
+        .map(|(x, &y)| -m.probs(x)[y].ln())
+        .sum::<f64>()
+        / xs.len() as f64
 }
 
 /// The look-ahead objective `L_meta(theta - alpha * grad_theta L_train(theta, T))`.
-pub fn lookahead(m: &Linear, t: &[f64], alpha: f64, tr: (&[Vec<f64>], &[usize]), meta: (&[Vec<f64>], &[usize])) -> f64 {
+pub fn lookahead(
+    m: &Linear,
+    t: &[f64],
+    alpha: f64,
+    tr: (&[Vec<f64>], &[usize]),
+    meta: (&[Vec<f64>], &[usize]),
+) -> f64 {
     let (_, gw, gb) = forward_corrected_grad(m, t, tr.0, tr.1);
     let mut m2 = m.clone();
     for (w, g) in m2.w.iter_mut().zip(&gw) {
@@ -65,7 +85,14 @@ pub fn lookahead(m: &Linear, t: &[f64], alpha: f64, tr: (&[Vec<f64>], &[usize]),
 }
 
 /// d lookahead / d T by central differences (step h), every entry.
-pub fn hypergrad_t(m: &Linear, t: &[f64], alpha: f64, tr: (&[Vec<f64>], &[usize]), meta: (&[Vec<f64>], &[usize]), h: f64) -> Vec<f64> {
+pub fn hypergrad_t(
+    m: &Linear,
+    t: &[f64],
+    alpha: f64,
+    tr: (&[Vec<f64>], &[usize]),
+    meta: (&[Vec<f64>], &[usize]),
+    h: f64,
+) -> Vec<f64> {
     (0..t.len())
         .map(|i| {
             let mut tp = t.to_vec();
@@ -77,10 +104,14 @@ pub fn hypergrad_t(m: &Linear, t: &[f64], alpha: f64, tr: (&[Vec<f64>], &[usize]
         .collect()
 }
 
-
 /// Mean soft cross-entropy `−1/B Σ_b Σ_k ŷ_bk log p_bk` with `ŷ_b = softmax(ℓ_b / τ)`, and its
 /// gradient (dW, db): `∂L/∂z_b = (p_b − ŷ_b) / B` since each `ŷ_b` sums to one.
-pub fn soft_ce_grad(m: &Linear, label_logits: &[f64], tau: f64, xs: &[Vec<f64>]) -> (f64, Vec<f64>, Vec<f64>) {
+pub fn soft_ce_grad(
+    m: &Linear,
+    label_logits: &[f64],
+    tau: f64,
+    xs: &[Vec<f64>],
+) -> (f64, Vec<f64>, Vec<f64>) {
     let (k, d, n) = (m.k, m.d, xs.len() as f64);
     let mut gw = vec![0.0; k * d];
     let mut gb = vec![0.0; k];
@@ -108,7 +139,15 @@ pub fn softmax(z: &[f64], tau: f64) -> Vec<f64> {
 }
 
 /// d/dℓ of `L_meta(θ − α ∇_θ L_soft(θ, ℓ))` by central differences, every entry of ℓ.
-pub fn hypergrad_labels(m: &Linear, label_logits: &[f64], tau: f64, alpha: f64, xs: &[Vec<f64>], meta: (&[Vec<f64>], &[usize]), h: f64) -> Vec<f64> {
+pub fn hypergrad_labels(
+    m: &Linear,
+    label_logits: &[f64],
+    tau: f64,
+    alpha: f64,
+    xs: &[Vec<f64>],
+    meta: (&[Vec<f64>], &[usize]),
+    h: f64,
+) -> Vec<f64> {
     let objective = |l: &[f64]| {
         let (_, gw, gb) = soft_ce_grad(m, l, tau, xs);
         let mut m2 = m.clone();
