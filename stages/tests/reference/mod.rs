@@ -2,6 +2,9 @@
 //! (a linear classifier, no hidden layer). Nothing here uses dfdx: gradients are written
 //! out by hand, and the hypergradient is the central difference of the whole look-ahead
 //! objective with respect to each entry of the extra parameters.
+//!
+//! Shared by several test crates; each uses only part of it.
+#![allow(dead_code)]
 
 /// Softmax regression parameters: `w` is K×D row-major, `b` has K entries.
 #[derive(Clone)]
