@@ -85,6 +85,8 @@ struct InputDecl {
     name: String,
     upstream: usize,
     group: bool,
+    /// `up[v1,v2]`: this one member of `up`, whatever the reader's coordinates.
+    pinned: Option<String>,
 }
 
 impl Pipeline {
@@ -174,6 +176,32 @@ impl Pipeline {
             }
         }
 
+        for (sname, st) in spec.stages.iter() {
+            let Some(list) = &st.profiles else { continue };
+            let loc = || at(&["stages", sname, "profiles"]);
+            if list.is_empty() {
+                return Err(err("`profiles` lists no profile".into())
+                    .line(loc())
+                    .stage(sname.clone())
+                    .field("profiles".to_string()));
+            }
+            for pn in list {
+                if pn != DEFAULT_PROFILE && spec.profiles.get(pn).is_none() {
+                    return Err(err(format!(
+                        "`profiles` names unknown profile `{pn}` (profiles: {DEFAULT_PROFILE}{})",
+                        spec.profiles
+                            .keys()
+                            .filter(|k| k.as_str() != DEFAULT_PROFILE)
+                            .map(|k| format!(", {k}"))
+                            .collect::<String>()
+                    ))
+                    .line(loc())
+                    .stage(sname.clone())
+                    .field("profiles".to_string()));
+                }
+            }
+        }
+
         let executor = ResourceTable::executor(spec, prof, profile, text, file)?;
         let resources = ResourceTable::build(spec, prof, profile, text, file)?;
 
@@ -183,9 +211,15 @@ impl Pipeline {
             .enumerate()
             .map(|(i, n)| (n.as_str(), i))
             .collect();
-        let enabled: Vec<bool> = names
+        let in_profile = |st: &StageSpec| {
+            st.profiles
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|p| p == profile))
+        };
+        let enabled: Vec<bool> = spec
+            .stages
             .iter()
-            .map(|n| !prof.disable.iter().any(|d| d == *n))
+            .map(|(n, st)| !prof.disable.iter().any(|d| d == n) && in_profile(st))
             .collect();
 
         // Kinds, inputs, matrix shape.
@@ -240,9 +274,13 @@ impl Pipeline {
             }
             let mut ds = Vec::new();
             for (iname, target) in st.inputs.iter() {
-                let (up, group) = match target.strip_suffix("[*]") {
-                    Some(u) => (u.trim(), true),
-                    None => (target.trim(), false),
+                let target = target.trim();
+                let (up, group, pinned) = match target.strip_suffix("[*]") {
+                    Some(u) => (u.trim(), true, None),
+                    None => match target.strip_suffix(']').and_then(|t| t.split_once('[')) {
+                        Some((u, _)) => (u.trim(), false, Some(target.to_string())),
+                        None => (target, false, None),
+                    },
                 };
                 let loc = || at(&["stages", name, "inputs", iname]);
                 let Some(&ui) = index.get(up) else {
@@ -252,8 +290,14 @@ impl Pipeline {
                         .field(format!("inputs.{iname}")));
                 };
                 if enabled[index[name.as_str()]] && !enabled[ui] {
+                    let why = match &spec.stages.0[ui].1.profiles {
+                        Some(l) if !l.iter().any(|p| p == profile) => {
+                            format!("which only profiles [{}] have", l.join(", "))
+                        }
+                        _ => format!("which profile `{profile}` disables"),
+                    };
                     return Err(err(format!(
-                        "input `{iname}` reads stage `{up}`, which profile `{profile}` disables"
+                        "input `{iname}` reads stage `{up}`, {why}"
                     ))
                     .line(loc())
                     .stage(name.clone())
@@ -263,6 +307,7 @@ impl Pipeline {
                     name: iname.clone(),
                     upstream: ui,
                     group,
+                    pinned,
                 });
             }
             decls.push(ds);
@@ -306,7 +351,7 @@ impl Pipeline {
             let own_axis_count = axes.len();
             // Axes inherited from single (non-group) inputs: one member per upstream
             // member, so a stage reading a matrix stage fans out with it.
-            for d in decls[si].iter().filter(|d| !d.group) {
+            for d in decls[si].iter().filter(|d| !d.group && d.pinned.is_none()) {
                 let up = &stages[stage_pos[&d.upstream]];
                 for (a, vals) in up.axes.iter().zip(&up.values) {
                     if !axes.iter().any(|(b, _)| b == a) {
@@ -437,6 +482,26 @@ impl Pipeline {
             for d in &decls[si] {
                 let up = &stages[stage_pos[&d.upstream]];
                 upstream_stages.push(stage_pos[&d.upstream]);
+                if let Some(pin) = &d.pinned {
+                    let Some(&um) = up.members.iter().find(|&&um| members[um].name == *pin) else {
+                        return Err(err(format!(
+                            "input `{}` names member `{pin}`, which profile `{profile}` does not have (members: {})",
+                            d.name,
+                            up.members
+                                .iter()
+                                .map(|&um| members[um].name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                        .line(at(&["stages", name, "inputs", &d.name]))
+                        .stage(name.clone())
+                        .field(format!("inputs.{}", d.name)));
+                    };
+                    for &mi in &stage_members {
+                        members[mi].inputs.insert(d.name.clone(), vec![um]);
+                    }
+                    continue;
+                }
                 let own_axes: Vec<&String> = axes.iter().map(|(a, _)| a).collect();
                 let shared: Vec<String> = up
                     .axes
@@ -873,6 +938,39 @@ profiles:
         assert_eq!(p.members.len(), 1);
         let e = build(text, "nope").unwrap_err();
         assert!(e.message.contains("no profile `nope`"), "{e}");
+    }
+
+    #[test]
+    fn stages_can_belong_to_some_profiles_only() {
+        let text = "stages:\n  a:\n    kind: probe\n    profiles: [default, small]\n  b:\n    kind: probe\n    profiles: [big]\n  c:\n    kind: probe\n    inputs: { x: b }\n    profiles: [big]\nprofiles:\n  small: {}\n  big: {}\n";
+        let names = |p: &Pipeline| p.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&build(text, "default").unwrap()), ["a"]);
+        assert_eq!(names(&build(text, "small").unwrap()), ["a"]);
+        assert_eq!(names(&build(text, "big").unwrap()), ["b", "c"]);
+
+        let bad = text.replace("profiles: [big]\n  c:", "profiles: [bgi]\n  c:");
+        let e = build(&bad, "default").unwrap_err();
+        assert!(e.message.contains("unknown profile `bgi`"), "{e}");
+        assert_eq!((e.stage.as_deref(), e.line), (Some("b"), Some(7)), "{e}");
+
+        let bad = text.replace("inputs: { x: b }\n    profiles: [big]", "inputs: { x: b }");
+        let e = build(&bad, "default").unwrap_err();
+        assert!(e.message.contains("which only profiles [big] have"), "{e}");
+        assert_eq!(e.stage.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn an_input_can_pin_one_member() {
+        let text = "stages:\n  d:\n    kind: probe\n    matrix: { steps: [1, 2] }\n  n:\n    kind: probe\n    inputs: { x: \"d[2]\" }\n    matrix: { seed: [1, 2] }\n";
+        let p = build(text, "default").unwrap();
+        let names: Vec<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["d[1]", "d[2]", "n[seed=1]", "n[seed=2]"]);
+        for m in &p.members[2..] {
+            assert_eq!(m.inputs["x"], vec![1], "{}", m.name);
+        }
+        let e = build(&text.replace("d[2]", "d[3]"), "default").unwrap_err();
+        assert!(e.message.contains("members: d[1], d[2]"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("inputs.x"));
     }
 
     #[test]

@@ -25,6 +25,10 @@
 //!     inputs: { runs: "train_ce[*]" } # ... or `stage[*]`: a whole matrix group
 //!     publish: results/tables     # copy the outputs here after a run or a restore
 //!     seed: 0                     # optional seed of a stage without a `seed` axis (default 0)
+//!   mnist:
+//!     kind: download
+//!     params: { dataset: mnist }
+//!     profiles: [cpu]             # optional: only these profiles have the stage
 //! profiles:                       # optional; `repro run --profile NAME`
 //!   tiny:
 //!     defaults: { train: { epochs: 1 } }
@@ -64,11 +68,19 @@
 //! `seed` always last. `name: "up[*]"` (a group) inherits nothing and binds to all
 //! members of `up` that agree with this member on the axes both have (at least one), in
 //! `up`'s member order. Every bound member reaches the stage with its own coordinates, so
-//! a table can group runs by them.
+//! a table can group runs by them. `name: "up[v1,v2]"` binds to the one member of `up`
+//! with that name, for every member of the stage, and inherits nothing (e.g. the
+//! CIFAR-100 member of a download stage whose matrix lists several datasets).
 //!
 //! **Publish**: `publish: DIR` (relative to the project) receives a copy of the stage's
 //! output files after it runs or is restored. A stage with several members publishes each
 //! under `DIR/<its matrix values>` (the bracketed part of its name).
+//!
+//! **Profile membership**: a stage with `profiles: [a, b]` exists only in those profiles
+//! (`default` names the profile used without `--profile`); a stage without the field is
+//! in every profile, unless a profile's `disable` leaves it out. So one file holds the
+//! stage groups of several datasets, and each profile runs its own. A stage of a profile
+//! may not read a stage the profile does not have.
 //!
 //! **Executor** (`repro run --executor` wins over the profile's `executor:`, which wins
 //! over the top-level one; default `local`): `local` runs each stage as a child process,
@@ -139,6 +151,10 @@ pub struct StageSpec {
     pub seed: Option<u64>,
     #[serde(default)]
     pub publish: Option<String>,
+    /// The profiles this stage belongs to (`default` is the profile without `--profile`);
+    /// absent = every profile.
+    #[serde(default)]
+    pub profiles: Option<Vec<String>>,
 }
 
 /// One entry of `profiles:`.

@@ -139,3 +139,27 @@ fn tiny_profile_runs_every_stage_kind_and_writes_finite_tables() {
         "a no-op run changed the lock"
     );
 }
+
+#[test]
+fn every_profile_of_the_project_plans_with_its_own_stage_groups() {
+    let (_tmp, dir) = project();
+    // Each profile: a stage it must have, a stage it must not have, a dataset it reads.
+    let cases = [
+        ("default", "report", "cpu_report", "digits"),
+        ("cpu", "cpu_report", "report", "fashion_mnist"),
+        ("paper", "paper_report", "digits", "cifar100"),
+    ];
+    for (profile, has, lacks, dataset) in cases {
+        let (code, dag) = repro(&dir, &["dag", "-p", profile]);
+        assert_eq!(code, 0, "profile {profile}:\n{dag}");
+        let stages: Vec<&str> = dag
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(stages.contains(&has), "{profile} lacks {has}:\n{dag}");
+        assert!(!stages.contains(&lacks), "{profile} has {lacks}:\n{dag}");
+        let (code, status) = repro(&dir, &["status", "-p", profile]);
+        assert_eq!(code, 0, "profile {profile}:\n{status}");
+        assert!(status.contains(dataset), "{profile} never reads {dataset}");
+    }
+}
