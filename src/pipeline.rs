@@ -296,12 +296,10 @@ impl Pipeline {
                         }
                         _ => format!("which profile `{profile}` disables"),
                     };
-                    return Err(err(format!(
-                        "input `{iname}` reads stage `{up}`, {why}"
-                    ))
-                    .line(loc())
-                    .stage(name.clone())
-                    .field(format!("inputs.{iname}")));
+                    return Err(err(format!("input `{iname}` reads stage `{up}`, {why}"))
+                        .line(loc())
+                        .stage(name.clone())
+                        .field(format!("inputs.{iname}")));
                 }
                 ds.push(InputDecl {
                     name: iname.clone(),

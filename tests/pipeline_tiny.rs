@@ -158,8 +158,9 @@ fn every_profile_of_the_project_plans_with_its_own_stage_groups() {
             .collect();
         assert!(stages.contains(&has), "{profile} lacks {has}:\n{dag}");
         assert!(!stages.contains(&lacks), "{profile} has {lacks}:\n{dag}");
+        // Exit 1: stages to run (nothing has run in this fresh copy).
         let (code, status) = repro(&dir, &["status", "-p", profile]);
-        assert_eq!(code, 0, "profile {profile}:\n{status}");
+        assert_eq!(code, 1, "profile {profile}:\n{status}");
         assert!(status.contains(dataset), "{profile} never reads {dataset}");
     }
 }

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::report::aggregate::{group_stats, num_key, Obs};
-use crate::report::figures::{palette, pe, Figure, FAMILY};
+use crate::report::figures::{palette, pe, Figure, FAMILY, PALETTE_LEN};
 use crate::report::format::{corruption_name, dataset_name, method_name, percent};
 use crate::report::layouts::{methods_present, sorted_settings, Setting};
 use crate::report::run::Run;
@@ -119,11 +119,13 @@ impl Figure for ErrorCurves {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         pe(root.fill(&WHITE))?;
-        let colour: BTreeMap<&str, RGBColor> = self
+        // Colour from the 8-colour palette; past 8 methods the lines turn dashed with
+        // triangle markers, so no two methods look alike.
+        let style: BTreeMap<&str, (RGBColor, bool)> = self
             .methods
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.as_str(), palette(i)))
+            .map(|(i, m)| (m.as_str(), (palette(i), i >= PALETTE_LEN)))
             .collect();
         let areas = root.split_evenly(self.grid());
         for (panel, area) in self.panels.iter().zip(areas.iter()) {
@@ -153,15 +155,29 @@ impl Figure for ErrorCurves {
                 .light_line_style(WHITE.mix(0.0))
                 .draw())?;
             for (m, pts) in &panel.series {
-                let c = colour.get(m.as_str()).copied().unwrap_or(BLACK);
-                let line = pe(chart.draw_series(LineSeries::new(
-                    pts.iter().map(|p| (p.0, p.1)),
-                    c.stroke_width(2),
-                )))?;
+                let (c, dashed) = style.get(m.as_str()).copied().unwrap_or((BLACK, false));
+                let xy = pts.iter().map(|p| (p.0, p.1));
+                let line = if dashed {
+                    pe(chart.draw_series(DashedLineSeries::new(xy, 7, 4, c.stroke_width(2))))?
+                } else {
+                    pe(chart.draw_series(LineSeries::new(xy, c.stroke_width(2))))?
+                };
                 line.label(method_name(m)).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    let mut v = vec![(x, y), (x + 18, y)];
+                    if dashed {
+                        v = vec![(x, y), (x + 7, y)];
+                    }
+                    PathElement::new(v, c.stroke_width(2))
                 });
-                pe(chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled()))))?;
+                if dashed {
+                    pe(chart.draw_series(
+                        pts.iter()
+                            .map(|p| TriangleMarker::new((p.0, p.1), 4, c.filled())),
+                    ))?;
+                } else {
+                    pe(chart
+                        .draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled()))))?;
+                }
                 pe(chart.draw_series(pts.iter().filter_map(|p| {
                     p.2.map(|sd| {
                         PathElement::new(vec![(p.0, p.1 - sd), (p.0, p.1 + sd)], c.stroke_width(1))

@@ -83,9 +83,12 @@ pub fn write_svg_png(fig: &impl Figure, dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Colours in [`palette`] before it cycles.
+pub const PALETTE_LEN: usize = 8;
+
 /// A fixed palette (colour-blind safe, Okabe–Ito), cycled.
 pub fn palette(i: usize) -> RGBColor {
-    const P: [RGBColor; 8] = [
+    const P: [RGBColor; PALETTE_LEN] = [
         RGBColor(0, 114, 178),
         RGBColor(213, 94, 0),
         RGBColor(0, 158, 115),
