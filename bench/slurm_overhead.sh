@@ -44,7 +44,8 @@
 # then the median of every column over the rounds. A round FAILS (exit status 1 at the end)
 # unless: both runs succeed with the same number of stages; `diff -r` of the published outputs
 # (results/ without the run store results/.runs) and of pipeline.lock (every stage's output
-# digest) finds nothing; and the second Slurm run prints `0 ran` and submits no job.
+# digest) finds nothing; and the second Slurm run prints `0 ran`, submits no job and leaves
+# pipeline.lock as it was.
 #
 # How to read it: ovh/stage at -j 1 is the price of one Slurm round trip per stage (submission,
 # the scheduler's cycle, job launch, polling); wait + (commit - lcommit) is the same price seen
@@ -177,6 +178,7 @@ for j in $JOBS; do
       ts=$(run "$slu" "$slu.log" --executor slurm "${jargs[@]}")
       tl=$(run "$loc" "$loc.log" "${jargs[@]}")
     fi
+    cp "$slu/pipeline.lock" "$slu.lock"
     tn=$(run "$slu" "$slu.noop.log" --executor slurm "${jargs[@]}")
     nl=$(ran "$loc.log")
     ns=$(ran "$slu.log")
@@ -187,7 +189,8 @@ for j in $JOBS; do
     diff -r -x .runs "$loc/results" "$slu/results" >"$slu.diff" 2>&1 ||
       checks="results/ differ (see $slu.diff)"
     cmp -s "$loc/pipeline.lock" "$slu/pipeline.lock" || checks="pipeline.lock differs"
-    if [ "$(ran "$slu.noop.log")" != 0 ] || grep -q ': slurm job ' "$slu.noop.log"; then
+    if [ "$(ran "$slu.noop.log")" != 0 ] || grep -q ': slurm job ' "$slu.noop.log" ||
+      ! cmp -s "$slu.lock" "$slu/pipeline.lock"; then
       checks="second slurm run was not a no-op"
     fi
     [ "$checks" = ok ] || { failed=1; KEEP=1; }
