@@ -34,6 +34,8 @@
 //!   meta batch 100 capped at the trusted set's size, T updated every step): virtual step,
 //!   meta loss at the look-ahead weights, finite-difference hypergradient of T, Adam step
 //!   and projection of T, real step with the new T.
+//! - `mlc_textbook_meta_eq_batch`: the same with `meta_batch_size` equal to the training
+//!   batch size (on digits the default meta batch, 65, is twice the training batch, 32).
 //! - `mlc_official`: `Mlc::step` with `variant: official_code` and its default meta set
 //!   (all trusted examples).
 //! - `mlc_official_m100`: the same with `meta_batch_size: 100` (separates the cost of the
@@ -388,6 +390,9 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
     let p_off100 = mlc_params(r#"{"variant": "official_code", "meta_batch_size": 100}"#);
     let t0 = Matrix::identity(K);
     let mut text = Mlc::new(&p_text, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
+    let bsz = s.batch.labels.len();
+    let p_text_b = mlc_params(&format!(r#"{{"meta_batch_size": {bsz}}}"#));
+    let mut text_b = Mlc::new(&p_text_b, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
     let mut off = Mlc::new(&p_off, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
     let mut off100 = Mlc::new(&p_off100, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
     let mut soft = SoftGlue::new(s);
@@ -396,10 +401,11 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
     };
 
     let (net, mut st_ce) = State::new(&s.spec, &s.ds);
-    let mut states: Vec<State> = (0..4).map(|_| State::new(&s.spec, &s.ds).1).collect();
+    let mut states: Vec<State> = (0..5).map(|_| State::new(&s.spec, &s.ds).1).collect();
     let names = [
         ("ce", 0),
         ("mlc_textbook", 100.min(n_tr)),
+        ("mlc_textbook_meta_eq_batch", bsz.min(n_tr)),
         ("mlc_official", n_tr),
         ("mlc_official_m100", 100.min(n_tr)),
         ("soft_labels", 100.min(n_tr)),
@@ -411,9 +417,10 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
         let t = [
             st_ce.step(&net, b, |c| ce.step(c)),
             states[0].step(&net, b, |c| text.step(c)),
-            states[1].step(&net, b, |c| off.step(c)),
-            states[2].step(&net, b, |c| off100.step(c)),
-            states[3].step(&net, b, |c| soft.step(c)),
+            states[1].step(&net, b, |c| text_b.step(c)),
+            states[2].step(&net, b, |c| off.step(c)),
+            states[3].step(&net, b, |c| off100.step(c)),
+            states[4].step(&net, b, |c| soft.step(c)),
         ];
         if r >= warm {
             for (v, x) in times.iter_mut().zip(t) {
