@@ -1,0 +1,594 @@
+//! Cost of one meta-learning training step against one plain cross-entropy step, on the
+//! same model, the same training batch and the same optimiser (issue 5: "an MLC step ≤ 4×
+//! a plain CE step").
+//!
+//! ```text
+//! cargo bench -p repro-stages --bench meta_step                     # all models
+//! RAYON_NUM_THREADS=1 cargo bench -p repro-stages --bench meta_step -- --only=digits
+//! cargo bench -p repro-stages --bench meta_step -- --quick          # fewer rounds
+//! cargo bench -p repro-stages --bench meta_step -- --breakdown      # + where MLC's time goes
+//! ```
+//!
+//! Models (as in `train_step.rs`, plus the pipeline's default):
+//! - `digits_mlp_64_128_128_10`: the pipeline's default, MLP [128, 128] on the embedded
+//!   digits (8×8, the real data: 1,297 train examples), batch 32, 5 % trusted (65
+//!   examples).
+//! - `mlp_784_256_256_10`: MLP [256, 256] on 784 random features, batch 128.
+//! - `cnn_28x28_conv32_conv64_pool_fc128`: the small CNN on 1×28×28 random images, batch 128.
+//!
+//! The two MNIST-shaped models use a synthetic split whose trusted set has 3,000 examples
+//! (5 % of MNIST's 60,000), which only matters for `official_code`, whose default meta set
+//! is the whole trusted set.
+//!
+//! Every variant starts from the same initial weights (same seed) and keeps its own
+//! weights, optimiser (the kinds' default, Adam lr 1e-3) and random stream; the variants
+//! are run in turn within each round (CE, textbook, official, ..., CE, textbook, ...), so
+//! that load from other processes hits all of them alike. Each step includes everything
+//! the stage does per iteration after the trainer has decoded the batch (for the meta
+//! methods: drawing and decoding the meta batch, the hypergradient, the update of T or
+//! of the labels, the real step). The lines:
+//!
+//! - `ce`: `LossObjective { target: Hard }::step`, the `train` kind's `ce` step (forward,
+//!   cross-entropy, backward, Adam update).
+//! - `mlc_textbook`: `train_mlc::Mlc::step` with default params (`variant: textbook`,
+//!   meta batch 100 capped at the trusted set's size, T updated every step): virtual step,
+//!   meta loss at the look-ahead weights, finite-difference hypergradient of T, Adam step
+//!   and projection of T, real step with the new T.
+//! - `mlc_textbook_meta_eq_batch`: the same with `meta_batch_size` equal to the training
+//!   batch size (on digits the default meta batch, 65, is twice the training batch, 32).
+//! - `mlc_official`: `Mlc::step` with `variant: official_code` and its default meta set
+//!   (all trusted examples).
+//! - `mlc_official_m100`: the same with `meta_batch_size: 100` (separates the cost of the
+//!   method from the size of the meta set).
+//! - `soft_labels`: `train_soft_labels::label_hypergradient` (per-example labels, full
+//!   look-ahead, meta batch 100 capped at the trusted set's size) followed by the real
+//!   step on the soft cross-entropy. The stage's `SoftLabels` objective cannot be built
+//!   outside its module, so the glue around the two (soft targets of the batch, the
+//!   meta-batch draw, a per-row SGD step of the label logits) is done here; it is O(B·K).
+//!
+//! Output, per model: `model variant meta_batch median_ms min_ms ratio` where `ratio` is
+//! the variant's median over the `ce` median. `--breakdown` adds, for `mlc_textbook`, the
+//! median time of each phase of its hypergradient (forward+backward at θ, look-ahead,
+//! meta forward+backward, two untaped forwards of the finite difference) and of the real
+//! step, timed separately with the same `nn::hypergrad` functions the stage calls.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use repro_stages::data::dataset::{Dataset, DatasetMeta, Encoding, Features, Split};
+use repro_stages::data::digits;
+use repro_stages::kinds::train_mlc::{self, Mlc, Variant};
+use repro_stages::kinds::train_soft_labels::{init_scale_for_smoothing, label_hypergradient};
+use repro_stages::nn::batch::{input_kind, Decoder};
+use repro_stages::nn::hypergrad;
+use repro_stages::nn::kernels::{host, Mat, Tp};
+use repro_stages::nn::loss;
+use repro_stages::nn::model::{Mode, ModelSpec, Network};
+use repro_stages::nn::objectives::{LossObjective, Target};
+use repro_stages::nn::optim::{Optimizer, OptimizerSpec};
+use repro_stages::nn::params::{Buffers, ParamSet};
+use repro_stages::nn::trainer::{Batch, Objective, StepCtx, StepInfo, StepOut};
+use repro_stages::noise::{Matrix, NoiseMeta, NoisyLabels};
+
+const K: usize = 10;
+const SEED: u64 = 7;
+
+/// The kinds' default model optimiser (`kinds::train::default_optimizer`).
+fn adam() -> OptimizerSpec {
+    OptimizerSpec::Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    }
+}
+
+/// Noisy labels over `clean`: the examples at `trusted` keep their label, 40 % of the
+/// others get a uniformly drawn one.
+fn noisy_labels(clean: &[u32], trusted: Vec<u32>, rng: &mut ChaCha8Rng) -> NoisyLabels {
+    let mask: Vec<bool> = {
+        let mut m = vec![false; clean.len()];
+        trusted.iter().for_each(|&i| m[i as usize] = true);
+        m
+    };
+    let noisy: Vec<u32> = clean
+        .iter()
+        .zip(&mask)
+        .map(|(&y, &t)| {
+            if !t && rng.random::<f64>() < 0.4 {
+                rng.random_range(0..K as u32)
+            } else {
+                y
+            }
+        })
+        .collect();
+    let n_tr = trusted.len();
+    NoisyLabels {
+        meta: NoiseMeta {
+            corruption: "uniform".into(),
+            strength: 0.4,
+            trusted_fraction: n_tr as f64 / clean.len() as f64,
+            seed: SEED,
+            num_classes: K,
+            actual_noise_rate: 0.0,
+            num_trusted: n_tr,
+            num_untrusted: clean.len() - n_tr,
+            dataset: "bench".into(),
+            dataset_identity: String::new(),
+        },
+        noisy,
+        clean: clean.to_vec(),
+        trusted,
+        true_c: Matrix::identity(K),
+        realized_c: Matrix::identity(K),
+    }
+}
+
+/// A split of `n` random examples of `shape` (features used as they are).
+fn synthetic(shape: &[usize], n: usize, rng: &mut ChaCha8Rng) -> Dataset {
+    let d: usize = shape.iter().product();
+    let split = |n: usize, rng: &mut ChaCha8Rng| Split {
+        x: Features::F32((0..n * d).map(|_| rng.random::<f32>()).collect()),
+        y: (0..n).map(|_| rng.random_range(0..K as u32)).collect(),
+        coarse: None,
+    };
+    Dataset {
+        meta: DatasetMeta {
+            name: "bench".into(),
+            identity: String::new(),
+            num_classes: K,
+            class_names: (0..K).map(|c| c.to_string()).collect(),
+            num_coarse: None,
+            example_shape: shape.to_vec(),
+            encoding: Encoding::Features,
+            train_len: n,
+            test_len: 1,
+            notes: Vec::new(),
+        },
+        train: split(n, rng),
+        test: split(1, rng),
+    }
+}
+
+/// One benchmarked configuration: data, noisy labels and one training batch.
+struct Setup {
+    name: &'static str,
+    spec: ModelSpec,
+    ds: Dataset,
+    nl: NoisyLabels,
+    batch: Batch,
+}
+
+fn make_batch(ds: &Dataset, nl: &NoisyLabels, b: usize, rng: &mut ChaCha8Rng) -> Batch {
+    let n = ds.train.len();
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    for i in 0..b {
+        let j = rng.random_range(i..n);
+        idx.swap(i, j);
+    }
+    idx.truncate(b);
+    let mask = nl.trusted_mask();
+    Batch {
+        input: Decoder::new(ds, &ds.train).input(&idx, None),
+        labels: idx.iter().map(|&i| nl.noisy[i as usize]).collect(),
+        trusted: idx.iter().map(|&i| mask[i as usize]).collect(),
+        indices: idx,
+    }
+}
+
+/// The embedded digits as the pipeline reads them, 5 % trusted, batch 32.
+fn digits_setup() -> Setup {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/optdigits/digits.csv.gz"
+    );
+    let ds = digits::read_file(std::path::Path::new(path), digits::DEFAULT_TEST_SIZE, 0)
+        .expect("reading the embedded digits");
+    let n = ds.train.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let n_tr = (n as f64 * 0.05).round() as usize;
+    let trusted: Vec<u32> = (0..n_tr).map(|i| (i * n / n_tr) as u32).collect();
+    let nl = noisy_labels(&ds.train.y, trusted, &mut rng);
+    let batch = make_batch(&ds, &nl, 32, &mut rng);
+    Setup {
+        name: "digits_mlp_64_128_128_10",
+        spec: ModelSpec::Mlp {
+            hidden: vec![128, 128],
+            dropout: 0.0,
+            embed_dim: None,
+        },
+        ds,
+        nl,
+        batch,
+    }
+}
+
+/// MNIST-shaped random data: `trusted` trusted examples plus 1,000 others, batch 128.
+fn mnist_setup(name: &'static str, spec: ModelSpec, shape: &[usize], trusted: usize) -> Setup {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let ds = synthetic(shape, trusted + 1000, &mut rng);
+    let nl = noisy_labels(&ds.train.y, (0..trusted as u32).collect(), &mut rng);
+    let batch = make_batch(&ds, &nl, 128, &mut rng);
+    Setup {
+        name,
+        spec,
+        ds,
+        nl,
+        batch,
+    }
+}
+
+/// A model's own weights, optimiser and random stream.
+struct State {
+    params: ParamSet,
+    buffers: Buffers,
+    opt: Optimizer,
+    rng: ChaCha8Rng,
+    iteration: usize,
+}
+
+impl State {
+    fn new(net_spec: &ModelSpec, ds: &Dataset) -> (Network, State) {
+        let (net, params, buffers) = Network::new(net_spec, &input_kind(ds), K, SEED).unwrap();
+        let opt = Optimizer::new(&adam(), &params);
+        let st = State {
+            params,
+            buffers,
+            opt,
+            rng: ChaCha8Rng::seed_from_u64(SEED),
+            iteration: 0,
+        };
+        (net, st)
+    }
+
+    /// Runs `f` on a step context for `batch`; returns the elapsed milliseconds.
+    fn step(
+        &mut self,
+        net: &Network,
+        batch: &Batch,
+        f: impl FnOnce(&mut StepCtx) -> Result<StepOut>,
+    ) -> f64 {
+        let mut ctx = StepCtx {
+            net,
+            params: &mut self.params,
+            buffers: &mut self.buffers,
+            opt: &mut self.opt,
+            lr: 1e-3,
+            batch,
+            rng: &mut self.rng,
+            info: StepInfo {
+                phase: 1,
+                epoch: 0,
+                batch: self.iteration,
+                iteration: self.iteration,
+                iterations_per_epoch: usize::MAX,
+                total_iterations: usize::MAX,
+            },
+        };
+        let t = Instant::now();
+        let out = f(&mut ctx).expect("step");
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert!(out.loss.is_finite(), "non-finite loss");
+        self.iteration += 1;
+        ms
+    }
+}
+
+/// The soft-label method's per-step state outside the stage: label logits of the
+/// batch's rows and the meta pool.
+struct SoftGlue<'d> {
+    logits: Vec<f32>,
+    tau: f64,
+    alpha: f32,
+    eps0: f32,
+    lr: f32,
+    meta_pool: Vec<u32>,
+    meta_batch: usize,
+    clean: &'d [u32],
+    decoder: Decoder<'d>,
+}
+
+impl<'d> SoftGlue<'d> {
+    fn new(s: &'d Setup) -> SoftGlue<'d> {
+        let c = init_scale_for_smoothing(0.1, K) as f32;
+        let mut logits = vec![0.0f32; s.batch.labels.len() * K];
+        for (i, &y) in s.batch.labels.iter().enumerate() {
+            logits[i * K + y as usize] = c;
+        }
+        SoftGlue {
+            logits,
+            tau: 1.0,
+            alpha: 0.1,
+            eps0: 0.01,
+            lr: 0.1,
+            meta_pool: s.nl.trusted.clone(),
+            meta_batch: 100.min(s.nl.trusted.len()),
+            clean: &s.ds.train.y,
+            decoder: Decoder::new(&s.ds, &s.ds.train),
+        }
+    }
+
+    /// Soft labels of the batch (trusted rows: one-hot clean label).
+    fn targets(&self, b: &Batch) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.logits.len());
+        for (bi, row) in self.logits.chunks_exact(K).enumerate() {
+            if b.trusted[bi] {
+                let mut r = [0.0f32; K];
+                r[self.clean[b.indices[bi] as usize] as usize] = 1.0;
+                out.extend(r);
+            } else {
+                let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let e: Vec<f64> = row
+                    .iter()
+                    .map(|&x| ((x as f64 - m) / self.tau).exp())
+                    .collect();
+                let z: f64 = e.iter().sum();
+                out.extend(e.iter().map(|x| (x / z) as f32));
+            }
+        }
+        out
+    }
+
+    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
+        let targets = self.targets(s.batch);
+        let mut pool = self.meta_pool.clone();
+        for i in 0..self.meta_batch {
+            let j = s.rng.random_range(i..pool.len());
+            pool.swap(i, j);
+        }
+        pool.truncate(self.meta_batch);
+        pool.sort_unstable();
+        let meta = (
+            self.decoder.input(&pool, None),
+            pool.iter()
+                .map(|&i| self.clean[i as usize])
+                .collect::<Vec<u32>>(),
+        );
+        let (_meta_loss, h) = label_hypergradient(
+            s.net,
+            s.params,
+            s.buffers,
+            (
+                s.batch.input.clone(),
+                targets.as_slice(),
+                s.batch.trusted.as_slice(),
+            ),
+            self.tau,
+            meta,
+            self.alpha,
+            self.eps0,
+            None,
+            s.rng,
+        )?;
+        for (l, g) in self.logits.iter_mut().zip(&h) {
+            *l -= self.lr * g;
+        }
+        let targets = self.targets(s.batch);
+        let logits: Mat<Tp> = s.forward(Mode::Train);
+        s.backward_and_update(loss::soft_cross_entropy(logits, targets))
+    }
+}
+
+fn mlc_params(json: &str) -> train_mlc::Params {
+    serde_json::from_str(json).expect("train_mlc params")
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0])
+}
+
+fn bench(s: &Setup, rounds: usize, breakdown: bool) {
+    let trusted_idx = s.nl.trusted.clone();
+    let n_tr = trusted_idx.len();
+    let p_text = mlc_params("{}");
+    let p_off = mlc_params(r#"{"variant": "official_code"}"#);
+    let p_off100 = mlc_params(r#"{"variant": "official_code", "meta_batch_size": 100}"#);
+    let t0 = Matrix::identity(K);
+    let mut text = Mlc::new(&p_text, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
+    let bsz = s.batch.labels.len();
+    let p_text_b = mlc_params(&format!(r#"{{"meta_batch_size": {bsz}}}"#));
+    let mut text_b = Mlc::new(&p_text_b, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
+    let mut off = Mlc::new(&p_off, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
+    let mut off100 = Mlc::new(&p_off100, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
+    let mut soft = SoftGlue::new(s);
+    let mut ce = LossObjective {
+        target: Target::Hard,
+    };
+
+    let (net, mut st_ce) = State::new(&s.spec, &s.ds);
+    let mut states: Vec<State> = (0..5).map(|_| State::new(&s.spec, &s.ds).1).collect();
+    let names = [
+        ("ce", 0),
+        ("mlc_textbook", 100.min(n_tr)),
+        ("mlc_textbook_meta_eq_batch", bsz.min(n_tr)),
+        ("mlc_official", n_tr),
+        ("mlc_official_m100", 100.min(n_tr)),
+        ("soft_labels", 100.min(n_tr)),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let warm = 2;
+    for r in 0..rounds + warm {
+        let b = &s.batch;
+        let t = [
+            st_ce.step(&net, b, |c| ce.step(c)),
+            states[0].step(&net, b, |c| text.step(c)),
+            states[1].step(&net, b, |c| text_b.step(c)),
+            states[2].step(&net, b, |c| off.step(c)),
+            states[3].step(&net, b, |c| off100.step(c)),
+            states[4].step(&net, b, |c| soft.step(c)),
+        ];
+        if r >= warm {
+            for (v, x) in times.iter_mut().zip(t) {
+                v.push(x);
+            }
+        }
+    }
+    let ce_med = median(times[0].clone()).0;
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    println!(
+        "# {} batch {} trusted {} rounds {} threads {}",
+        s.name,
+        s.batch.labels.len(),
+        n_tr,
+        rounds,
+        threads
+    );
+    for ((name, m), v) in names.iter().zip(times) {
+        let (med, min) = median(v);
+        println!(
+            "{} {name} {m} {med:.3} {min:.3} {:.2}",
+            s.name,
+            med / ce_med
+        );
+    }
+    if breakdown {
+        textbook_breakdown(s, &net, rounds, ce_med);
+    }
+}
+
+/// Times the phases of the textbook hypergradient (the steps of
+/// `train_mlc::hypergradient`, called through the same `nn::hypergrad` functions) and the
+/// real step, each as a median over `rounds`.
+fn textbook_breakdown(s: &Setup, net: &Network, rounds: usize, ce_med: f64) {
+    let (_, mut st) = State::new(&s.spec, &s.ds);
+    let t = Matrix::identity(K);
+    let m = 100.min(s.nl.trusted.len());
+    let midx: Vec<u32> = s.nl.trusted[..m].to_vec();
+    let dec = Decoder::new(&s.ds, &s.ds.train);
+    let mlabels: Vec<u32> = midx.iter().map(|&i| s.ds.train.y[i as usize]).collect();
+    let b = &s.batch;
+    let names = [
+        "meta_decode",
+        "fwd_bwd_train",
+        "look_ahead",
+        "fwd_bwd_meta",
+        "fd_two_forwards",
+        "real_step",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for r in 0..rounds + 2 {
+        let mut lap = Vec::new();
+        let mut clock = Instant::now();
+        let mut tick = |lap: &mut Vec<f64>| {
+            lap.push(clock.elapsed().as_secs_f64() * 1e3);
+            clock = Instant::now();
+        };
+        let meta_in = dec.input(&midx, None);
+        tick(&mut lap);
+        let logits = net.forward::<Tp>(
+            &st.params,
+            &mut st.buffers,
+            b.input.clone(),
+            Mode::TrainFrozenBn,
+            Some(&mut st.rng),
+        );
+        let mut g =
+            train_mlc::train_loss(Variant::Textbook, logits, &b.labels, &b.trusted, &t).backward();
+        let g_theta = st.params.grads(&mut g);
+        tick(&mut lap);
+        let looked = hypergrad::look_ahead(&st.params, &g_theta, 0.1, None);
+        tick(&mut lap);
+        let (_, v) = hypergrad::meta_gradient(
+            net,
+            &looked,
+            &mut st.buffers,
+            meta_in,
+            &mlabels,
+            None,
+            &mut st.rng,
+        );
+        tick(&mut lap);
+        let (buffers, rng) = (&mut st.buffers, &mut st.rng);
+        let h = hypergrad::finite_difference(&st.params, &v, 0.1, 0.01, |p| {
+            let z: Mat = net.forward::<NoneTape>(
+                p,
+                buffers,
+                b.input.clone(),
+                Mode::TrainFrozenBn,
+                Some(rng),
+            );
+            Ok(
+                train_mlc::textbook_t_grad(&host(&z), &b.labels, &b.trusted, &t)
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect(),
+            )
+        })
+        .unwrap();
+        assert!(h.iter().all(|x| x.is_finite()));
+        tick(&mut lap);
+        let logits = net.forward::<Tp>(
+            &st.params,
+            &mut st.buffers,
+            b.input.clone(),
+            Mode::Train,
+            Some(&mut st.rng),
+        );
+        let l = train_mlc::train_loss(Variant::Textbook, logits, &b.labels, &b.trusted, &t);
+        let mut g = l.backward();
+        st.opt.update(&mut st.params, &mut g, 1e-3);
+        tick(&mut lap);
+        if r >= 2 {
+            for (v, x) in times.iter_mut().zip(lap) {
+                v.push(x);
+            }
+        }
+    }
+    let mut total = 0.0;
+    for (name, v) in names.iter().zip(times) {
+        let med = median(v).0;
+        total += med;
+        println!(
+            "{} breakdown.mlc_textbook.{name} {m} {med:.3} - {:.2}",
+            s.name,
+            med / ce_med
+        );
+    }
+    println!(
+        "{} breakdown.mlc_textbook.sum {m} {total:.3} - {:.2}",
+        s.name,
+        total / ce_med
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let breakdown = args.iter().any(|a| a == "--breakdown");
+    let only = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--only=").map(str::to_string));
+    let run = |n: &str| only.as_deref().is_none_or(|o| n.starts_with(o));
+    let scale = |full: usize| if quick { full.div_ceil(5) } else { full };
+    println!("# model variant meta_batch median_ms min_ms ratio_to_ce");
+    if run("digits") {
+        bench(&digits_setup(), scale(200), breakdown);
+    }
+    if run("mlp") {
+        let spec = ModelSpec::Mlp {
+            hidden: vec![256, 256],
+            dropout: 0.0,
+            embed_dim: None,
+        };
+        let s = mnist_setup("mlp_784_256_256_10", spec, &[784], 3000);
+        bench(&s, scale(40), breakdown);
+    }
+    if run("cnn") {
+        let spec = ModelSpec::SmallCnn {
+            channels: vec![32, 64],
+            hidden: 128,
+        };
+        let s = mnist_setup(
+            "cnn_28x28_conv32_conv64_pool_fc128",
+            spec,
+            &[1, 28, 28],
+            3000,
+        );
+        bench(&s, scale(10), breakdown);
+    }
+}
