@@ -1,5 +1,8 @@
 //! Time per training step (forward + cross-entropy + backward + SGD update, batch 128)
-//! of the MLP 784-256-256-10 and the small CNN (1×28×28: conv32-conv64-pool-fc128-fc10).
+//! of the MLP 784-256-256-10 and the small CNN (1×28×28: conv32-conv64-pool-fc128-fc10);
+//! with `--only=wrn` / `--only=resnet18`, of the `paper` profile's CIFAR networks
+//! (3×32×32, 10 classes: WRN-40-2 and ResNet-18, a few steps each), which is what the
+//! `paper` profile's cost estimate in the README is computed from.
 //!
 //! `cargo bench -p repro-stages --bench train_step` (threads: RAYON_NUM_THREADS, default
 //! all cores). Prints one line per model: `name median_ms min_ms iterations`.
@@ -62,7 +65,20 @@ fn main() {
     let only = std::env::args().find_map(|a| a.strip_prefix("--only=").map(str::to_string));
     let run = |n: &str| only.as_deref().is_none_or(|o| n.starts_with(o));
     let (n_mlp, n_cnn) = if quick { (20, 3) } else { (200, 20) };
-    if run("mlp") {
+    // The CIFAR networks run only when asked for (seconds per step on a CPU).
+    let asked = |n: &str| only.as_deref().is_some_and(|o| n.starts_with(o));
+    if asked("wrn") {
+        let spec = ModelSpec::Wrn {
+            depth: 40,
+            widen: 2,
+            dropout: 0.3,
+        };
+        bench("wrn_40_2_cifar", spec, vec![3, 32, 32], 3);
+    }
+    if asked("resnet18") {
+        bench("resnet18_cifar", ModelSpec::Resnet18, vec![3, 32, 32], 3);
+    }
+    if run("mlp") && !asked("wrn") && !asked("resnet18") {
         let spec = ModelSpec::Mlp {
             hidden: vec![256, 256],
             dropout: 0.0,
@@ -70,7 +86,7 @@ fn main() {
         };
         bench("mlp_784_256_256_10", spec, vec![784], n_mlp);
     }
-    if run("cnn") {
+    if run("cnn") && !asked("wrn") && !asked("resnet18") {
         let spec = ModelSpec::SmallCnn {
             channels: vec![32, 64],
             hidden: 128,
