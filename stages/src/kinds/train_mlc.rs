@@ -28,6 +28,39 @@
 //! sum) or `softmax` (T is kept as logits `S`, `T = softmax_rows(S)`, and the step (5) is
 //! taken on `S` through the softmax's Jacobian).
 //!
+//! The step (5) is plain SGD with β = 1 by default. Adam (the default before) divides
+//! every entry's step by that entry's gradient RMS, so every entry of T moves by about β
+//! per step whatever the size of its hypergradient: off-diagonal entries whose
+//! hypergradient is tiny and mostly sampling noise move as fast as entries carrying
+//! signal, the clamp at 0 turns their zero-mean walk into an upward ratchet, and the row
+//! normalisation then drains the diagonal. On the digits with 5 % trusted (MLP 64-128-128,
+//! 20 epochs, mean test accuracy of 3 seeds over strengths 0, 0.3, 0.6, 0.9 of uniform and
+//! flip noise, meta batch 32) it went from 84.9 % (Adam, β = 0.01; 88.1 uniform, 81.6 flip)
+//! to 91.4 % (SGD, β = 1; 90.9 uniform, 92.0 flip), better on every seed and at zero noise
+//! (95.1 against 94.5 %), with CE at 71.0 % and GLC at 92.6 %; with all 64 trusted
+//! examples as meta batch, 82.4 → 91.3 %. β = 0.3 gives 90.0 %, β = 3 89.9 %, β = 0.1
+//! 87.3 %, β = 0.01 76.0 % (meta batch 64). SGD moves an entry in proportion to its
+//! hypergradient (≈ α times the alignment of that entry's training gradient with the meta
+//! gradient), so β ≈ 1 with α = 0.1 is where T moves enough to follow strong noise.
+//!
+//! T is not an estimate of the true C. The meta objective (3) only asks that one step
+//! with T lowers the trusted loss; once T has moved far enough that the corrected
+//! gradients stop hurting the trusted set, the hypergradient vanishes, and many T do
+//! that equally well. Measured by the Frobenius distance to the true C (mean over the same
+//! grid), MLC's T ends at 1.6-1.9 whatever the T optimiser, against 0.41 for GLC's Ĉ; at
+//! zero noise it still leaves I (distance 2.4 with SGD β = 1, 2.6 with Adam β = 0.01, 0.5
+//! with SGD β = 0.01): with a 32-example meta batch the hypergradient of each entry is
+//! mostly sampling noise there, and the clamp at 0 keeps the upward half of every
+//! off-diagonal walk (a likely part of it too: the one-step objective rewards softening
+//! training gradients that do not align with the meta batch's). Its accuracy at zero
+//! noise (95 %) stays below CE's (98.2 %); training on the trusted examples too does not
+//! change that (95.1 % without) and helps under noise (mean 91.3 → 85.0 % without, SGD
+//! β = 1, meta batch 64).
+//! Only `projection: softmax` with Adam β = 0.01 keeps T = I at zero noise (98.3 %,
+//! distance 0.00), because its off-diagonal logits start at ln(1e-6) and Adam's bounded
+//! step cannot reach them without a consistent sign over >1000 steps; but it learns little
+//! under strong noise (mean 83.5 %).
+//!
 //! ## `variant: official_code`
 //!
 //! The loop of the released code (CIFAR-10 only, see the notes of the reproduction):
@@ -178,11 +211,13 @@ pub struct Params {
     /// α of the virtual SGD step (2) (default 0.1 textbook, 1e-3 official on a summed loss).
     #[serde(default)]
     pub virtual_lr: Option<f32>,
-    /// β, the learning rate of T (default 0.01 with Adam for textbook; 0.11 plain step for
-    /// official).
+    /// β, the learning rate of T (textbook: default 1.0 with `t_optimizer: sgd`, 0.01 with
+    /// `adam`; official: 0.11, a plain step). See the header for the measurements.
     #[serde(default)]
     pub t_lr: Option<f32>,
-    /// Optimizer of T (textbook only; default adam).
+    /// Optimizer of T (textbook only; default sgd: its step follows the hypergradient's
+    /// size, where Adam's moves every entry by ~β per step, noise included; on the digits
+    /// 91.4 % mean accuracy against 84.9 % for Adam, see the header).
     #[serde(default = "default_t_optimizer")]
     pub t_optimizer: TOptimizer,
     /// Projection Π onto row-stochastic matrices (textbook only; default clamp_normalize).
@@ -207,7 +242,7 @@ fn default_variant() -> Variant {
     Variant::Textbook
 }
 fn default_t_optimizer() -> TOptimizer {
-    TOptimizer::Adam
+    TOptimizer::Sgd
 }
 fn default_projection() -> Projection {
     Projection::ClampNormalize
@@ -237,9 +272,10 @@ impl Params {
         })
     }
     fn t_lr(&self) -> f32 {
-        self.t_lr.unwrap_or(match self.variant {
-            Variant::Textbook => 0.01,
-            Variant::OfficialCode => 0.11,
+        self.t_lr.unwrap_or(match (self.variant, self.t_optimizer) {
+            (Variant::Textbook, TOptimizer::Sgd) => 1.0,
+            (Variant::Textbook, TOptimizer::Adam) => 0.01,
+            (Variant::OfficialCode, _) => 0.11,
         })
     }
     fn meta_batch_size(&self, trusted: usize) -> usize {
@@ -910,5 +946,22 @@ impl Objective for Mlc<'_> {
             rows: (0..self.k).map(|i| t.row(i).to_vec()).collect(),
         });
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlc_textbook_t_step_defaults_to_sgd_with_lr_1_and_adam_keeps_lr_001() {
+        let p: Params = serde_json::from_str("{}").unwrap();
+        assert_eq!(p.t_optimizer, TOptimizer::Sgd);
+        assert_eq!(p.t_lr(), 1.0);
+        let p: Params = serde_json::from_str(r#"{"t_optimizer": "adam"}"#).unwrap();
+        assert_eq!(p.t_lr(), 0.01);
+        let p: Params = serde_json::from_str(r#"{"variant": "official_code"}"#).unwrap();
+        assert_eq!(p.t_lr(), 0.11);
+        assert_eq!(p.virtual_lr(), 1e-3);
     }
 }
