@@ -61,6 +61,7 @@ pub fn method_name(m: &str) -> String {
         "forward_gold" => "Forward gold".into(),
         "confusion" => "Confusion matrix".into(),
         "glc" => "GLC".into(),
+        "ideal" => "Ideal (true C)".into(),
         "mlc" => "MLC".into(),
         "mlc_official" => "MLC (official code)".into(),
         "soft_labels" => "Soft labels".into(),
