@@ -6,7 +6,7 @@
 use anyhow::Result;
 
 use crate::report::format::{dataset_name, method_name};
-use crate::report::layouts::{cell_key, ensure_unique, Options, Setting};
+use crate::report::layouts::{cell_key, ensure_unique, method_cells, Options, Setting};
 use crate::report::paper::soft_labels_gain;
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
@@ -80,12 +80,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
                 Cell::text(dataset_name(&s.dataset)),
                 Cell::text(s.corruption.clone()),
             ];
-            cells.extend(methods.iter().map(|m| {
-                stats
-                    .get(&cell_key(s, m))
-                    .map(|st| Cell::Stat(*st))
-                    .unwrap_or(Cell::Empty)
-            }));
+            cells.extend(method_cells(&stats, s, &methods));
             if gain {
                 let d = match (
                     stats.get(&cell_key(s, "soft_labels")),

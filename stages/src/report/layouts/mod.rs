@@ -12,9 +12,10 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use crate::report::aggregate::{group_stats, num_key, Obs, Stat};
+use crate::report::format::{corruption_name, dataset_name, percent};
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
-use crate::report::table::Table;
+use crate::report::table::{Cell, ColumnSpec, Table};
 
 pub mod clean;
 pub mod distill;
@@ -140,6 +141,75 @@ impl Setting {
             .then(f(self.trusted).total_cmp(&f(o.trusted)))
             .then(f(self.strength).total_cmp(&f(o.strength)))
     }
+}
+
+/// The runs a noisy-label table (T2, T4) shows: trained on corrupted labels (no distilled
+/// students), of `opts.methods` and at `opts.strengths` when given, with the methods in
+/// column order; fails when two runs share setting, method and seed.
+pub fn noisy_label_runs<'a>(all: &'a [Run], opts: &Options) -> Result<(Vec<&'a Run>, Vec<String>)> {
+    let sk: Vec<String> = opts.strengths.iter().map(|s| num_key(*s)).collect();
+    let runs: Vec<&Run> = all
+        .iter()
+        .filter(|r| r.metrics.noise.is_some() && r.metrics.method != "distill")
+        .filter(|r| opts.methods.is_empty() || opts.methods.contains(&r.metrics.method))
+        .filter(|r| sk.is_empty() || sk.contains(&num_key(r.strength().unwrap_or(-1.0))))
+        .collect();
+    let methods = if opts.methods.is_empty() {
+        methods_present(runs.iter().copied())
+    } else {
+        opts.methods.clone()
+    };
+    ensure_unique(&runs, |r| {
+        let mut k = noise_setting(r).key();
+        k.extend([r.metrics.method.clone(), r.metrics.seed.to_string()]);
+        k
+    })?;
+    Ok((runs, methods))
+}
+
+/// A noisy-label run's setting: dataset, corruption, strength, trusted fraction.
+pub fn noise_setting(r: &Run) -> Setting {
+    Setting {
+        dataset: r.metrics.dataset.name.clone(),
+        corruption: r.corruption().into(),
+        strength: r.strength(),
+        trusted: r.trusted_fraction(),
+    }
+}
+
+/// The key columns of a noisy-label table, and a row's cells under them.
+pub fn noise_setting_columns() -> Vec<ColumnSpec> {
+    vec![
+        ColumnSpec::key("Dataset"),
+        ColumnSpec::key("Corruption"),
+        ColumnSpec::key("Noise (%)"),
+        ColumnSpec::key("Trusted (%)"),
+    ]
+}
+pub fn noise_setting_cells(s: &Setting) -> Vec<Cell> {
+    vec![
+        Cell::text(dataset_name(&s.dataset)),
+        Cell::text(corruption_name(&s.corruption)),
+        Cell::text(percent(s.strength.unwrap_or(0.0))),
+        Cell::text(percent(s.trusted.unwrap_or(0.0))),
+    ]
+}
+
+/// The cells of `methods` in one row, from a (setting, method) → stat map.
+pub fn method_cells(
+    stats: &BTreeMap<Vec<String>, Stat>,
+    s: &Setting,
+    methods: &[impl AsRef<str>],
+) -> Vec<Cell> {
+    methods
+        .iter()
+        .map(|m| {
+            stats
+                .get(&cell_key(s, m.as_ref()))
+                .map(|st| Cell::Stat(*st))
+                .unwrap_or(Cell::Empty)
+        })
+        .collect()
 }
 
 /// Sorted distinct settings.

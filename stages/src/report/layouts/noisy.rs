@@ -5,49 +5,26 @@
 
 use anyhow::Result;
 
-use crate::report::aggregate::num_key;
-use crate::report::format::{corruption_name, dataset_name, method_name, percent};
+use crate::report::format::method_name;
 use crate::report::layouts::{
-    cell_key, ensure_unique, methods_present, sorted_settings, stats_by_setting_method, Options,
-    Setting,
+    method_cells, noise_setting, noise_setting_cells, noise_setting_columns, noisy_label_runs,
+    sorted_settings, stats_by_setting_method, Options,
 };
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
-use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
+use crate::report::table::{Better, ColumnSpec, Emphasis, Row, Table};
 
 pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
-    let sk: Vec<String> = opts.strengths.iter().map(|s| num_key(*s)).collect();
-    let runs: Vec<&Run> = all
-        .iter()
-        .filter(|r| r.metrics.noise.is_some() && r.metrics.method != "distill")
-        .filter(|r| opts.methods.is_empty() || opts.methods.contains(&r.metrics.method))
-        .filter(|r| sk.is_empty() || sk.contains(&num_key(r.strength().unwrap_or(-1.0))))
-        .collect();
-    let methods = if opts.methods.is_empty() {
-        methods_present(runs.iter().copied())
-    } else {
-        opts.methods.clone()
-    };
-    let setting = |r: &Run| Setting {
-        dataset: r.metrics.dataset.name.clone(),
-        corruption: r.corruption().into(),
-        strength: r.strength(),
-        trusted: r.trusted_fraction(),
-    };
-    ensure_unique(&runs, |r| {
-        let mut k = setting(r).key();
-        k.extend([r.metrics.method.clone(), r.metrics.seed.to_string()]);
-        k
-    })?;
+    let (runs, methods) = noisy_label_runs(all, opts)?;
     let acc = stats_by_setting_method(
         &runs,
-        setting,
+        noise_setting,
         |r| r.metrics.method.clone(),
         |r| Some(100.0 * r.metrics.final_test_accuracy),
     )?;
     let lcr = stats_by_setting_method(
         &runs,
-        setting,
+        noise_setting,
         |r| r.metrics.method.clone(),
         |r| r.extra("label_correction_rate").map(|x| 100.0 * x),
     )?;
@@ -55,13 +32,8 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         .iter()
         .filter(|m| lcr.keys().any(|k| k.last() == Some(m)))
         .collect();
-    let settings = sorted_settings(runs.iter().map(|r| setting(r)).collect());
-    let mut columns = vec![
-        ColumnSpec::key("Dataset"),
-        ColumnSpec::key("Corruption"),
-        ColumnSpec::key("Noise (%)"),
-        ColumnSpec::key("Trusted (%)"),
-    ];
+    let settings = sorted_settings(runs.iter().map(|r| noise_setting(r)).collect());
+    let mut columns = noise_setting_columns();
     for m in &methods {
         columns.push(ColumnSpec::ours(
             &method_name(m),
@@ -81,22 +53,9 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     let rows = settings
         .iter()
         .map(|s| {
-            let mut cells = vec![
-                Cell::text(dataset_name(&s.dataset)),
-                Cell::text(corruption_name(&s.corruption)),
-                Cell::text(percent(s.strength.unwrap_or(0.0))),
-                Cell::text(percent(s.trusted.unwrap_or(0.0))),
-            ];
-            cells.extend(methods.iter().map(|m| {
-                acc.get(&cell_key(s, m))
-                    .map(|st| Cell::Stat(*st))
-                    .unwrap_or(Cell::Empty)
-            }));
-            cells.extend(lcr_methods.iter().map(|m| {
-                lcr.get(&cell_key(s, m))
-                    .map(|st| Cell::Stat(*st))
-                    .unwrap_or(Cell::Empty)
-            }));
+            let mut cells = noise_setting_cells(s);
+            cells.extend(method_cells(&acc, s, &methods));
+            cells.extend(method_cells(&lcr, s, &lcr_methods));
             Row {
                 cells,
                 section: format!("{}/{}", s.dataset, s.corruption),
