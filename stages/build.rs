@@ -27,6 +27,7 @@ const SOURCES: &[(&str, &[&str])] = &[
         "train",
         &[
             "kinds/train.rs",
+            "kinds/inputs.rs",
             "nn",
             "data/dataset.rs",
             "noise.rs",
@@ -39,6 +40,7 @@ const SOURCES: &[(&str, &[&str])] = &[
         &[
             "kinds/train_mlc.rs",
             "kinds/train.rs",
+            "kinds/inputs.rs",
             "nn",
             "data/dataset.rs",
             "noise.rs",
@@ -50,6 +52,8 @@ const SOURCES: &[(&str, &[&str])] = &[
         "train_soft_labels",
         &[
             "kinds/train_soft_labels.rs",
+            "kinds/train.rs",
+            "kinds/inputs.rs",
             "nn",
             "data/dataset.rs",
             "noise.rs",
@@ -61,6 +65,9 @@ const SOURCES: &[(&str, &[&str])] = &[
         "distill",
         &[
             "kinds/distill.rs",
+            "kinds/train.rs",
+            "kinds/inputs.rs",
+            "report/teacher.rs",
             "nn",
             "data/dataset.rs",
             "noise.rs",

@@ -25,7 +25,7 @@ use anyhow::{ensure, Context, Result};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::Dataset;
+use crate::kinds::inputs;
 use crate::kinds::train::{
     default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
 };
@@ -39,7 +39,6 @@ use crate::nn::schedule::Schedule;
 use crate::nn::trainer::{
     logits_of, Objective, PhaseSpec, Session, StepCtx, StepOut, WEIGHTS_FILE,
 };
-use crate::noise::NoisyLabels;
 use crate::report::TeacherInfo;
 use crate::StageContext;
 
@@ -97,24 +96,13 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         (0.0..=1.0).contains(&p.alpha),
         "params.alpha must be in [0, 1]"
     );
-    let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir)
-        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
+    let ds = inputs::load_data(ctx)?;
     let k = ds.meta.num_classes;
     let n = ds.train.len();
-    let noise = match ctx.input_opt("noise")? {
-        Some(r) => Some(
-            NoisyLabels::load(&r.dir)
-                .with_context(|| format!("loading input `noise` from {}", r.dir.display()))?,
-        ),
-        None => None,
-    };
+    let noise = inputs::load_noise_opt(ctx)?;
     let labels = match &noise {
         Some(nl) => {
-            ensure!(
-                nl.noisy.len() == n && nl.clean == ds.train.y,
-                "input `noise` was made for other data"
-            );
+            inputs::check_noise_fits(nl, &ds)?;
             nl.noisy.clone()
         }
         None => ds.train.y.clone(),

@@ -4,6 +4,7 @@
 pub mod distill;
 pub mod download;
 pub mod inject_noise;
+pub mod inputs;
 pub mod probe;
 pub mod tables;
 pub mod train;

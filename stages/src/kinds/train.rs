@@ -43,6 +43,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
+use crate::kinds::inputs;
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::input_kind;
 use crate::nn::model::{ModelSpec, Network};
@@ -162,16 +163,8 @@ pub struct Params {
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir)
-        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
-    let noise = match ctx.input_opt("noise")? {
-        Some(r) => Some(
-            NoisyLabels::load(&r.dir)
-                .with_context(|| format!("loading input `noise` from {}", r.dir.display()))?,
-        ),
-        None => None,
-    };
+    let ds = inputs::load_data(ctx)?;
+    let noise = inputs::load_noise_opt(ctx)?;
     let metrics = train(p, ctx, &ds, noise.as_ref())?;
     metrics.save(&ctx.out_dir)
 }
@@ -199,20 +192,7 @@ pub fn train(
     );
     let (labels, trusted): (Vec<u32>, Vec<bool>) = match noise {
         Some(nl) => {
-            ensure!(
-                nl.noisy.len() == n,
-                "input `noise` has {} labels but the train split has {n} examples",
-                nl.noisy.len()
-            );
-            ensure!(
-                nl.meta.num_classes == k,
-                "input `noise` has {} classes, the dataset {k}",
-                nl.meta.num_classes
-            );
-            ensure!(
-                nl.clean == ds.train.y,
-                "input `noise` was made for other data: its clean labels differ from the dataset's"
-            );
+            inputs::check_noise_fits(nl, ds)?;
             (nl.noisy.clone(), nl.trusted_mask())
         }
         None => {

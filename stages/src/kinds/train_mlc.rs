@@ -114,6 +114,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
+use crate::kinds::inputs;
 use crate::kinds::train::{
     default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
     C_HAT_FILE,
@@ -288,12 +289,8 @@ impl Params {
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir)
-        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
-    let noise_dir = &ctx.input("noise")?.dir;
-    let nl = NoisyLabels::load(noise_dir)
-        .with_context(|| format!("loading input `noise` from {}", noise_dir.display()))?;
+    let ds = inputs::load_data(ctx)?;
+    let nl = inputs::load_noise(ctx)?;
     let glc = match ctx.input_opt("glc")? {
         Some(r) => {
             let path = r.dir.join(C_HAT_FILE);
@@ -326,20 +323,7 @@ pub fn train(
         "params.t_update_interval must be positive"
     );
     ensure!(p.eps0 > 0.0, "params.eps0 must be positive");
-    ensure!(
-        nl.noisy.len() == n,
-        "input `noise` has {} labels but the train split has {n} examples",
-        nl.noisy.len()
-    );
-    ensure!(
-        nl.meta.num_classes == k,
-        "input `noise` has {} classes, the dataset {k}",
-        nl.meta.num_classes
-    );
-    ensure!(
-        nl.clean == ds.train.y,
-        "input `noise` was made for other data: its clean labels differ from the dataset's"
-    );
+    inputs::check_noise_fits(nl, ds)?;
     if let Some(g) = glc {
         ensure!(
             g.k == k,

@@ -98,6 +98,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
+use crate::kinds::inputs;
 use crate::kinds::train::{
     default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
 };
@@ -280,16 +281,8 @@ pub fn init_scale_for_smoothing(eps: f64, k: usize) -> f64 {
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let data_dir = &ctx.input("data")?.dir;
-    let ds = Dataset::load(data_dir)
-        .with_context(|| format!("loading input `data` from {}", data_dir.display()))?;
-    let noise = match ctx.input_opt("noise")? {
-        Some(r) => Some(
-            NoisyLabels::load(&r.dir)
-                .with_context(|| format!("loading input `noise` from {}", r.dir.display()))?,
-        ),
-        None => None,
-    };
+    let ds = inputs::load_data(ctx)?;
+    let noise = inputs::load_noise_opt(ctx)?;
     let metrics = train(p, ctx, &ds, noise.as_ref())?;
     metrics.save(&ctx.out_dir)
 }
@@ -315,15 +308,7 @@ pub fn train(
     );
     let (labels, trusted): (Vec<u32>, Vec<bool>) = match noise {
         Some(nl) => {
-            ensure!(
-                nl.noisy.len() == n,
-                "input `noise` has {} labels but the train split has {n} examples",
-                nl.noisy.len()
-            );
-            ensure!(
-                nl.clean == ds.train.y,
-                "input `noise` was made for other data: its clean labels differ from the dataset's"
-            );
+            inputs::check_noise_fits(nl, ds)?;
             (nl.noisy.clone(), nl.trusted_mask())
         }
         None => (ds.train.y.clone(), vec![false; n]),
