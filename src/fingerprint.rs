@@ -14,7 +14,7 @@
 //! | `profile` (its name) | stages receive it and record it in their metrics, so a scaled-down run is never mistaken for a paper-scale one: it is part of the bytes |
 //! | `inputs`: per input name, per bound upstream member, its output *content digest* and its matrix coordinates | upstream data; the content digest (not the upstream fingerprint) gives early cutoff: an upstream rerun that yields identical bytes keeps downstream fresh. The coordinates are handed to the stage (tables group runs by them), so they are part of what it computes from |
 //! | `dfdx_version` | numeric library changes may change bytes |
-//! | `backend` (`cpu` / `cuda`) | different kernels, different bytes |
+//! | `backend` (`cpu` / `cpu-portable` / `cuda`) | different kernels, different bytes |
 //!
 //! | Not tracked | Why |
 //! |---|---|

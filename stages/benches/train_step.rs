@@ -13,7 +13,7 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use repro_stages::nn::kernels::{Dev, Mat, Tp};
+use repro_stages::nn::device::{Dev, Mat, Tp};
 use repro_stages::nn::loss::cross_entropy;
 use repro_stages::nn::model::{Input, InputKind, Mode, ModelSpec, Network};
 use repro_stages::nn::optim::{Optimizer, OptimizerSpec};

@@ -30,9 +30,14 @@ mod code_hashes {
 /// The dfdx version the numeric code is built against (read from Cargo.lock at build time).
 pub const DFDX_VERSION: &str = code_hashes::DFDX_VERSION;
 
-/// The compute backend compiled in: `cpu`, or `cuda` with the `cuda` feature.
+/// The compute backend compiled in: `cpu` (host kernels), `cuda` with the `cuda` feature,
+/// or `cpu-portable` with the `portable-ops` feature (the operators a `cuda` build uses,
+/// composed from dfdx ops, run on the CPU; they agree with the host kernels to rounding
+/// only, so their outputs must not pass for the host kernels').
 pub const BACKEND: &str = if cfg!(feature = "cuda") {
     "cuda"
+} else if cfg!(feature = "portable-ops") {
+    "cpu-portable"
 } else {
     "cpu"
 };

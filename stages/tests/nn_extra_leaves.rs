@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use repro_stages::nn::kernels::{host, Dev, Mat, Tp};
+use repro_stages::nn::device::{host, Dev, Mat, Tp};
 use repro_stages::nn::model::{Input, InputKind, Mode, ModelSpec, Network};
 use repro_stages::nn::params::ParamSet;
 

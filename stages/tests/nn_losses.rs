@@ -2,7 +2,7 @@
 //! (softmax by hand; −log Σ_i p_i C[i, ỹ] for forward correction).
 
 use dfdx::prelude::*;
-use repro_stages::nn::kernels::{Dev, Mat};
+use repro_stages::nn::device::{Dev, Mat};
 use repro_stages::nn::loss::{
     cross_entropy, forward_corrected, smoothed_targets, soft_cross_entropy,
 };

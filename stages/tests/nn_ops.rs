@@ -1,7 +1,10 @@
 //! Operators against PyTorch: forward values and the gradients of sum(out ⊙ r) with
 //! respect to every input, for convolution (strided, padded, non-square, with and
 //! without bias), max pooling (with and without padding), batch norm (training mode
-//! with the running-statistics update, evaluation mode) and the linear layer.
+//! with the running-statistics update, evaluation mode) and the linear layer. Every case
+//! runs twice: on the host kernels (module `host_kernels`, the CPU build's operators) and
+//! on their compositions of dfdx ops (module `portable_ops`, the operators of a `cuda`
+//! build), both on the CPU.
 //!
 //! The literal arrays below were printed by `tests/reference/nn_ops_reference.py`
 //! (PyTorch 2.x on CPU in float64, `torch.nn.functional.{conv2d, max_pool2d,
@@ -9,11 +12,10 @@
 //! script, rebuilt here by `seq`.
 
 use dfdx::prelude::*;
-use repro_stages::nn::batch_norm::{batch_norm2d, BnMode};
-use repro_stages::nn::conv::{conv2d, ConvGeom};
-use repro_stages::nn::kernels::{host, Dev, Mat, Vector};
-use repro_stages::nn::linear::linear;
-use repro_stages::nn::pool::max_pool2d;
+use repro_stages::nn::batch_norm::BnMode;
+use repro_stages::nn::conv::ConvGeom;
+use repro_stages::nn::device::{host, Dev, Mat, Vector};
+use repro_stages::nn::{batch_norm, conv, linear, pool, portable};
 
 const CONV_Y: [f64; 54] = [
     -4.0000000000e-01,
@@ -617,8 +619,59 @@ fn vec1(v: Vec<f32>) -> Vector {
     Dev::default().tensor_from_vec(v, (n,))
 }
 
-#[test]
-fn conv2d_strided_padded_with_bias_matches_pytorch() {
+type TMat = Mat<OwnedTape<f32, Dev>>;
+
+/// One implementation of the operators under test, at the taped CPU type.
+struct Impl {
+    conv: fn(TMat, &Vector, Option<&Vector>, ConvGeom) -> TMat,
+    pool: fn(TMat, usize, usize, usize, usize, usize, usize) -> (TMat, usize, usize),
+    bn: fn(TMat, &Vector, &Vector, (&mut [f32], &mut [f32]), usize, usize, BnMode) -> TMat,
+    linear: fn(TMat, &Vector, Option<&Vector>, usize) -> TMat,
+}
+
+fn host_conv(x: TMat, w: &Vector, b: Option<&Vector>, g: ConvGeom) -> TMat {
+    conv::conv2d(x, w, b, g, true)
+}
+fn host_linear(x: TMat, w: &Vector, b: Option<&Vector>, o: usize) -> TMat {
+    linear::linear(x, w, b, o, true)
+}
+
+const HOST: Impl = Impl {
+    conv: host_conv,
+    pool: pool::max_pool2d,
+    bn: batch_norm::batch_norm2d,
+    linear: host_linear,
+};
+const PORTABLE: Impl = Impl {
+    conv: portable::conv2d,
+    pool: portable::max_pool2d,
+    bn: portable::batch_norm2d,
+    linear: portable::linear,
+};
+
+/// Each check runs once per implementation, as `host_kernels::<name>` and
+/// `portable_ops::<name>`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod host_kernels {
+            $( #[test] fn $name() { super::$name(&super::HOST) } )*
+        }
+        mod portable_ops {
+            $( #[test] fn $name() { super::$name(&super::PORTABLE) } )*
+        }
+    };
+}
+
+on_both!(
+    conv2d_strided_padded_with_bias_matches_pytorch,
+    conv2d_valid_non_square_without_bias_matches_pytorch,
+    max_pool_matches_pytorch,
+    batch_norm_training_matches_pytorch_and_updates_running_stats,
+    batch_norm_eval_matches_pytorch,
+    linear_matches_pytorch,
+);
+
+fn conv2d_strided_padded_with_bias_matches_pytorch(imp: &Impl) {
     let dev = Dev::default();
     let x: Mat = dev.tensor_from_vec(xs(2 * 50), (2, 50));
     let w = vec1(ws(54));
@@ -632,7 +685,7 @@ fn conv2d_strided_padded_with_bias_matches_pytorch() {
         stride: 2,
         pad: 1,
     };
-    let y = conv2d(x.leaky_trace(), &w, Some(&b), g, true);
+    let y = (imp.conv)(x.leaky_trace(), &w, Some(&b), g);
     let (yv, mut grads) = backward_weighted(y);
     close("y", &yv, &CONV_Y);
     close("gx", &grads.get_or_alloc_mut(&x).unwrap(), &CONV_GX);
@@ -640,8 +693,7 @@ fn conv2d_strided_padded_with_bias_matches_pytorch() {
     close("gb", &grads.get_or_alloc_mut(&b).unwrap(), &CONV_GB);
 }
 
-#[test]
-fn conv2d_valid_non_square_without_bias_matches_pytorch() {
+fn conv2d_valid_non_square_without_bias_matches_pytorch(imp: &Impl) {
     let dev = Dev::default();
     let x: Mat = dev.tensor_from_vec(xs(40), (1, 40));
     let w = vec1(ws(36));
@@ -654,36 +706,34 @@ fn conv2d_valid_non_square_without_bias_matches_pytorch() {
         stride: 1,
         pad: 0,
     };
-    let y = conv2d(x.leaky_trace(), &w, None, g, true);
+    let y = (imp.conv)(x.leaky_trace(), &w, None, g);
     let (yv, mut grads) = backward_weighted(y);
     close("y", &yv, &CONV2_Y);
     close("gx", &grads.get_or_alloc_mut(&x).unwrap(), &CONV2_GX);
     close("gw", &grads.get_or_alloc_mut(&w).unwrap(), &CONV2_GW);
 }
 
-#[test]
-fn max_pool_matches_pytorch() {
+fn max_pool_matches_pytorch(imp: &Impl) {
     let dev = Dev::default();
     for (k, s, p, wy, wgx) in [
         (2, 2, 0, &POOL_A_Y[..], &POOL_A_GX[..]),
         (3, 2, 1, &POOL_B_Y[..], &POOL_B_GX[..]),
     ] {
         let x: Mat = dev.tensor_from_vec(xs(32), (1, 32));
-        let (y, _, _) = max_pool2d(x.leaky_trace(), 2, 4, 4, k, s, p);
+        let (y, _, _) = (imp.pool)(x.leaky_trace(), 2, 4, 4, k, s, p);
         let (yv, mut grads) = backward_weighted(y);
         close("y", &yv, wy);
         close("gx", &grads.get_or_alloc_mut(&x).unwrap(), wgx);
     }
 }
 
-#[test]
-fn batch_norm_training_matches_pytorch_and_updates_running_stats() {
+fn batch_norm_training_matches_pytorch_and_updates_running_stats(imp: &Impl) {
     let dev = Dev::default();
     let x: Mat = dev.tensor_from_vec(xs(24), (3, 8));
     let g = vec1(vec![1.5, -0.5]);
     let b = vec1(vec![0.2, 0.1]);
     let (mut rm, mut rv) = (vec![0.0f32, 0.5], vec![1.0f32, 2.0]);
-    let y = batch_norm2d(
+    let y = (imp.bn)(
         x.leaky_trace(),
         &g,
         &b,
@@ -701,7 +751,7 @@ fn batch_norm_training_matches_pytorch_and_updates_running_stats() {
     close("running_var", &rv, &BN_RV);
     // the frozen mode gives the same output and leaves the statistics alone
     let (mut rm2, mut rv2) = (vec![0.0f32, 0.5], vec![1.0f32, 2.0]);
-    let y = batch_norm2d(
+    let y = (imp.bn)(
         x.leaky_trace(),
         &g,
         &b,
@@ -715,14 +765,13 @@ fn batch_norm_training_matches_pytorch_and_updates_running_stats() {
     assert_eq!((rm2, rv2), (vec![0.0, 0.5], vec![1.0, 2.0]));
 }
 
-#[test]
-fn batch_norm_eval_matches_pytorch() {
+fn batch_norm_eval_matches_pytorch(imp: &Impl) {
     let dev = Dev::default();
     let x: Mat = dev.tensor_from_vec(xs(24), (3, 8));
     let g = vec1(vec![1.5, -0.5]);
     let b = vec1(vec![0.2, 0.1]);
     let (mut rm, mut rv) = (vec![0.1f32, -0.2], vec![0.5f32, 2.0]);
-    let y = batch_norm2d(
+    let y = (imp.bn)(
         x.leaky_trace(),
         &g,
         &b,
@@ -738,16 +787,144 @@ fn batch_norm_eval_matches_pytorch() {
     close("beta", &grads.get_or_alloc_mut(&b).unwrap(), &BNE_GB);
 }
 
-#[test]
-fn linear_matches_pytorch() {
+fn linear_matches_pytorch(imp: &Impl) {
     let dev = Dev::default();
     let x: Mat = dev.tensor_from_vec(xs(20), (4, 5));
     let w = vec1(ws(15));
     let b = vec1(vec![0.1, -0.2, 0.3]);
-    let y = linear(x.leaky_trace(), &w, Some(&b), 3, true);
+    let y = (imp.linear)(x.leaky_trace(), &w, Some(&b), 3);
     let (yv, mut grads) = backward_weighted(y);
     close("y", &yv, &LIN_Y);
     close("gx", &grads.get_or_alloc_mut(&x).unwrap(), &LIN_GX);
     close("gw", &grads.get_or_alloc_mut(&w).unwrap(), &LIN_GW);
     close("gb", &grads.get_or_alloc_mut(&b).unwrap(), &LIN_GB);
+}
+
+/// A deterministic pseudo-random vector in [−1, 1).
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Output, and the gradients of sum(out ⊙ r) for `leaves`, of one taped computation.
+fn run_weighted(out: TMat, leaves: &[&Vector], x: &Mat) -> Vec<Vec<f32>> {
+    let (y, mut grads) = backward_weighted(out);
+    let mut all = vec![y, grads.get_or_alloc_mut(x).unwrap().to_vec()];
+    all.extend(
+        leaves
+            .iter()
+            .map(|t| grads.get_or_alloc_mut(*t).unwrap().to_vec()),
+    );
+    all
+}
+
+fn same(name: &str, host: &[Vec<f32>], portable: &[Vec<f32>]) {
+    assert_eq!(host.len(), portable.len());
+    for (k, (h, p)) in host.iter().zip(portable).enumerate() {
+        assert_eq!(h.len(), p.len(), "{name} part {k}: length");
+        for (i, (a, b)) in h.iter().zip(p).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                "{name} part {k} [{i}]: host {a}, portable {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn portable_operators_equal_host_kernels_on_network_shapes() {
+    let dev = Dev::default();
+    // convolutions as the networks use them: 3×3 padded (WRN/ResNet body), 1×1 stride 1
+    // and stride 2 (shortcuts), 7×7 stride 2 (ImageNet stem), bias and no bias
+    let geoms = [
+        (3, 4, 6, 6, 3, 1, 1, true),
+        (4, 6, 6, 6, 1, 1, 0, false),
+        (4, 6, 6, 6, 1, 2, 0, false),
+        (3, 2, 9, 9, 7, 2, 3, false),
+        (2, 3, 5, 7, 3, 2, 1, true),
+    ];
+    for (s, &(in_c, out_c, h, w, k, stride, pad, bias)) in geoms.iter().enumerate() {
+        let g = ConvGeom {
+            in_c,
+            out_c,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        };
+        let n = 3;
+        let x: Mat = dev.tensor_from_vec(noise(n * in_c * h * w, s as u64), (n, in_c * h * w));
+        let wt = vec1(noise(out_c * in_c * k * k, 100 + s as u64));
+        let b = vec1(noise(out_c, 200 + s as u64));
+        let b = bias.then_some(&b);
+        let mut leaves = vec![&wt];
+        leaves.extend(b);
+        let hk = run_weighted(host_conv(x.leaky_trace(), &wt, b, g), &leaves, &x);
+        let pt = run_weighted(portable::conv2d(x.leaky_trace(), &wt, b, g), &leaves, &x);
+        same(&format!("conv {g:?}"), &hk, &pt);
+    }
+    // pooling: 3×3 stride 2 pad 1 (ImageNet stem), 2×2 stride 2, global average
+    let x: Mat = dev.tensor_from_vec(noise(2 * 3 * 7 * 7, 7), (2, 3 * 49));
+    for (k, s, p) in [(3, 2, 1), (2, 2, 0)] {
+        let hk = run_weighted(
+            pool::max_pool2d(x.leaky_trace(), 3, 7, 7, k, s, p).0,
+            &[],
+            &x,
+        );
+        let pt = run_weighted(
+            portable::max_pool2d(x.leaky_trace(), 3, 7, 7, k, s, p).0,
+            &[],
+            &x,
+        );
+        same(&format!("max pool {k}/{s}/{p}"), &hk, &pt);
+    }
+    let hk = run_weighted(pool::global_avg_pool(x.leaky_trace(), 3, 49), &[], &x);
+    let pt = run_weighted(portable::global_avg_pool(x.leaky_trace(), 3, 49), &[], &x);
+    same("global average pool", &hk, &pt);
+    // dropout mask
+    let mask: Vec<f32> = noise(2 * 3 * 49, 8)
+        .into_iter()
+        .map(|v| if v < 0.0 { 0.0 } else { 2.0 })
+        .collect();
+    let hk = run_weighted(
+        repro_stages::nn::elementwise::mul_mask(x.leaky_trace(), mask.clone()),
+        &[],
+        &x,
+    );
+    let pt = run_weighted(portable::mul_mask(x.leaky_trace(), mask), &[], &x);
+    same("mul_mask", &hk, &pt);
+    // embedding of 2 examples x 3 tokens (a repeated id) in a 5 x 4 table
+    let table = vec1(noise(20, 9));
+    let ids = [4u32, 0, 4, 2, 2, 1];
+    let embed = |out: TMat| {
+        let (y, mut grads) = backward_weighted(out);
+        vec![y, grads.get_or_alloc_mut(&table).unwrap().to_vec()]
+    };
+    let hk = embed(repro_stages::nn::elementwise::embedding(
+        &dev,
+        &ids,
+        2,
+        &table,
+        4,
+        OwnedTape::default(),
+    ));
+    let pt = embed(portable::embedding(
+        &dev,
+        &ids,
+        2,
+        &table,
+        4,
+        OwnedTape::default(),
+    ));
+    same("embedding", &hk, &pt);
 }

@@ -31,7 +31,7 @@ use crate::kinds::train::{
 };
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::input_kind;
-use crate::nn::kernels::{Dev, Mat, Tp};
+use crate::nn::device::{Dev, Mat, Tp};
 use crate::nn::model::{Mode, ModelSpec, Network};
 use crate::nn::optim::OptimizerSpec;
 use crate::nn::params::read_safetensors;

@@ -105,8 +105,8 @@ use crate::kinds::train::{
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::{input_kind, Decoder};
 use crate::nn::checkpoint::MethodState;
+use crate::nn::device::{host, Mat, Tp};
 use crate::nn::hypergrad;
-use crate::nn::kernels::{host, Mat, Tp};
 use crate::nn::loss;
 use crate::nn::model::{Input, Mode, ModelSpec, Network};
 use crate::nn::objectives::{LossObjective, Target};

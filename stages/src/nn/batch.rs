@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::kernels::Dev;
+use super::device::Dev;
 use super::model::{Input, InputKind};
 use crate::data::dataset::{Dataset, Encoding, Features, Split};
 

@@ -11,7 +11,8 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::kernels::{host, Dev, Mat, Vector};
+use super::device::host;
+use super::kernels::{HostMat, HostVector};
 
 pub const BN_EPS: f64 = 1e-5;
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -28,15 +29,15 @@ pub enum BnMode {
 
 /// `x` is `batch x C·HW`; `gamma`, `beta` have `C` values; `running` is
 /// `(mean, var)` with `C` values each, updated in place in [`BnMode::TrainUpdate`].
-pub fn batch_norm2d<T: Tape<f32, Dev>>(
-    x: Mat<T>,
-    gamma: &Vector,
-    beta: &Vector,
+pub fn batch_norm2d<T: Tape<f32, Cpu>>(
+    x: HostMat<T>,
+    gamma: &HostVector,
+    beta: &HostVector,
     running: (&mut [f32], &mut [f32]),
     c: usize,
     hw: usize,
     mode: BnMode,
-) -> Mat<T> {
+) -> HostMat<T> {
     let (x, mut tape) = x.split_tape();
     let (n, d) = *x.shape();
     assert_eq!(d, c * hw, "batch_norm2d: input shape");

@@ -8,7 +8,8 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::kernels::{chunk_ranges, host, matmul, Dev, Mat, Operand, Par, Vector};
+use super::device::host;
+use super::kernels::{chunk_ranges, matmul, HostMat, HostVector, Operand, Par};
 
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,13 +130,13 @@ pub(crate) fn split_by<'a>(
 
 /// `x` is `batch x (C·H·W)`, `w` is `out_c x (C·k·k)` flat (PyTorch's `[O, C, k, k]`
 /// layout), `b` has `out_c` values; returns `batch x (O·Ho·Wo)`.
-pub fn conv2d<T: Tape<f32, Dev>>(
-    x: Mat<T>,
-    w: &Vector,
-    b: Option<&Vector>,
+pub fn conv2d<T: Tape<f32, Cpu>>(
+    x: HostMat<T>,
+    w: &HostVector,
+    b: Option<&HostVector>,
     g: ConvGeom,
     input_grad: bool,
-) -> Mat<T> {
+) -> HostMat<T> {
     let (x, mut tape) = x.split_tape();
     let (n, d) = *x.shape();
     assert_eq!(

@@ -3,10 +3,11 @@
 
 use dfdx::prelude::*;
 
-use super::kernels::{host, with_grads2, Dev, Mat, Vector};
+use super::device::host;
+use super::kernels::{with_grads2, HostMat, HostVector};
 
 /// `y = x ⊙ mask` for a constant `mask` (no gradient with respect to the mask).
-pub fn mul_mask<T: Tape<f32, Dev>>(x: Mat<T>, mask: Vec<f32>) -> Mat<T> {
+pub fn mul_mask<T: Tape<f32, Cpu>>(x: HostMat<T>, mask: Vec<f32>) -> HostMat<T> {
     let (x, mut tape) = x.split_tape();
     let shape = *x.shape();
     let xs = host(&x);
@@ -28,14 +29,14 @@ pub fn mul_mask<T: Tape<f32, Dev>>(x: Mat<T>, mask: Vec<f32>) -> Mat<T> {
 
 /// Looks up `ids` (`batch x len` token ids, row-major) in the `vocab x dim` table `w`;
 /// returns `batch x (len·dim)`, the embeddings of one example's tokens side by side.
-pub fn embedding<T: Tape<f32, Dev>>(
-    dev: &Dev,
+pub fn embedding<T: Tape<f32, Cpu>>(
+    dev: &Cpu,
     ids: &[u32],
     batch: usize,
-    w: &Vector,
+    w: &HostVector,
     dim: usize,
     mut tape: T,
-) -> Mat<T> {
+) -> HostMat<T> {
     let len = ids.len() / batch.max(1);
     assert_eq!(
         len * batch,

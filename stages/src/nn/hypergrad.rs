@@ -57,7 +57,7 @@ pub fn meta_gradient(
     mask: Option<&[bool]>,
     rng: &mut rand_chacha::ChaCha8Rng,
 ) -> (f32, Vec<Vec<f32>>) {
-    let logits = net.forward::<super::kernels::Tp>(
+    let logits = net.forward::<super::device::Tp>(
         looked_ahead,
         buffers,
         meta_input,

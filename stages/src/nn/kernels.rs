@@ -1,4 +1,4 @@
-//! Host-side building blocks of the custom CPU operators: a row-major matrix product on
+//! Host-side building blocks of the CPU operators: a row-major matrix product on
 //! top of the `gemm` crate (the kernel dfdx itself uses), host copies of tensor data, and
 //! the pointer juggling needed to read one gradient while writing another.
 //!
@@ -9,17 +9,10 @@
 
 use dfdx::prelude::*;
 
-/// The compute device of the models. The convolution, pooling and normalisation kernels
-/// are host code (dfdx 0.13 gates its own behind a nightly feature), so the models run on
-/// [`Cpu`].
-pub type Dev = Cpu;
-
-/// A runtime-shaped matrix (batch x features, or rows x columns).
-pub type Mat<T = NoneTape> = Tensor<(usize, usize), f32, Dev, T>;
-/// A runtime-shaped vector (every parameter is stored flat).
-pub type Vector = Tensor<(usize,), f32, Dev>;
-/// The tape of a training forward pass.
-pub type Tp = OwnedTape<f32, Dev>;
+/// A runtime-shaped matrix on the CPU (the host kernels' operand type).
+pub type HostMat<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
+/// A runtime-shaped vector on the CPU.
+pub type HostVector = Tensor<(usize,), f32, Cpu>;
 
 /// Whether a product runs on all rayon threads or on the calling thread only.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -123,14 +116,6 @@ pub fn matmul(a: Operand, b: Operand, c: &mut [f32], accumulate: bool, par: Par)
     }
 }
 
-/// A host copy of a tensor's elements (the tensor must be contiguous, as every output of
-/// the operators here and of dfdx's element-wise ops is).
-pub fn host<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
-    let mut v = vec![0.0f32; t.shape().num_elements()];
-    t.copy_into(&mut v);
-    v
-}
-
 /// Runs `f(out_grad, in_grad)` on the gradient buffers of two distinct tensors.
 ///
 /// dfdx hands out one `&mut` gradient at a time; the buffers are separate heap
@@ -138,9 +123,9 @@ pub fn host<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
 /// the two are different tensors (every caller passes an operator's output and one of
 /// its inputs).
 pub fn with_grads2<S1: Shape, S2: Shape>(
-    grads: &mut Gradients<f32, Dev>,
-    out: &Tensor<S1, f32, Dev>,
-    inp: &Tensor<S2, f32, Dev>,
+    grads: &mut Gradients<f32, Cpu>,
+    out: &Tensor<S1, f32, Cpu>,
+    inp: &Tensor<S2, f32, Cpu>,
     f: impl FnOnce(&[f32], &mut [f32]),
 ) -> Result<(), CpuError> {
     let g_out = grads.get_or_alloc_mut(out)?;
@@ -155,16 +140,16 @@ pub fn with_grads2<S1: Shape, S2: Shape>(
 
 /// A read-only copy of the gradient of `t` (zeros if none has been allocated yet).
 pub fn grad_of<S: Shape>(
-    grads: &mut Gradients<f32, Dev>,
-    t: &Tensor<S, f32, Dev>,
+    grads: &mut Gradients<f32, Cpu>,
+    t: &Tensor<S, f32, Cpu>,
 ) -> Result<Vec<f32>, CpuError> {
     Ok(grads.get_or_alloc_mut(t)?.to_vec())
 }
 
 /// Adds `src` into the gradient buffer of `t`.
 pub fn add_grad<S: Shape>(
-    grads: &mut Gradients<f32, Dev>,
-    t: &Tensor<S, f32, Dev>,
+    grads: &mut Gradients<f32, Cpu>,
+    t: &Tensor<S, f32, Cpu>,
     src: &[f32],
 ) -> Result<(), CpuError> {
     let g = grads.get_or_alloc_mut(t)?;

@@ -3,17 +3,18 @@
 
 use dfdx::prelude::*;
 
-use super::kernels::{host, matmul, with_grads2, Dev, Mat, Operand, Par, Vector};
+use super::device::host;
+use super::kernels::{matmul, with_grads2, HostMat, HostVector, Operand, Par};
 
 /// `x` is `batch x in`; returns `batch x out`. With `input_grad == false` the gradient
 /// with respect to `x` is not computed (the first layer of a network).
-pub fn linear<T: Tape<f32, Dev>>(
-    x: Mat<T>,
-    w: &Vector,
-    b: Option<&Vector>,
+pub fn linear<T: Tape<f32, Cpu>>(
+    x: HostMat<T>,
+    w: &HostVector,
+    b: Option<&HostVector>,
     out_features: usize,
     input_grad: bool,
-) -> Mat<T> {
+) -> HostMat<T> {
     let (x, mut tape) = x.split_tape();
     let (n, d) = *x.shape();
     let o = out_features;

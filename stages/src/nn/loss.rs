@@ -12,7 +12,7 @@
 
 use dfdx::prelude::*;
 
-use super::kernels::{Dev, Mat};
+use super::device::{Dev, Mat};
 use crate::noise::Matrix;
 
 /// log 0 stand-in: exp(−1e30) is exactly 0 in f32 and the logsumexp stays finite.
@@ -101,7 +101,7 @@ pub fn forward_corrected<T: Tape<f32, Dev>>(
 /// Softmax probabilities of untaped logits, row-major (for estimating C).
 pub fn softmax_host(logits: &Mat) -> Vec<f32> {
     let (_, k) = *logits.shape();
-    let mut v = super::kernels::host(logits);
+    let mut v = super::device::host(logits);
     for row in v.chunks_exact_mut(k) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0f32;

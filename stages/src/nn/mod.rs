@@ -2,9 +2,11 @@
 //!
 //! dfdx 0.13 supplies the tensors, the tape and the gradient store; its convolution and
 //! pooling need a nightly compiler, so the heavy operators (linear, conv2d, pooling,
-//! batch norm, embedding, dropout) are written here as dfdx tape operators with host
-//! kernels on top of `gemm` (see [`kernels`]). Everything else (softmax, losses, any
-//! extra differentiable computation a method adds) uses dfdx's own ops on the same tape.
+//! batch norm, embedding, dropout) are written here, twice: as dfdx tape operators with
+//! host kernels on top of `gemm` (see [`kernels`]; the CPU build), and composed from dfdx's
+//! stable differentiable ops ([`portable`]; any device, the `cuda` build). [`ops`] picks
+//! one by [`device::Dev`]. Everything else (softmax, losses, any extra differentiable
+//! computation a method adds) uses dfdx's own ops on the same tape.
 //!
 //! Map: [`model::Network`] (architectures) + [`params::ParamSet`] (flat named
 //! parameters) -> [`loss`] -> [`optim::Optimizer`] under a [`schedule::Schedule`], driven
@@ -14,6 +16,7 @@ pub mod batch;
 pub mod batch_norm;
 pub mod checkpoint;
 pub mod conv;
+pub mod device;
 pub mod elementwise;
 pub mod hypergrad;
 pub mod kernels;
@@ -21,8 +24,10 @@ pub mod linear;
 pub mod loss;
 pub mod model;
 pub mod objectives;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod pool;
+pub mod portable;
 pub mod schedule;
 pub mod trainer;

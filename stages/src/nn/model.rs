@@ -22,13 +22,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::batch_norm::{batch_norm2d, BnMode};
-use super::conv::{conv2d, ConvGeom};
-use super::elementwise::{embedding, mul_mask};
-use super::kernels::{Dev, Mat};
-use super::linear::linear;
+use super::device::{Dev, Mat};
+use super::ops::{
+    batch_norm2d, conv2d, embedding, global_avg_pool, linear, max_pool2d, mul_mask, BnMode,
+    ConvGeom, Ops,
+};
 use super::params::{Buffers, ParamSet};
-use super::pool::{global_avg_pool, max_pool2d};
 
 fn default_cnn_channels() -> Vec<usize> {
     vec![32, 64]
@@ -240,6 +239,9 @@ pub struct Network {
     pub spec: ModelSpec,
     pub input: InputKind,
     pub classes: usize,
+    /// Which implementation of the operators the forward passes run (default: the host
+    /// kernels in a CPU build, the portable ones in a `cuda` build; see [`Ops`]).
+    pub ops: Ops,
     arch: Arch,
 }
 
@@ -360,6 +362,7 @@ impl Network {
         classes: usize,
         seed: u64,
     ) -> Result<(Network, ParamSet, Buffers)> {
+        #[cfg(not(feature = "cuda"))]
         super::kernels::tune_allocator();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut b = Builder {
@@ -620,13 +623,14 @@ impl Network {
             spec: spec.clone(),
             input: input.clone(),
             classes,
+            ops: Ops::default(),
             arch,
         };
         Ok((net, b.params, b.buffers))
     }
 
     /// Logits (`batch x classes`) of `x` under `params`. `T` is [`NoneTape`] for
-    /// evaluation and [`super::kernels::Tp`] for training; the tape starts here.
+    /// evaluation and [`super::device::Tp`] for training; the tape starts here.
     /// `rng` drives dropout and is required when the model has dropout and `mode` is not
     /// [`Mode::Eval`].
     pub fn forward<T: Tape<f32, Dev>>(
@@ -642,6 +646,7 @@ impl Network {
             buffers,
             mode,
             rng,
+            ops: self.ops,
         };
         match &self.arch {
             Arch::Mlp {
@@ -652,6 +657,7 @@ impl Network {
                 let mut h: Mat<T> = match (x, embed) {
                     (Input::Dense(x), None) => x.put_tape(T::default()),
                     (Input::Tokens { ids, batch }, Some((w, dim))) => embedding(
+                        self.ops,
                         &Dev::default(),
                         &ids,
                         batch,
@@ -686,7 +692,7 @@ impl Network {
                 let x = dense(x).put_tape(T::default());
                 let h = f.conv(conv1, x, false).relu();
                 let h = f.conv(conv2, h, true).relu();
-                let (h, _, _) = max_pool2d(h, *pool_c, *pool_h, *pool_w, 2, 2, 0);
+                let (h, _, _) = max_pool2d(f.ops, h, *pool_c, *pool_h, *pool_w, 2, 2, 0);
                 let h = f.lin(fc1, h, true).relu();
                 f.lin(fc2, h, true)
             }
@@ -706,7 +712,7 @@ impl Network {
                     h = f.bn(bn, h).relu();
                 }
                 if let Some((c, ph, pw)) = stem_pool {
-                    h = max_pool2d(h, *c, *ph, *pw, 3, 2, 1).0;
+                    h = max_pool2d(f.ops, h, *c, *ph, *pw, 3, 2, 1).0;
                 }
                 for blk in blocks {
                     h = f.block(blk, h);
@@ -714,7 +720,7 @@ impl Network {
                 if let Some(bn) = final_bn {
                     h = f.bn(bn, h).relu();
                 }
-                let h = global_avg_pool(h, *final_c, *final_hw);
+                let h = global_avg_pool(f.ops, h, *final_c, *final_hw);
                 f.lin(fc, h, true)
             }
         }
@@ -740,16 +746,17 @@ struct Fwd<'a> {
     buffers: &'a mut Buffers,
     mode: Mode,
     rng: Option<&'a mut ChaCha8Rng>,
+    ops: Ops,
 }
 
 impl Fwd<'_> {
     fn lin<T: Tape<f32, Dev>>(&mut self, l: &Lin, x: Mat<T>, input_grad: bool) -> Mat<T> {
         let p = &self.params.tensors;
-        linear(x, &p[l.w], l.b.map(|b| &p[b]), l.out, input_grad)
+        linear(self.ops, x, &p[l.w], l.b.map(|b| &p[b]), l.out, input_grad)
     }
     fn conv<T: Tape<f32, Dev>>(&mut self, c: &Conv, x: Mat<T>, input_grad: bool) -> Mat<T> {
         let p = &self.params.tensors;
-        conv2d(x, &p[c.w], c.b.map(|b| &p[b]), c.g, input_grad)
+        conv2d(self.ops, x, &p[c.w], c.b.map(|b| &p[b]), c.g, input_grad)
     }
     fn bn<T: Tape<f32, Dev>>(&mut self, b: &Bn, x: Mat<T>) -> Mat<T> {
         let mode = match self.mode {
@@ -759,7 +766,16 @@ impl Fwd<'_> {
         };
         let p = &self.params.tensors;
         let running = self.buffers.pair_mut(b.mean, b.mean + 1);
-        batch_norm2d(x, &p[b.gamma], &p[b.beta], running, b.c, b.hw, mode)
+        batch_norm2d(
+            self.ops,
+            x,
+            &p[b.gamma],
+            &p[b.beta],
+            running,
+            b.c,
+            b.hw,
+            mode,
+        )
     }
     fn dropout<T: Tape<f32, Dev>>(&mut self, x: Mat<T>, p: f32) -> Mat<T> {
         if self.mode == Mode::Eval || p == 0.0 {
@@ -774,7 +790,7 @@ impl Fwd<'_> {
         let mask: Vec<f32> = (0..n)
             .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
             .collect();
-        mul_mask(x, mask)
+        mul_mask(self.ops, x, mask)
     }
     fn block<T: Tape<f32, Dev>>(&mut self, blk: &Block, x: Mat<T>) -> Mat<T> {
         match blk {

@@ -10,7 +10,7 @@ use anyhow::{ensure, Result};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::kernels::{host, Dev};
+use super::device::{grad_host, host, Dev};
 use super::params::{NamedTensor, ParamSet};
 
 fn default_momentum() -> f32 {
@@ -107,10 +107,7 @@ impl Optimizer {
     pub fn update(&mut self, params: &mut ParamSet, grads: &mut Gradients<f32, Dev>, lr: f32) {
         self.step += 1;
         for i in 0..params.len() {
-            let g = grads
-                .get_or_alloc_mut(&params.tensors[i])
-                .expect("cpu allocation")
-                .to_vec();
+            let g = grad_host(grads, &params.tensors[i]);
             self.update_one(params, i, &g, lr);
         }
     }

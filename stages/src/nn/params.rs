@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 use dfdx::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::kernels::{host, Dev, Vector};
+use super::device::{grad_host, host, Dev, Vector};
 
 #[derive(Clone, Debug)]
 pub struct ParamSet {
@@ -123,10 +123,7 @@ impl ParamSet {
 
     /// The gradient of every parameter (zeros for one the backward pass did not reach).
     pub fn grads(&self, grads: &mut Gradients<f32, Dev>) -> Vec<Vec<f32>> {
-        self.tensors
-            .iter()
-            .map(|t| grads.get_or_alloc_mut(t).expect("cpu allocation").to_vec())
-            .collect()
+        self.tensors.iter().map(|t| grad_host(grads, t)).collect()
     }
 
     fn device(&self) -> Dev {

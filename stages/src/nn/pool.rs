@@ -5,20 +5,21 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::kernels::{host, with_grads2, Dev, Mat};
+use super::device::host;
+use super::kernels::{with_grads2, HostMat};
 
 /// Max pooling of `x` (`batch x C·H·W`) with window `k`, stride `s`, padding `pad`;
 /// returns `batch x C·Ho·Wo` and (`Ho`, `Wo`). Ties go to the first maximum in
 /// row-major window order (PyTorch's CPU kernel does the same).
-pub fn max_pool2d<T: Tape<f32, Dev>>(
-    x: Mat<T>,
+pub fn max_pool2d<T: Tape<f32, Cpu>>(
+    x: HostMat<T>,
     c: usize,
     h: usize,
     w: usize,
     k: usize,
     s: usize,
     pad: usize,
-) -> (Mat<T>, usize, usize) {
+) -> (HostMat<T>, usize, usize) {
     let (x, mut tape) = x.split_tape();
     let (n, d) = *x.shape();
     assert_eq!(d, c * h * w, "max_pool2d: input shape");
@@ -82,7 +83,7 @@ pub fn max_pool2d<T: Tape<f32, Dev>>(
 }
 
 /// Mean over the spatial positions: `batch x C·HW` -> `batch x C`.
-pub fn global_avg_pool<T: Tape<f32, Dev>>(x: Mat<T>, c: usize, hw: usize) -> Mat<T> {
+pub fn global_avg_pool<T: Tape<f32, Cpu>>(x: HostMat<T>, c: usize, hw: usize) -> HostMat<T> {
     let (x, mut tape) = x.split_tape();
     let (n, d) = *x.shape();
     assert_eq!(d, c * hw, "global_avg_pool: input shape");

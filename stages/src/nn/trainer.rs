@@ -63,7 +63,7 @@ use serde::Serialize;
 
 use super::batch::Decoder;
 use super::checkpoint::{self, LoopState, MethodState};
-use super::kernels::{Dev, Mat, Tp};
+use super::device::{Dev, Mat, Tp};
 use super::model::{Input, Mode, Network};
 use super::optim::{Optimizer, OptimizerSpec};
 use super::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
@@ -554,7 +554,7 @@ pub fn predict_each(
     for idx in all.chunks(batch_size.max(1)) {
         let logits: Mat =
             net.forward::<NoneTape>(params, buffers, dec.input(idx, None), Mode::Eval, None);
-        let host = super::kernels::host(&logits);
+        let host = super::device::host(&logits);
         let labels: Vec<u32> = idx.iter().map(|&i| split.y[i as usize]).collect();
         acc += f(idx, &host, &labels);
     }
@@ -575,7 +575,7 @@ pub fn logits_of(
     for idx in examples.chunks(batch_size.max(1)) {
         let logits: Mat =
             net.forward::<NoneTape>(params, buffers, dec.input(idx, None), Mode::Eval, None);
-        out.extend(super::kernels::host(&logits));
+        out.extend(super::device::host(&logits));
     }
     out
 }
