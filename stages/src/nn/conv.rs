@@ -57,16 +57,11 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
                     }
                     let src = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
                     if g.stride == 1 {
-                        // contiguous run, with zero edges where the padding falls
-                        let off = kj as isize - g.pad as isize;
-                        for (ox, d) in drow.iter_mut().enumerate() {
-                            let ix = ox as isize + off;
-                            *d = if ix >= 0 && ix < g.w as isize {
-                                src[ix as usize]
-                            } else {
-                                0.0
-                            };
-                        }
+                        // one contiguous run, with zero edges where the padding falls
+                        let (lo, hi) = valid_run(g, kj, wo);
+                        drow[..lo].iter_mut().for_each(|v| *v = 0.0);
+                        drow[lo..hi].copy_from_slice(&src[lo + kj - g.pad..hi + kj - g.pad]);
+                        drow[hi..].iter_mut().for_each(|v| *v = 0.0);
                     } else {
                         for (ox, d) in drow.iter_mut().enumerate() {
                             let ix = (ox * g.stride + kj) as isize - g.pad as isize;
@@ -81,6 +76,14 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
             }
         }
     }
+}
+
+/// For a stride-1 convolution and kernel column `kj`: the output columns `lo..hi` whose
+/// input column `ox + kj − pad` lies inside the image (the others read padding).
+fn valid_run(g: &ConvGeom, kj: usize, wo: usize) -> (usize, usize) {
+    let lo = g.pad.saturating_sub(kj).min(wo);
+    let hi = (g.w + g.pad).saturating_sub(kj).clamp(lo, wo);
+    (lo, hi)
 }
 
 /// Adds `col` (`C·k·k x Ho·Wo`) back into the image gradient `gx` (`C x H x W`).
@@ -100,6 +103,14 @@ fn col2im_add(g: &ConvGeom, col: &[f32], gx: &mut [f32]) {
                     }
                     let drow = &mut gc[iy as usize * g.w..(iy as usize + 1) * g.w];
                     let srow = &src[oy * wo..(oy + 1) * wo];
+                    if g.stride == 1 {
+                        let (lo, hi) = valid_run(g, kj, wo);
+                        drow[lo + kj - g.pad..hi + kj - g.pad]
+                            .iter_mut()
+                            .zip(&srow[lo..hi])
+                            .for_each(|(d, s)| *d += s);
+                        continue;
+                    }
                     for (ox, s) in srow.iter().enumerate() {
                         let ix = (ox * g.stride + kj) as isize - g.pad as isize;
                         if ix >= 0 && ix < g.w as isize {

@@ -37,24 +37,21 @@ pub fn max_pool2d<T: Tape<f32, Cpu>>(
             for ch in 0..c {
                 for oy in 0..ho {
                     for ox in 0..wo {
-                        let mut best = f32::NEG_INFINITY;
-                        let mut bi = u32::MAX;
-                        for ki in 0..k {
-                            let iy = (oy * s + ki) as isize - pad as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            for kj in 0..k {
-                                let ix = (ox * s + kj) as isize - pad as isize;
-                                if ix < 0 || ix >= w as isize {
-                                    continue;
-                                }
-                                let idx = ch * h * w + iy as usize * w + ix as usize;
+                        // the window's rows and columns inside the image (padding is −∞)
+                        let (y0, x0) = (oy * s, ox * s);
+                        let (ki_lo, ki_hi) = (pad.saturating_sub(y0), (h + pad - y0).min(k));
+                        let (kj_lo, kj_hi) = (pad.saturating_sub(x0), (w + pad - x0).min(k));
+                        // the first element, then any larger one or a NaN (branch-free)
+                        let first = ch * h * w + (y0 + ki_lo - pad) * w + x0 + kj_lo - pad;
+                        let (mut best, mut bi) = (xi[first], first as u32);
+                        for ki in ki_lo..ki_hi {
+                            let row = ch * h * w + (y0 + ki - pad) * w + x0;
+                            for kj in kj_lo..kj_hi {
+                                let idx = row + kj - pad;
                                 let v = xi[idx];
-                                if v > best || bi == u32::MAX || v.is_nan() {
-                                    best = v;
-                                    bi = idx as u32;
-                                }
+                                let take = v > best || v.is_nan();
+                                best = if take { v } else { best };
+                                bi = if take { idx as u32 } else { bi };
                             }
                         }
                         let o = (ch * ho + oy) * wo + ox;
