@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::device::Dev;
+use super::device::dev;
 use super::model::{Input, InputKind};
 use crate::data::dataset::{Dataset, Encoding, Features, Split};
 
@@ -138,6 +138,6 @@ impl<'a> Decoder<'a> {
                 row.copy_from_slice(&tmp);
             }
         }
-        Input::Dense(Dev::default().tensor_from_vec(x, (idx.len(), d)))
+        Input::Dense(dev().tensor_from_vec(x, (idx.len(), d)))
     }
 }

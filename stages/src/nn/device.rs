@@ -23,6 +23,18 @@ pub type Vector = Tensor<(usize,), f32, Dev>;
 /// The tape of a training forward pass.
 pub type Tp = OwnedTape<f32, Dev>;
 
+/// The calling thread's device handle. dfdx devices are handles that tensors keep a copy
+/// of, and the tensors of one computation should come from one instance: on CUDA an
+/// instance owns a stream, and tensors made on separate instances would be worked on by
+/// unordered streams. A thread, not the process, because a CUDA device cannot be shared
+/// between threads; a stage's training runs on one thread.
+pub fn dev() -> Dev {
+    thread_local! {
+        static DEV: Dev = Dev::default();
+    }
+    DEV.with(Dev::clone)
+}
+
 /// A host copy of a tensor's elements, in row-major order of its shape.
 pub fn host<S: Shape, D: Device<f32>, T>(t: &Tensor<S, f32, D, T>) -> Vec<f32> {
     let mut v = vec![0.0f32; t.shape().num_elements()];

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::device::{Dev, Mat};
+use super::device::{dev, Dev, Mat};
 use super::ops::{
     batch_norm2d, conv2d, embedding, global_avg_pool, linear, max_pool2d, mul_mask, BnMode,
     ConvGeom, Ops,
@@ -366,7 +366,7 @@ impl Network {
         super::kernels::tune_allocator();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut b = Builder {
-            dev: Dev::default(),
+            dev: dev(),
             params: ParamSet::new(),
             buffers: Buffers::default(),
             rng: &mut rng,
@@ -658,7 +658,7 @@ impl Network {
                     (Input::Dense(x), None) => x.put_tape(T::default()),
                     (Input::Tokens { ids, batch }, Some((w, dim))) => embedding(
                         self.ops,
-                        &Dev::default(),
+                        &dev(),
                         &ids,
                         batch,
                         &params.tensors[*w],
