@@ -35,7 +35,8 @@ pub fn dev() -> Dev {
     DEV.with(Dev::clone)
 }
 
-/// A host copy of a tensor's elements, in row-major order of its shape.
+/// A host copy of a tensor's storage: its elements in row-major order when the tensor is
+/// contiguous, as every output of the operators and of dfdx's element-wise ops is.
 pub fn host<S: Shape, D: Device<f32>, T>(t: &Tensor<S, f32, D, T>) -> Vec<f32> {
     let mut v = vec![0.0f32; t.shape().num_elements()];
     t.copy_into(&mut v);

@@ -1,6 +1,6 @@
 //! Host-side building blocks of the CPU operators: a row-major matrix product on
-//! top of the `gemm` crate (the kernel dfdx itself uses), host copies of tensor data, and
-//! the pointer juggling needed to read one gradient while writing another.
+//! top of the `gemm` crate (the kernel dfdx itself uses) and the pointer juggling needed
+//! to read one gradient while writing another.
 //!
 //! Determinism: `gemm` parallelises over blocks of the output (rows/columns), never over
 //! the reduction dimension, so a product has the same bits with any number of threads;
@@ -135,26 +135,6 @@ pub fn with_grads2<S1: Shape, S2: Shape>(
     // neither moved nor freed by allocating the (different) buffer of `inp`.
     let g_out = unsafe { std::slice::from_raw_parts(ptr, len) };
     f(g_out, &mut g_in[..]);
-    Ok(())
-}
-
-/// A read-only copy of the gradient of `t` (zeros if none has been allocated yet).
-pub fn grad_of<S: Shape>(
-    grads: &mut Gradients<f32, Cpu>,
-    t: &Tensor<S, f32, Cpu>,
-) -> Result<Vec<f32>, CpuError> {
-    Ok(grads.get_or_alloc_mut(t)?.to_vec())
-}
-
-/// Adds `src` into the gradient buffer of `t`.
-pub fn add_grad<S: Shape>(
-    grads: &mut Gradients<f32, Cpu>,
-    t: &Tensor<S, f32, Cpu>,
-    src: &[f32],
-) -> Result<(), CpuError> {
-    let g = grads.get_or_alloc_mut(t)?;
-    assert_eq!(g.len(), src.len(), "add_grad: length mismatch");
-    g.iter_mut().zip(src).for_each(|(g, s)| *g += s);
     Ok(())
 }
 

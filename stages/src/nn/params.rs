@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 use dfdx::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::device::{grad_host, host, Dev, Vector};
+use super::device::{dev, grad_host, host, Dev, Vector};
 
 #[derive(Clone, Debug)]
 pub struct ParamSet {
@@ -130,7 +130,7 @@ impl ParamSet {
         self.tensors
             .first()
             .map(|t| t.device().clone())
-            .unwrap_or_default()
+            .unwrap_or_else(dev)
     }
 }
 

@@ -57,26 +57,35 @@ pub fn linear<D: Device<f32>, T: Tape<f32, D>>(
     }
 }
 
+/// The row a window reads: offset `(ki, kj)` of the window at output `(oy, ox)` of channel
+/// `ch` is input `(ch, iy, ix)`, its index in `C·H·W`, or the padding row `C·H·W` when it
+/// falls outside the image.
+fn window_source(
+    g: &ConvGeom,
+    ch: usize,
+    (oy, ox): (usize, usize),
+    (ki, kj): (usize, usize),
+) -> usize {
+    let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+    let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+        (ch * g.h + iy as usize) * g.w + ix as usize
+    } else {
+        g.in_c * g.h * g.w
+    }
+}
+
 /// Index list of an im2col gather from `C·H·W + 1` rows (the last one is the padding row):
 /// entry `(q, l)` with `q = (c, ki, kj)` and `l = (oy, ox)` at position `q·L + l`.
 fn im2col_index(g: &ConvGeom) -> Vec<usize> {
     let (ho, wo) = (g.out_h(), g.out_w());
-    let pad_row = g.in_c * g.h * g.w;
     let mut idx = Vec::with_capacity(g.in_c * g.k * g.k * ho * wo);
     for c in 0..g.in_c {
         for ki in 0..g.k {
             for kj in 0..g.k {
                 for oy in 0..ho {
-                    let iy = (oy * g.stride + ki) as isize - g.pad as isize;
                     for ox in 0..wo {
-                        let ix = (ox * g.stride + kj) as isize - g.pad as isize;
-                        let inside =
-                            iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
-                        idx.push(if inside {
-                            (c * g.h + iy as usize) * g.w + ix as usize
-                        } else {
-                            pad_row
-                        });
+                        idx.push(window_source(g, c, (oy, ox), (ki, kj)));
                     }
                 }
             }
@@ -157,23 +166,24 @@ pub fn max_pool2d<D: Device<f32>, T: Tape<f32, D>>(
 ) -> (M<D, T>, usize, usize) {
     let (n, d) = *x.shape();
     assert_eq!(d, c * h * w, "max_pool2d: input shape");
-    let ho = (h + 2 * pad - k) / s + 1;
-    let wo = (w + 2 * pad - k) / s + 1;
-    let pad_row = d;
+    // a pooling window has a convolution's geometry, one output channel per input channel
+    let g = ConvGeom {
+        in_c: c,
+        out_c: c,
+        h,
+        w,
+        k,
+        stride: s,
+        pad,
+    };
+    let (ho, wo) = (g.out_h(), g.out_w());
     let mut idx = Vec::with_capacity(c * ho * wo * k * k);
     for ch in 0..c {
         for oy in 0..ho {
             for ox in 0..wo {
                 for ki in 0..k {
-                    let iy = (oy * s + ki) as isize - pad as isize;
                     for kj in 0..k {
-                        let ix = (ox * s + kj) as isize - pad as isize;
-                        let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
-                        idx.push(if inside {
-                            (ch * h + iy as usize) * w + ix as usize
-                        } else {
-                            pad_row
-                        });
+                        idx.push(window_source(&g, ch, (oy, ox), (ki, kj)));
                     }
                 }
             }
