@@ -2,8 +2,10 @@
 //! kind on the embedded digits, two epochs each. Checks the tables' shape, that every number
 //! in them is finite, that a second run does nothing, and that the lock does not change.
 
+mod cli;
+
+use cli::repro;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -26,21 +28,6 @@ fn project() -> (tempfile::TempDir, PathBuf) {
     std::fs::copy(root.join("pipeline.yaml"), dir.join("pipeline.yaml")).unwrap();
     copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
     (tmp, dir)
-}
-
-fn repro(dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repro"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Cells of a CSV table (header excluded) that parse as numbers.

@@ -183,6 +183,16 @@ fn ran(stdout: &str) -> Vec<String> {
     v
 }
 
+/// Every line the exited process printed: the reader thread may still be draining the pipe
+/// when `wait` returns, so this reads until it closes (10 s at most per line).
+fn drain(lines: &Receiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
+        out.push(l);
+    }
+    out
+}
+
 /// Slurm job ids a run reported (`<member>: slurm job N, logs ...`).
 fn job_ids(stdout: &str) -> Vec<u64> {
     stdout
@@ -425,7 +435,7 @@ fn slurm_cancelled_run_publishes_nothing() {
     // SAFETY: signalling the process this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let status = child.wait().unwrap();
-    let stdout: Vec<String> = lines.try_iter().collect();
+    let stdout = drain(&lines);
     let stdout = stdout.join("\n");
     assert_eq!(status.code(), Some(130), "{stdout}");
     assert!(stdout.contains("stopped  slow"), "{stdout}");
@@ -468,7 +478,7 @@ fn slurm_killed_job_publishes_nothing_and_rerun_resumes() {
     // SAFETY: killing the stage process this test's run started.
     assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
     let out = child.wait_with_output().unwrap();
-    let stdout: Vec<String> = lines.try_iter().collect();
+    let stdout = drain(&lines);
     let stderr = text(&out.stderr);
     assert_eq!(
         out.status.code(),

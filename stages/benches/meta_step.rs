@@ -147,6 +147,7 @@ fn synthetic(shape: &[usize], n: usize, rng: &mut ChaCha8Rng) -> Dataset {
         },
         train: split(n, rng),
         test: split(1, rng),
+        real_noise: None,
     }
 }
 
@@ -169,7 +170,9 @@ fn make_batch(ds: &Dataset, nl: &NoisyLabels, b: usize, rng: &mut ChaCha8Rng) ->
     idx.truncate(b);
     let mask = nl.trusted_mask();
     Batch {
-        input: Decoder::new(ds, &ds.train).input(&idx, None),
+        input: Decoder::new(ds, &ds.train)
+            .input(&idx, None)
+            .expect("in-memory batch"),
         labels: idx.iter().map(|&i| nl.noisy[i as usize]).collect(),
         trusted: idx.iter().map(|&i| mask[i as usize]).collect(),
         indices: idx,
@@ -339,7 +342,7 @@ impl<'d> SoftGlue<'d> {
         pool.truncate(self.meta_batch);
         pool.sort_unstable();
         let meta = (
-            self.decoder.input(&pool, None),
+            self.decoder.input(&pool, None)?,
             pool.iter()
                 .map(|&i| self.clean[i as usize])
                 .collect::<Vec<u32>>(),
@@ -476,7 +479,7 @@ fn textbook_breakdown(s: &Setup, net: &Network, rounds: usize, ce_med: f64) {
             lap.push(clock.elapsed().as_secs_f64() * 1e3);
             clock = Instant::now();
         };
-        let meta_in = dec.input(&midx, None);
+        let meta_in = dec.input(&midx, None).expect("in-memory batch");
         tick(&mut lap);
         let logits = net.forward::<Tp>(
             &st.params,

@@ -253,6 +253,8 @@ pub enum Corruption {
     MlcSymmetric,
     /// MLC code type 3 (`flip_to_one`): pair noise, exact counts.
     MlcPair,
+    /// The noise the dataset comes with (Clothing1M): nothing is injected, see [`real`].
+    Real,
 }
 
 impl Corruption {
@@ -264,6 +266,7 @@ impl Corruption {
             Corruption::MlcUniform => "mlc_uniform",
             Corruption::MlcSymmetric => "mlc_symmetric",
             Corruption::MlcPair => "mlc_pair",
+            Corruption::Real => "real",
         }
     }
 }
@@ -465,6 +468,7 @@ pub fn corrupt(
         }
     };
     let c = match corruption {
+        Corruption::Real => bail!("`real` noise comes with the dataset and is not injected"),
         Corruption::Uniform => {
             let c = uniform_mix_c(k, p);
             resample(&c, &mut noisy, &mut lrng);
@@ -577,6 +581,86 @@ pub fn inject(
         trusted: trusted_idx.iter().map(|&i| i as u32).collect(),
         true_c,
         realized_c: realized,
+    })
+}
+
+/// The noisy labels of a dataset that ships its own noise (Clothing1M): nothing is
+/// corrupted. `labels` are the train labels as given, `verified` the sorted indices whose
+/// label was verified (they are the trusted set), `noisy_of_verified` the noisy source's
+/// label of each verified example or `NO_LABEL`.
+///
+/// The clean label of an unverified example is unknown, so `clean` repeats `labels` (no
+/// untrusted example counts as corrupted: rates that need the truth, such as a label
+/// correction rate, are not defined). The true C is estimated from the verified examples
+/// that also carry a noisy label: row `i` is the distribution of the noisy label among
+/// those whose verified label is `i` (an identity row where a class has none); it is also
+/// the realized C. `strength` and `actual_noise_rate` are the share of those pairs whose
+/// labels differ; `trusted_fraction` the verified share of the train split.
+pub fn real(
+    labels: &[u32],
+    verified: &[u32],
+    noisy_of_verified: &[u32],
+    k: usize,
+    seed: u64,
+    dataset: (&str, &str),
+) -> Result<NoisyLabels> {
+    ensure!(
+        verified.len() == noisy_of_verified.len(),
+        "{} verified examples but {} noisy labels for them",
+        verified.len(),
+        noisy_of_verified.len()
+    );
+    ensure!(
+        !verified.is_empty(),
+        "the dataset has no verified examples to trust"
+    );
+    let mut counts = Matrix::zeros(k);
+    let (mut pairs, mut differ) = (0usize, 0usize);
+    for (&i, &z) in verified.iter().zip(noisy_of_verified) {
+        if z == crate::data::dataset::NO_LABEL {
+            continue;
+        }
+        let y = labels[i as usize] as usize;
+        counts.data[y * k + z as usize] += 1.0;
+        pairs += 1;
+        differ += usize::from(y != z as usize);
+    }
+    let mut c = Matrix::zeros(k);
+    for i in 0..k {
+        let total: f64 = counts.row(i).iter().sum();
+        for j in 0..k {
+            let v = if total > 0.0 {
+                counts.at(i, j) / total
+            } else {
+                f64::from(u8::from(i == j))
+            };
+            c.set(i, j, v);
+        }
+    }
+    let rate = if pairs == 0 {
+        0.0
+    } else {
+        differ as f64 / pairs as f64
+    };
+    let n = labels.len();
+    Ok(NoisyLabels {
+        meta: NoiseMeta {
+            corruption: Corruption::Real.name().into(),
+            strength: rate,
+            trusted_fraction: verified.len() as f64 / n.max(1) as f64,
+            seed,
+            num_classes: k,
+            actual_noise_rate: rate,
+            num_trusted: verified.len(),
+            num_untrusted: n - verified.len(),
+            dataset: dataset.0.into(),
+            dataset_identity: dataset.1.into(),
+        },
+        noisy: labels.to_vec(),
+        clean: labels.to_vec(),
+        trusted: verified.to_vec(),
+        realized_c: c.clone(),
+        true_c: c,
     })
 }
 

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use repro_stages::data::dataset::{Encoding, Features};
+use repro_stages::data::dataset::{Dataset, Encoding, Features};
 use repro_stages::data::raw::{self, sha256_hex};
 use repro_stages::data::split::class_counts;
 use repro_stages::data::{cifar, clothing1m, digits, idx, twitter};
@@ -499,11 +499,55 @@ fn clothing1m_tree_is_checked_with_and_without_annotations_folder() {
         assert_eq!(idx.clean_train.labels, vec![1]);
         assert_eq!(idx.clean_val.paths[0], dir.path().join("images/1/10/d.jpg"));
         assert_eq!(idx.clean_test.labels, vec![2]);
-        let e = err(idx.load_pixels());
-        assert!(
-            e.contains("not implemented") && e.contains("3 noisy train"),
-            "{e}"
+        assert_eq!(idx.clean_train_noisy, vec![0]);
+        let ds = idx
+            .to_dataset(&clothing1m::DatasetOptions {
+                resize: 8,
+                crop: 6,
+                ..Default::default()
+            })
+            .unwrap();
+        // c.jpg has a clean label: it is a verified example only, never a noisy one.
+        assert_eq!(
+            ds.train.x,
+            Features::Files(vec![
+                "images/0/00/a.jpg".into(),
+                "images/0/00/b.jpg".into(),
+                "images/1/10/c.jpg".into()
+            ])
         );
+        assert_eq!(ds.train.y, vec![3, 13, 1]);
+        let rn = ds.real_noise.clone().unwrap();
+        assert_eq!((rn.verified, rn.noisy_of_verified), (vec![2], vec![0]));
+        assert_eq!(ds.test.x, Features::Files(vec!["images/1/10/d.jpg".into()]));
+        assert_eq!(ds.meta.example_shape, vec![3, 6, 6]);
+        assert!(ds
+            .meta
+            .notes
+            .iter()
+            .any(|n| n.contains("1 noisy-train images that also have a clean label")));
+        // The images are part of the identity.
+        let again = ds.meta.identity.clone();
+        std::fs::write(dir.path().join("images/0/00/a.jpg"), b"\xff\xd8\xfe").unwrap();
+        let changed = idx
+            .to_dataset(&clothing1m::DatasetOptions::default())
+            .unwrap();
+        assert_ne!(changed.meta.identity, again);
+        let unhashed = idx
+            .to_dataset(&clothing1m::DatasetOptions {
+                hash_images: false,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(unhashed
+            .meta
+            .notes
+            .iter()
+            .any(|n| n.contains("images not hashed")));
+        // Saved and loaded, the file lists and the real noise come back.
+        let out = tempfile::tempdir().unwrap();
+        ds.save(out.path()).unwrap();
+        assert_eq!(Dataset::load(out.path()).unwrap(), ds);
         // The official line counts do not match this tiny tree.
         let e = err(clothing1m::Index::open(
             dir.path(),

@@ -405,6 +405,7 @@ fn tiny_dataset(n: usize) -> Dataset {
             y: vec![0],
             coarse: None,
         },
+        real_noise: None,
     }
 }
 
@@ -482,4 +483,67 @@ fn inject_noise_kind_writes_identical_bytes_for_a_seed() {
     assert!(Kind::InjectNoise
         .validate(&serde_json::json!({"corruption": "sideways"}))
         .is_err());
+}
+
+fn params(v: serde_json::Value) -> repro_stages::kinds::inject_noise::Params {
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn real_noise_trusts_the_verified_examples_and_measures_c_on_their_noisy_labels() {
+    use repro_stages::data::dataset::{RealNoise, NO_LABEL};
+    let mut ds = tiny_dataset(20);
+    // Examples 10..20 are verified. Class pairs (verified, noisy): (y, y) twice, (y, y+1)
+    // once for classes 0 and 1; the others have no noisy label, so their rows stay identity.
+    ds.train.y[10..20].copy_from_slice(&[0, 0, 0, 1, 1, 1, 2, 3, 4, 5]);
+    let noisy_of_verified = vec![0, 0, 1, 1, 2, 1, NO_LABEL, NO_LABEL, NO_LABEL, NO_LABEL];
+    ds.real_noise = Some(RealNoise {
+        verified: (10..20).collect(),
+        noisy_of_verified,
+    });
+    let nl = repro_stages::kinds::inject_noise::make(
+        &params(serde_json::json!({"corruption": "real"})),
+        &ds,
+        3,
+    )
+    .unwrap();
+    assert_eq!(nl.trusted, (10..20).collect::<Vec<u32>>());
+    assert_eq!(nl.noisy, ds.train.y);
+    assert_eq!(nl.clean, ds.train.y);
+    assert_eq!((nl.meta.num_trusted, nl.meta.num_untrusted), (10, 10));
+    assert_eq!(nl.meta.corruption, "real");
+    // 2 of 6 pairs differ.
+    assert!((nl.meta.actual_noise_rate - 2.0 / 6.0).abs() < 1e-12);
+    assert_eq!(nl.meta.strength, nl.meta.actual_noise_rate);
+    assert!((nl.meta.trusted_fraction - 0.5).abs() < 1e-12);
+    let third = 1.0 / 3.0;
+    assert_eq!(&nl.true_c.row(0)[..3], &[2.0 * third, third, 0.0]);
+    assert_eq!(&nl.true_c.row(1)[..3], &[0.0, 2.0 * third, third]);
+    assert_eq!(nl.true_c.row(2), Matrix::identity(10).row(2));
+    assert_eq!(nl.realized_c, nl.true_c);
+    // The noise comes with the data: nothing else may be asked for.
+    let e = repro_stages::kinds::inject_noise::make(
+        &params(serde_json::json!({"corruption": "real", "strength": 0.2})),
+        &ds,
+        3,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("takes no strength"), "{e:#}");
+    let e = repro_stages::kinds::inject_noise::make(
+        &params(serde_json::json!({"corruption": "flip", "strength": 0.2})),
+        &ds,
+        3,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("use `corruption: real`"), "{e:#}");
+    let e = repro_stages::kinds::inject_noise::make(
+        &params(serde_json::json!({"corruption": "real"})),
+        &tiny_dataset(20),
+        3,
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("has no noise of its own"),
+        "{e:#}"
+    );
 }

@@ -254,7 +254,7 @@ fn mlc_code_table_shows_accuracy_per_corruption_and_rate() {
     for (c, r) in [
         ("mlc_uniform", 0.1),
         ("mlc_uniform", 0.4),
-        ("mlc_flip", 0.2),
+        ("mlc_symmetric", 0.2),
     ] {
         for seed in [1u64, 2] {
             refs.push(write_run(
@@ -278,6 +278,15 @@ fn mlc_code_table_shows_accuracy_per_corruption_and_rate() {
     );
     assert_eq!(t.rows.len(), 3);
     assert_eq!(t.columns.len(), 4 + 2);
+    let names: Vec<&Cell> = t.rows.iter().map(|r| &r.cells[1]).collect();
+    assert_eq!(
+        names,
+        [
+            &Cell::Text("Uniform (MLC code)".into()),
+            &Cell::Text("Uniform (MLC code)".into()),
+            &Cell::Text("Symmetric (MLC code)".into())
+        ]
+    );
     let ce = stat(&t.rows[0].cells[4]);
     assert!(
         close(ce.mean, 68.5) && close(ce.std.unwrap(), 0.5f64.sqrt()),

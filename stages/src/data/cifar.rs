@@ -219,6 +219,7 @@ pub fn read_tar(v: Variant, tar_stream: impl Read) -> Result<Dataset> {
         },
         train,
         test,
+        real_noise: None,
     };
     ds.validate()?;
     Ok(ds)

@@ -9,16 +9,33 @@
 //! `root/images/0..9/`. Keys normally start with `images/`; a key without that prefix is
 //! resolved under `root/images/`.
 //!
-//! What this reader does: checks that the files exist and that their line counts equal
-//! the official release's ([`OFFICIAL_LINES`]), parses keys and labels of every subset and
-//! checks that each listed key has a label and that the image files exist. It does **not**
-//! decode the JPEGs: [`Index::load_pixels`] returns an error saying so (the project ships
-//! no JPEG decoder; Clothing1M's ResNet-50 training at 224×224 is out of reach on CPU).
+//! What this reader does:
+//! * [`Index::open`] checks that the files exist and that their line counts equal the
+//!   official release's ([`OFFICIAL_LINES`]), parses keys and labels of every subset,
+//!   checks that each listed key has a label and that the image files exist, and digests
+//!   the text files.
+//! * [`Index::to_dataset`] makes the internal dataset without copying a pixel: the splits
+//!   hold image paths ([`Features::Files`]) that training decodes batch by batch
+//!   ([`Encoding::ImageFiles`]: shorter side resized to 256, 224×224 crops, ImageNet
+//!   mean/std by default). The train split is the noisy training set (labels from
+//!   `noisy_label_kv.txt`, optionally a seeded subset of it) followed by the clean
+//!   training set (labels from `clean_label_kv.txt`); the clean ones are the dataset's
+//!   verified examples ([`RealNoise`]), and for those that also carry a noisy label
+//!   (24,637 in the official release) that label is kept, which measures the real noise.
+//!   The test split is `clean_test`. `clean_val` is parsed and checked, and not used: no
+//!   stage selects a model on a validation split.
+//! * Identity: the SHA-256 of the text files' digests and, unless turned off, of every
+//!   image file used (one pass over the images, in parallel).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use super::dataset::{Dataset, DatasetMeta, Encoding, Features, RealNoise, Split, NO_LABEL};
+use super::raw;
 
 pub const CLASSES: [&str; 14] = [
     "T-shirt",
@@ -71,6 +88,43 @@ pub struct Index {
     pub clean_train: Subset,
     pub clean_val: Subset,
     pub clean_test: Subset,
+    /// For each clean-train example, its label in `noisy_label_kv.txt` or [`NO_LABEL`].
+    pub clean_train_noisy: Vec<u32>,
+    /// `(file name, SHA-256 of its bytes)` of the text files, in [`OFFICIAL_LINES`] order.
+    pub annotation_digests: Vec<(String, String)>,
+}
+
+/// ImageNet's channel means and standard deviations (torchvision's `Normalize` for
+/// ImageNet-pretrained networks), the usual normalisation for Clothing1M.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How [`Index::to_dataset`] builds the dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetOptions {
+    /// Shorter side after resizing (256).
+    pub resize: usize,
+    /// Side of the square crop the network sees (224).
+    pub crop: usize,
+    /// Keep only this many noisy training examples, a seeded subset in list order
+    /// (`None`: all 1,000,000).
+    pub max_noisy: Option<usize>,
+    /// Seed of that subset.
+    pub seed: u64,
+    /// Digest every image into the identity.
+    pub hash_images: bool,
+}
+
+impl Default for DatasetOptions {
+    fn default() -> Self {
+        DatasetOptions {
+            resize: 256,
+            crop: 224,
+            max_noisy: None,
+            seed: 0,
+            hash_images: true,
+        }
+    }
 }
 
 fn read_lines(p: &Path) -> Result<Vec<String>> {
@@ -105,6 +159,7 @@ impl Index {
             root.join("annotations")
         };
         let mut lines: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut annotation_digests = Vec::new();
         for (name, _) in OFFICIAL_LINES {
             let p = ann.join(name);
             ensure!(
@@ -114,6 +169,8 @@ impl Index {
                 root.display(),
                 root.display()
             );
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            annotation_digests.push((name.to_string(), raw::sha256_hex(&bytes)));
             lines.insert(name, read_lines(&p)?);
         }
         for (name, n) in expected {
@@ -175,27 +232,159 @@ impl Index {
             }
             Ok(s)
         };
+        let clean_train = subset("clean_train_key_list.txt", &clean, "clean_label_kv.txt")?;
+        let clean_train_noisy = clean_train
+            .keys
+            .iter()
+            .map(|k| noisy.get(k).copied().unwrap_or(NO_LABEL))
+            .collect();
         Ok(Index {
             root: root.to_path_buf(),
             annotations: ann.clone(),
             noisy_train: subset("noisy_train_key_list.txt", &noisy, "noisy_label_kv.txt")?,
-            clean_train: subset("clean_train_key_list.txt", &clean, "clean_label_kv.txt")?,
+            clean_train,
             clean_val: subset("clean_val_key_list.txt", &clean, "clean_label_kv.txt")?,
             clean_test: subset("clean_test_key_list.txt", &clean, "clean_label_kv.txt")?,
+            clean_train_noisy,
+            annotation_digests,
         })
     }
 
-    /// Pixel loading is not implemented: always an error that says so.
-    pub fn load_pixels(&self) -> Result<()> {
-        bail!(
-            "Clothing1M at {}: the key lists and labels are read and checked ({} noisy train, {} clean train, {} clean val, \
-             {} clean test images), but decoding the JPEG images into the dataset format is not implemented \
-             (no JPEG decoder in this build; Clothing1M needs ResNet-50 at 224x224, beyond CPU scale)",
-            self.root.display(),
-            self.noisy_train.keys.len(),
+    /// The internal dataset (image paths, labels, the real noise): see the module doc.
+    pub fn to_dataset(&self, o: &DatasetOptions) -> Result<Dataset> {
+        ensure!(
+            o.crop >= 1 && o.resize >= o.crop,
+            "Clothing1M: the crop ({}) must be at least 1 and at most the resize ({})",
+            o.crop,
+            o.resize
+        );
+        let root = std::fs::canonicalize(&self.root)
+            .with_context(|| format!("resolving {}", self.root.display()))?;
+        let root_str = root
+            .to_str()
+            .with_context(|| format!("Clothing1M root {} is not UTF-8", root.display()))?
+            .to_string();
+        let rel = |p: &Path| -> Result<String> {
+            let r = p.strip_prefix(&self.root).unwrap_or(p);
+            r.to_str()
+                .map(str::to_string)
+                .with_context(|| format!("image path {} is not UTF-8", p.display()))
+        };
+        // An image with a clean label is never a noisy training example: a clean-train one
+        // would appear twice, a val or test one would leak into training.
+        let clean_paths: std::collections::HashSet<&PathBuf> = self
+            .clean_train
+            .paths
+            .iter()
+            .chain(&self.clean_val.paths)
+            .chain(&self.clean_test.paths)
+            .collect();
+        let noisy_only: Vec<usize> = (0..self.noisy_train.keys.len())
+            .filter(|&i| !clean_paths.contains(&self.noisy_train.paths[i]))
+            .collect();
+        let dropped = self.noisy_train.keys.len() - noisy_only.len();
+        let n_noisy = noisy_only.len();
+        let keep: Vec<usize> = match o.max_noisy {
+            Some(m) if m < n_noisy => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
+                let mut all = noisy_only;
+                super::split::shuffle(&mut all, &mut rng);
+                all.truncate(m);
+                all.sort_unstable();
+                all
+            }
+            _ => noisy_only,
+        };
+        let mut files = Vec::with_capacity(keep.len() + self.clean_train.keys.len());
+        let mut y = Vec::with_capacity(files.capacity());
+        for &i in &keep {
+            files.push(rel(&self.noisy_train.paths[i])?);
+            y.push(self.noisy_train.labels[i]);
+        }
+        let first_clean = files.len() as u32;
+        for (p, &l) in self.clean_train.paths.iter().zip(&self.clean_train.labels) {
+            files.push(rel(p)?);
+            y.push(l);
+        }
+        let test_files = self
+            .clean_test
+            .paths
+            .iter()
+            .map(|p| rel(p))
+            .collect::<Result<Vec<_>>>()?;
+        let mut listing: Vec<(String, String)> = self.annotation_digests.clone();
+        if o.hash_images {
+            let digests: Vec<String> = files
+                .par_iter()
+                .chain(test_files.par_iter())
+                .map(|f| -> Result<String> {
+                    let p = root.join(f);
+                    let b = std::fs::read(&p)
+                        .with_context(|| format!("reading image {}", p.display()))?;
+                    Ok(raw::sha256_hex(&b))
+                })
+                .collect::<Result<_>>()?;
+            let per_image: Vec<(&str, &str)> = files
+                .iter()
+                .chain(&test_files)
+                .zip(&digests)
+                .map(|(f, d)| (f.as_str(), d.as_str()))
+                .collect();
+            listing.push(("images".into(), raw::identity(&per_image)));
+        }
+        let named: Vec<(&str, &str)> = listing
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let mut notes = vec![format!(
+            "train = {} noisy-train images (of {n_noisy}) then {} clean-train images (verified); \
+             test = clean_test; clean_val ({}) unused",
+            keep.len(),
             self.clean_train.keys.len(),
-            self.clean_val.keys.len(),
-            self.clean_test.keys.len()
-        )
+            self.clean_val.keys.len()
+        )];
+        if dropped > 0 {
+            notes.push(format!(
+                "{dropped} noisy-train images that also have a clean label were left out of the noisy part"
+            ));
+        }
+        if !o.hash_images {
+            notes.push("identity covers the annotation files only (images not hashed)".into());
+        }
+        let ds = Dataset {
+            meta: DatasetMeta {
+                name: "clothing1m".into(),
+                identity: raw::identity(&named),
+                num_classes: CLASSES.len(),
+                class_names: CLASSES.iter().map(|c| c.to_string()).collect(),
+                num_coarse: None,
+                example_shape: vec![3, o.crop, o.crop],
+                encoding: Encoding::ImageFiles {
+                    root: root_str,
+                    resize: o.resize,
+                    mean: IMAGENET_MEAN.to_vec(),
+                    std: IMAGENET_STD.to_vec(),
+                },
+                train_len: files.len(),
+                test_len: test_files.len(),
+                notes,
+            },
+            train: Split {
+                x: Features::Files(files),
+                y,
+                coarse: None,
+            },
+            test: Split {
+                x: Features::Files(test_files),
+                y: self.clean_test.labels.clone(),
+                coarse: None,
+            },
+            real_noise: Some(RealNoise {
+                verified: (first_clean..first_clean + self.clean_train.keys.len() as u32).collect(),
+                noisy_of_verified: self.clean_train_noisy.clone(),
+            }),
+        };
+        ds.validate()?;
+        Ok(ds)
     }
 }

@@ -6,7 +6,13 @@
 //!   datasets with a class hierarchy `train.coarse`, `test.coarse`.
 //!   - `*.x` is `U8` (raw pixels, decoded as `value * scale`), `F32` (features), or `U32`
 //!     (token ids, for models with an embedding layer); shape `[N, ..example_shape]`.
+//!   - or, for image collections too large to hold (Clothing1M), `*.files`: `U8`, the
+//!     UTF-8 paths of the image files relative to the encoding's `root`, one per line; the
+//!     images are decoded batch by batch ([`Encoding::ImageFiles`]).
 //!   - `*.y` and `*.coarse` are `U32`, shape `[N]`.
+//!   - for datasets that ship their own label noise ([`RealNoise`]): `train.verified` (U32,
+//!     sorted indices of training examples whose label was verified) and
+//!     `train.noisy_of_verified` (U32, the noisy source's label of each, or [`NO_LABEL`]).
 //! * `dataset.json`: [`DatasetMeta`]: name, identity (SHA-256 of the raw content the
 //!   reader consumed), class names, the example shape, how to decode `x`.
 //!
@@ -40,6 +46,33 @@ pub enum Encoding {
     Features,
     /// `U32` token ids in `0..vocab`, for a model that embeds them.
     Tokens { vocab: usize },
+    /// Image files (JPEG or PNG) under `root`, decoded to RGB when a batch is made: the
+    /// shorter side resized to `resize` (bilinear, aspect kept), then a `crop`×`crop`
+    /// window (the example shape is `[3, crop, crop]`): the centre one, or with
+    /// augmentation a uniformly random one, flipped horizontally with probability ½
+    /// (torchvision's `Resize(resize)` + `CenterCrop`/`RandomCrop(crop)` +
+    /// `RandomHorizontalFlip`); model input = `(value / 255 − mean[c]) / std[c]`.
+    ImageFiles {
+        root: String,
+        resize: usize,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+    },
+}
+
+/// "No label" in [`RealNoise::noisy_of_verified`].
+pub const NO_LABEL: u32 = u32::MAX;
+
+/// Label noise that comes with the data (Clothing1M), instead of being injected: `train.y`
+/// holds the labels the dataset gives, noisy for most examples and verified by hand for
+/// [`verified`](Self::verified) ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealNoise {
+    /// Sorted indices into the train split of the examples whose label was verified.
+    pub verified: Vec<u32>,
+    /// For each verified example (same order), the label the noisy source gives it, or
+    /// [`NO_LABEL`] where that source has none. Pairs with a label estimate the noise.
+    pub noisy_of_verified: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,14 +102,18 @@ pub enum Features {
     U8(Vec<u8>),
     F32(Vec<f32>),
     U32(Vec<u32>),
+    /// Image paths relative to [`Encoding::ImageFiles`]'s root, one per example.
+    Files(Vec<String>),
 }
 
 impl Features {
+    /// Stored values (for `Files`, paths).
     pub fn len(&self) -> usize {
         match self {
             Features::U8(v) => v.len(),
             Features::F32(v) => v.len(),
             Features::U32(v) => v.len(),
+            Features::Files(v) => v.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -106,6 +143,8 @@ pub struct Dataset {
     pub meta: DatasetMeta,
     pub train: Split,
     pub test: Split,
+    /// Present when the dataset ships its own label noise.
+    pub real_noise: Option<RealNoise>,
 }
 
 impl Dataset {
@@ -128,11 +167,22 @@ impl Dataset {
             ("test", &self.test, self.meta.test_len),
         ] {
             ensure!(s.len() == n, "{name}: {} labels but meta says {n}", s.len());
-            ensure!(
-                s.x.len() == n * d,
-                "{name}.x has {} values, expected {n} x {d}",
-                s.x.len()
-            );
+            if let Features::Files(f) = &s.x {
+                ensure!(
+                    f.len() == n,
+                    "{name}.files has {} paths, expected {n}",
+                    f.len()
+                );
+                if let Some(bad) = f.iter().find(|p| p.is_empty() || p.contains('\n')) {
+                    bail!("{name}.files: path {bad:?} is empty or holds a line break");
+                }
+            } else {
+                ensure!(
+                    s.x.len() == n * d,
+                    "{name}.x has {} values, expected {n} x {d}",
+                    s.x.len()
+                );
+            }
             if let Some(bad) = s.y.iter().find(|&&y| y as usize >= k) {
                 bail!("{name}: label {bad} out of range 0..{k}");
             }
@@ -153,6 +203,17 @@ impl Dataset {
             match (&s.x, &self.meta.encoding) {
                 (Features::U8(_), Encoding::Pixels { .. })
                 | (Features::F32(_), Encoding::Features) => {}
+                (Features::Files(_), Encoding::ImageFiles { mean, std, .. }) => {
+                    let shape = &self.meta.example_shape;
+                    ensure!(
+                        shape.len() == 3 && shape[0] == 3 && shape[1] == shape[2],
+                        "image files decode to [3, crop, crop], not {shape:?}"
+                    );
+                    ensure!(
+                        mean.len() == 3 && std.len() == 3 && std.iter().all(|&s| s > 0.0),
+                        "image files need 3 channel means and 3 positive stds"
+                    );
+                }
                 (Features::U32(v), Encoding::Tokens { vocab }) => {
                     if let Some(bad) = v.iter().find(|&&t| t as usize >= *vocab) {
                         bail!("{name}: token id {bad} out of range 0..{vocab}");
@@ -162,6 +223,26 @@ impl Dataset {
                     "{name}.x storage does not match the encoding {:?}",
                     self.meta.encoding
                 ),
+            }
+        }
+        if let Some(r) = &self.real_noise {
+            let n = self.train.len() as u32;
+            ensure!(
+                r.verified.windows(2).all(|w| w[0] < w[1]) && r.verified.iter().all(|&i| i < n),
+                "real noise: verified indices must be sorted, distinct and below {n}"
+            );
+            ensure!(
+                r.noisy_of_verified.len() == r.verified.len(),
+                "real noise: {} noisy labels for {} verified examples",
+                r.noisy_of_verified.len(),
+                r.verified.len()
+            );
+            if let Some(bad) = r
+                .noisy_of_verified
+                .iter()
+                .find(|&&y| y != NO_LABEL && y as usize >= k)
+            {
+                bail!("real noise: noisy label {bad} out of range 0..{k}");
             }
         }
         Ok(())
@@ -175,12 +256,22 @@ impl Dataset {
         for (name, s) in [("train", &self.train), ("test", &self.test)] {
             let mut shape = vec![s.len()];
             shape.extend(&self.meta.example_shape);
-            let (dt, bytes) = match &s.x {
-                Features::U8(v) => (Dtype::U8, v.clone()),
-                Features::F32(v) => (Dtype::F32, v.iter().flat_map(|f| f.to_le_bytes()).collect()),
-                Features::U32(v) => (Dtype::U32, v.iter().flat_map(|f| f.to_le_bytes()).collect()),
-            };
-            owned.push((format!("{name}.x"), dt, shape, bytes));
+            match &s.x {
+                Features::U8(v) => owned.push((format!("{name}.x"), Dtype::U8, shape, v.clone())),
+                Features::F32(v) => owned.push((
+                    format!("{name}.x"),
+                    Dtype::F32,
+                    shape,
+                    v.iter().flat_map(|f| f.to_le_bytes()).collect(),
+                )),
+                Features::U32(v) => {
+                    owned.push((format!("{name}.x"), Dtype::U32, shape, u32_bytes(v)))
+                }
+                Features::Files(v) => {
+                    let bytes = v.join("\n").into_bytes();
+                    owned.push((format!("{name}.files"), Dtype::U8, vec![bytes.len()], bytes));
+                }
+            }
             owned.push((
                 format!("{name}.y"),
                 Dtype::U32,
@@ -195,6 +286,20 @@ impl Dataset {
                     u32_bytes(c),
                 ));
             }
+        }
+        if let Some(r) = &self.real_noise {
+            owned.push((
+                "train.verified".into(),
+                Dtype::U32,
+                vec![r.verified.len()],
+                u32_bytes(&r.verified),
+            ));
+            owned.push((
+                "train.noisy_of_verified".into(),
+                Dtype::U32,
+                vec![r.noisy_of_verified.len()],
+                u32_bytes(&r.noisy_of_verified),
+            ));
         }
         let views: Vec<(String, TensorView)> = owned
             .iter()
@@ -225,6 +330,22 @@ impl Dataset {
             .map(|n| (n.to_string(), ()))
             .collect();
         let split = |name: &str| -> Result<Split> {
+            if names.contains_key(&format!("{name}.files")) {
+                let b = st.tensor(&format!("{name}.files"))?.data();
+                let text = std::str::from_utf8(b)
+                    .with_context(|| format!("{}: {name}.files is not UTF-8", t_path.display()))?;
+                let files = if text.is_empty() {
+                    vec![]
+                } else {
+                    text.split('\n').map(str::to_string).collect()
+                };
+                let y = read_u32(st.tensor(&format!("{name}.y"))?.data());
+                return Ok(Split {
+                    x: Features::Files(files),
+                    y,
+                    coarse: None,
+                });
+            }
             let x = st.tensor(&format!("{name}.x"))?;
             let x = match x.dtype() {
                 Dtype::U8 => Features::U8(x.data().to_vec()),
@@ -248,10 +369,19 @@ impl Dataset {
             };
             Ok(Split { x, y, coarse })
         };
+        let real_noise = if names.contains_key("train.verified") {
+            Some(RealNoise {
+                verified: read_u32(st.tensor("train.verified")?.data()),
+                noisy_of_verified: read_u32(st.tensor("train.noisy_of_verified")?.data()),
+            })
+        } else {
+            None
+        };
         let ds = Dataset {
             meta,
             train: split("train")?,
             test: split("test")?,
+            real_noise,
         };
         ds.validate()
             .with_context(|| format!("checking the dataset in {}", dir.display()))?;
@@ -301,6 +431,7 @@ mod tests {
                 y: vec![1],
                 coarse: None,
             },
+            real_noise: None,
         }
     }
 

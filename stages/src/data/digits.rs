@@ -128,6 +128,7 @@ pub fn read(raw_csv: &[u8], test_size: usize, split_seed: u64) -> Result<Dataset
         },
         train: subset(&train_idx),
         test: subset(&test_idx),
+        real_noise: None,
     };
     ds.validate()?;
     Ok(ds)

@@ -165,6 +165,7 @@ pub fn read(name: &str, raw_files: [&[u8]; 4]) -> Result<Dataset> {
         },
         train,
         test,
+        real_noise: None,
     };
     ds.validate().context("IDX dataset")?;
     Ok(ds)

@@ -236,6 +236,7 @@ pub fn read(raw_files: [&[u8]; 3], embeddings: Option<&[u8]>) -> Result<Dataset>
             y: ys(&test_w),
             coarse: None,
         },
+        real_noise: None,
     };
     ds.validate()?;
     Ok(ds)

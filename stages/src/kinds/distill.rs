@@ -118,7 +118,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         .load_named(&mut tbuffers, &tensors, &wpath.display().to_string())
         .with_context(|| format!("loading the teacher's weights: does params.teacher_model match the teacher's model `{}`?", teacher_metrics.model))?;
     let all: Vec<u32> = (0..n as u32).collect();
-    let teacher_logits = logits_of(&tnet, &tparams, &mut tbuffers, &ds, &all, p.eval_batch_size);
+    let teacher_logits = logits_of(&tnet, &tparams, &mut tbuffers, &ds, &all, p.eval_batch_size)?;
     let teacher_probs = tempered_softmax(&teacher_logits, k, p.temperature);
 
     let (net, mut params, mut buffers) = Network::new(&p.model, &input_kind(&ds), k, ctx.seed)?;

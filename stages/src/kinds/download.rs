@@ -14,8 +14,8 @@
 //! Datasets: `digits` (the embedded UCI optdigits, `file://data/optdigits/digits.csv.gz`;
 //! seeded stratified split), `mnist`, `fashion_mnist` (IDX), `cifar10`, `cifar100` (binary
 //! archives), `twitter` (GLC's Twitter POS; optional hand-placed embeddings), `clothing1m`
-//! (hand-placed root only; key lists and labels are checked, pixel decoding is not
-//! implemented and fails with a message saying so).
+//! (a hand-placed root only: key lists, labels and images are checked, and the dataset
+//! refers to the images in place, decoded batch by batch during training).
 //!
 //! Inputs: none. Outputs: `dataset.safetensors`, `dataset.json`.
 //! Papers: the data of Hendrycks et al. 2018 (GLC) and Wang et al. 2020 (MLC).
@@ -61,7 +61,8 @@ pub struct Params {
     /// `digits` only: examples in the test split. Default 500.
     #[serde(default)]
     pub test_size: Option<usize>,
-    /// `digits` only: seed of the stratified train/test split. Default 0.
+    /// `digits`: seed of the stratified train/test split; `clothing1m`: seed of the
+    /// `max_noisy` subset. Default 0.
     #[serde(default)]
     pub split_seed: Option<u64>,
     /// `twitter` only: path of GLC's `embeddings-twitter.txt` (relative to the project),
@@ -72,6 +73,25 @@ pub struct Params {
     /// `clothing1m` only: the hand-placed dataset root. Required for `clothing1m`.
     #[serde(default)]
     pub root: Option<PathBuf>,
+    /// `clothing1m` only: shorter image side after resizing. Default 256.
+    #[serde(default)]
+    pub resize: Option<usize>,
+    /// `clothing1m` only: side of the square crop the network sees. Default 224.
+    #[serde(default)]
+    pub crop: Option<usize>,
+    /// `clothing1m` only: keep this many noisy training images (a seeded subset, for
+    /// smaller runs). Default: all 1,000,000.
+    #[serde(default)]
+    pub max_noisy: Option<usize>,
+    /// `clothing1m` only: require the official release's line counts. Default true;
+    /// false accepts a partial copy (the identity still covers what was read).
+    #[serde(default)]
+    pub check_counts: Option<bool>,
+    /// `clothing1m` only: digest every image into the dataset identity (one read of all
+    /// images). Default true; false digests the annotation files only, and says so in
+    /// `dataset.json`'s notes.
+    #[serde(default)]
+    pub hash_images: Option<bool>,
     /// Network timeout in seconds (connect, first response byte, and each read). Default 30.
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
@@ -133,9 +153,22 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
         Ok(())
     };
     only(p.test_size.is_some(), "test_size", &[D::Digits])?;
-    only(p.split_seed.is_some(), "split_seed", &[D::Digits])?;
+    only(
+        p.split_seed.is_some(),
+        "split_seed",
+        &[D::Digits, D::Clothing1m],
+    )?;
     only(p.embeddings.is_some(), "embeddings", &[D::Twitter])?;
-    only(p.root.is_some(), "root", &[D::Clothing1m])?;
+    for (set, field) in [
+        (p.root.is_some(), "root"),
+        (p.resize.is_some(), "resize"),
+        (p.crop.is_some(), "crop"),
+        (p.max_noisy.is_some(), "max_noisy"),
+        (p.check_counts.is_some(), "check_counts"),
+        (p.hash_images.is_some(), "hash_images"),
+    ] {
+        only(set, field, &[D::Clothing1m])?;
+    }
     only(
         !p.files.is_empty(),
         "files",
@@ -156,10 +189,26 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
                 clothing1m::HOW_TO_OBTAIN
             );
         };
-        let index =
-            clothing1m::Index::open(&ctx.project_path(root), &clothing1m::OFFICIAL_LINES, true)?;
-        index.load_pixels()?;
-        unreachable!("load_pixels always fails");
+        let expected: &[(&str, usize)] = if p.check_counts.unwrap_or(true) {
+            &clothing1m::OFFICIAL_LINES
+        } else {
+            &[]
+        };
+        ctx.progress
+            .message("clothing1m: checking the key lists and images");
+        let index = clothing1m::Index::open(&ctx.project_path(root), expected, true)?;
+        let d = clothing1m::DatasetOptions::default();
+        let opts = clothing1m::DatasetOptions {
+            resize: p.resize.unwrap_or(d.resize),
+            crop: p.crop.unwrap_or(d.crop),
+            max_noisy: p.max_noisy,
+            seed: p.split_seed.unwrap_or(0),
+            hash_images: p.hash_images.unwrap_or(true),
+        };
+        if opts.hash_images {
+            ctx.progress.message("clothing1m: digesting the images");
+        }
+        return index.to_dataset(&opts);
     }
 
     let specs = file_specs(p)?;

@@ -1,5 +1,7 @@
 //! `inject_noise`: draws the trusted subset of the training split and corrupts the labels
-//! of the rest.
+//! of the rest; or, for a dataset that ships its own noise (Clothing1M, `corruption:
+//! real`), takes its verified examples as the trusted set and measures the noise on those
+//! that also carry a noisy label ([`noise::real`]).
 //!
 //! Protocol (GLC, Hendrycks et al. 2018; mlc-glc notes §2.3): a trusted subset, stratified
 //! by class and seeded, keeps its clean labels; every other training label is replaced by
@@ -16,7 +18,7 @@
 //! realise), the realized C measured on the untrusted examples, the actual noise rate.
 //! Deterministic: the same seed (`ctx.seed`) gives the same bytes.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
 use crate::data::dataset::Dataset;
@@ -28,8 +30,8 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `uniform` | `flip` | `hierarchical` | `mlc_uniform` | `mlc_symmetric` | `mlc_pair`.
-    /// Required.
+    /// `uniform` | `flip` | `hierarchical` | `mlc_uniform` | `mlc_symmetric` | `mlc_pair` |
+    /// `real` (the dataset's own noise; takes no strength or trusted share). Required.
     pub corruption: Corruption,
     /// Corruption strength p in [0, 1] (for MLC generators the share of each class's
     /// untrusted examples that is relabelled). Default 0.
@@ -72,6 +74,34 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
 
 /// The noisy labels for `ds` (everything `run` does except the file I/O).
 pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
+    if p.corruption == Corruption::Real || ds.real_noise.is_some() {
+        let Some(rn) = &ds.real_noise else {
+            bail!(
+                "corruption `real`: {} has no noise of its own (only clothing1m has); inject one of the others",
+                ds.meta.name
+            );
+        };
+        ensure!(
+            p.corruption == Corruption::Real,
+            "{} comes with its own label noise: use `corruption: real`, not `{}`",
+            ds.meta.name,
+            p.corruption.name()
+        );
+        ensure!(
+            p.strength == 0.0 && p.trusted_fraction == 0.0 && p.trusted_per_class.is_none(),
+            "corruption `real` takes no strength, trusted_fraction or trusted_per_class: \
+             the dataset's verified examples are the trusted set"
+        );
+        return noise::real(
+            &ds.train.y,
+            &rn.verified,
+            &rn.noisy_of_verified,
+            ds.meta.num_classes,
+            seed,
+            (&ds.meta.name, &ds.meta.identity),
+        )
+        .with_context(|| format!("the real noise of {}", ds.meta.name));
+    }
     ensure!(
         (0.0..=1.0).contains(&p.strength),
         "strength {} outside [0, 1]",

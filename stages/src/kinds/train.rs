@@ -319,7 +319,7 @@ pub fn train(
                                 ds,
                                 &phase1_examples,
                                 p.eval_batch_size,
-                            );
+                            )?;
                             anchor_estimate(&probs, k, p.anchor_percentile)
                         }
                         Method::Glc => {
@@ -330,7 +330,7 @@ pub fn train(
                                 ds,
                                 &trusted_idx,
                                 p.eval_batch_size,
-                            );
+                            )?;
                             let y: Vec<u32> =
                                 trusted_idx.iter().map(|&i| labels[i as usize]).collect();
                             glc_estimate(&probs, &y, k)
@@ -343,7 +343,7 @@ pub fn train(
                                 ds,
                                 &trusted_idx,
                                 p.eval_batch_size,
-                            );
+                            )?;
                             let y: Vec<u32> =
                                 trusted_idx.iter().map(|&i| labels[i as usize]).collect();
                             confusion_estimate(&probs, &y, k)
@@ -422,9 +422,9 @@ fn probabilities(
     ds: &Dataset,
     examples: &[u32],
     batch: usize,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let k = net.classes;
-    let logits = logits_of(net, params, buffers, ds, examples, batch);
+    let logits = logits_of(net, params, buffers, ds, examples, batch)?;
     let mut out = Vec::with_capacity(logits.len());
     for row in logits.chunks_exact(k) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -432,7 +432,7 @@ fn probabilities(
         let s: f64 = e.iter().sum();
         out.extend(e.iter().map(|v| v / s));
     }
-    out
+    Ok(out)
 }
 
 /// Patrini et al.'s anchor-point estimate with GLC's robust percentile filter.

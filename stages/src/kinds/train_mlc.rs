@@ -724,7 +724,7 @@ impl<'d> Mlc<'d> {
         };
         let idx = self.meta_indices(s.rng);
         let meta = (
-            self.decoder.input(&idx, None),
+            self.decoder.input(&idx, None)?,
             idx.iter()
                 .map(|&i| self.clean[i as usize])
                 .collect::<Vec<u32>>(),

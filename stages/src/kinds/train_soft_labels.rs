@@ -729,7 +729,7 @@ impl Objective for SoftLabels<'_> {
         let targets = self.batch_targets(&idx);
         let midx = self.meta_indices(s.rng);
         let meta = (
-            self.decoder.input(&midx, None),
+            self.decoder.input(&midx, None)?,
             midx.iter()
                 .map(|&i| self.meta_labels[i as usize])
                 .collect::<Vec<u32>>(),

@@ -1,16 +1,25 @@
 //! Turning dataset examples into model inputs: decoding (pixels × scale, per-channel
 //! mean/std), optional CIFAR augmentation (random crop with 4 pixels of zero padding,
 //! then a horizontal flip with probability ½, as torchvision's `RandomCrop(32, 4)` +
-//! `RandomHorizontalFlip()`; padding is the decoded value of a black pixel), and token
-//! ids for embedding models.
+//! `RandomHorizontalFlip()`; padding is the decoded value of a black pixel), token ids for
+//! embedding models, and image files decoded per batch (resize, crop, flip: see
+//! [`crate::data::images`]), in parallel on the thread pool.
+//!
+//! Augmentation draws come from the caller's generator in example order before any
+//! decoding, so a batch's bytes do not depend on how decoding is scheduled.
 
+use std::path::Path;
+
+use anyhow::Result;
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::device::dev;
 use super::model::{Input, InputKind};
 use crate::data::dataset::{Dataset, Encoding, Features, Split};
+use crate::data::images::{self, Window};
 
 /// Pixels of zero padding of the random crop.
 pub const CROP_PAD: usize = 4;
@@ -90,21 +99,65 @@ impl<'a> Decoder<'a> {
                 }
             }
             Features::U32(_) => panic!("token inputs are not decoded to values"),
+            Features::Files(_) => panic!("image files are decoded batch by batch"),
         }
+    }
+
+    /// Decodes image files `idx` into `[batch, 3·crop·crop]` values.
+    fn image_files(
+        &self,
+        files: &[String],
+        idx: &[u32],
+        aug: Option<&mut ChaCha8Rng>,
+    ) -> Result<Vec<f32>> {
+        let Encoding::ImageFiles {
+            root,
+            resize,
+            mean,
+            std,
+        } = self.encoding
+        else {
+            unreachable!("image files without their encoding (validate() checks)")
+        };
+        let crop = self.shape[1];
+        let windows: Vec<Window> = match aug {
+            Some(rng) => idx
+                .iter()
+                .map(|_| Window::Random {
+                    u: rng.random::<f64>(),
+                    v: rng.random::<f64>(),
+                    flip: rng.random::<bool>(),
+                })
+                .collect(),
+            None => vec![Window::Centre; idx.len()],
+        };
+        let mut x = vec![0.0f32; idx.len() * self.d];
+        x.par_chunks_mut(self.d)
+            .zip(idx.par_iter().zip(windows.par_iter()))
+            .try_for_each(|(row, (&i, &w))| -> Result<()> {
+                let img = images::load_resized(&Path::new(root).join(&files[i as usize]), *resize)?;
+                images::crop_into(&img, crop, w, mean, std, row)
+            })?;
+        Ok(x)
     }
 
     /// The model input for the examples `idx`; with `aug` (images only) each example is
     /// randomly cropped and flipped with draws from `aug`, in example order.
-    pub fn input(&self, idx: &[u32], aug: Option<&mut ChaCha8Rng>) -> Input {
+    /// Fails only for image files that cannot be read or decoded (the error names the file).
+    pub fn input(&self, idx: &[u32], aug: Option<&mut ChaCha8Rng>) -> Result<Input> {
         if let Features::U32(v) = &self.split.x {
             let mut ids = Vec::with_capacity(idx.len() * self.d);
             for &i in idx {
                 ids.extend_from_slice(&v[i as usize * self.d..(i as usize + 1) * self.d]);
             }
-            return Input::Tokens {
+            return Ok(Input::Tokens {
                 ids,
                 batch: idx.len(),
-            };
+            });
+        }
+        if let Features::Files(files) = &self.split.x {
+            let x = self.image_files(files, idx, aug)?;
+            return Ok(Input::Dense(dev().tensor_from_vec(x, (idx.len(), self.d))));
         }
         let d = self.d;
         let mut x = vec![0.0f32; idx.len() * d];
@@ -138,6 +191,6 @@ impl<'a> Decoder<'a> {
                 row.copy_from_slice(&tmp);
             }
         }
-        Input::Dense(dev().tensor_from_vec(x, (idx.len(), d)))
+        Ok(Input::Dense(dev().tensor_from_vec(x, (idx.len(), d))))
     }
 }

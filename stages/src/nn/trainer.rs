@@ -378,7 +378,7 @@ impl<'a, 'c> Session<'a, 'c> {
                 }
                 let b = self.state.batch;
                 let idx = &order[b * spec.batch_size..((b + 1) * spec.batch_size).min(n)];
-                let input = decoder.input(idx, spec.augment.then_some(&mut rng));
+                let input = decoder.input(idx, spec.augment.then_some(&mut rng))?;
                 let batch = Batch {
                     indices: idx.to_vec(),
                     input,
@@ -422,7 +422,7 @@ impl<'a, 'c> Session<'a, 'c> {
                 progress.position((iteration + 1) as u64);
             }
             let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
-            let acc = evaluate(net, params, buffers, self.data, self.eval_batch_size);
+            let acc = evaluate(net, params, buffers, self.data, self.eval_batch_size)?;
             let extra = obj.epoch_extra(net, params);
             let seconds = self.state.epoch_seconds + started.elapsed().as_secs_f64();
             progress.message(&format!(
@@ -499,7 +499,7 @@ pub fn evaluate(
     buffers: &mut Buffers,
     data: &Dataset,
     batch_size: usize,
-) -> f64 {
+) -> Result<f64> {
     let (correct, total) = predict_each(
         net,
         params,
@@ -514,8 +514,8 @@ pub fn evaluate(
                 .filter(|(p, y)| **p as u32 == **y)
                 .count()
         },
-    );
-    correct as f64 / total.max(1) as f64
+    )?;
+    Ok(correct as f64 / total.max(1) as f64)
 }
 
 /// Index of the largest value per row (first on ties).
@@ -546,19 +546,19 @@ pub fn predict_each(
     split: &crate::data::dataset::Split,
     batch_size: usize,
     mut f: impl FnMut(&[u32], &[f32], &[u32]) -> usize,
-) -> (usize, usize) {
+) -> Result<(usize, usize)> {
     let dec = Decoder::new(data, split);
     let n = split.len();
     let mut acc = 0;
     let all: Vec<u32> = (0..n as u32).collect();
     for idx in all.chunks(batch_size.max(1)) {
         let logits: Mat =
-            net.forward::<NoneTape>(params, buffers, dec.input(idx, None), Mode::Eval, None);
+            net.forward::<NoneTape>(params, buffers, dec.input(idx, None)?, Mode::Eval, None);
         let host = super::device::host(&logits);
         let labels: Vec<u32> = idx.iter().map(|&i| split.y[i as usize]).collect();
         acc += f(idx, &host, &labels);
     }
-    (acc, n)
+    Ok((acc, n))
 }
 
 /// Host logits of the given train examples in evaluation mode, row-major.
@@ -569,13 +569,13 @@ pub fn logits_of(
     data: &Dataset,
     examples: &[u32],
     batch_size: usize,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let dec = Decoder::new(data, &data.train);
     let mut out = Vec::with_capacity(examples.len() * net.classes);
     for idx in examples.chunks(batch_size.max(1)) {
         let logits: Mat =
-            net.forward::<NoneTape>(params, buffers, dec.input(idx, None), Mode::Eval, None);
+            net.forward::<NoneTape>(params, buffers, dec.input(idx, None)?, Mode::Eval, None);
         out.extend(super::device::host(&logits));
     }
-    out
+    Ok(out)
 }

@@ -92,8 +92,9 @@ pub fn corruption_name(c: &str) -> String {
         "flip" => "Flip".into(),
         "hierarchical" => "Hierarchical".into(),
         "mlc_uniform" => "Uniform (MLC code)".into(),
-        "mlc_flip" => "Symmetric (MLC code)".into(),
-        "mlc_flip_to_one" => "Pair (MLC code)".into(),
+        "mlc_symmetric" => "Symmetric (MLC code)".into(),
+        "mlc_pair" => "Pair (MLC code)".into(),
+        "real" => "Real (the dataset's own)".into(),
         "clean" => "Clean".into(),
         other => other.into(),
     }

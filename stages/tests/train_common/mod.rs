@@ -58,6 +58,7 @@ pub fn digits() -> Dataset {
             y: te.1,
             coarse: None,
         },
+        real_noise: None,
     };
     ds.validate().unwrap();
     ds

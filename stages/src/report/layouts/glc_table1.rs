@@ -8,6 +8,10 @@
 //! the cell may stay empty); `trusted_only` never sees corrupted labels, so its runs are
 //! averaged over whichever strengths they have. The mean row is the mean of the dataset's
 //! row means, given only when every row has a value.
+//!
+//! Rows of a dataset's own noise (`real`, Clothing1M) have no strengths to average: their
+//! cells are the test error itself (mean ± std over seeds); they take no part in the
+//! strength set of the other rows.
 
 use anyhow::Result;
 
@@ -42,8 +46,12 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         .iter()
         .filter(|r| r.metrics.noise.is_some() && methods.contains(&r.metrics.method))
         .collect();
+    let is_real = |r: &Run| r.corruption() == "real";
     let mut strengths: Vec<f64> = if opts.strengths.is_empty() {
-        runs.iter().filter_map(|r| r.strength()).collect()
+        runs.iter()
+            .filter(|r| !is_real(r))
+            .filter_map(|r| r.strength())
+            .collect()
     } else {
         opts.strengths.clone()
     };
@@ -52,8 +60,9 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     let strength_keys: Vec<String> = strengths.iter().map(|s| num_key(*s)).collect();
     let runs: Vec<&Run> = runs
         .into_iter()
-        .filter(|r| strength_keys.contains(&num_key(r.strength().unwrap_or(-1.0))))
+        .filter(|r| is_real(r) || strength_keys.contains(&num_key(r.strength().unwrap_or(-1.0))))
         .collect();
+    let any_real = runs.iter().any(|r| is_real(r));
     ensure_unique(&runs, |r| {
         vec![
             r.metrics.dataset.name.clone(),
@@ -85,7 +94,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     )?;
     let auc_obs: Vec<Obs> = per_seed
         .iter()
-        .filter(|(k, s)| k[3] == "trusted_only" || s.n == strengths.len())
+        .filter(|(k, s)| k[1] == "real" || k[3] == "trusted_only" || s.n == strengths.len())
         .map(|(k, s)| (k[..4].to_vec(), s.mean))
         .collect();
     let cells = group_stats(&["dataset", "corruption", "trusted", "method"], &auc_obs)?;
@@ -194,12 +203,18 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         == (0..=10)
             .map(|i| num_key(i as f64 / 10.0))
             .collect::<Vec<_>>();
-    let mut caption = format!(
-        "Test error (%) averaged over the corruption strengths {}{}, per seed, then mean ± std over seeds; lower is better. ",
-        list(&strengths),
-        if glc11 { " (the 11 points of GLC, so this is GLC's area under the error curve)" } else { " (not GLC's 11 points 0, 0.1, ..., 1: compare with the paper columns with care)" },
-    );
-    caption.push_str("A cell is empty when no seed has a run at every one of these strengths (Trusted only never sees corrupted labels and is averaged over the strengths it was run at). ");
+    let mut caption = String::new();
+    if !strengths.is_empty() {
+        caption.push_str(&format!(
+            "Test error (%) averaged over the corruption strengths {}{}, per seed, then mean ± std over seeds; lower is better. ",
+            list(&strengths),
+            if glc11 { " (the 11 points of GLC, so this is GLC's area under the error curve)" } else { " (not GLC's 11 points 0, 0.1, ..., 1: compare with the paper columns with care)" },
+        ));
+        caption.push_str("A cell is empty when no seed has a run at every one of these strengths (Trusted only never sees corrupted labels and is averaged over the strengths it was run at). ");
+    }
+    if any_real {
+        caption.push_str("Rows with real noise (the dataset's own labels, trusted = its verified examples) have no strengths: their cells are the test error (%), mean ± std over seeds; lower is better. ");
+    }
     caption.push_str("The mean row averages a dataset's rows. ");
     caption.push_str(&format!(
         "Paper columns quote {GLC_TABLE1_SOURCE} (one run per setting); GLC's MNIST rows are printed as 5/10/25% trusted, but the authors' MNIST script uses 0.1/1/5%, which is how they are matched here. GLC Table 1 has no MLC or soft-label column, so those have no paper number. Datasets GLC did not use have no paper numbers."

@@ -106,8 +106,9 @@ fn corruption_rank(c: &str) -> usize {
         "flip",
         "hierarchical",
         "mlc_uniform",
-        "mlc_flip",
-        "mlc_flip_to_one",
+        "mlc_symmetric",
+        "mlc_pair",
+        "real",
     ]
     .iter()
     .position(|x| *x == c)
