@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use repro_stages::data::clothing1m::CLASSES;
+use repro_stages::data::raw::sha256_hex;
 
 const K: usize = CLASSES.len();
 
@@ -212,4 +213,21 @@ fn clothing1m_tree_trains_every_method_on_its_real_noise_into_tables() {
     let (code, out) = repro(&dir, &["run"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 ran"), "{out}");
+
+    // A stage that starts from the GLC network's final weights (`init`): every tensor must
+    // load (no skip), and the metrics say the weights came from a file.
+    let weights = output_of(&dir, "c1m_glc").join("weights.safetensors");
+    let sha = sha256_hex(&std::fs::read(&weights).unwrap());
+    let stage = format!(
+        "  c1m_init:\n    kind: train\n    inputs: {{ data: c1m, noise: c1m_noisy }}\n    \
+         params: {{ method: ce, model: {{ arch: small_cnn, channels: [4, 8], hidden: 16 }}, epochs: 1, batch_size: 16, \
+         init: {{ path: {}, sha256: {sha}, skip: [] }} }}\n",
+        weights.display()
+    );
+    let yaml = PIPELINE.replace("  report:\n", &(stage + "  report:\n"));
+    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
+    let (code, out) = repro(&dir, &["run", "c1m_init"]);
+    assert_eq!(code, 0, "{out}");
+    let m = read_json(&output_of(&dir, "c1m_init").join("metrics.json"));
+    assert_eq!(m["model"], "cnn-4-8-16+init");
 }

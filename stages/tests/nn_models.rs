@@ -260,3 +260,143 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
         near("token MLP: gradient", gh, gp, 1e-5);
     }
 }
+
+// ------------------------------------------------------------------ starting weights
+
+/// torchvision's ResNet-50 has 161 parameter tensors (53 convolutions, 53 batch norms with
+/// weight and bias, the classifier's weight and bias), 106 running statistics, and
+/// 25,557,032 parameters with 1,000 classes (`sum(p.numel() for p in resnet50().parameters())`),
+/// so 25,557,032 − (2048·1000 + 1000) + (2048·14 + 14) = 23,536,718 with Clothing1M's 14.
+/// Same names and shapes means its state dict loads as `init` weights.
+#[test]
+fn resnet50_names_and_shapes_are_torchvisions() {
+    let (_, params, buffers) = Network::new(
+        &ModelSpec::Resnet50,
+        &InputKind::Dense(vec![3, 224, 224]),
+        14,
+        0,
+    )
+    .unwrap();
+    assert_eq!(params.names.len(), 161);
+    assert_eq!(buffers.names.len(), 106);
+    let total: usize = params
+        .shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .sum();
+    assert_eq!(total, 23_536_718);
+    let shape = |n: &str| {
+        let i = params
+            .names
+            .iter()
+            .position(|x| x == n)
+            .unwrap_or_else(|| panic!("{n}"));
+        params.shapes[i].clone()
+    };
+    assert_eq!(shape("conv1.weight"), vec![64, 3, 7, 7]);
+    assert_eq!(shape("layer1.0.downsample.0.weight"), vec![256, 64, 1, 1]);
+    assert_eq!(shape("layer3.5.conv2.weight"), vec![256, 256, 3, 3]);
+    assert_eq!(shape("layer4.2.bn3.weight"), vec![2048]);
+    assert_eq!(shape("fc.weight"), vec![14, 2048]);
+    assert!(buffers
+        .names
+        .contains(&"layer4.2.bn3.running_var".to_string()));
+    assert!(buffers.names.contains(&"bn1.running_mean".to_string()));
+}
+
+/// Writes `net`'s tensors, plus an I64 counter as torchvision saves them, to a file;
+/// returns its path and SHA-256.
+fn weights_file(
+    dir: &std::path::Path,
+    tensors: &[repro_stages::nn::params::NamedTensor],
+    drop: &str,
+) -> (std::path::PathBuf, String) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .filter(|t| t.name != drop)
+        .map(|t| {
+            let b = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (t.name.clone(), Dtype::F32, t.shape.clone(), b)
+        })
+        .collect();
+    owned.push((
+        "bn1.num_batches_tracked".into(),
+        Dtype::I64,
+        vec![],
+        7i64.to_le_bytes().to_vec(),
+    ));
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let path = dir.join(format!("w{}.safetensors", drop.len()));
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let sha = repro_stages::data::raw::sha256_hex(&std::fs::read(&path).unwrap());
+    (path, sha)
+}
+
+#[test]
+fn init_weights_load_every_tensor_but_the_skipped_and_check_the_file() {
+    use repro_stages::nn::init::{apply, InitWeights};
+    let cnn = ModelSpec::SmallCnn {
+        channels: vec![4, 8],
+        hidden: 16,
+    };
+    let kind = InputKind::Dense(vec![1, 12, 12]);
+    let (_, src, src_buf) = Network::new(&cnn, &kind, 5, 1).unwrap();
+    let (_, mut dst, mut dst_buf) = Network::new(&cnn, &kind, 5, 2).unwrap();
+    let before = dst.named(&dst_buf);
+    let dir = tempfile::tempdir().unwrap();
+    let (path, sha) = weights_file(dir.path(), &src.named(&src_buf), "");
+    let init = InitWeights {
+        path: path.clone(),
+        sha256: sha.clone(),
+        skip: vec!["fc2.".into()],
+    };
+    let r = apply(&init, dir.path(), &mut dst, &mut dst_buf).unwrap();
+    assert_eq!((r.loaded, r.skipped, r.unused), (6, 2, 3));
+    for ((s, d), b) in src
+        .named(&src_buf)
+        .iter()
+        .zip(dst.named(&dst_buf))
+        .zip(&before)
+    {
+        let want = if s.name.starts_with("fc2.") { b } else { s };
+        assert_eq!(d.data, want.data, "{}", d.name);
+    }
+    // A file that is not the one the params name.
+    let wrong = InitWeights {
+        sha256: "00".repeat(32),
+        ..init.clone()
+    };
+    let e = apply(&wrong, dir.path(), &mut dst, &mut dst_buf).unwrap_err();
+    assert!(e.to_string().contains("SHA-256 is"), "{e}");
+    // A tensor the network needs is missing.
+    let (p2, sha2) = weights_file(dir.path(), &src.named(&src_buf), "conv1.weight");
+    let missing = InitWeights {
+        path: p2,
+        sha256: sha2,
+        skip: vec![],
+    };
+    let e = apply(&missing, dir.path(), &mut dst, &mut dst_buf).unwrap_err();
+    assert!(e.to_string().contains("conv1.weight is missing"), "{e}");
+    // Another class count: the classifier's shape differs unless it is skipped.
+    let (_, mut other, mut other_buf) = Network::new(&cnn, &kind, 7, 2).unwrap();
+    let e = apply(
+        &InitWeights {
+            skip: vec![],
+            ..init.clone()
+        },
+        dir.path(),
+        &mut other,
+        &mut other_buf,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("fc2.weight has shape [5, 16], the network's is [7, 16]"),
+        "{e}"
+    );
+    apply(&init, dir.path(), &mut other, &mut other_buf).unwrap();
+}

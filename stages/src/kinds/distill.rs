@@ -52,6 +52,10 @@ pub struct Params {
     /// The student network (default: MLP `[128, 128]`).
     #[serde(default = "default_model")]
     pub model: ModelSpec,
+    /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
+    /// Default: none (random initialisation from the seed).
+    #[serde(default)]
+    pub init: Option<crate::nn::init::InitWeights>,
     /// The teacher's network: must match the teacher stage's `model` (default: MLP
     /// `[128, 128]`).
     #[serde(default = "default_model")]
@@ -122,6 +126,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let teacher_probs = tempered_softmax(&teacher_logits, k, p.temperature);
 
     let (net, mut params, mut buffers) = Network::new(&p.model, &input_kind(&ds), k, ctx.seed)?;
+    crate::nn::init::start(p.init.as_ref(), ctx, &mut params, &mut buffers)?;
     let mut session = Session::new(ctx, &ds, ctx.seed, p.eval_batch_size)?;
     let trusted = vec![false; n];
     let spec = PhaseSpec {
@@ -169,7 +174,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
             trusted_fraction: nl.meta.trusted_fraction,
             actual_noise_rate: nl.meta.actual_noise_rate,
         }),
-        model: p.model.label(),
+        model: crate::nn::init::model_label(&p.model, p.init.as_ref()),
         profile: ctx.profile.clone(),
         device: crate::BACKEND.into(),
         seed: ctx.seed,

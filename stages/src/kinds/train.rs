@@ -131,6 +131,10 @@ pub struct Params {
     /// The network (default: MLP with hidden layers `[128, 128]`).
     #[serde(default = "default_model")]
     pub model: ModelSpec,
+    /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
+    /// Default: none (random initialisation from the seed).
+    #[serde(default)]
+    pub init: Option<crate::nn::init::InitWeights>,
     /// Optimizer (default Adam, lr 1e-3, no weight decay).
     #[serde(default = "default_optimizer")]
     pub optimizer: OptimizerSpec,
@@ -229,7 +233,8 @@ pub fn train(
         );
     }
 
-    let (net, params0, buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
+    let (net, mut params0, mut buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
+    crate::nn::init::start(p.init.as_ref(), ctx, &mut params0, &mut buffers0)?;
     let mut session = Session::new(ctx, ds, ctx.seed, p.eval_batch_size)?;
     let phase = |name: &str, examples: Vec<u32>, epochs: usize| PhaseSpec {
         name: name.to_string(),
@@ -403,7 +408,7 @@ pub fn train(
             trusted_fraction: nl.meta.trusted_fraction,
             actual_noise_rate: nl.meta.actual_noise_rate,
         }),
-        model: p.model.label(),
+        model: crate::nn::init::model_label(&p.model, p.init.as_ref()),
         profile: ctx.profile.clone(),
         device: crate::BACKEND.into(),
         seed: ctx.seed,

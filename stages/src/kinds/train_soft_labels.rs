@@ -159,6 +159,10 @@ pub struct Params {
     /// The network (default: MLP `[128, 128]`).
     #[serde(default = "default_model")]
     pub model: ModelSpec,
+    /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
+    /// Default: none (random initialisation from the seed).
+    #[serde(default)]
+    pub init: Option<crate::nn::init::InitWeights>,
     /// Model optimizer (default Adam, lr 1e-3).
     #[serde(default = "default_optimizer")]
     pub optimizer: OptimizerSpec,
@@ -330,7 +334,8 @@ pub fn train(
     let c = initial_scale(p, k);
     let all: Vec<u32> = (0..n as u32).collect();
 
-    let (net, params0, buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
+    let (net, mut params0, mut buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
+    crate::nn::init::start(p.init.as_ref(), ctx, &mut params0, &mut buffers0)?;
     let mut session = Session::new(ctx, ds, ctx.seed, p.eval_batch_size)?;
     let (mut params, mut buffers) = (params0, buffers0);
     let phase = |name: &str, epochs: usize| PhaseSpec {
@@ -449,7 +454,7 @@ pub fn train(
             trusted_fraction: nl.meta.trusted_fraction,
             actual_noise_rate: nl.meta.actual_noise_rate,
         }),
-        model: p.model.label(),
+        model: crate::nn::init::model_label(&p.model, p.init.as_ref()),
         profile: ctx.profile.clone(),
         device: crate::BACKEND.into(),
         seed: ctx.seed,

@@ -10,7 +10,8 @@
 //!
 //! Map: [`model::Network`] (architectures) + [`params::ParamSet`] (flat named
 //! parameters) -> [`loss`] -> [`optim::Optimizer`] under a [`schedule::Schedule`], driven
-//! by [`trainer::train`] with a method plugged in through [`trainer::Objective`].
+//! by [`trainer::train`] with a method plugged in through [`trainer::Objective`];
+//! [`init`] starts the weights from a file when asked.
 
 pub mod batch;
 pub mod batch_norm;
@@ -19,6 +20,7 @@ pub mod conv;
 pub mod device;
 pub mod elementwise;
 pub mod hypergrad;
+pub mod init;
 pub mod kernels;
 pub mod linear;
 pub mod loss;
