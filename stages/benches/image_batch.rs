@@ -7,6 +7,8 @@
 //! `cargo bench -p repro-stages --bench image_batch` (threads: RAYON_NUM_THREADS, default
 //! all cores). Prints `name median_ms min_ms iterations`.
 
+mod timing;
+
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -72,11 +74,5 @@ fn main() {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "jpeg_batch_32_500x375_to_224 {:.3} {:.3} {}",
-        times[times.len() / 2],
-        times[0],
-        times.len()
-    );
+    timing::report("jpeg_batch_32_500x375_to_224", times);
 }

@@ -53,6 +53,8 @@
 //! meta forward+backward, two untaped forwards of the finite difference) and of the real
 //! step, timed separately with the same `nn::hypergrad` functions the stage calls.
 
+mod timing;
+
 use std::time::Instant;
 
 use anyhow::Result;
@@ -376,11 +378,6 @@ fn mlc_params(json: &str) -> train_mlc::Params {
     serde_json::from_str(json).expect("train_mlc params")
 }
 
-fn median(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0])
-}
-
 fn bench(s: &Setup, rounds: usize, breakdown: bool) {
     let trusted_idx = s.nl.trusted.clone();
     let n_tr = trusted_idx.len();
@@ -429,7 +426,7 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
             }
         }
     }
-    let ce_med = median(times[0].clone()).0;
+    let ce_med = timing::median_min(times[0].clone()).0;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     println!(
         "# {} batch {} trusted {} rounds {} threads {}",
@@ -440,7 +437,7 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
         threads
     );
     for ((name, m), v) in names.iter().zip(times) {
-        let (med, min) = median(v);
+        let (med, min) = timing::median_min(v);
         println!(
             "{} {name} {m} {med:.3} {min:.3} {:.2}",
             s.name,
@@ -542,7 +539,7 @@ fn textbook_breakdown(s: &Setup, net: &Network, rounds: usize, ce_med: f64) {
     }
     let mut total = 0.0;
     for (name, v) in names.iter().zip(times) {
-        let med = median(v).0;
+        let med = timing::median_min(v).0;
         total += med;
         println!(
             "{} breakdown.mlc_textbook.{name} {m} {med:.3} - {:.2}",

@@ -9,6 +9,8 @@
 //! all cores). Prints one line per model: `name median_ms min_ms iterations`.
 //! `bench/pytorch_bench.sh` runs this and the same steps in PyTorch side by side.
 
+mod timing;
+
 use std::time::Instant;
 
 use dfdx::prelude::*;
@@ -77,13 +79,7 @@ fn bench_with(name: &str, spec: ModelSpec, shape: Vec<usize>, steps: Steps) {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "{name} {:.3} {:.3} {}",
-        times[times.len() / 2],
-        times[0],
-        times.len()
-    );
+    timing::report(name, times);
 }
 
 fn main() {

@@ -127,8 +127,9 @@ impl Default for DatasetOptions {
     }
 }
 
-fn read_lines(p: &Path) -> Result<Vec<String>> {
-    let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+/// The non-blank lines of a text file's bytes (`p` names it in errors).
+fn lines_of(bytes: &[u8], p: &Path) -> Result<Vec<String>> {
+    let s = std::str::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", p.display()))?;
     Ok(s.lines()
         .map(|l| l.trim_end_matches('\r').to_string())
         .filter(|l| !l.trim().is_empty())
@@ -171,7 +172,7 @@ impl Index {
             );
             let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
             annotation_digests.push((name.to_string(), raw::sha256_hex(&bytes)));
-            lines.insert(name, read_lines(&p)?);
+            lines.insert(name, lines_of(&bytes, &p)?);
         }
         for (name, n) in expected {
             let got = lines.get(name).map(|v| v.len()).unwrap_or(0);

@@ -330,36 +330,31 @@ impl Dataset {
             .map(|n| (n.to_string(), ()))
             .collect();
         let split = |name: &str| -> Result<Split> {
-            if names.contains_key(&format!("{name}.files")) {
+            let x = if names.contains_key(&format!("{name}.files")) {
                 let b = st.tensor(&format!("{name}.files"))?.data();
                 let text = std::str::from_utf8(b)
                     .with_context(|| format!("{}: {name}.files is not UTF-8", t_path.display()))?;
-                let files = if text.is_empty() {
+                Features::Files(if text.is_empty() {
                     vec![]
                 } else {
                     text.split('\n').map(str::to_string).collect()
-                };
-                let y = read_u32(st.tensor(&format!("{name}.y"))?.data());
-                return Ok(Split {
-                    x: Features::Files(files),
-                    y,
-                    coarse: None,
-                });
-            }
-            let x = st.tensor(&format!("{name}.x"))?;
-            let x = match x.dtype() {
-                Dtype::U8 => Features::U8(x.data().to_vec()),
-                Dtype::F32 => Features::F32(
-                    x.data()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                ),
-                Dtype::U32 => Features::U32(read_u32(x.data())),
-                other => bail!(
-                    "{}: {name}.x has unsupported dtype {other:?}",
-                    t_path.display()
-                ),
+                })
+            } else {
+                let x = st.tensor(&format!("{name}.x"))?;
+                match x.dtype() {
+                    Dtype::U8 => Features::U8(x.data().to_vec()),
+                    Dtype::F32 => Features::F32(
+                        x.data()
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                            .collect(),
+                    ),
+                    Dtype::U32 => Features::U32(read_u32(x.data())),
+                    other => bail!(
+                        "{}: {name}.x has unsupported dtype {other:?}",
+                        t_path.display()
+                    ),
+                }
             };
             let y = read_u32(st.tensor(&format!("{name}.y"))?.data());
             let coarse = if names.contains_key(&format!("{name}.coarse")) {

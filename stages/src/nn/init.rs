@@ -111,7 +111,7 @@ pub fn apply(
             report.skipped += 1;
             continue;
         }
-        let v = read(&name, &params.shapes[i].clone())?;
+        let v = read(&name, &params.shapes[i])?;
         params.set(i, &v);
         used.insert(name);
         report.loaded += 1;
