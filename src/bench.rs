@@ -143,11 +143,7 @@ fn planning(tmp: &Path, members: usize, rounds: usize) -> Result<()> {
     let (mut empty, mut decided) = (Vec::new(), Vec::new());
     let mut n = 0;
     for _ in 0..rounds {
-        let world = FsWorld {
-            project: &project,
-            lock: &lock,
-            profile: "default",
-        };
+        let world = FsWorld::new(&project, &lock, "default");
         for (times, w) in [
             (&mut empty, &world as &dyn plan::World),
             (&mut decided, &AllStored),

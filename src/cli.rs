@@ -6,6 +6,7 @@
 //! command line, 130 interrupted.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -107,8 +108,15 @@ pub enum Command {
         #[arg(long)]
         mermaid: bool,
     },
-    /// Rehash every run in the store and every published file. Exit 1 on a mismatch.
-    Verify,
+    /// Rehash the runs in the store and the published files the lock lists. Exit 1 on a
+    /// mismatch (each is named); members whose runs were never built here are listed, not
+    /// counted as mismatches.
+    Verify {
+        /// Check only this profile's lock entries, their runs and published files.
+        /// Default: every profile of the lock, and every run in the store.
+        #[arg(short, long)]
+        profile: Option<String>,
+    },
     /// Remove runs no profile of the lock refers to, and leftovers of killed runs.
     Gc {
         /// Only show what would be removed.
@@ -220,7 +228,8 @@ pub fn main(cli: Cli) -> Result<i32> {
             let summary =
                 scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTED)?;
             if cli.verbosity() != Verbosity::Quiet {
-                println!("{}", summary.line());
+                // Not println!: a closed stdout must not turn a finished run into a panic.
+                let _ = writeln!(std::io::stdout(), "{}", summary.line());
             }
             if summary.interrupted {
                 Err(EngineError::Interrupted.into())
@@ -256,7 +265,7 @@ pub fn main(cli: Cli) -> Result<i32> {
             print!("{}", dag(&p, *dot, *mermaid));
             Ok(0)
         }
-        Command::Verify => verify(&cli.project()?, cli.verbosity()),
+        Command::Verify { profile } => verify(&cli.project()?, profile.as_deref(), cli.verbosity()),
         Command::Gc { dry_run } => gc(&cli.project()?, *dry_run),
         Command::Bench {
             noop_members,
@@ -280,15 +289,12 @@ fn status(
     v: Verbosity,
 ) -> Result<bool> {
     let lock = LockFile::load(&project.lock_path())?;
-    let world = FsWorld {
-        project,
-        lock: &lock,
-        profile: &p.profile,
-    };
+    let world = FsWorld::new(project, &lock, &p.profile);
     let (sel, direct) = p.select(targets).map_err(EngineError::Usage)?;
     let forced: Vec<bool> = direct.iter().map(|d| *d && force).collect();
     let ids = plan::identities();
     let entries = plan::plan(p, &sel, &forced, &ids, &world);
+    world.save();
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     let mut rows = Vec::new();
     for (m, e) in p.members.iter().zip(&entries) {
@@ -344,15 +350,12 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
         .into());
     };
     let lock = LockFile::load(&project.lock_path())?;
-    let world = FsWorld {
-        project,
-        lock: &lock,
-        profile: &p.profile,
-    };
+    let world = FsWorld::new(project, &lock, &p.profile);
     let ids = plan::identities();
     let all = vec![true; p.members.len()];
     let no = vec![false; p.members.len()];
     let entries = plan::plan(p, &all, &no, &ids, &world);
+    world.save();
     for mi in members {
         let m = &p.members[mi];
         let e = &entries[mi];
@@ -385,7 +388,10 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
                 project.rel(&project.lock_path()).display()
             ),
             (d, Some(prev)) => {
-                if matches!(d, Decision::Run(RunReason::OutputMissing)) {
+                if matches!(
+                    d,
+                    Decision::Run(RunReason::OutputMissing | RunReason::OutputDamaged)
+                ) {
                     println!(
                         "  the outputs of run {} are missing or damaged in the store",
                         &prev[..12.min(prev.len())]
@@ -482,36 +488,65 @@ fn dag(p: &Pipeline, dot: bool, mermaid: bool) -> String {
     s
 }
 
-fn verify(project: &Project, v: Verbosity) -> Result<i32> {
+/// `repro verify`: rehashes what the lock vouches for and what the store holds.
+///
+/// A mismatch is a run whose files differ from its manifest, a lock digest that differs
+/// from its run's manifest, or a published file that differs from (or lacks) the hash the
+/// lock records. A lock entry whose run is not in this store is no mismatch: a clone
+/// carries the lock of every profile but only the runs made here (e.g. the `cpu`
+/// entries on a machine that ran `default`); those are counted per profile as "not built
+/// here" (listed with `-v`) and their published copies are still checked.
+fn verify(project: &Project, only: Option<&str>, v: Verbosity) -> Result<i32> {
     let lock = LockFile::load(&project.lock_path())?;
+    if let Some(name) = only {
+        if !lock.profiles.contains_key(name) {
+            let known: Vec<&str> = lock.profiles.keys().map(|k| k.as_str()).collect();
+            return Err(EngineError::Usage(format!(
+                "profile `{name}` has no entries in {} (profiles there: {})",
+                project.rel(&project.lock_path()).display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+            .into());
+        }
+    }
     let mut problems = Vec::new();
-    let mut fps: BTreeSet<String> = project.store.runs().into_iter().collect();
+    // Without -p, every run in the store (a restore may read any of them).
+    let mut fps: BTreeSet<String> = if only.is_none() {
+        project.store.runs().into_iter().collect()
+    } else {
+        BTreeSet::new()
+    };
     let mut published = 0usize;
+    let mut not_here: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (profile, members) in &lock.profiles {
+        if only.is_some_and(|o| o != profile) {
+            continue;
+        }
         for (name, e) in members {
-            if let Some(m) = project.store.manifest(&e.fingerprint) {
-                if m.digest != e.digest {
-                    problems.push(format!(
-                        "{profile}/{name}: the lock's output digest differs from run {}'s manifest",
-                        e.fingerprint
-                    ));
+            match project.store.manifest(&e.fingerprint) {
+                Some(m) => {
+                    if m.digest != e.digest {
+                        problems.push(format!(
+                            "{profile}/{name}: the lock's output digest differs from run {}'s manifest",
+                            e.fingerprint
+                        ));
+                    }
+                    fps.insert(e.fingerprint.clone());
                 }
+                // A run dir without a readable manifest: reported by the rehash below.
+                None if project.store.run_dir(&e.fingerprint).exists() => {
+                    fps.insert(e.fingerprint.clone());
+                }
+                None => not_here.entry(profile).or_default().push(name),
             }
-            if !fps.contains(&e.fingerprint) {
-                problems.push(format!(
-                    "{profile}/{name}: run {} is not in the store",
-                    e.fingerprint
-                ));
-            }
-            fps.insert(e.fingerprint.clone());
             for (rel, sha) in &e.published {
                 published += 1;
                 match hash_file(&project.dir.join(rel)) {
                     Ok((_, h)) if &h == sha => {}
                     Ok(_) => problems.push(format!(
-                        "{rel}: published copy differs from the run's output ({name})"
+                        "{rel}: published copy differs from the lock's hash ({profile}/{name})"
                     )),
-                    Err(err) => problems.push(format!("{rel}: {err} ({name})")),
+                    Err(err) => problems.push(format!("{rel}: {err} ({profile}/{name})")),
                 }
             }
         }
@@ -525,6 +560,19 @@ fn verify(project: &Project, v: Verbosity) -> Result<i32> {
     }
     for pb in &problems {
         eprintln!("MISMATCH {pb}");
+    }
+    if v != Verbosity::Quiet {
+        for (profile, names) in &not_here {
+            println!(
+                "not built here: {} member(s) of profile `{profile}` (their runs are not in this store)",
+                names.len()
+            );
+            if v == Verbosity::Verbose {
+                for n in names {
+                    println!("  {n}");
+                }
+            }
+        }
     }
     if problems.is_empty() {
         if v != Verbosity::Quiet {
@@ -551,6 +599,7 @@ fn gc(project: &Project, dry_run: bool) -> Result<i32> {
         .flat_map(|m| m.values().map(|e| e.fingerprint.as_str()))
         .collect();
     let mut removed = 0;
+    let mut cache = crate::stat_cache::StatCache::load(&project.dir, project.store.root());
     for fp in project.store.runs() {
         if !keep.contains(fp.as_str()) {
             removed += 1;
@@ -558,9 +607,12 @@ fn gc(project: &Project, dry_run: bool) -> Result<i32> {
                 println!("would remove run {fp}");
             } else {
                 project.store.remove_run(&fp)?;
+                let dir = project.store.run_dir(&fp);
+                cache.forget_under(&format!("{}/", project.rel(&dir).to_string_lossy()));
             }
         }
     }
+    cache.save();
     // Checkpoints of runs that completed (normally already removed) are leftovers.
     let mut ck = 0;
     if let Ok(rd) = std::fs::read_dir(project.store.root().join("checkpoints")) {

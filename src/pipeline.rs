@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::error::SpecError;
 use crate::run_config::{ExecutorKind, ResourceTable};
-use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageSpec};
+use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageOverride, StageSpec};
 
 /// The profile used when `--profile` is not given. It may be absent from the file.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -166,6 +166,16 @@ impl Pipeline {
                     }
                 }
             }
+            for (sname, o) in p.stages.iter() {
+                if let Some(dir) = &o.publish {
+                    check_publish_dir(dir).map_err(|m| {
+                        err(m)
+                            .line(at(&["profiles", pname, "stages", sname, "publish"]))
+                            .stage(sname.clone())
+                            .field("publish")
+                    })?;
+                }
+            }
             for d in &p.disable {
                 if spec.stages.get(d).is_none() {
                     return Err(
@@ -202,6 +212,21 @@ impl Pipeline {
             }
         }
 
+        if let Some((dir, (p0, s0), (p1, s1), overridden)) = publish_clash(spec) {
+            let line = if overridden {
+                at(&["profiles", &p1, "stages", &s1, "publish"])
+            } else {
+                at(&["stages", &s1, "publish"])
+            };
+            return Err(err(format!(
+                "profiles `{p0}` (stage `{s0}`) and `{p1}` publish into the same directory \
+                 `{dir}`: a run of one would overwrite the other's results; give one its own \
+                 (profiles: {p1}: stages: {s1}: {{ publish: {dir}/{p1} }})"
+            ))
+            .line(line)
+            .stage(s1)
+            .field("publish"));
+        }
         let executor = ResourceTable::executor(spec, prof, profile, text, file)?;
         let resources = ResourceTable::build(spec, prof, profile, text, file)?;
 
@@ -237,21 +262,12 @@ impl Pipeline {
                 );
             }
             if let Some(dir) = &st.publish {
-                let d = Path::new(dir);
-                let bad = dir.trim().is_empty()
-                    || d.is_absolute()
-                    || d.components()
-                        .any(|c| matches!(c, std::path::Component::ParentDir))
-                    || d.starts_with("results/.runs");
-                if bad {
-                    return Err(err(format!(
-                        "publish directory `{dir}` must be a relative path inside the project, \
-                         outside results/.runs"
-                    ))
-                    .line(at(&["stages", name, "publish"]))
-                    .stage(name.clone())
-                    .field("publish"));
-                }
+                check_publish_dir(dir).map_err(|m| {
+                    err(m)
+                        .line(at(&["stages", name, "publish"]))
+                        .stage(name.clone())
+                        .field("publish")
+                })?;
             }
             let Some(kind) = Kind::from_name(&st.kind) else {
                 return Err(err(format!(
@@ -446,12 +462,7 @@ impl Pipeline {
                         ));
                     }
                 }
-                let publish = st.publish.as_ref().map(|p| {
-                    let p = p
-                        .trim()
-                        .trim_start_matches("./")
-                        .trim_end_matches('/')
-                        .to_string();
+                let publish = effective_publish(st, over).map(|p| {
                     if total > 1 {
                         format!("{p}/{}", label.join(","))
                     } else {
@@ -554,7 +565,7 @@ impl Pipeline {
             stages.push(Stage {
                 name: name.clone(),
                 kind,
-                publish: st.publish.clone(),
+                publish: effective_publish(st, over),
                 axes: axes.iter().map(|(a, _)| a.clone()).collect(),
                 values: axes.iter().map(|(_, v)| v.clone()).collect(),
                 members: stage_members,
@@ -629,6 +640,83 @@ impl Pipeline {
         }
         Ok((sel, direct))
     }
+}
+
+/// Why `dir` may not be a publish directory, if it may not.
+fn check_publish_dir(dir: &str) -> Result<(), String> {
+    let d = Path::new(dir);
+    let bad = dir.trim().is_empty()
+        || d.is_absolute()
+        || d.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        || d.starts_with("results/.runs");
+    if bad {
+        Err(format!(
+            "publish directory `{dir}` must be a relative path inside the project, \
+             outside results/.runs"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Where a stage publishes in a profile (the profile's override, else its own), trimmed.
+fn effective_publish(st: &StageSpec, over: Option<&StageOverride>) -> Option<String> {
+    over.and_then(|o| o.publish.as_ref())
+        .or(st.publish.as_ref())
+        .map(|p| {
+            p.trim()
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string()
+        })
+}
+
+/// Two profiles publishing into one directory: (dir, first (profile, stage), second
+/// (profile, stage), whether the second's dir is a profile override). Each profile's
+/// stages are those it has (`profiles:` lists, `disable`), `default` included.
+fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, String), bool)> {
+    let mut profiles: Vec<&str> = vec![DEFAULT_PROFILE];
+    profiles.extend(
+        spec.profiles
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| *k != DEFAULT_PROFILE),
+    );
+    let empty = ProfileSpec::default();
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for pname in profiles {
+        let prof = spec.profiles.get(pname).unwrap_or(&empty);
+        for (sname, st) in spec.stages.iter() {
+            let member = st
+                .profiles
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|p| p == pname))
+                && !prof.disable.iter().any(|d| d == sname);
+            if !member {
+                continue;
+            }
+            let over = prof.stages.get(sname);
+            let Some(dir) = effective_publish(st, over) else {
+                continue;
+            };
+            match seen.get(&dir) {
+                Some((p0, s0)) if p0 != pname => {
+                    return Some((
+                        dir,
+                        (p0.clone(), s0.clone()),
+                        (pname.to_string(), sname.clone()),
+                        over.is_some_and(|o| o.publish.is_some()),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(dir, (pname.to_string(), sname.clone()));
+                }
+            }
+        }
+    }
+    None
 }
 
 fn kind_list() -> String {
@@ -969,6 +1057,26 @@ profiles:
         let e = build(&text.replace("d[2]", "d[3]"), "default").unwrap_err();
         assert!(e.message.contains("members: d[1], d[2]"), "{e}");
         assert_eq!(e.field.as_deref(), Some("inputs.x"));
+    }
+
+    #[test]
+    fn profiles_may_not_publish_into_one_directory() {
+        let base = "stages:\n  a:\n    kind: probe\n    publish: out\n  b:\n    kind: probe\n    publish: out\nprofiles:\n  small:\n    stages:\n      a: { params: { value: z } }\n";
+        let e = build(base, "default").unwrap_err();
+        assert_eq!((e.line, e.stage.as_deref(), e.field.as_deref()), (Some(4), Some("a"), Some("publish")), "{e}");
+        assert!(e.message.contains("profiles `default` (stage `a`) and `small` publish into the same directory `out`"), "{e}");
+        // Moved by the profile: fine, and each profile publishes where it says.
+        let ok = base.replace("value: z } }", "value: z }, publish: out/small }\n      b: { publish: out/small }");
+        assert_eq!(build(&ok, "default").unwrap().members[0].publish.as_deref(), Some("out"));
+        assert_eq!(build(&ok, "small").unwrap().members[0].publish.as_deref(), Some("out/small"));
+        // A stage only one profile has, or one a profile disables, clashes with nothing.
+        let only = "stages:\n  a:\n    kind: probe\n    publish: out\n    profiles: [default]\n  b:\n    kind: probe\nprofiles:\n  small: {}\n";
+        assert!(build(only, "small").is_ok());
+        assert!(build(&format!("{base}    disable: [a, b]\n"), "small").is_ok());
+        // A bad override is located at the profile's line.
+        let bad = ok.replace("publish: out/small }\n", "publish: /tmp/x }\n");
+        let e = build(&bad, "small").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(11), Some("publish")), "{e}");
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! |---|---|---|---|
 //! | yes | any | any | Run(forced) |
 //! | no | present | same fingerprint, published copies intact | **Fresh** |
-//! | no | present | same fingerprint, published copies missing | Restore(published copies stale) |
+//! | no | present | same fingerprint, published copies missing or changed | Restore(published copies stale) |
 //! | no | present | other fingerprint | Restore(lock differs): e.g. a reverted param; free |
 //! | no | present | none | Restore(not in lock): e.g. run by another profile or lost lock |
-//! | no | damaged (a listed file missing or resized) | any | Run(output missing) |
+//! | no | damaged (a listed file missing or its content changed) | any | Run(output damaged): never read |
 //! | no | absent | same fingerprint | Run(output missing): the store was cleaned |
 //! | no | absent | other fingerprint | Run(changed) |
 //! | no | absent | none | Run(never run) |
@@ -31,7 +31,8 @@ use crate::pipeline::Pipeline;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stored {
     Absent,
-    /// A manifest exists but a listed file is missing or has another size.
+    /// A manifest exists but a listed file is missing or its content differs from the
+    /// manifest's hash: the run must not be read (nor restored from).
     Damaged,
     /// Present, with its output content digest.
     Present {
@@ -42,9 +43,11 @@ pub enum Stored {
 /// Read access to the store and the lock (implemented over the file system by the
 /// runner, in memory by tests).
 pub trait World {
+    /// What the store holds for `fp`, judged by content (see [`Stored`]).
     fn stored(&self, fp: &str) -> Stored;
     fn lock_entry(&self, member: &str) -> Option<LockEntry>;
-    /// Whether the published copies of run `fp` under `rel` are intact (sizes match).
+    /// Whether the published copies of run `fp` under `rel` are intact (the content hashes
+    /// of the run's manifest).
     fn published_ok(&self, fp: &str, rel: &str) -> bool;
 }
 
@@ -57,6 +60,8 @@ pub enum RunReason {
         previous: String,
     },
     OutputMissing,
+    /// The stored run is incomplete or its content changed.
+    OutputDamaged,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +112,9 @@ impl Decision {
             Decision::Run(RunReason::NeverRun) => "run: never run".into(),
             Decision::Run(RunReason::Changed { .. }) => "run: key changed".into(),
             Decision::Run(RunReason::OutputMissing) => "run: outputs missing from the store".into(),
+            Decision::Run(RunReason::OutputDamaged) => {
+                "run: outputs missing or changed in the store".into()
+            }
             Decision::Pending { upstream } => {
                 format!("pending: waits for {}", p.members[*upstream].name)
             }
@@ -139,7 +147,7 @@ pub fn decide(
             previous: l.fingerprint.clone(),
         }),
         (Stored::Present { .. }, None) => Decision::Restore(RestoreReason::NotInLock),
-        (Stored::Damaged, _) => Decision::Run(RunReason::OutputMissing),
+        (Stored::Damaged, _) => Decision::Run(RunReason::OutputDamaged),
         (Stored::Absent, Some(l)) if l.fingerprint == fp => Decision::Run(RunReason::OutputMissing),
         (Stored::Absent, Some(l)) => Decision::Run(RunReason::Changed {
             previous: l.fingerprint.clone(),
@@ -323,14 +331,14 @@ mod tests {
                 &Stored::Damaged,
                 Some(&same),
                 true,
-                Run(RunReason::OutputMissing),
+                Run(RunReason::OutputDamaged),
             ),
             (
                 false,
                 &Stored::Damaged,
                 None,
                 true,
-                Run(RunReason::OutputMissing),
+                Run(RunReason::OutputDamaged),
             ),
             (
                 false,
@@ -474,7 +482,7 @@ mod tests {
         assert_eq!(e[3].decision, Decision::NotSelected);
         w.damaged.insert(e[0].fingerprint.clone().unwrap());
         let e = plan(&p, &sel, &[false; 4], &ids, &w);
-        assert_eq!(e[0].decision, Decision::Run(RunReason::OutputMissing));
+        assert_eq!(e[0].decision, Decision::Run(RunReason::OutputDamaged));
     }
 
     #[test]

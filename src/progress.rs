@@ -8,7 +8,7 @@
 //! only errors and the final summary line is dropped.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -76,7 +76,10 @@ impl Reporter {
             Some(m) => {
                 let _ = m.println(msg);
             }
-            None => println!("{msg}"),
+            // A closed stdout (`repro run | head`) must not stop the run.
+            None => {
+                let _ = writeln!(std::io::stdout(), "{msg}");
+            }
         }
     }
 
@@ -90,8 +93,12 @@ impl Reporter {
     /// An error line: always shown, on stderr.
     pub fn error(&self, msg: &str) {
         match &self.multi {
-            Some(m) => m.suspend(|| eprintln!("{msg}")),
-            None => eprintln!("{msg}"),
+            Some(m) => m.suspend(|| {
+                let _ = writeln!(std::io::stderr(), "{msg}");
+            }),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{msg}");
+            }
         }
     }
 

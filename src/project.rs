@@ -5,6 +5,7 @@
 //! (`-C`, default the current one) or the nearest parent holding `pipeline.yaml`. The lock
 //! sits beside the pipeline file with the extension `.lock`.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -12,7 +13,8 @@ use anyhow::Result;
 use crate::error::EngineError;
 use crate::lock::{LockEntry, LockFile};
 use crate::plan::{Stored, World};
-use crate::store::{published_ok, Store};
+use crate::stat_cache::StatCache;
+use crate::store::{Manifest, Store};
 
 pub const PIPELINE_FILE: &str = "pipeline.yaml";
 
@@ -84,21 +86,71 @@ impl Project {
     }
 }
 
-/// The store and the lock of a project as the planner sees them.
+/// The store and the lock of a project as the planner sees them. Files count as intact
+/// when their content has the hash their manifest lists, judged through the project's
+/// [`StatCache`] (a stat per file; a rehash only where the stat changed).
 pub struct FsWorld<'a> {
     pub project: &'a Project,
     pub lock: &'a LockFile,
     pub profile: &'a str,
+    cache: RefCell<StatCache>,
+}
+
+impl<'a> FsWorld<'a> {
+    pub fn new(project: &'a Project, lock: &'a LockFile, profile: &'a str) -> FsWorld<'a> {
+        FsWorld {
+            project,
+            lock,
+            profile,
+            cache: RefCell::new(StatCache::load(&project.dir, project.store.root())),
+        }
+    }
+
+    /// The project-relative path of output `path` of run `fp`.
+    fn store_rel(&self, fp: &str, path: &str) -> String {
+        let out = self.project.store.out_dir(fp);
+        format!("{}/{path}", self.project.rel(&out).to_string_lossy())
+    }
+
+    /// Records the files of run `fp` and, when published under `rel`, their copies, just
+    /// written by the engine with the hashes of `m`.
+    pub fn record(&self, fp: &str, m: &Manifest, rel: Option<&str>) {
+        let mut c = self.cache.borrow_mut();
+        for f in &m.files {
+            c.record(&self.store_rel(fp, &f.path), &f.sha256);
+            if let Some(r) = rel {
+                if f.is_content() {
+                    c.record(&format!("{r}/{}", f.path), &f.sha256);
+                }
+            }
+        }
+    }
+
+    /// Files this command had to hash because their stat changed.
+    pub fn rehashed(&self) -> usize {
+        self.cache.borrow().rehashed
+    }
+
+    /// Writes the stat cache back (when it changed).
+    pub fn save(&self) {
+        self.cache.borrow_mut().save();
+    }
 }
 
 impl World for FsWorld<'_> {
     fn stored(&self, fp: &str) -> Stored {
-        match self.project.store.manifest(fp) {
-            None => Stored::Absent,
-            Some(m) if self.project.store.quick_check(fp, &m) => {
-                Stored::Present { digest: m.digest }
-            }
-            Some(_) => Stored::Damaged,
+        let Some(m) = self.project.store.manifest(fp) else {
+            return Stored::Absent;
+        };
+        let mut c = self.cache.borrow_mut();
+        if m
+            .files
+            .iter()
+            .all(|f| c.intact(&self.store_rel(fp, &f.path), f.size, &f.sha256))
+        {
+            Stored::Present { digest: m.digest }
+        } else {
+            Stored::Damaged
         }
     }
 
@@ -107,9 +159,13 @@ impl World for FsWorld<'_> {
     }
 
     fn published_ok(&self, fp: &str, rel: &str) -> bool {
-        match self.project.store.manifest(fp) {
-            Some(m) => published_ok(&self.project.dir, &m, rel),
-            None => false,
-        }
+        let Some(m) = self.project.store.manifest(fp) else {
+            return false;
+        };
+        let mut c = self.cache.borrow_mut();
+        m.files
+            .iter()
+            .filter(|f| f.is_content())
+            .all(|f| c.intact(&format!("{rel}/{}", f.path), f.size, &f.sha256))
     }
 }

@@ -8,7 +8,8 @@
 //! parallel.
 //!
 //! - **Success**: the staged outputs are committed to the store (hash, key, manifest
-//!   last, rename), published, the checkpoint dir is removed, and the lock entry set.
+//!   last, rename), published, the checkpoint dir is removed, the lock entry set, and the
+//!   files' stats recorded in the stat cache.
 //! - **Failure**: the staging dir is removed (nothing is published, the checkpoint is
 //!   kept); without `--keep-going` no new member starts and the running ones finish; with
 //!   it, only members downstream of the failure are skipped.
@@ -109,11 +110,7 @@ pub fn run(
     let n = p.members.len();
     let old_lock = LockFile::load(&project.lock_path())?;
     let mut new_lock = old_lock.clone();
-    let world = FsWorld {
-        project,
-        lock: &old_lock,
-        profile: &p.profile,
-    };
+    let world = FsWorld::new(project, &old_lock, &p.profile);
     let ids = plan::identities();
     let (selected, direct) = p
         .select(&opts.targets)
@@ -231,6 +228,7 @@ pub fn run(
                                 published,
                             },
                         );
+                        world.record(&fp, &manifest, m.publish.as_deref());
                         digests[mi] = Some(manifest.digest);
                         fps[mi] = Some(fp);
                         state[mi] = State::Done;
@@ -362,6 +360,9 @@ pub fn run(
                         match outcome {
                             Outcome::Success => match commit(project, p, mi, &r, &old_lock) {
                                 Ok(entry) => {
+                                    if let Some(man) = project.store.manifest(&r.fp) {
+                                        world.record(&r.fp, &man, m.publish.as_deref());
+                                    }
                                     digests[mi] = Some(entry.digest.clone());
                                     new_lock
                                         .profile_mut(&p.profile)
@@ -442,6 +443,13 @@ pub fn run(
     {
         new_lock.profiles.remove(&p.profile);
     }
+    if world.rehashed() > 0 {
+        reporter.detail(&format!(
+            "rehashed {} file(s) whose stat changed since they were last checked",
+            world.rehashed()
+        ));
+    }
+    world.save();
     new_lock.save(&project.lock_path())?;
     Ok(summary)
 }

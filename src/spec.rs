@@ -74,7 +74,10 @@
 //!
 //! **Publish**: `publish: DIR` (relative to the project) receives a copy of the stage's
 //! output files after it runs or is restored. A stage with several members publishes each
-//! under `DIR/<its matrix values>` (the bracketed part of its name).
+//! under `DIR/<its matrix values>` (the bracketed part of its name). A profile may move it
+//! (`profiles: tiny: stages: report: { publish: results/tiny }`); two profiles may not
+//! publish into the same directory, or a run of one would overwrite the other's results
+//! (checked for every profile when the file is loaded).
 //!
 //! **Profile membership**: a stage with `profiles: [a, b]` exists only in those profiles
 //! (`default` names the profile used without `--profile`); a stage without the field is
@@ -183,6 +186,9 @@ pub struct StageOverride {
     pub matrix: OrderedMap<Vec<Value>>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Where this profile publishes the stage, instead of the stage's `publish`.
+    #[serde(default)]
+    pub publish: Option<String>,
 }
 
 /// A mapping that keeps declaration order and rejects duplicate keys (serde_yaml would

@@ -4,6 +4,7 @@
 //! runs/<fp>/out/...          the stage's output files
 //! runs/<fp>/key.json         the fingerprint key (what `repro why` compares)
 //! runs/<fp>/manifest.json    (relative path, size, sha256) of every output + content digest
+//! stat-cache.json            what `stat` said of each checked file (see crate::stat_cache)
 //! staging/<fp>.<pid>/        a running stage: out/ + job.json; renamed to runs/<fp> on success
 //! checkpoints/<fp>/          a stage's checkpoints: survive a crash, removed on success
 //! lock                       pid of the `repro run` working in this project
@@ -20,11 +21,15 @@
 //! leaving out everything under `log/` (wall times): two runs that compute the same bytes
 //! have the same digest, which is what downstream keys contain (early cutoff).
 //!
-//! **Fast freshness.** Planning does not rehash outputs: a run counts as present when its
-//! manifest parses and every listed file exists with the listed size (one `stat` each).
-//! This catches deleted and truncated outputs; silent same-size corruption is what
-//! `repro verify` (a full rehash) is for. No absolute path is stored anywhere, so a
-//! copied or moved project keeps its store valid.
+//! **Freshness from content.** A run counts as present when its manifest parses and every
+//! listed file has the listed size and SHA-256, and a published copy counts when it has
+//! its run's hash. Planning does not rehash every file for this: the stat cache
+//! ([`crate::stat_cache`]) vouches for files whose `stat` did not change since they were
+//! last hashed, so a no-op run costs a `stat` per file, and a same-size change (a flipped
+//! byte in a table or in teacher weights) is seen: the copy is restored, the run is rerun,
+//! never read as an input. `repro verify` rehashes everything regardless. No absolute
+//! path is stored anywhere, so a copied or moved project keeps its store valid (the
+//! first command after the move rehashes, as inodes and ctimes changed).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -216,14 +221,6 @@ impl Store {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Cheap presence check: every listed file exists with its size.
-    pub fn quick_check(&self, fp: &str, m: &Manifest) -> bool {
-        let out = self.out_dir(fp);
-        m.files.iter().all(|f| {
-            fs::metadata(out.join(&f.path)).is_ok_and(|md| md.is_file() && md.len() == f.size)
-        })
-    }
-
     /// Hashes the staged outputs, writes the key and (last) the manifest, and renames the
     /// staging dir to `runs/<fp>`.
     pub fn commit(&self, fp: &str, staging: &Path, key: &Key) -> Result<Manifest> {
@@ -346,14 +343,6 @@ pub fn publish(
         }
     }
     Ok(published)
-}
-
-/// Whether the published copies of `manifest` under `rel` exist with the right sizes.
-pub fn published_ok(project: &Path, manifest: &Manifest, rel: &str) -> bool {
-    manifest.files.iter().filter(|f| f.is_content()).all(|f| {
-        fs::metadata(project.join(format!("{rel}/{}", f.path)))
-            .is_ok_and(|m| m.is_file() && m.len() == f.size)
-    })
 }
 
 #[cfg(test)]

@@ -1,108 +1,35 @@
-//! Computes each stage kind's code hash: SHA-256 over the kind's own source file and the
-//! shared source files it uses (listed below, directories taken recursively in sorted
-//! order, each file keyed by its path relative to `src/`). The engine puts this hash into
-//! every fingerprint, so editing a kind's code, or shared code it depends on, reruns that
-//! kind's stages and no others.
+//! Computes each stage kind's code hash, the part of every fingerprint that says "this
+//! code": SHA-256 over every source file the kind's code can reach, each keyed by its path
+//! relative to `src/`. The engine puts it into every key, so editing a kind's code, or
+//! shared code it reaches, reruns that kind's stages and no others.
 //!
-//! Keep `SOURCES` in step with the `use` lines of each kind: a shared module a kind uses
-//! but does not list here would let a change slip past the cache.
+//! The set of files is derived from the code, not kept by hand: `src/code_graph.rs` (also
+//! a module of the crate, so tests check the very function used here) reads the module
+//! graph from `kinds/<kind>.rs` and `lib.rs` (`use crate::...`, paths, `mod`, `super::`,
+//! impl blocks, `include_bytes!`) and closes it; its header says what is followed and why
+//! the result can only err towards a needless rerun.
+//!
+//! Cargo reruns this script when anything under `src/` changes (any file can change what
+//! a kind reaches, e.g. a new `impl` block) or when `Cargo.lock` does (the dfdx version).
 
-use sha2::{Digest, Sha256};
+#[path = "src/code_graph.rs"]
+#[allow(dead_code)]
+mod code_graph;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// kind name -> source paths under `src/` (files or directories).
-const SOURCES: &[(&str, &[&str])] = &[
-    ("download", &["kinds/download.rs", "data"]),
-    (
-        "inject_noise",
-        &[
-            "kinds/inject_noise.rs",
-            "noise.rs",
-            "data/dataset.rs",
-            "data/split.rs",
-        ],
-    ),
-    (
-        "train",
-        &[
-            "kinds/train.rs",
-            "kinds/inputs.rs",
-            "nn",
-            "data/dataset.rs",
-            "data/images.rs",
-            "noise.rs",
-            "data/split.rs",
-            "metrics.rs",
-        ],
-    ),
-    (
-        "train_mlc",
-        &[
-            "kinds/train_mlc.rs",
-            "kinds/train.rs",
-            "kinds/inputs.rs",
-            "nn",
-            "data/dataset.rs",
-            "data/images.rs",
-            "noise.rs",
-            "data/split.rs",
-            "metrics.rs",
-        ],
-    ),
-    (
-        "train_soft_labels",
-        &[
-            "kinds/train_soft_labels.rs",
-            "kinds/train.rs",
-            "kinds/inputs.rs",
-            "nn",
-            "data/dataset.rs",
-            "data/images.rs",
-            "noise.rs",
-            "data/split.rs",
-            "metrics.rs",
-        ],
-    ),
-    (
-        "distill",
-        &[
-            "kinds/distill.rs",
-            "kinds/train.rs",
-            "kinds/inputs.rs",
-            "report/teacher.rs",
-            "nn",
-            "data/dataset.rs",
-            "data/images.rs",
-            "noise.rs",
-            "data/split.rs",
-            "metrics.rs",
-        ],
-    ),
-    ("tables", &["kinds/tables.rs", "report"]),
-    ("probe", &["kinds/probe.rs"]),
+/// Every kind's name, as `Kind::name` spells it; its module is `src/kinds/<name>.rs`.
+const KINDS: &[&str] = &[
+    "download",
+    "inject_noise",
+    "train",
+    "train_mlc",
+    "train_soft_labels",
+    "distill",
+    "tables",
+    "probe",
 ];
-
-fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
-    let p = root.join(rel);
-    if p.is_dir() {
-        let mut entries: Vec<_> = fs::read_dir(&p)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        entries.sort();
-        for name in entries {
-            collect(root, &rel.join(name), out);
-        }
-    } else if p.extension().is_some_and(|e| e == "rs") {
-        out.push(rel.to_path_buf());
-    } else if !p.exists() {
-        panic!(
-            "build.rs: source {} listed for a kind does not exist",
-            p.display()
-        );
-    }
-}
 
 fn dfdx_version(manifest_dir: &Path) -> String {
     for lock in [
@@ -131,32 +58,14 @@ fn dfdx_version(manifest_dir: &Path) -> String {
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let src = manifest_dir.join("src");
+    println!("cargo:rerun-if-changed={}", src.display());
     let mut arms = String::new();
-    for (kind, paths) in SOURCES {
-        let mut files = Vec::new();
-        for p in *paths {
-            collect(&src, Path::new(p), &mut files);
-        }
-        files.sort();
-        files.dedup();
-        let mut h = Sha256::new();
-        for f in &files {
-            let full = src.join(f);
-            println!("cargo:rerun-if-changed={}", full.display());
-            let bytes = fs::read(&full).unwrap();
-            let key = f.to_string_lossy().replace('\\', "/");
-            h.update((key.len() as u64).to_le_bytes());
-            h.update(key.as_bytes());
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(&bytes);
-        }
-        arms.push_str(&format!(
-            "        {kind:?} => {:?},\n",
-            hex::encode(h.finalize())
-        ));
-    }
-    for p in ["kinds", "data", "nn", "report"] {
-        println!("cargo:rerun-if-changed={}", src.join(p).display());
+    for kind in KINDS {
+        let files = code_graph::kind_sources(&src, kind, KINDS)
+            .unwrap_or_else(|e| panic!("build.rs: the sources of kind `{kind}`: {e}"));
+        let hash = code_graph::code_hash(&src, &files)
+            .unwrap_or_else(|e| panic!("build.rs: hashing the sources of kind `{kind}`: {e}"));
+        arms.push_str(&format!("        {kind:?} => {hash:?},\n"));
     }
     let code = format!(
         "pub const DFDX_VERSION: &str = {:?};\n\

@@ -260,7 +260,7 @@ fn missing_output_invalidates_stage() {
     let o = p.run(&["status"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out(&o).contains("run      a  (run: outputs missing from the store)"),
+        out(&o).contains("run      a  (run: outputs missing or changed in the store)"),
         "{}",
         out(&o)
     );
@@ -649,4 +649,180 @@ fn killed_scheduler_leaves_nothing_half_published() {
     assert!(s.contains("slow: resumed from step"), "{s}");
     assert_eq!(p.count("staging"), 0);
     p.ok(&["verify"]);
+}
+
+#[test]
+fn closed_stdout_pipe_exits_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // Enough members that the output outgrows a pipe's buffer: the writer meets the
+    // closed end whenever the reader goes away.
+    let values: Vec<String> = (0..1500).map(|i| format!("v{i}")).collect();
+    let p = Proj::new(&format!(
+        "stages:\n  a:\n    kind: probe\n    matrix: {{ value: [{}] }}\n",
+        values.join(", ")
+    ));
+    let quiet = |args: &[&str]| {
+        let mut child = p
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert!(err(&o).is_empty(), "repro {args:?} wrote to stderr:\n{}", err(&o));
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)) || o.status.signal() == Some(libc::SIGPIPE),
+            "repro {args:?}: {:?}",
+            o.status
+        );
+    };
+    quiet(&["status", "--json"]);
+    quiet(&["status", "-v"]);
+    quiet(&["run", "--dry-run", "-v"]);
+    // A real run goes on without its reader and records what it ran.
+    let small = Proj::new(CHAIN);
+    let mut child = small
+        .cmd(&["run", "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).is_empty(), "{}", err(&o));
+    assert_eq!(small.run(&["status"]).status.code(), Some(0));
+}
+
+/// Sets the mtime of every file under `dir` to `secs` seconds ago: the files are then old
+/// enough for the stat cache to vouch for them (it never trusts a just-written file).
+fn age_files(dir: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            age_files(&p, secs);
+        } else {
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+    }
+}
+
+/// Flips one bit of `path`, keeping its size and mtime.
+fn tamper(path: &Path) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+#[test]
+fn same_size_tampering_is_restored() {
+    let p = Proj::new(&format!("{CHAIN}    publish: out/c\n"));
+    p.ok(&["run"]);
+    age_files(&p.dir, 10);
+    // The cache now vouches for every file by its stat.
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+    let published = p.dir.join("out/c/value.txt");
+    tamper(&published);
+    assert_eq!(std::fs::read_to_string(&published).unwrap(), "b");
+    let o = p.run(&["status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("restore  c  (restore: published copies missing or changed)"),
+        "{}",
+        out(&o)
+    );
+    let s = p.ok(&["run"]);
+    assert!(ran(&s).is_empty() && restored(&s) == ["c"], "{s}");
+    assert_eq!(std::fs::read_to_string(&published).unwrap(), "c");
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+    p.ok(&["verify"]);
+}
+
+#[test]
+fn corrupted_store_entry_is_rerun_not_read() {
+    let p = Proj::new(CHAIN);
+    p.ok(&["run"]);
+    age_files(&p.dir, 10);
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+    let fp_a = p.lock_json()["profiles"]["default"]["a"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored_a = p.runs_dir().join(&fp_a).join("out/value.txt");
+    tamper(&stored_a);
+    assert_eq!(std::fs::read_to_string(&stored_a).unwrap(), "y");
+    let o = p.run(&["status"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("run      a  (run: outputs missing or changed in the store)"),
+        "{}",
+        out(&o)
+    );
+    // Forcing `b` alone must not feed it the corrupted output of `a`: `a` reruns first.
+    let s = p.ok(&["run", "--force", "b"]);
+    assert_eq!(ran(&s), ["a", "b"], "{s}");
+    assert_eq!(std::fs::read_to_string(&stored_a).unwrap(), "x");
+    let fp_b = p.lock_json()["profiles"]["default"]["b"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(p.runs_dir().join(fp_b).join("out/value.txt")).unwrap(),
+        "b\nx"
+    );
+    assert_eq!(p.run(&["status"]).status.code(), Some(0));
+    p.ok(&["verify"]);
+}
+
+#[test]
+fn verify_reports_members_not_built_here() {
+    let yaml = format!(
+        "{CHAIN}    publish: out/c\nprofiles:\n  small:\n    stages:\n      a: {{ params: {{ value: z }} }}\n      c: {{ publish: out/small }}\n"
+    );
+    // One checkout runs both profiles and commits the lock and the published files ...
+    let elsewhere = Proj::new(&yaml);
+    elsewhere.ok(&["run"]);
+    elsewhere.ok(&["run", "-p", "small"]);
+    // ... a clone of it runs the default profile only.
+    let p = Proj::new(&yaml);
+    std::fs::copy(elsewhere.dir.join("pipeline.lock"), p.dir.join("pipeline.lock")).unwrap();
+    std::fs::create_dir_all(p.dir.join("out/small")).unwrap();
+    std::fs::copy(elsewhere.dir.join("out/small/value.txt"), p.dir.join("out/small/value.txt")).unwrap();
+    p.ok(&["run"]);
+    let s = p.ok(&["verify"]);
+    assert!(
+        s.contains("not built here: 3 member(s) of profile `small`"),
+        "{s}"
+    );
+    assert!(s.contains("ok: 3 runs and 2 published files verified"), "{s}");
+    let s = p.ok(&["verify", "-v", "-p", "small"]);
+    assert!(s.contains("  a\n") && s.contains("  b\n") && s.contains("  c\n"), "{s}");
+    assert!(s.contains("ok: 0 runs and 1 published files verified"), "{s}");
+    let s = p.ok(&["verify", "-p", "default"]);
+    assert!(!s.contains("not built here"), "{s}");
+    let o = p.run(&["verify", "-p", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("profile `nope` has no entries"), "{}", err(&o));
+    // A real mismatch is named, and only it.
+    std::fs::write(p.dir.join("out/small/value.txt"), "Z").unwrap();
+    let o = p.run(&["verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(e.contains("MISMATCH out/small/value.txt: published copy differs"), "{e}");
+    assert_eq!(e.matches("MISMATCH").count(), 1, "{e}");
+    assert_eq!(p.run(&["verify", "-p", "default"]).status.code(), Some(0));
 }

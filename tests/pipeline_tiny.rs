@@ -1,6 +1,7 @@
 //! The project's own `pipeline.yaml`, run end to end with the `tiny` profile: every stage
 //! kind on the embedded digits, two epochs each. Checks the tables' shape, that every number
-//! in them is finite, that a second run does nothing, and that the lock does not change.
+//! in them is finite, that a second run does nothing, that the lock does not change, and
+//! that it publishes beside the default profile's committed results, never over them.
 
 mod cli;
 
@@ -68,7 +69,7 @@ fn tiny_profile_runs_every_stage_kind_and_writes_finite_tables() {
             "the pipeline has no {kind} stage:\n{dag}"
         );
     }
-    let tables = dir.join("results/tables");
+    let tables = dir.join("results/tiny/tables");
     for name in [
         "t1_glc_table1",
         "t2_mlc_code",
@@ -105,7 +106,7 @@ fn tiny_profile_runs_every_stage_kind_and_writes_finite_tables() {
     }
     for fig in ["error_curves", "mlc_t_vs_true_c", "class_similarity"] {
         for ext in ["svg", "png"] {
-            let f = dir.join(format!("results/figures/{fig}.{ext}"));
+            let f = dir.join(format!("results/tiny/figures/{fig}.{ext}"));
             assert!(
                 std::fs::metadata(&f).map(|m| m.len() > 0).unwrap_or(false),
                 "missing {}",
@@ -124,6 +125,63 @@ fn tiny_profile_runs_every_stage_kind_and_writes_finite_tables() {
         std::fs::read(dir.join("pipeline.lock")).unwrap(),
         lock,
         "a no-op run changed the lock"
+    );
+}
+
+/// Every file under `dir` (relative path -> bytes), `.runs` left out.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == ".runs") {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn tiny_profile_leaves_default_results_alone() {
+    let (_tmp, dir) = project();
+    // The committed results and lock of the default profile, as in a clone.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["tables", "figures"] {
+        copy_dir(&root.join("results").join(sub), &dir.join("results").join(sub));
+    }
+    std::fs::copy(root.join("pipeline.lock"), dir.join("pipeline.lock")).unwrap();
+    let before = tree(&dir.join("results"));
+    assert!(!before.is_empty());
+    let lock_before: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("pipeline.lock")).unwrap()).unwrap();
+    let (code, out) = repro(&dir, &["run", "--profile", "tiny"]);
+    assert_eq!(code, 0, "{out}");
+    let after = tree(&dir.join("results"));
+    for (path, bytes) in &before {
+        assert!(
+            after.get(path) == Some(bytes),
+            "the tiny profile changed or removed results/{}",
+            path.display()
+        );
+    }
+    let tiny: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert!(!tiny.is_empty(), "the tiny profile published nothing");
+    assert!(
+        tiny.iter().all(|p| p.starts_with("tiny")),
+        "the tiny profile published outside results/tiny: {tiny:?}"
+    );
+    let lock_after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("pipeline.lock")).unwrap()).unwrap();
+    assert_eq!(
+        lock_after["profiles"]["default"], lock_before["profiles"]["default"],
+        "the tiny profile changed the default profile's lock entries"
     );
 }
 
