@@ -682,10 +682,14 @@ pub fn kind_sources(src: &Path, kind: &str, kinds: &[&str]) -> io::Result<Vec<St
                 continue;
             }
             let hit = s.impls.iter().any(|b| match &b.self_name {
-                Some(t) if !s.types_defined.contains(t) && in_crate(t) => defined(t),
-                _ => b.trait_name.as_deref().is_some_and(|tr| {
-                    !s.types_defined.contains(tr) && defined(tr)
-                }),
+                // Its own type: the impl matters only once this file is reached.
+                Some(t) if s.types_defined.contains(t) => false,
+                Some(t) if in_crate(t) => defined(t),
+                // A type from elsewhere (or generic): it comes with the trait.
+                _ => b
+                    .trait_name
+                    .as_deref()
+                    .is_some_and(|tr| !s.types_defined.contains(tr) && defined(tr)),
             });
             if hit {
                 todo.push(f.clone());
