@@ -504,7 +504,11 @@ fn verify(project: &Project, only: Option<&str>, v: Verbosity) -> Result<i32> {
             return Err(EngineError::Usage(format!(
                 "profile `{name}` has no entries in {} (profiles there: {})",
                 project.rel(&project.lock_path()).display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ))
             .into());
         }

@@ -1063,12 +1063,30 @@ profiles:
     fn profiles_may_not_publish_into_one_directory() {
         let base = "stages:\n  a:\n    kind: probe\n    publish: out\n  b:\n    kind: probe\n    publish: out\nprofiles:\n  small:\n    stages:\n      a: { params: { value: z } }\n";
         let e = build(base, "default").unwrap_err();
-        assert_eq!((e.line, e.stage.as_deref(), e.field.as_deref()), (Some(4), Some("a"), Some("publish")), "{e}");
-        assert!(e.message.contains("profiles `default` (stage `a`) and `small` publish into the same directory `out`"), "{e}");
+        assert_eq!(
+            (e.line, e.stage.as_deref(), e.field.as_deref()),
+            (Some(4), Some("a"), Some("publish")),
+            "{e}"
+        );
+        assert!(
+            e.message.contains(
+                "profiles `default` (stage `a`) and `small` publish into the same directory `out`"
+            ),
+            "{e}"
+        );
         // Moved by the profile: fine, and each profile publishes where it says.
-        let ok = base.replace("value: z } }", "value: z }, publish: out/small }\n      b: { publish: out/small }");
-        assert_eq!(build(&ok, "default").unwrap().members[0].publish.as_deref(), Some("out"));
-        assert_eq!(build(&ok, "small").unwrap().members[0].publish.as_deref(), Some("out/small"));
+        let ok = base.replace(
+            "value: z } }",
+            "value: z }, publish: out/small }\n      b: { publish: out/small }",
+        );
+        assert_eq!(
+            build(&ok, "default").unwrap().members[0].publish.as_deref(),
+            Some("out")
+        );
+        assert_eq!(
+            build(&ok, "small").unwrap().members[0].publish.as_deref(),
+            Some("out/small")
+        );
         // A stage only one profile has, or one a profile disables, clashes with nothing.
         let only = "stages:\n  a:\n    kind: probe\n    publish: out\n    profiles: [default]\n  b:\n    kind: probe\nprofiles:\n  small: {}\n";
         assert!(build(only, "small").is_ok());
@@ -1076,7 +1094,11 @@ profiles:
         // A bad override is located at the profile's line.
         let bad = ok.replace("publish: out/small }\n", "publish: /tmp/x }\n");
         let e = build(&bad, "small").unwrap_err();
-        assert_eq!((e.line, e.field.as_deref()), (Some(11), Some("publish")), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(11), Some("publish")),
+            "{e}"
+        );
     }
 
     #[test]

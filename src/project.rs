@@ -143,8 +143,7 @@ impl World for FsWorld<'_> {
             return Stored::Absent;
         };
         let mut c = self.cache.borrow_mut();
-        if m
-            .files
+        if m.files
             .iter()
             .all(|f| c.intact(&self.store_rel(fp, &f.path), f.size, &f.sha256))
         {

@@ -231,8 +231,14 @@ mod tests {
         age(&f, 10);
         assert!(c.intact("a.txt", 3, &sha));
         assert!(c.intact("a.txt", 3, &sha));
-        assert_eq!(c.rehashed, 3, "an old file with the same stat is not rehashed");
-        assert!(!c.intact("a.txt", 3, "other"), "the cached hash is compared");
+        assert_eq!(
+            c.rehashed, 3,
+            "an old file with the same stat is not rehashed"
+        );
+        assert!(
+            !c.intact("a.txt", 3, "other"),
+            "the cached hash is compared"
+        );
         c.save();
         let mut c = StatCache::load(dir.path(), &store);
         assert!(c.intact("a.txt", 3, &sha));
@@ -240,7 +246,12 @@ mod tests {
         // Same size, other bytes, same mtime: the ctime moved, so it is rehashed.
         let m = fs::metadata(&f).unwrap().modified().unwrap();
         fs::write(&f, b"abd").unwrap();
-        fs::File::options().write(true).open(&f).unwrap().set_modified(m).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(m)
+            .unwrap();
         assert!(!c.intact("a.txt", 3, &sha));
         assert!(!c.intact("missing.txt", 3, &sha));
         assert!(!c.intact("a.txt", 4, &sha));

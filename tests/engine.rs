@@ -670,7 +670,11 @@ fn closed_stdout_pipe_exits_quietly() {
             .unwrap();
         drop(child.stdout.take());
         let o = child.wait_with_output().unwrap();
-        assert!(err(&o).is_empty(), "repro {args:?} wrote to stderr:\n{}", err(&o));
+        assert!(
+            err(&o).is_empty(),
+            "repro {args:?} wrote to stderr:\n{}",
+            err(&o)
+        );
         assert!(
             matches!(o.status.code(), Some(0 | 1)) || o.status.signal() == Some(libc::SIGPIPE),
             "repro {args:?}: {:?}",
@@ -799,30 +803,54 @@ fn verify_reports_members_not_built_here() {
     elsewhere.ok(&["run", "-p", "small"]);
     // ... a clone of it runs the default profile only.
     let p = Proj::new(&yaml);
-    std::fs::copy(elsewhere.dir.join("pipeline.lock"), p.dir.join("pipeline.lock")).unwrap();
+    std::fs::copy(
+        elsewhere.dir.join("pipeline.lock"),
+        p.dir.join("pipeline.lock"),
+    )
+    .unwrap();
     std::fs::create_dir_all(p.dir.join("out/small")).unwrap();
-    std::fs::copy(elsewhere.dir.join("out/small/value.txt"), p.dir.join("out/small/value.txt")).unwrap();
+    std::fs::copy(
+        elsewhere.dir.join("out/small/value.txt"),
+        p.dir.join("out/small/value.txt"),
+    )
+    .unwrap();
     p.ok(&["run"]);
     let s = p.ok(&["verify"]);
     assert!(
         s.contains("not built here: 3 member(s) of profile `small`"),
         "{s}"
     );
-    assert!(s.contains("ok: 3 runs and 2 published files verified"), "{s}");
+    assert!(
+        s.contains("ok: 3 runs and 2 published files verified"),
+        "{s}"
+    );
     let s = p.ok(&["verify", "-v", "-p", "small"]);
-    assert!(s.contains("  a\n") && s.contains("  b\n") && s.contains("  c\n"), "{s}");
-    assert!(s.contains("ok: 0 runs and 1 published files verified"), "{s}");
+    assert!(
+        s.contains("  a\n") && s.contains("  b\n") && s.contains("  c\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ok: 0 runs and 1 published files verified"),
+        "{s}"
+    );
     let s = p.ok(&["verify", "-p", "default"]);
     assert!(!s.contains("not built here"), "{s}");
     let o = p.run(&["verify", "-p", "nope"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err(&o).contains("profile `nope` has no entries"), "{}", err(&o));
+    assert!(
+        err(&o).contains("profile `nope` has no entries"),
+        "{}",
+        err(&o)
+    );
     // A real mismatch is named, and only it.
     std::fs::write(p.dir.join("out/small/value.txt"), "Z").unwrap();
     let o = p.run(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
     let e = err(&o);
-    assert!(e.contains("MISMATCH out/small/value.txt: published copy differs"), "{e}");
+    assert!(
+        e.contains("MISMATCH out/small/value.txt: published copy differs"),
+        "{e}"
+    );
     assert_eq!(e.matches("MISMATCH").count(), 1, "{e}");
     assert_eq!(p.run(&["verify", "-p", "default"]).status.code(), Some(0));
 }

@@ -139,7 +139,10 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -154,7 +157,10 @@ fn tiny_profile_leaves_default_results_alone() {
     // The committed results and lock of the default profile, as in a clone.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["tables", "figures"] {
-        copy_dir(&root.join("results").join(sub), &dir.join("results").join(sub));
+        copy_dir(
+            &root.join("results").join(sub),
+            &dir.join("results").join(sub),
+        );
     }
     std::fs::copy(root.join("pipeline.lock"), dir.join("pipeline.lock")).unwrap();
     let before = tree(&dir.join("results"));

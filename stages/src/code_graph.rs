@@ -123,8 +123,14 @@ fn tokenize(text: &str) -> Vec<Tok> {
         } else if (ch == 'r' || ch == 'b')
             && i + 1 < n
             && (c[i + 1] == '"'
-                || (ch == 'r' && c[i + 1] == '#' && i + 2 < n && (c[i + 2] == '"' || c[i + 2] == '#'))
-                || (ch == 'b' && c[i + 1] == 'r' && i + 2 < n && (c[i + 2] == '"' || c[i + 2] == '#')))
+                || (ch == 'r'
+                    && c[i + 1] == '#'
+                    && i + 2 < n
+                    && (c[i + 2] == '"' || c[i + 2] == '#'))
+                || (ch == 'b'
+                    && c[i + 1] == 'r'
+                    && i + 2 < n
+                    && (c[i + 2] == '"' || c[i + 2] == '#')))
         {
             if ch == 'b' {
                 i += 1;
@@ -212,7 +218,12 @@ fn ident(t: Option<&Tok>) -> Option<&str> {
 }
 
 /// Parses a use tree at `t[*i]` with `prefix`; pushes its leaves. Stops after the tree.
-fn use_tree(t: &[Tok], i: &mut usize, prefix: Vec<String>, out: &mut Vec<(Vec<String>, Option<String>)>) {
+fn use_tree(
+    t: &[Tok],
+    i: &mut usize,
+    prefix: Vec<String>,
+    out: &mut Vec<(Vec<String>, Option<String>)>,
+) {
     let mut path = prefix;
     if t.get(*i) == Some(&Tok::PathSep) {
         *i += 1;
@@ -298,7 +309,8 @@ fn parse(text: &str) -> FileSyntax {
     // of their bodies: `super::` inside one names the file's own module.
     let mut depth = 0i32;
     let mut inline: Vec<(String, i32)> = Vec::new();
-    let names = |inline: &[(String, i32)]| inline.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let names =
+        |inline: &[(String, i32)]| inline.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     while i < t.len() {
         match &t[i] {
             Tok::Punct('{') => depth += 1,
@@ -313,7 +325,8 @@ fn parse(text: &str) -> FileSyntax {
                 let mut leaves = Vec::new();
                 use_tree(&t, &mut i, Vec::new(), &mut leaves);
                 let here = names(&inline);
-                f.uses.extend(leaves.into_iter().map(|(p, b)| (here.clone(), p, b)));
+                f.uses
+                    .extend(leaves.into_iter().map(|(p, b)| (here.clone(), p, b)));
                 continue;
             }
             Tok::Ident(kw) if kw == "mod" => {
@@ -329,7 +342,9 @@ fn parse(text: &str) -> FileSyntax {
                 i += 2;
                 continue;
             }
-            Tok::Ident(kw) if matches!(kw.as_str(), "struct" | "enum" | "union" | "trait" | "type") => {
+            Tok::Ident(kw)
+                if matches!(kw.as_str(), "struct" | "enum" | "union" | "trait" | "type") =>
+            {
                 if let Some(name) = ident(t.get(i + 1)) {
                     f.types_defined.insert(name.to_string());
                 }
@@ -398,13 +413,17 @@ fn parse(text: &str) -> FileSyntax {
             }
             Tok::Ident(name) if t.get(i + 1) == Some(&Tok::Punct('!')) => {
                 if matches!(name.as_str(), "include_bytes" | "include_str") {
-                    if let (Some(Tok::Punct('(')), Some(Tok::Str(s))) = (t.get(i + 2), t.get(i + 3)) {
+                    if let (Some(Tok::Punct('(')), Some(Tok::Str(s))) = (t.get(i + 2), t.get(i + 3))
+                    {
                         f.includes.push(s.clone());
                     }
                 }
                 f.macros_used.insert(name.clone());
             }
-            Tok::Ident(first) if t.get(i + 1) == Some(&Tok::PathSep) && t.get(i.wrapping_sub(1)) != Some(&Tok::PathSep) => {
+            Tok::Ident(first)
+                if t.get(i + 1) == Some(&Tok::PathSep)
+                    && t.get(i.wrapping_sub(1)) != Some(&Tok::PathSep) =>
+            {
                 let mut path = vec![first.clone()];
                 let mut j = i + 1;
                 while t.get(j) == Some(&Tok::PathSep) {
@@ -500,7 +519,11 @@ impl Crate {
 
     /// The modules and aliases `use` items of module `m` bring in: (alias -> module path,
     /// glob modules). Aliases of glob-imported modules are inherited.
-    fn scope(&self, m: &[String], seen: &mut BTreeSet<Vec<String>>) -> (BTreeMap<String, Vec<String>>, Vec<Vec<String>>) {
+    fn scope(
+        &self,
+        m: &[String],
+        seen: &mut BTreeSet<Vec<String>>,
+    ) -> (BTreeMap<String, Vec<String>>, Vec<Vec<String>>) {
         let mut aliases = BTreeMap::new();
         let mut globs = Vec::new();
         if !seen.insert(m.to_vec()) {
@@ -612,7 +635,11 @@ impl Crate {
         }
         let dir = Path::new(rel).parent().map(rel_string).unwrap_or_default();
         for inc in &syn.includes {
-            let joined = if dir.is_empty() { inc.clone() } else { format!("{dir}/{inc}") };
+            let joined = if dir.is_empty() {
+                inc.clone()
+            } else {
+                format!("{dir}/{inc}")
+            };
             out.insert(normalize(&joined));
         }
         for mac in &syn.macros_used {
@@ -675,7 +702,13 @@ pub fn kind_sources(src: &Path, kind: &str, kinds: &[&str]) -> io::Result<Vec<St
             }
         }
         // Impl blocks of reached types and traits, wherever they are.
-        let defined = |name: &str| reached.iter().any(|f| c.syntax.get(f).is_some_and(|s| s.types_defined.contains(name)));
+        let defined = |name: &str| {
+            reached.iter().any(|f| {
+                c.syntax
+                    .get(f)
+                    .is_some_and(|s| s.types_defined.contains(name))
+            })
+        };
         let in_crate = |name: &str| c.syntax.values().any(|s| s.types_defined.contains(name));
         for (f, s) in &c.syntax {
             if reached.contains(f) {
@@ -703,7 +736,10 @@ pub fn kind_sources(src: &Path, kind: &str, kinds: &[&str]) -> io::Result<Vec<St
         if !src.join(f).is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} (reached from kind `{kind}`) does not exist", src.join(f).display()),
+                format!(
+                    "{} (reached from kind `{kind}`) does not exist",
+                    src.join(f).display()
+                ),
             ));
         }
     }

@@ -40,7 +40,11 @@ fn all_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
     for e in std::fs::read_dir(dir.join(rel)).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         if e.path().is_dir() {
             all_files(dir, &r, out);
         } else {
@@ -64,10 +68,20 @@ fn compiled_code_hashes_are_the_reached_files_hashes() {
 #[test]
 fn tables_code_hash_covers_noise_module() {
     let s = sources(&src(), "tables");
-    for f in ["noise.rs", "metrics.rs", "lib.rs", "report/fonts/DejaVuSans.ttf", "report/writers/latex.rs"] {
+    for f in [
+        "noise.rs",
+        "metrics.rs",
+        "lib.rs",
+        "report/fonts/DejaVuSans.ttf",
+        "report/writers/latex.rs",
+    ] {
         assert!(s.iter().any(|x| x == f), "tables does not reach {f}: {s:?}");
     }
-    assert!(!s.iter().any(|x| x.starts_with("nn/") || x == "kinds/train.rs"), "{s:?}");
+    assert!(
+        !s.iter()
+            .any(|x| x.starts_with("nn/") || x == "kinds/train.rs"),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -87,11 +101,18 @@ fn the_dispatch_in_lib_does_not_join_the_kinds() {
     let probe = sources(&src(), "probe");
     assert!(probe.iter().any(|x| x == "lib.rs"));
     assert!(
-        !probe.iter().any(|x| x.starts_with("kinds/") && x != "kinds/probe.rs" && x != "kinds/mod.rs"),
+        !probe
+            .iter()
+            .any(|x| x.starts_with("kinds/") && x != "kinds/probe.rs" && x != "kinds/mod.rs"),
         "probe reaches another kind: {probe:?}"
     );
     let train = sources(&src(), "train");
-    assert!(!train.iter().any(|x| x == "kinds/tables.rs" || x == "kinds/train_mlc.rs"), "{train:?}");
+    assert!(
+        !train
+            .iter()
+            .any(|x| x == "kinds/tables.rs" || x == "kinds/train_mlc.rs"),
+        "{train:?}"
+    );
 }
 
 /// Editing any file a kind reaches changes its hash; editing any other file does not.
@@ -111,14 +132,24 @@ fn every_reached_file_changes_the_hash_and_no_other_does() {
             let original = std::fs::read(&p).unwrap();
             let mut edited = original.clone();
             // A comment for source files (the module graph stays the same), a byte for others.
-            edited.extend_from_slice(if f.ends_with(".rs") { b"\n// edited\n" } else { b"\0" });
+            edited.extend_from_slice(if f.ends_with(".rs") {
+                b"\n// edited\n"
+            } else {
+                b"\0"
+            });
             std::fs::write(&p, &edited).unwrap();
             let after = hash(&src, kind);
             std::fs::write(&p, &original).unwrap();
             if reached.contains(f) {
-                assert_ne!(before, after, "editing {f} left the hash of {kind} unchanged");
+                assert_ne!(
+                    before, after,
+                    "editing {f} left the hash of {kind} unchanged"
+                );
             } else {
-                assert_eq!(before, after, "editing {f}, which {kind} cannot reach, changed its hash");
+                assert_eq!(
+                    before, after,
+                    "editing {f}, which {kind} cannot reach, changed its hash"
+                );
             }
         }
         assert_eq!(hash(&src, kind), before);
@@ -131,10 +162,14 @@ fn an_impl_block_elsewhere_joins_the_kind_of_its_type() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     copy_dir(&crate::src(), &src);
-    assert!(!sources(&src, "tables").iter().any(|x| x == "data/twitter.rs"));
+    assert!(!sources(&src, "tables")
+        .iter()
+        .any(|x| x == "data/twitter.rs"));
     let p = src.join("data/twitter.rs");
     let mut text = std::fs::read_to_string(&p).unwrap();
     text.push_str("\nimpl crate::noise::Matrix {\n    pub fn extra(&self) {}\n}\n");
     std::fs::write(&p, text).unwrap();
-    assert!(sources(&src, "tables").iter().any(|x| x == "data/twitter.rs"));
+    assert!(sources(&src, "tables")
+        .iter()
+        .any(|x| x == "data/twitter.rs"));
 }
