@@ -837,7 +837,7 @@ impl Objective for Mlc<'_> {
             let h = self.hypergradient(s)?;
             ensure!(
                 h.iter().all(|x| x.is_finite()),
-                "the hypergradient of T is not finite at epoch {} batch {}",
+                "training diverged: the hypergradient of T is not finite at epoch {} batch {}",
                 s.info.epoch + 1,
                 s.info.batch + 1
             );

@@ -763,7 +763,7 @@ impl Objective for SoftLabels<'_> {
         self.meta_loss_count += 1;
         ensure!(
             h.iter().all(|x| x.is_finite()),
-            "the label hypergradient is not finite at epoch {} batch {}",
+            "training diverged: the label hypergradient is not finite at epoch {} batch {}",
             s.info.epoch + 1,
             s.info.batch + 1
         );

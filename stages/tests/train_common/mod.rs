@@ -244,6 +244,7 @@ pub fn output_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn distill_inputs(dir: &Path, ds: &Dataset) -> BTreeMap<String, Vec<InputRef>> {
     use repro_stages::kinds::train::{train, Params};
     let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
     ds.save(&data_dir).unwrap();
     let teacher_dir = dir.join("teacher");
     std::fs::create_dir_all(&teacher_dir).unwrap();
