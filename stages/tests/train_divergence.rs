@@ -47,10 +47,9 @@ fn exploding_finite_loss_fails_the_stage() {
     let none = BTreeMap::new();
     let opt = exploding_optimizer();
 
-    let p: train::Params = serde_json::from_value(
-        serde_json::json!({"method": "ce", "epochs": 2, "optimizer": opt}),
-    )
-    .unwrap();
+    let p: train::Params =
+        serde_json::from_value(serde_json::json!({"method": "ce", "epochs": 2, "optimizer": opt}))
+            .unwrap();
     assert_diverges("ce", &none, |ctx| {
         train::train(&p, ctx, &ds, Some(&nl))?.save(&ctx.out_dir)
     });
@@ -82,7 +81,12 @@ fn exploding_finite_loss_fails_the_stage() {
 
 #[test]
 fn absurd_learning_rate_is_refused_by_every_training_kind() {
-    for kind in [Kind::Train, Kind::TrainMlc, Kind::TrainSoftLabels, Kind::Distill] {
+    for kind in [
+        Kind::Train,
+        Kind::TrainMlc,
+        Kind::TrainSoftLabels,
+        Kind::Distill,
+    ] {
         let with = |opt: serde_json::Value| {
             let mut v = serde_json::json!({ "optimizer": opt });
             if kind == Kind::Train {

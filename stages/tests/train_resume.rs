@@ -130,7 +130,10 @@ fn assert_resume_is_byte_identical(
     let mut windows = Vec::new();
     let mut start = 0u64;
     for &n in &phases {
-        assert!(n >= 4, "{label}: a phase of {n} batches is too short to stop inside");
+        assert!(
+            n >= 4,
+            "{label}: a phase of {n} batches is too short to stop inside"
+        );
         if phases.len() == 1 {
             windows.push(start + 1..start + n / 2);
             windows.push(start + n / 2..start + n - 1);
@@ -192,7 +195,10 @@ fn train_mlc_resume_is_byte_identical() {
             31,
             serde_json::json!({"epochs": 2, "warmup_epochs": 1, "t_optimizer": "adam"}),
         ),
-        (32, serde_json::json!({"variant": "official_code", "epochs": 2})),
+        (
+            32,
+            serde_json::json!({"variant": "official_code", "epochs": 2}),
+        ),
     ] {
         let p: train_mlc::Params = serde_json::from_value(params.clone()).unwrap();
         assert_resume_is_byte_identical(&params.to_string(), seed, &none, |ctx| {

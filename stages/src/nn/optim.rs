@@ -65,7 +65,9 @@ pub fn learning_rate_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Optio
 pub fn learning_rate_opt_f64<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<f64>, D::Error> {
-    Option::<f64>::deserialize(d)?.map(check_learning_rate).transpose()
+    Option::<f64>::deserialize(d)?
+        .map(check_learning_rate)
+        .transpose()
 }
 
 /// Optimizer choice (`kind` tag in params).

@@ -5,9 +5,10 @@
 //! [`PhaseSpec`] (which examples, labels, epochs, batch size, optimizer, schedule,
 //! augmentation) plus an [`Objective`]: the method. The loop does everything that is not
 //! the method: seeded shuffling, batching and augmentation, the learning-rate schedule,
-//! the divergence check (see [Divergence](#divergence)), evaluation on the test split after every epoch, progress, the
-//! checkpoint after every epoch (at most one per [`CHECKPOINT_INTERVAL`] seconds, and
-//! always at the end of a phase) and on a stop request, and resuming from it.
+//! the divergence check (see [Divergence](#divergence)), evaluation on the test split
+//! after every epoch, progress, the checkpoint after every epoch (at most one per
+//! [`CHECKPOINT_INTERVAL`] seconds, and always at the end of a phase) and on a stop
+//! request, and resuming from it.
 //!
 //! # Writing a method
 //!

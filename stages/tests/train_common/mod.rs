@@ -226,7 +226,11 @@ pub fn output_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if rel != "log/timings.json" {
                     out.push((rel, std::fs::read(&p).unwrap()));
                 }
