@@ -214,11 +214,11 @@ pub struct Params {
     #[serde(default)]
     pub meta_batch_size: Option<usize>,
     /// α of the virtual SGD step (2) (default 0.1 textbook, 1e-3 official on a summed loss).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt")]
     pub virtual_lr: Option<f32>,
     /// β, the learning rate of T (textbook: default 1.0 with `t_optimizer: sgd`, 0.01 with
     /// `adam`; official: 0.11, a plain step). See the header for the measurements.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt")]
     pub t_lr: Option<f32>,
     /// Optimizer of T (textbook only; default sgd: its step follows the hypergradient's
     /// size, where Adam's moves every entry by ~β per step, noise included; on the digits
@@ -811,20 +811,20 @@ impl<'d> Mlc<'d> {
     }
 }
 
+/// The method's checkpointed state. T (or its logits S) and the Adam moments are f64 and
+/// live here, in the checkpoint's JSON, rather than as (f32) tensors: `serde_json` writes
+/// the shortest decimal that reads back to the same f64 and, built with
+/// `float_roundtrip`, reads it back exactly, so a resumed run continues from the very
+/// bits it stopped at.
 #[derive(Serialize, Deserialize)]
 struct MlcState {
     t_steps: u64,
     meta_loss_sum: f64,
     meta_loss_count: u64,
     history: Vec<TEpoch>,
-}
-
-fn f64_tensor(name: &str, k: usize, v: &[f64]) -> NamedTensor {
-    NamedTensor {
-        name: name.into(),
-        shape: vec![k, k],
-        data: v.iter().map(|&x| x as f32).collect(),
-    }
+    theta_t: Vec<f64>,
+    adam_m: Vec<f64>,
+    adam_v: Vec<f64>,
 }
 
 impl Objective for Mlc<'_> {
@@ -837,7 +837,7 @@ impl Objective for Mlc<'_> {
             let h = self.hypergradient(s)?;
             ensure!(
                 h.iter().all(|x| x.is_finite()),
-                "the hypergradient of T is not finite at epoch {} batch {}",
+                "training diverged: the hypergradient of T is not finite at epoch {} batch {}",
                 s.info.epoch + 1,
                 s.info.batch + 1
             );
@@ -857,57 +857,47 @@ impl Objective for Mlc<'_> {
     }
 
     fn state(&self) -> MethodState {
-        let k = self.k;
         let json = serde_json::to_value(MlcState {
             t_steps: self.t_steps,
             meta_loss_sum: self.meta_loss_sum,
             meta_loss_count: self.meta_loss_count,
             history: self.history.clone(),
+            theta_t: self.theta_t.clone(),
+            adam_m: self.adam_m.clone(),
+            adam_v: self.adam_v.clone(),
         })
         .expect("serializable");
-        // T and the Adam moments in f64, split into two f32 halves to keep every bit.
-        let mut tensors = Vec::new();
-        for (name, v) in [
-            ("t", &self.theta_t),
-            ("adam_m", &self.adam_m),
-            ("adam_v", &self.adam_v),
-        ] {
-            let hi: Vec<f64> = v.iter().map(|&x| x as f32 as f64).collect();
-            let lo: Vec<f64> = v.iter().zip(&hi).map(|(x, h)| x - h).collect();
-            tensors.push(f64_tensor(&format!("{name}.hi"), k, &hi));
-            tensors.push(f64_tensor(&format!("{name}.lo"), k, &lo));
+        MethodState {
+            json,
+            tensors: Vec::new(),
         }
-        MethodState { json, tensors }
     }
 
     fn load_state(
         &mut self,
         json: &serde_json::Value,
-        tensors: &BTreeMap<String, NamedTensor>,
+        _tensors: &BTreeMap<String, NamedTensor>,
     ) -> Result<()> {
         let st: MlcState = serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
+        let kk = self.k * self.k;
+        for (name, v) in [
+            ("theta_t", &st.theta_t),
+            ("adam_m", &st.adam_m),
+            ("adam_v", &st.adam_v),
+        ] {
+            ensure!(
+                v.len() == kk,
+                "MLC checkpoint: {name} has {} values, expected {kk}",
+                v.len()
+            );
+        }
         self.t_steps = st.t_steps;
         self.meta_loss_sum = st.meta_loss_sum;
         self.meta_loss_count = st.meta_loss_count;
         self.history = st.history;
-        for (name, dst) in [
-            ("t", &mut self.theta_t),
-            ("adam_m", &mut self.adam_m),
-            ("adam_v", &mut self.adam_v),
-        ] {
-            let hi = tensors
-                .get(&format!("{name}.hi"))
-                .with_context(|| format!("MLC checkpoint lacks {name}"))?;
-            let lo = tensors
-                .get(&format!("{name}.lo"))
-                .with_context(|| format!("MLC checkpoint lacks {name}"))?;
-            *dst = hi
-                .data
-                .iter()
-                .zip(&lo.data)
-                .map(|(&h, &l)| h as f64 + l as f64)
-                .collect();
-        }
+        self.theta_t = st.theta_t;
+        self.adam_m = st.adam_m;
+        self.adam_v = st.adam_v;
         Ok(())
     }
 

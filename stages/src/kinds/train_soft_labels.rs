@@ -209,7 +209,10 @@ pub struct Params {
     #[serde(default = "default_look_ahead")]
     pub look_ahead: LookAhead,
     /// α of the virtual SGD step (3) (default 0.1).
-    #[serde(default = "default_virtual_lr")]
+    #[serde(
+        default = "default_virtual_lr",
+        deserialize_with = "crate::nn::optim::learning_rate"
+    )]
     pub virtual_lr: f32,
     /// Optimizer of the label logits: `adam` (default, per-entry moments) or `sgd`.
     #[serde(default = "default_label_optimizer")]
@@ -217,7 +220,7 @@ pub struct Params {
     /// β, the label learning rate: the size of one label step (5) in logit units (default:
     /// `per_example` 0.5 with a `trusted` meta set and 0.1 with `next_batch`, `per_class`
     /// 0.02; see "Defaults").
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt_f64")]
     pub label_lr: Option<f64>,
     /// eps0 of the finite difference (default 0.01).
     #[serde(default = "default_eps0")]
@@ -760,7 +763,7 @@ impl Objective for SoftLabels<'_> {
         self.meta_loss_count += 1;
         ensure!(
             h.iter().all(|x| x.is_finite()),
-            "the label hypergradient is not finite at epoch {} batch {}",
+            "training diverged: the label hypergradient is not finite at epoch {} batch {}",
             s.info.epoch + 1,
             s.info.batch + 1
         );

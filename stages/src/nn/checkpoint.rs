@@ -37,6 +37,10 @@ pub struct LoopState {
     /// Sum and count of batch losses so far in the current epoch.
     pub loss_sum: f64,
     pub loss_count: u64,
+    /// Loss of the current phase's first batch (the loss at the phase's starting
+    /// weights), the reference of the divergence rule; `None` before that batch.
+    #[serde(default)]
+    pub first_loss: Option<f64>,
     /// Seconds spent so far in the current epoch (for log/timings.json only).
     pub epoch_seconds: f64,
     pub opt_step: u64,

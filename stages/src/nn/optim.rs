@@ -5,6 +5,15 @@
 //! Adam: g ← g + λθ; m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
 //! θ ← θ − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε).
 //! The learning rate is given per step (the schedule's value), not stored.
+//!
+//! Every learning rate a stage's params name (this optimizer's `lr`, MLC's `t_lr` and
+//! `virtual_lr`, the soft labels' `label_lr` and `virtual_lr`) is read through
+//! [`learning_rate`]: a number in [0, [`MAX_LEARNING_RATE`]] = [0, 10⁶], refused when the
+//! pipeline is loaded otherwise. Non-finite values are already refused by the YAML
+//! reader; the bound also catches values that are finite in the file but not in f32
+//! (1e40 would silently become ∞) and values no run means (the papers use at most 1 for
+//! the network and label steps). A learning rate below the bound can still make a run
+//! explode; the training loop's divergence rule stops that one.
 
 use anyhow::{ensure, Result};
 use dfdx::prelude::*;
@@ -26,12 +35,48 @@ fn default_eps() -> f32 {
     1e-8
 }
 
+/// The largest learning rate params may give (see the module docs).
+pub const MAX_LEARNING_RATE: f64 = 1e6;
+
+fn check_learning_rate<E: serde::de::Error>(v: f64) -> Result<f64, E> {
+    if v.is_finite() && (0.0..=MAX_LEARNING_RATE).contains(&v) {
+        Ok(v)
+    } else {
+        Err(E::custom(format!(
+            "learning rate {v:e} is outside [0, {MAX_LEARNING_RATE:e}]"
+        )))
+    }
+}
+
+/// Reads a learning rate (f32), refusing values outside [0, [`MAX_LEARNING_RATE`]].
+pub fn learning_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    check_learning_rate(f64::deserialize(d)?).map(|v| v as f32)
+}
+
+/// [`learning_rate`] for an optional f32 field.
+pub fn learning_rate_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    Option::<f64>::deserialize(d)?
+        .map(check_learning_rate)
+        .transpose()
+        .map(|o| o.map(|v| v as f32))
+}
+
+/// [`learning_rate`] for an optional f64 field.
+pub fn learning_rate_opt_f64<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<f64>, D::Error> {
+    Option::<f64>::deserialize(d)?
+        .map(check_learning_rate)
+        .transpose()
+}
+
 /// Optimizer choice (`kind` tag in params).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerSpec {
     Sgd {
-        /// Base learning rate.
+        /// Base learning rate (required; at most [`MAX_LEARNING_RATE`]).
+        #[serde(deserialize_with = "learning_rate")]
         lr: f32,
         /// Momentum μ (default 0.9).
         #[serde(default = "default_momentum")]
@@ -44,7 +89,8 @@ pub enum OptimizerSpec {
         weight_decay: f32,
     },
     Adam {
-        /// Base learning rate.
+        /// Base learning rate (required; at most [`MAX_LEARNING_RATE`]).
+        #[serde(deserialize_with = "learning_rate")]
         lr: f32,
         /// β₁ (default 0.9).
         #[serde(default = "default_beta1")]

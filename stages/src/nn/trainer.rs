@@ -5,9 +5,10 @@
 //! [`PhaseSpec`] (which examples, labels, epochs, batch size, optimizer, schedule,
 //! augmentation) plus an [`Objective`]: the method. The loop does everything that is not
 //! the method: seeded shuffling, batching and augmentation, the learning-rate schedule,
-//! the NaN/∞ check, evaluation on the test split after every epoch, progress, the
-//! checkpoint after every epoch (at most one per [`CHECKPOINT_INTERVAL`] seconds, and
-//! always at the end of a phase) and on a stop request, and resuming from it.
+//! the divergence check (see [Divergence](#divergence)), evaluation on the test split
+//! after every epoch, progress, the checkpoint after every epoch (at most one per
+//! [`CHECKPOINT_INTERVAL`] seconds, and always at the end of a phase) and on a stop
+//! request, and resuming from it.
 //!
 //! # Writing a method
 //!
@@ -48,7 +49,30 @@
 //! The random stream of epoch e of phase p is ChaCha8 seeded from (seed, p, e); the
 //! permutation is drawn first, then augmentation and dropout draw in batch order. A
 //! checkpoint stores the stream's word position, so a resumed run continues the same
-//! stream and ends with the same bytes as an uninterrupted one.
+//! stream and ends with the same bytes as an uninterrupted one. Every piece of state is
+//! kept exactly: tensors as f32 in the safetensors file, f64 values (loss sums, metrics,
+//! a method's f64 state) in its JSON metadata, which `serde_json` (built with
+//! `float_roundtrip`) reads back to the same bits.
+//!
+//! # Divergence
+//!
+//! A run has diverged, and the phase fails with `training diverged: …` (the stage
+//! publishes nothing), when
+//! * a batch loss is not finite (NaN or ±∞), checked after every batch; or
+//! * an epoch's mean training loss exceeds [`DIVERGENCE_FACTOR`] (100) × R, where
+//!   R = max(ln K, ℓ₀), K the number of classes and ℓ₀ the loss of the phase's first
+//!   batch (the loss at the phase's starting weights, before any update). Checked at the
+//!   end of every epoch, before the evaluation and the checkpoint.
+//!
+//! ln K is the cross-entropy of a uniform prediction, so R is the loss of a network that
+//! has learned nothing or, for a loss on another scale (distillation's τ²-weighted term)
+//! or a phase that starts worse than chance, the loss it started from. A healthy run's
+//! epoch means stay below R; a mean a hundred times above it means predictions far
+//! more confident and wrong than chance: on the digits, Adam at lr 10² to 10⁶ gives
+//! first-epoch means of 10⁸ to 10²¹ (R ≈ 2.3) with every kind. A method that finds its
+//! own quantities non-finite (MLC's and the soft labels' hypergradients) fails with the
+//! same `training diverged: …`. The rule only reads losses the loop already computes: it
+//! changes no number of a run that does not trip it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -212,6 +236,10 @@ pub struct Session<'a, 'c> {
 /// Least seconds between two end-of-epoch checkpoints within a phase.
 pub const CHECKPOINT_INTERVAL: f64 = 5.0;
 
+/// An epoch whose mean training loss exceeds this multiple of max(ln K, first-batch
+/// loss) has diverged (see the module docs).
+pub const DIVERGENCE_FACTOR: f64 = 100.0;
+
 #[derive(Serialize)]
 struct Timings<'a> {
     epochs: Vec<TimingRow<'a>>,
@@ -340,6 +368,7 @@ impl<'a, 'c> Session<'a, 'c> {
             self.state.batch = 0;
             self.state.loss_sum = 0.0;
             self.state.loss_count = 0;
+            self.state.first_loss = None;
             self.state.epoch_seconds = 0.0;
         }
         if spec.batch_size == 0 {
@@ -416,12 +445,26 @@ impl<'a, 'c> Session<'a, 'c> {
                         b + 1
                     );
                 }
+                self.state.first_loss.get_or_insert(out.loss);
                 self.state.loss_sum += out.loss;
                 self.state.loss_count += 1;
                 self.state.batch += 1;
                 progress.position((iteration + 1) as u64);
             }
             let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
+            let chance = (net.classes as f64).ln();
+            let first = self.state.first_loss.unwrap_or(chance);
+            let limit = DIVERGENCE_FACTOR * chance.max(first);
+            if train_loss > limit {
+                bail!(
+                    "training diverged: mean loss {train_loss:e} in phase {} ({}), epoch {} ({per_epoch} batches), \
+                     is above {DIVERGENCE_FACTOR} x max(ln K = {chance:.4}, first-batch loss {first:.4}) = {limit:.4} \
+                     (learning rate {base_lr})",
+                    index + 1,
+                    spec.name,
+                    epoch + 1,
+                );
+            }
             let acc = evaluate(net, params, buffers, self.data, self.eval_batch_size)?;
             let extra = obj.epoch_extra(net, params);
             let seconds = self.state.epoch_seconds + started.elapsed().as_secs_f64();

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use repro_stages::data::dataset::{Dataset, DatasetMeta, Encoding, Features, Split};
 use repro_stages::noise::{Matrix, NoiseMeta, NoisyLabels};
-use repro_stages::{Progress, StageContext};
+use repro_stages::{InputRef, Progress, StageContext};
 
 /// `data/optdigits/digits.csv.gz` (1,797 rows: 64 values 0..16, then the label); every
 /// fifth row (i % 5 == 4) goes to the test split.
@@ -197,4 +197,83 @@ pub fn context<'a>(
         progress,
         stop,
     }
+}
+
+/// A progress sink that raises `stop` once `after` batches have run in this invocation
+/// (positions reported, whatever the phase), so the loop stops before the next batch.
+pub struct StopAfter<'a> {
+    pub stop: &'a AtomicBool,
+    pub after: u64,
+    pub seen: AtomicU64,
+}
+impl Progress for StopAfter<'_> {
+    fn phase(&self, _: &str, _: &str, _: u64) {}
+    fn position(&self, _: u64) {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+    fn message(&self, _: &str) {}
+}
+
+/// Every file under `dir` (relative path, bytes), sorted, except `log/timings.json`
+/// (wall-clock seconds).
+pub fn output_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if rel != "log/timings.json" {
+                    out.push((rel, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The inputs of a `distill` stage under `dir`: `data` (the dataset saved) and `teacher`
+/// (one epoch of CE on the clean labels, seed 9).
+pub fn distill_inputs(dir: &Path, ds: &Dataset) -> BTreeMap<String, Vec<InputRef>> {
+    use repro_stages::kinds::train::{train, Params};
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    ds.save(&data_dir).unwrap();
+    let teacher_dir = dir.join("teacher");
+    std::fs::create_dir_all(&teacher_dir).unwrap();
+    let stop = AtomicBool::new(false);
+    let ctx = context(&teacher_dir, 9, &repro_stages::NoProgress, &stop);
+    let p: Params =
+        serde_json::from_value(serde_json::json!({"method": "ce", "epochs": 1})).unwrap();
+    train(&p, &ctx, ds, None)
+        .unwrap()
+        .save(&ctx.out_dir)
+        .unwrap();
+    let input = |name: &str, dir: std::path::PathBuf| {
+        (
+            name.to_string(),
+            vec![InputRef {
+                dir,
+                member: name.into(),
+                coords: BTreeMap::new(),
+            }],
+        )
+    };
+    [
+        input("data", data_dir),
+        input("teacher", teacher_dir.join("out")),
+    ]
+    .into_iter()
+    .collect()
 }
