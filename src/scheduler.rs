@@ -96,6 +96,19 @@ struct Running {
     fp: String,
     staging: PathBuf,
     started: Instant,
+    /// Cores the stage was given ([`stage_threads`]).
+    threads: usize,
+}
+
+/// Threads for a stage about to start: its share of the `cores` among the stages that can
+/// run now (`running` stages holding `held` cores between them, this one, and `waiting`
+/// queued ones, at most `jobs` at a time), never more than the cores the running ones
+/// leave free, and at least 1. A lone stage gets every core; `-j` stages started together
+/// one share each; a stage starting beside one that already holds every core gets 1
+/// rather than oversubscribing the machine.
+pub fn stage_threads(cores: usize, jobs: usize, running: usize, held: usize, waiting: usize) -> usize {
+    let sharing = (running + 1 + waiting).min(jobs.max(1)).max(1);
+    (cores / sharing).min(cores.saturating_sub(held)).max(1)
 }
 
 /// Runs the selected members of `p`; the caller holds the project lock.
@@ -274,9 +287,8 @@ pub fn run(
             let Some(mi) = queue.pop_front() else { break };
             let m = &p.members[mi];
             let fp = fps[mi].clone().unwrap();
-            // Share the cores among the stages that can run now: a lone long stage gets
-            // them all, `-j` parallel stages one share each.
-            let threads = (cores / (running.len() + 1 + queue.len()).min(jobs)).max(1);
+            let held = running.values().map(|r| r.threads).sum();
+            let threads = stage_threads(cores, jobs, running.len(), held, queue.len());
             let launched = (|| -> Result<PathBuf> {
                 let staging = project.store.new_staging(&fp)?;
                 let mut inputs = BTreeMap::new();
@@ -317,6 +329,7 @@ pub fn run(
                             fp,
                             staging,
                             started: Instant::now(),
+                            threads,
                         },
                     );
                 }
@@ -487,4 +500,40 @@ fn commit(
         digest: manifest.digest,
         published,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stage_threads;
+
+    #[test]
+    fn a_lone_stage_gets_every_core() {
+        assert_eq!(stage_threads(8, 4, 0, 0, 0), 8);
+        assert_eq!(stage_threads(2, 1, 0, 0, 5), 2);
+    }
+
+    #[test]
+    fn stages_started_together_share_the_cores() {
+        // -j 2 on 2 cores with work queued: one core each.
+        assert_eq!(stage_threads(2, 2, 0, 0, 3), 1);
+        assert_eq!(stage_threads(2, 2, 1, 1, 2), 1);
+        // -j 3 on 8 cores: 2 each (the remainder stays free).
+        assert_eq!(stage_threads(8, 3, 0, 0, 10), 2);
+        assert_eq!(stage_threads(8, 3, 2, 4, 8), 2);
+    }
+
+    #[test]
+    fn a_stage_never_takes_cores_others_hold() {
+        // A lone stage took both cores; a second one that becomes ready gets the floor of 1
+        // instead of another full share.
+        assert_eq!(stage_threads(2, 2, 1, 2, 0), 1);
+        // 8 cores, 6 held by a lone early stage: the next gets the 2 left, not 4.
+        assert_eq!(stage_threads(8, 2, 1, 6, 0), 2);
+    }
+
+    #[test]
+    fn every_stage_gets_at_least_one_thread() {
+        assert_eq!(stage_threads(1, 4, 3, 3, 9), 1);
+        assert_eq!(stage_threads(2, 0, 0, 0, 0), 2);
+    }
 }

@@ -41,16 +41,36 @@ pub struct Decoder<'a> {
     encoding: &'a Encoding,
     shape: Vec<usize>,
     d: usize,
+    /// Values per channel plane (`H·W` for `[C, H, W]` examples, else the whole example).
+    plane: usize,
+    /// For byte features: the decoded value of every byte, per channel (what
+    /// [`Decoder::decode`] gives, computed once instead of per pixel).
+    table: Vec<[f32; 256]>,
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(ds: &'a Dataset, split: &'a Split) -> Decoder<'a> {
-        Decoder {
+        let shape = ds.meta.example_shape.clone();
+        let d = ds.example_len();
+        let (channels, plane) = if shape.len() == 3 {
+            (shape[0], shape[1] * shape[2])
+        } else {
+            (1, d)
+        };
+        let mut dec = Decoder {
             split,
             encoding: &ds.meta.encoding,
-            shape: ds.meta.example_shape.clone(),
-            d: ds.example_len(),
+            shape,
+            d,
+            plane: plane.max(1),
+            table: vec![],
+        };
+        if matches!(split.x, Features::U8(_)) {
+            dec.table = (0..channels)
+                .map(|c| std::array::from_fn(|b| dec.decode(b as f32, c)))
+                .collect();
         }
+        dec
     }
 
     pub fn len(&self) -> usize {
@@ -58,14 +78,6 @@ impl<'a> Decoder<'a> {
     }
     pub fn is_empty(&self) -> bool {
         self.split.is_empty()
-    }
-
-    fn channel_of(&self, pos: usize) -> usize {
-        if self.shape.len() == 3 {
-            pos / (self.shape[1] * self.shape[2])
-        } else {
-            0
-        }
     }
 
     /// Decoded value of raw `v` at channel `c`.
@@ -87,15 +99,34 @@ impl<'a> Decoder<'a> {
 
     fn example(&self, i: usize, out: &mut [f32]) {
         let r = i * self.d..(i + 1) * self.d;
+        // Channel planes are contiguous: decode plane by plane.
+        let planes = out.chunks_mut(self.plane).enumerate();
         match &self.split.x {
             Features::U8(v) => {
-                for (p, (o, &x)) in out.iter_mut().zip(&v[r]).enumerate() {
-                    *o = self.decode(x as f32, self.channel_of(p));
+                for ((c, o), x) in planes.zip(v[r].chunks(self.plane)) {
+                    match self.encoding {
+                        // The common case as a plain loop the compiler vectorises: the
+                        // same multiply `decode` does.
+                        Encoding::Pixels {
+                            scale,
+                            mean: None,
+                            std: None,
+                        } => o
+                            .iter_mut()
+                            .zip(x)
+                            .for_each(|(o, &x)| *o = x as f32 * scale),
+                        _ => {
+                            let t = &self.table[c];
+                            o.iter_mut().zip(x).for_each(|(o, &x)| *o = t[x as usize]);
+                        }
+                    }
                 }
             }
             Features::F32(v) => {
-                for (p, (o, &x)) in out.iter_mut().zip(&v[r]).enumerate() {
-                    *o = self.decode(x, self.channel_of(p));
+                for ((c, o), x) in planes.zip(v[r].chunks(self.plane)) {
+                    o.iter_mut()
+                        .zip(x)
+                        .for_each(|(o, &x)| *o = self.decode(x, c));
                 }
             }
             Features::U32(_) => panic!("token inputs are not decoded to values"),
@@ -192,5 +223,88 @@ impl<'a> Decoder<'a> {
             }
         }
         Ok(Input::Dense(dev().tensor_from_vec(x, (idx.len(), d))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::DatasetMeta;
+    use crate::nn::device::host;
+
+    fn images(encoding: Encoding, shape: Vec<usize>) -> Dataset {
+        let d: usize = shape.iter().product();
+        let x: Vec<u8> = (0..3 * d).map(|i| (i * 37 % 256) as u8).collect();
+        let split = Split {
+            x: Features::U8(x),
+            y: vec![0, 1, 0],
+            coarse: None,
+        };
+        Dataset {
+            meta: DatasetMeta {
+                name: "t".into(),
+                identity: String::new(),
+                num_classes: 2,
+                class_names: vec!["a".into(), "b".into()],
+                num_coarse: None,
+                example_shape: shape,
+                encoding,
+                train_len: 3,
+                test_len: 3,
+                notes: vec![],
+            },
+            train: split.clone(),
+            test: split,
+            real_noise: None,
+        }
+    }
+
+    #[test]
+    fn byte_pixels_decode_as_the_per_pixel_rule() {
+        let cases = [
+            (
+                Encoding::Pixels {
+                    scale: 1.0 / 255.0,
+                    mean: None,
+                    std: None,
+                },
+                vec![1, 4, 5],
+            ),
+            (
+                Encoding::Pixels {
+                    scale: 1.0 / 255.0,
+                    mean: Some(vec![0.49, 0.48, 0.45]),
+                    std: Some(vec![0.25, 0.24, 0.26]),
+                },
+                vec![3, 4, 5],
+            ),
+            (
+                Encoding::Pixels {
+                    scale: 1.0 / 16.0,
+                    mean: Some(vec![0.5]),
+                    std: None,
+                },
+                vec![20],
+            ),
+        ];
+        for (enc, shape) in cases {
+            let ds = images(enc, shape.clone());
+            let dec = Decoder::new(&ds, &ds.train);
+            let Input::Dense(x) = dec.input(&[2, 0], None).unwrap() else {
+                panic!("dense input expected")
+            };
+            let got = host(&x);
+            let Features::U8(raw) = &ds.train.x else {
+                unreachable!()
+            };
+            let d = ds.example_len();
+            let plane = if shape.len() == 3 { shape[1] * shape[2] } else { d };
+            for (row, &i) in [2usize, 0].iter().enumerate() {
+                for p in 0..d {
+                    let want = dec.decode(raw[i * d + p] as f32, p / plane);
+                    assert_eq!(got[row * d + p].to_bits(), want.to_bits(), "{shape:?} at {p}");
+                }
+            }
+        }
     }
 }

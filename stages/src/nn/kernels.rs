@@ -14,11 +14,36 @@ pub type HostMat<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
 /// A runtime-shaped vector on the CPU.
 pub type HostVector = Tensor<(usize,), f32, Cpu>;
 
-/// Whether a product runs on all rayon threads or on the calling thread only.
+/// Whether a product may run on the rayon threads or runs on the calling thread only.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Par {
+    /// On all rayon threads when the product has at least [`PAR_MIN_MULADDS`]
+    /// multiply-adds, on the calling thread below that.
     Rayon,
+    /// On the calling thread.
     Seq,
+}
+
+/// Least multiply-adds (`m·n·k`) for which a product is spread over the rayon threads.
+///
+/// Below it, waking the pool and joining it costs more than the second core saves: the
+/// products of a batch-32 MLP step (784-128-128-10: at most 32·784·128 ≈ 3.2 M) ran
+/// slower on two threads than on one, and a small stage with two threads ran 40-46 %
+/// slower than with one. Measured with `cargo bench -p repro-stages --bench products`
+/// (README, "Speed on a CPU"): on these 2-core machines two threads start to win at about
+/// 32 M multiply-adds; the evaluation products (batch 500: 50 M) and the CNN's stay
+/// parallel. Bits do not depend on this choice (see the module docs).
+pub const PAR_MIN_MULADDS: usize = 32 << 20;
+
+/// The `gemm` parallelism for an `m x k` by `k x n` product under `par`.
+pub fn parallelism(m: usize, n: usize, k: usize, par: Par) -> gemm::Parallelism {
+    let work = m.saturating_mul(n).saturating_mul(k);
+    match par {
+        Par::Rayon if work >= PAR_MIN_MULADDS && rayon::current_num_threads() > 1 => {
+            gemm::Parallelism::Rayon(rayon::current_num_threads())
+        }
+        _ => gemm::Parallelism::None,
+    }
 }
 
 /// One operand of [`matmul`]: a row-major `rows x cols` matrix, read transposed when `t`.
@@ -66,8 +91,22 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `c = a·b` (or `c += a·b` with `accumulate`), `c` row-major `m x n`.
+/// `c = a·b` (or `c += a·b` with `accumulate`), `c` row-major `m x n`, parallel or not
+/// as [`parallelism`] says.
 pub fn matmul(a: Operand, b: Operand, c: &mut [f32], accumulate: bool, par: Par) {
+    let (m, k) = a.shape();
+    let n = b.shape().1;
+    matmul_with(a, b, c, accumulate, parallelism(m, n, k, par))
+}
+
+/// [`matmul`] with an explicit `gemm` parallelism (benchmarks compare the two).
+pub fn matmul_with(
+    a: Operand,
+    b: Operand,
+    c: &mut [f32],
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     assert_eq!(k, k2, "matmul: inner dimensions {k} and {k2} differ");
@@ -85,10 +124,6 @@ pub fn matmul(a: Operand, b: Operand, c: &mut [f32], accumulate: bool, par: Par)
     }
     let (ars, acs) = a.strides();
     let (brs, bcs) = b.strides();
-    let parallelism = match par {
-        Par::Rayon => gemm::Parallelism::Rayon(rayon::current_num_threads()),
-        Par::Seq => gemm::Parallelism::None,
-    };
     // SAFETY: the lengths were checked above against the logical shapes and strides; the
     // output does not alias the inputs (it is a distinct `&mut`).
     unsafe {
