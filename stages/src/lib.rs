@@ -21,6 +21,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod nn;
 pub mod noise;
+pub mod numpy_legacy;
 pub mod report;
 
 mod code_hashes {
