@@ -22,6 +22,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod nn;
 pub mod noise;
+pub mod numpy_legacy;
 pub mod report;
 
 mod code_hashes {

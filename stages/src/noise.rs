@@ -10,9 +10,12 @@
 //!
 //! Generators (row = true class, column = observed class; K classes, strength p):
 //! * GLC (Hendrycks et al. 2018, `mmazeika/glc`), each untrusted label resampled from row
-//!   `C[y]`: [`uniform_mix_c`] `p/K·11ᵀ + (1−p)I` (flip rate p(K−1)/K); [`flip_c`]
-//!   diagonal 1−p and mass p on one seeded random other class per row; [`hierarchical_c`]
-//!   (CIFAR-100) p spread evenly over the other fine classes of the same superclass.
+//!   `C[y]`: [`uniform_mix_c`] `p/K·11ᵀ + (1−p)I` (flip rate p(K−1)/K); `flip`, diagonal
+//!   1−p and mass p on one other class per row, whose targets are drawn as GLC's code
+//!   draws them ([`FlipTargets::Glc`], the default: NumPy seeded with 1, the same matrix
+//!   for every seed, see [`crate::numpy_legacy`]) or per seed ([`FlipTargets::PerSeed`],
+//!   [`flip_c`]); [`hierarchical_c`] (CIFAR-100) p spread evenly over the other fine
+//!   classes of the same superclass.
 //! * The official MLC code (Wang et al. 2020; mlc-glc notes §2.2), exact counts per
 //!   class: of the `n_c` untrusted examples of class c, exactly `round(p·n_c)` are chosen
 //!   (seeded) and relabelled. [`Corruption::MlcUniform`]: from a shuffled list holding
@@ -25,7 +28,9 @@
 //!
 //! Randomness: one `ChaCha8Rng::seed_from_u64(seed)` per purpose, told apart by its
 //! stream ([`STREAM_TRUSTED`], [`STREAM_MATRIX`], [`STREAM_LABELS`]), so the trusted subset
-//! does not depend on the corruption, and a seed gives the same bytes everywhere.
+//! does not depend on the corruption, and a seed gives the same bytes everywhere. The one
+//! exception is GLC's flip targets, which GLC's code draws with NumPy's legacy generator
+//! seeded with a fixed 1 whatever the run's seed.
 
 use std::path::Path;
 
@@ -271,6 +276,34 @@ impl Corruption {
     }
 }
 
+/// How the targets of `flip` noise (the one other class each class sends its flipped mass
+/// to) are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipTargets {
+    /// As GLC's `flip_labels_C` draws them: NumPy's legacy generator seeded with 1, one
+    /// `choice` among the other classes per class in class order; one matrix per number of
+    /// classes, shared by every seed, so numbers compare with GLC's
+    /// ([`crate::numpy_legacy::glc_flip_targets`]).
+    #[default]
+    Glc,
+    /// Drawn afresh from the run's seed ([`STREAM_MATRIX`]): seeds differ in their matrix
+    /// too (some get 2-cycles, which make C singular at strength 0.5).
+    PerSeed,
+}
+
+impl FlipTargets {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlipTargets::Glc => "glc",
+            FlipTargets::PerSeed => "per_seed",
+        }
+    }
+}
+
+/// The seed GLC's `flip_labels_C` gives NumPy (its default, and what every GLC script uses).
+pub const GLC_FLIP_SEED: u32 = 1;
+
 /// GLC `uniform_mix_C`: `p/K·11ᵀ + (1−p)I`.
 pub fn uniform_mix_c(k: usize, p: f64) -> Matrix {
     let mut m = Matrix {
@@ -321,9 +354,16 @@ pub fn random_targets(k: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     (0..k).map(|c| other_class(c, k, rng)).collect()
 }
 
-/// GLC `flip_labels_C`: diagonal `1−p`, mass `p` on one random other class per row.
+/// Flip noise with targets drawn from `rng` ([`FlipTargets::PerSeed`]): diagonal `1−p`,
+/// mass `p` on one random other class per row.
 pub fn flip_c(k: usize, p: f64, rng: &mut ChaCha8Rng) -> Matrix {
     pair_c(&random_targets(k, rng), p)
+}
+
+/// GLC `flip_labels_C(p, k)` exactly ([`FlipTargets::Glc`]): diagonal `1−p`, mass `p` on
+/// the other class NumPy seeded with 1 picks for each row (`k ≥ 2`).
+pub fn glc_flip_c(k: usize, p: f64) -> Matrix {
+    pair_c(&crate::numpy_legacy::glc_flip_targets(k, GLC_FLIP_SEED), p)
 }
 
 /// The superclass of each fine class, read off (fine, coarse) label pairs. Errors when a
@@ -445,15 +485,18 @@ pub fn draw_trusted(clean: &[u32], k: usize, t: Trusted, seed: u64) -> Result<Ve
 }
 
 /// Corrupts `clean[i]` for every `i` in `untrusted` (sorted) with `corruption` of strength
-/// `p`. `coarse` (train coarse labels) is needed for [`Corruption::Hierarchical`].
+/// `p`. `coarse` (train coarse labels) is needed for [`Corruption::Hierarchical`];
+/// `flip_targets` says how [`Corruption::Flip`]'s matrix is drawn (ignored otherwise).
 /// Returns the labels (unchanged outside `untrusted`) and the true (for the MLC
 /// generators: expected) transition matrix.
+#[allow(clippy::too_many_arguments)]
 pub fn corrupt(
     clean: &[u32],
     coarse: Option<&[u32]>,
     k: usize,
     untrusted: &[usize],
     corruption: Corruption,
+    flip_targets: FlipTargets,
     p: f64,
     seed: u64,
 ) -> Result<(Vec<u32>, Matrix)> {
@@ -475,7 +518,10 @@ pub fn corrupt(
             c
         }
         Corruption::Flip => {
-            let c = flip_c(k, p, &mut mrng);
+            let c = match flip_targets {
+                FlipTargets::Glc => glc_flip_c(k, p),
+                FlipTargets::PerSeed => flip_c(k, p, &mut mrng),
+            };
             resample(&c, &mut noisy, &mut lrng);
             c
         }
@@ -536,8 +582,8 @@ pub fn mlc_count(n: usize, p: f64) -> usize {
     ((p * n as f64).round() as usize).min(n)
 }
 
-/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset,
-/// corrupts the rest and measures the result.
+/// [`inject_with`] with flip targets drawn as GLC's code draws them ([`FlipTargets::Glc`],
+/// the `inject_noise` default).
 #[allow(clippy::too_many_arguments)]
 pub fn inject(
     clean: &[u32],
@@ -549,10 +595,46 @@ pub fn inject(
     seed: u64,
     dataset: (&str, &str),
 ) -> Result<NoisyLabels> {
+    inject_with(
+        clean,
+        coarse,
+        k,
+        corruption,
+        FlipTargets::Glc,
+        p,
+        trusted,
+        seed,
+        dataset,
+    )
+}
+
+/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset,
+/// corrupts the rest (flip targets drawn as `flip_targets` says) and measures the result.
+#[allow(clippy::too_many_arguments)]
+pub fn inject_with(
+    clean: &[u32],
+    coarse: Option<&[u32]>,
+    k: usize,
+    corruption: Corruption,
+    flip_targets: FlipTargets,
+    p: f64,
+    trusted: Trusted,
+    seed: u64,
+    dataset: (&str, &str),
+) -> Result<NoisyLabels> {
     let n = clean.len();
     let trusted_idx = draw_trusted(clean, k, trusted, seed)?;
     let untrusted = split::complement(&trusted_idx, n);
-    let (noisy, true_c) = corrupt(clean, coarse, k, &untrusted, corruption, p, seed)?;
+    let (noisy, true_c) = corrupt(
+        clean,
+        coarse,
+        k,
+        &untrusted,
+        corruption,
+        flip_targets,
+        p,
+        seed,
+    )?;
     let realized = realized_c(clean, &noisy, &untrusted, k);
     let flipped = untrusted.iter().filter(|&&i| noisy[i] != clean[i]).count();
     let trusted_fraction = match trusted {

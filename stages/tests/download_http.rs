@@ -480,3 +480,54 @@ fn a_stale_partial_file_that_spoils_the_checksum_is_fetched_again_from_zero() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("checksum mismatch"));
 }
+
+#[test]
+fn missing_fashion_mnist_file_names_the_file_to_place_and_writes_no_dataset() {
+    // A Fashion-MNIST copy lacking its test labels: three of the four files are served by a
+    // `file://` mirror, the fourth is nowhere. The stage fails naming the file to place and
+    // where, and its output directory stays empty.
+    let mirror = tempfile::tempdir().unwrap();
+    let (proj, dl, out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let names = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ];
+    let base = format!("file://{}/", mirror.path().display());
+    let files: Vec<serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let body = payload(100 + i);
+            if i < 3 {
+                std::fs::write(mirror.path().join(n), &body).unwrap();
+            }
+            serde_json::json!({"name": n, "sha256": sha256_hex(&body), "mirrors": [base.clone()]})
+        })
+        .collect();
+    let params = serde_json::json!({"dataset": "fashion_mnist", "files": files, "retries": 0});
+    Kind::Download.validate(&params).unwrap();
+    let stop = AtomicBool::new(false);
+    let err = format!(
+        "{:#}",
+        Kind::Download
+            .run(
+                &params,
+                &ctx(proj.path(), dl.path(), out.path(), &NoProgress, &stop)
+            )
+            .unwrap_err()
+    );
+    let place = dl.path().join("fashion_mnist").join(names[3]);
+    assert!(err.contains("Place the file by hand at"), "{err}");
+    assert!(err.contains(&place.display().to_string()), "{err}");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "a failed download wrote outputs"
+    );
+}

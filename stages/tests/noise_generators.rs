@@ -169,11 +169,13 @@ fn fixed_seed_gives_exact_counts() {
     let flipped = (0..1000).filter(|&i| nl.noisy[i] != y[i]).count();
     assert_eq!(flipped, FLIPPED_UNIFORM);
     assert_eq!(&nl.trusted[..5], &TRUSTED_HEAD);
-    let fl = noise::inject(
+    // The per-seed flip draw (`flip_targets: per_seed`); GLC's draw is held to NumPy below.
+    let fl = noise::inject_with(
         &y,
         None,
         10,
         Corruption::Flip,
+        noise::FlipTargets::PerSeed,
         0.5,
         Trusted::Fraction(0.1),
         1,
@@ -546,4 +548,180 @@ fn real_noise_trusts_the_verified_examples_and_measures_c_on_their_noisy_labels(
         format!("{e:#}").contains("has no noise of its own"),
         "{e:#}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// GLC's flip matrix, as NumPy draws it
+// ---------------------------------------------------------------------------------------
+
+/// The target class of each row of GLC's flip matrix for K classes, computed with NumPy
+/// 2.4.6 (`pip install numpy` in a venv) by GLC's own function, copied verbatim from
+/// `mmazeika/glc` (`CIFAR/load_corrupted_data.py`):
+///
+/// ```python
+/// import numpy as np
+/// def flip_labels_C(corruption_prob, num_classes, seed=1):
+///     np.random.seed(seed)
+///     C = np.eye(num_classes) * (1 - corruption_prob)
+///     row_indices = np.arange(num_classes)
+///     for i in range(num_classes):
+///         C[i][np.random.choice(row_indices[row_indices != i])] = corruption_prob
+///     return C
+/// for k in (2, 3, 10, 14, 100):
+///     C = flip_labels_C(0.5, k)
+///     t = []
+///     for i in range(k):
+///         r = C[i].copy(); r[i] = 0.0
+///         assert (r == 0.5).sum() == 1
+///         t.append(int(np.argmax(r)))
+///     print(k, t)
+/// ```
+const NUMPY_GLC_TARGETS: [(usize, &[usize]); 5] = [
+    (2, &[1, 0]),
+    (3, &[2, 2, 0]),
+    (10, &[6, 9, 6, 0, 0, 1, 8, 6, 2, 4]),
+    (14, &[6, 12, 13, 9, 10, 12, 5, 0, 0, 1, 13, 7, 13, 6]),
+    (
+        100,
+        &[
+            38, 13, 73, 10, 76, 6, 80, 65, 17, 1, 77, 72, 6, 26, 51, 21, 19, 85, 11, 29, 30, 14,
+            51, 69, 88, 88, 95, 97, 87, 13, 9, 7, 64, 62, 22, 58, 1, 0, 61, 82, 8, 89, 13, 48, 73,
+            30, 72, 3, 71, 21, 49, 58, 3, 69, 24, 43, 77, 26, 52, 81, 41, 83, 15, 65, 69, 25, 99,
+            88, 7, 26, 25, 22, 9, 67, 23, 27, 37, 57, 84, 38, 8, 32, 34, 10, 23, 15, 88, 25, 71,
+            93, 74, 62, 46, 32, 88, 23, 55, 65, 77, 3,
+        ],
+    ),
+];
+
+#[test]
+fn mt19937_seeded_with_1_gives_numpys_outputs() {
+    use repro_stages::numpy_legacy::Mt19937;
+    // NumPy 2.4.6: `r = np.random.RandomState(1); x = r.randint(0, 2**32, size=2000,
+    // dtype=np.uint64)` (a full 32-bit range returns the raw outputs); x[:10], then x[623],
+    // x[624] (either side of the first twist after the initial one), x[1247], x[1999].
+    let mut r = Mt19937::new(1);
+    let first: Vec<u32> = (0..10).map(|_| r.next_u32()).collect();
+    assert_eq!(
+        first,
+        [
+            1791095845, 4282876139, 3093770124, 4005303368, 491263, 550290313, 1298508491,
+            4290846341, 630311759, 1013994432
+        ]
+    );
+    let mut r = Mt19937::new(1);
+    let all: Vec<u32> = (0..2000).map(|_| r.next_u32()).collect();
+    assert_eq!(
+        (all[623], all[624], all[1247], all[1999]),
+        (2006116153, 1104314680, 1926754611, 138279050)
+    );
+}
+
+#[test]
+fn bounded_draws_match_numpys_legacy_randint() {
+    use repro_stages::numpy_legacy::Mt19937;
+    // NumPy 2.4.6: `list(np.random.RandomState(s).randint(0, n, size=20))` for (s, n) =
+    // (1, 7), (1, 100), (12345, 3): masked rejection on the low bits of 32-bit outputs.
+    let cases: [(u32, u32, [u32; 20]); 3] = [
+        (
+            1,
+            7,
+            [5, 3, 4, 0, 1, 3, 5, 0, 0, 1, 4, 5, 4, 6, 1, 2, 4, 6, 5, 2],
+        ),
+        (
+            1,
+            100,
+            [
+                37, 12, 72, 9, 75, 5, 79, 64, 16, 1, 76, 71, 6, 25, 50, 20, 18, 84, 11, 28,
+            ],
+        ),
+        (
+            12345,
+            3,
+            [2, 1, 1, 1, 0, 1, 2, 2, 1, 2, 1, 1, 2, 1, 2, 1, 2, 0, 2, 1],
+        ),
+    ];
+    for (seed, n, want) in cases {
+        let mut r = Mt19937::new(seed);
+        let got: Vec<u32> = (0..20).map(|_| r.bounded(n - 1)).collect();
+        assert_eq!(got, want, "seed {seed}, randint(0, {n})");
+    }
+    // One possible value consumes no output (NumPy returns it without drawing).
+    let mut a = Mt19937::new(1);
+    assert_eq!(a.bounded(0), 0);
+    assert_eq!(a.next_u32(), 1791095845);
+}
+
+#[test]
+fn glc_flip_targets_match_numpy_seed_1() {
+    for (k, want) in NUMPY_GLC_TARGETS {
+        assert_eq!(
+            repro_stages::numpy_legacy::glc_flip_targets(k, 1),
+            want,
+            "K = {k}"
+        );
+        // The matrix: 1 − p on the diagonal, p at each row's target, nothing else.
+        let c = noise::glc_flip_c(k, 0.3);
+        assert_stochastic(&c);
+        for (i, &t) in want.iter().enumerate() {
+            assert_eq!(c.at(i, i), 0.7);
+            assert_eq!(c.at(i, t), 0.3);
+        }
+    }
+}
+
+#[test]
+fn flip_uses_glcs_matrix_for_every_seed_by_default() {
+    let (y, _) = labels(1000, 10);
+    let glc = noise::glc_flip_c(10, 0.4);
+    for seed in [1, 2, 3, 17] {
+        let nl = noise::inject(
+            &y,
+            None,
+            10,
+            Corruption::Flip,
+            0.4,
+            Trusted::Fraction(0.05),
+            seed,
+            ("t", "id"),
+        )
+        .unwrap();
+        assert_eq!(nl.true_c, glc, "seed {seed}");
+        // Every corrupted label went to its class's GLC target.
+        for i in 0..y.len() {
+            let (c, n) = (y[i] as usize, nl.noisy[i] as usize);
+            assert!(n == c || glc.at(c, n) == 0.4, "example {i}: {c} -> {n}");
+        }
+    }
+    // The kind's default is the same.
+    let p = params(serde_json::json!({"corruption": "flip", "strength": 0.4}));
+    assert_eq!(p.flip_targets, noise::FlipTargets::Glc);
+    let nl = repro_stages::kinds::inject_noise::make(&p, &tiny_dataset(300), 9).unwrap();
+    assert_eq!(nl.true_c, glc);
+}
+
+#[test]
+fn per_seed_flip_draw_is_kept_behind_its_param() {
+    let ds = tiny_dataset(300);
+    let p = params(
+        serde_json::json!({"corruption": "flip", "strength": 0.4, "flip_targets": "per_seed"}),
+    );
+    Kind::InjectNoise
+        .validate(&serde_json::json!({"corruption": "flip", "flip_targets": "per_seed"}))
+        .unwrap();
+    let mut matrices = Vec::new();
+    for seed in [1u64, 2, 3] {
+        let nl = repro_stages::kinds::inject_noise::make(&p, &ds, seed).unwrap();
+        // The per-seed draw: flip_c on the seed's matrix stream.
+        let want = noise::flip_c(10, 0.4, &mut noise::rng(seed, noise::STREAM_MATRIX));
+        assert_eq!(nl.true_c, want, "seed {seed}");
+        matrices.push(nl.true_c);
+    }
+    assert!(
+        matrices[0] != matrices[1] || matrices[1] != matrices[2],
+        "three seeds drew one matrix: the draw is not per seed"
+    );
+    let e = Kind::InjectNoise
+        .validate(&serde_json::json!({"corruption": "flip", "flip_targets": "numpy"}))
+        .unwrap_err();
+    assert!(e.contains("expected `glc` or `per_seed`"), "{e}");
 }

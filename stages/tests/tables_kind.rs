@@ -305,3 +305,41 @@ fn bad_params_are_named() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("`noise`"), "{e:#}");
 }
+
+#[test]
+fn a_report_restricted_to_a_dataset_and_trusted_share_refuses_other_runs() {
+    // A report stage whose matrix axes `dataset` and `trusted_fraction` select its inputs
+    // gets them as params: runs that match are tabulated, any other run is an error naming
+    // it and the param.
+    let tmp = tempfile::tempdir().unwrap();
+    let (runs, noise) = fixture(tmp.path());
+    let with = |extra: Value| {
+        let mut p = json!({"tables": [{"table": "glc_table1"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let out = tmp.path().join("ok");
+    run_stage(
+        with(json!({"dataset": "digits", "trusted_fraction": 0.05})),
+        &runs,
+        &noise,
+        &out,
+    )
+    .unwrap();
+    assert!(out.join("tables/glc_table1.md").is_file());
+    for (extra, needle) in [
+        (json!({"dataset": "fashion_mnist"}), "params: dataset"),
+        (
+            json!({"trusted_fraction": 0.01}),
+            "params: trusted_fraction",
+        ),
+    ] {
+        let e = format!(
+            "{:#}",
+            run_stage(with(extra), &runs, &noise, &tmp.path().join("bad")).unwrap_err()
+        );
+        assert!(e.contains(needle) && e.contains("input run"), "{e}");
+    }
+}

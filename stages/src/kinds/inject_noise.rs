@@ -8,7 +8,10 @@
 //! a draw from row `y` of a transition matrix C (GLC `uniform`, `flip`, `hierarchical`), or
 //! relabelled by one of the exact-count generators of the official MLC code (`mlc_uniform`,
 //! `mlc_symmetric`, `mlc_pair`; Wang et al. 2020, mlc-glc notes §2.2). The generators and
-//! matrices are in [`crate::noise`]. The MLC code draws its 50-per-class clean set from the
+//! matrices are in [`crate::noise`]. `flip`'s targets (the other class each class sends
+//! its flipped mass to) are by default the very ones GLC's `flip_labels_C` gets from NumPy
+//! seeded with 1, the same for every seed, so flip numbers compare with GLC's; `flip_targets:
+//! per_seed` draws them from the run's seed instead. The MLC code draws its 50-per-class clean set from the
 //! CIFAR-10 *test* split; here, as in GLC, the trusted set always comes from train (use
 //! `trusted_per_class: 50` for the per-class count).
 //!
@@ -22,7 +25,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
 use crate::data::dataset::Dataset;
-use crate::noise::{self, Corruption, NoisyLabels, Trusted};
+use crate::noise::{self, Corruption, FlipTargets, NoisyLabels, Trusted};
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
@@ -45,6 +48,12 @@ pub struct Params {
     /// (MLC protocol: 50). Default: none.
     #[serde(default)]
     pub trusted_per_class: Option<usize>,
+    /// How `flip` draws each class's target class: `glc` (GLC's code: NumPy's legacy
+    /// generator seeded with 1, one matrix shared by every seed) or `per_seed` (drawn from
+    /// the run's seed, so seeds differ in their matrix too). Only `flip` reads it.
+    /// Default `glc`.
+    #[serde(default)]
+    pub flip_targets: FlipTargets,
 }
 
 fn unit_interval<'de, D: serde::Deserializer<'de>>(d: D, field: &str) -> Result<f64, D::Error> {
@@ -122,11 +131,12 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
         }
         None => Trusted::Fraction(p.trusted_fraction),
     };
-    noise::inject(
+    noise::inject_with(
         &ds.train.y,
         ds.train.coarse.as_deref(),
         ds.meta.num_classes,
         p.corruption,
+        p.flip_targets,
         p.strength,
         trusted,
         seed,

@@ -51,6 +51,17 @@ pub struct Params {
     /// sorted (member name, `metrics.json` bytes) of every input run.
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// The dataset this report covers, set by a stage matrix axis `dataset` (one value
+    /// per report member). The engine binds a group input (`up[*]`) to the upstream members
+    /// that agree with the report on the axes both have, so the axis restricts the report
+    /// to that dataset's runs; the stage checks that every run read has it. Default: none
+    /// (every run of the groups).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// The trusted fraction this report covers, set by a stage matrix axis
+    /// `trusted_fraction`, like `dataset`. Default: none.
+    #[serde(default)]
+    pub trusted_fraction: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +203,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         ctx.member
     );
     let runs = load_runs(&refs)?;
+    check_coordinates(p, &runs)?;
     let prov = Provenance::new(&ctx.profile, &runs, p.fingerprint.as_deref());
 
     let total = (p.tables.len() + p.figures.len()) as u64;
@@ -229,6 +241,29 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         let _ = &fig_dir;
         done += 1;
         ctx.progress.position(done);
+    }
+    Ok(())
+}
+
+/// Fails unless every run has the report's `dataset` and `trusted_fraction` (when set).
+fn check_coordinates(p: &Params, runs: &[Run]) -> Result<()> {
+    for r in runs {
+        if let Some(d) = &p.dataset {
+            ensure!(
+                &r.metrics.dataset.name == d,
+                "input run {} is of dataset `{}`, but this report covers `{d}` only (params: dataset)",
+                r.member,
+                r.metrics.dataset.name
+            );
+        }
+        if let Some(f) = p.trusted_fraction {
+            let got = r.trusted_fraction();
+            ensure!(
+                got.is_some_and(|g| (g - f).abs() < 1e-12),
+                "input run {} has trusted fraction {got:?}, but this report covers {f} only (params: trusted_fraction)",
+                r.member
+            );
+        }
     }
     Ok(())
 }

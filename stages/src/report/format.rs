@@ -18,6 +18,8 @@ pub fn latex_escape(s: &str) -> String {
             '±' => out.push_str(r"$\pm$"),
             '×' => out.push_str(r"$\times$"),
             '‖' => out.push_str(r"$\|$"),
+            '≥' => out.push_str(r"$\geq$"),
+            '†' => out.push_str(r"$^\dagger$"),
             _ => out.push(ch),
         }
     }

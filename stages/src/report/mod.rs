@@ -46,6 +46,7 @@ pub mod matrix_file;
 pub mod paper;
 pub mod provenance;
 pub mod run;
+pub mod significance;
 pub mod table;
 pub mod teacher;
 pub mod writers;

@@ -1,9 +1,11 @@
 //! `Table`: a table as the writers see it: key columns (row labels), value columns (ours
-//! or quoted from a paper) grouped under optional super-headers, rows in sections, and the
-//! rule that picks the best entry (set in bold).
+//! or quoted from a paper) grouped under optional super-headers, rows in sections, the
+//! rule that picks the best entry (set in bold), and, for tables that ask for it, which
+//! entries are not significantly worse than their row's best ([`Table::vs_best`]).
 
 use crate::report::aggregate::Stat;
 use crate::report::provenance::Provenance;
+use crate::report::significance::{welch_greater, ALPHA, MIN_SEEDS};
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +127,25 @@ pub struct Table {
     pub rows: Vec<Row>,
     pub emphasis: Emphasis,
     pub provenance: Provenance,
+    /// Test each mean ± std entry against its row's best ([`Table::vs_best`]; only with
+    /// [`Emphasis::PerRow`]): the writers mark the entries not significantly worse.
+    pub significance: bool,
 }
+
+/// How a tested entry compares with its row's best (see [`Table::vs_best`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VsBest {
+    /// The best entry itself (bold).
+    Best,
+    /// Not significantly worse than the best: one-sided Welch's p ≥ [`ALPHA`].
+    NotWorse { p: f64 },
+    /// Significantly worse: p < [`ALPHA`].
+    Worse { p: f64 },
+}
+
+/// The mark the writers put after an entry that is not significantly worse than its row's
+/// best.
+pub const NOT_WORSE_MARK: &str = "†";
 
 impl Table {
     /// `best[r][c]`: whether cell (r, c) is a best entry (ties all count).
@@ -215,6 +235,112 @@ impl Table {
             }
         }
         best
+    }
+
+    /// `vs[r][c]`, for a table with `significance` set: each mean ± std entry of a compared
+    /// `Ours` column tested against the best entry of its row and comparison group (the
+    /// bold one; among tied bold entries, the one with the best unrounded mean) by the
+    /// one-sided Welch's t-test of "this entry is worse" over seeds
+    /// ([`welch_greater`]). None where nothing is tested: tables without `significance`,
+    /// entries with fewer than [`MIN_SEEDS`] seeds, rows whose best has fewer, entries that
+    /// are not mean ± std.
+    pub fn vs_best(&self) -> Vec<Vec<Option<VsBest>>> {
+        let mut out: Vec<Vec<Option<VsBest>>> = self
+            .rows
+            .iter()
+            .map(|r| vec![None; r.cells.len()])
+            .collect();
+        if !self.significance || self.emphasis != Emphasis::PerRow {
+            return out;
+        }
+        let best = self.best();
+        let mut groups: Vec<(Better, &str)> = Vec::new();
+        for col in &self.columns {
+            if let (ColumnKind::Ours, Some((b, g))) = (col.kind, &col.compare) {
+                if !groups.iter().any(|(_, gg)| *gg == g.as_str()) {
+                    groups.push((*b, g.as_str()));
+                }
+            }
+        }
+        for (r, row) in self.rows.iter().enumerate() {
+            for (better, g) in &groups {
+                let stats: Vec<(usize, Stat)> = self
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, col)| {
+                        col.kind == ColumnKind::Ours
+                            && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
+                    })
+                    .filter_map(|(c, _)| match row.cells.get(c) {
+                        Some(Cell::Stat(s)) => Some((c, *s)),
+                        _ => None,
+                    })
+                    .collect();
+                // Oriented so that larger is worse.
+                let worse_value = |s: &Stat| match better {
+                    Better::Lower => s.mean,
+                    Better::Higher => -s.mean,
+                };
+                let Some(&(best_c, best_s)) = stats
+                    .iter()
+                    .filter(|(c, _)| best[r][*c])
+                    .min_by(|a, b| worse_value(&a.1).total_cmp(&worse_value(&b.1)))
+                else {
+                    continue;
+                };
+                if best_s.n < MIN_SEEDS {
+                    continue;
+                }
+                let oriented = |s: &Stat| Stat {
+                    mean: worse_value(s),
+                    ..*s
+                };
+                for (c, s) in &stats {
+                    out[r][*c] = if best[r][*c] || *c == best_c {
+                        Some(VsBest::Best)
+                    } else {
+                        welch_greater(&oriented(s), &oriented(&best_s)).map(|p| {
+                            if p >= ALPHA {
+                                VsBest::NotWorse { p }
+                            } else {
+                                VsBest::Worse { p }
+                            }
+                        })
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    /// The sentence the writers add to the caption of a table with `significance` set:
+    /// what the mark means, or why no entry carries one.
+    pub fn significance_note(&self) -> Option<String> {
+        if !self.significance {
+            return None;
+        }
+        let vs = self.vs_best();
+        let tested = vs.iter().flatten().any(|v| v.is_some());
+        let max_n = self
+            .rows
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .filter_map(|c| match c {
+                Cell::Stat(s) => Some(s.n),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Some(if tested {
+            format!(
+                "{NOT_WORSE_MARK} marks an entry not significantly worse than the best of its row: one-sided Welch's t-test over seeds of whether the entry is worse than the best, p ≥ {ALPHA}; only entries with at least {MIN_SEEDS} seeds are tested."
+            )
+        } else {
+            format!(
+                "No entry is marked as significantly worse than its row's best or not: that takes Welch's t-test over at least {MIN_SEEDS} seeds per entry, and these entries have {max_n}, so differences between them may be seed noise."
+            )
+        })
     }
 
     /// Every number in the table (for checks that all are finite).

@@ -9,6 +9,10 @@
 //! averaged over whichever strengths they have. The mean row is the mean of the dataset's
 //! row means, given only when every row has a value.
 //!
+//! With at least 3 seeds, each entry is tested against its row's best (one-sided Welch's
+//! t-test over the per-seed values, p ≥ 0.05: not significantly worse, marked †); the mean
+//! rows are not tested.
+//!
 //! Rows of a dataset's own noise (`real`, Clothing1M) have no strengths to average: their
 //! cells are the test error itself (mean ± std over seeds); they take no part in the
 //! strength set of the other rows.
@@ -227,5 +231,6 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         rows,
         emphasis: Emphasis::PerRow,
         provenance: prov,
+        significance: true,
     })
 }

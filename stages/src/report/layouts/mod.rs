@@ -4,6 +4,9 @@
 //!
 //! Bold ("best") is defined per table: T1–T5 mark the best method in each row (lowest
 //! error / highest accuracy, as the papers do), T6 the best estimator per row and distance.
+//! T1 and T4 also test every entry against its row's best over seeds (one-sided Welch's
+//! t-test, [`crate::report::significance`]) and mark those not significantly worse (†);
+//! with fewer than 3 seeds nothing is marked and the caption says why.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

@@ -143,5 +143,6 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         rows,
         emphasis: Emphasis::PerRow,
         provenance: prov,
+        significance: false,
     })
 }

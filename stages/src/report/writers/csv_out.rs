@@ -1,11 +1,15 @@
 //! CSV: `#` comment lines (provenance, title, caption), a header row, one line per table
 //! row. A mean ± std cell becomes three columns `<header> mean`, `<header> std`,
-//! `<header> n` (std empty when n < 2); an empty cell stays empty. Numbers are written with
-//! full precision (the table's rounding is for reading, not for further use).
+//! `<header> n` (std empty when n < 2); an empty cell stays empty. In a table that tests
+//! its entries against their row's best (T1, T4), each such column also gets
+//! `<header> vs best` (`best`, `not worse` or `worse`, empty when untested) and
+//! `<header> p` (the one-sided Welch's p-value against the best, empty for the best and
+//! when untested). Numbers are written with full precision (the table's rounding is for
+//! reading, not for further use).
 
 use anyhow::Result;
 
-use crate::report::table::{Cell, ColumnKind, Table};
+use crate::report::table::{Cell, ColumnKind, Table, VsBest};
 
 fn header_text(t: &Table, c: usize) -> String {
     let col = &t.columns[c];
@@ -37,6 +41,10 @@ pub fn render(t: &Table) -> Result<String> {
     for l in t.caption.lines() {
         out.push_str(&format!("# {l}\n"));
     }
+    if let Some(note) = t.significance_note() {
+        out.push_str(&format!("# {note}\n"));
+    }
+    let vs = t.vs_best();
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     let stat_cols: Vec<bool> = (0..t.columns.len()).map(|c| is_stat_column(t, c)).collect();
     let mut header = Vec::new();
@@ -44,12 +52,15 @@ pub fn render(t: &Table) -> Result<String> {
         let h = header_text(t, c);
         if stat_cols[c] {
             header.extend([format!("{h} mean"), format!("{h} std"), format!("{h} n")]);
+            if t.significance {
+                header.extend([format!("{h} vs best"), format!("{h} p")]);
+            }
         } else {
             header.push(h);
         }
     }
     w.write_record(&header)?;
-    for row in &t.rows {
+    for (r, row) in t.rows.iter().enumerate() {
         let mut rec = Vec::new();
         for (c, cell) in row.cells.iter().enumerate() {
             let vals: Vec<String> = match cell {
@@ -66,6 +77,14 @@ pub fn render(t: &Table) -> Result<String> {
                 rec.extend([vals[0].clone(), String::new(), String::new()]);
             } else {
                 rec.extend(vals);
+            }
+            if stat_cols[c] && t.significance {
+                rec.extend(match vs[r][c] {
+                    None => [String::new(), String::new()],
+                    Some(VsBest::Best) => ["best".into(), String::new()],
+                    Some(VsBest::NotWorse { p }) => ["not worse".into(), format!("{p}")],
+                    Some(VsBest::Worse { p }) => ["worse".into(), format!("{p}")],
+                });
             }
         }
         w.write_record(&rec)?;

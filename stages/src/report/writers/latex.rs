@@ -1,11 +1,13 @@
 //! LaTeX: a `table` float with a booktabs `tabular` (needs `\usepackage{booktabs}`), `%`
-//! provenance comments on top, super-headers with `\cmidrule`, the best entries in bold,
-//! `\midrule` between sections and before summary rows. All text is escaped.
+//! provenance comments on top, super-headers with `\cmidrule`, the best entries in bold
+//! (entries not significantly worse than their row's best marked `$^\dagger$` in tables
+//! that test them), `\midrule` between sections and before summary rows. All text is
+//! escaped.
 
 use crate::report::format::{fmt_num, latex_escape};
-use crate::report::table::{Cell, ColumnKind, Table};
+use crate::report::table::{Cell, ColumnKind, Table, VsBest};
 
-fn cell_tex(cell: &Cell, decimals: usize, bold: bool, show_n: bool) -> String {
+fn cell_tex(cell: &Cell, decimals: usize, bold: bool, not_worse: bool, show_n: bool) -> String {
     let b = |s: String| if bold { format!(r"\textbf{{{s}}}") } else { s };
     match cell {
         Cell::Empty => String::new(),
@@ -19,6 +21,9 @@ fn cell_tex(cell: &Cell, decimals: usize, bold: bool, show_n: bool) -> String {
             if show_n {
                 txt.push_str(&format!(r"\textsubscript{{{}}}", s.n));
             }
+            if not_worse {
+                txt.push_str(r"$^\dagger$");
+            }
             txt
         }
     }
@@ -30,6 +35,7 @@ pub fn render(t: &Table) -> String {
         out.push_str(&format!("% {l}\n"));
     }
     let best = t.best();
+    let vs = t.vs_best();
     let show_n = t.uniform_n().is_none();
     let align: String = t
         .columns
@@ -71,7 +77,10 @@ pub fn render(t: &Table) -> String {
             .cells
             .iter()
             .enumerate()
-            .map(|(c, cell)| cell_tex(cell, t.columns[c].decimals, best[r][c], show_n))
+            .map(|(c, cell)| {
+                let not_worse = matches!(vs[r][c], Some(VsBest::NotWorse { .. }));
+                cell_tex(cell, t.columns[c].decimals, best[r][c], not_worse, show_n)
+            })
             .collect();
         out.push_str(&format!("{} \\\\\n", cells.join(" & ")));
     }
@@ -91,6 +100,10 @@ pub fn render(t: &Table) -> String {
         caption.push_str(r" Mean $\pm$ std over seeds; subscripts give the number of seeds.");
     }
     caption.push_str(" Best entries in bold.");
+    if let Some(note) = t.significance_note() {
+        caption.push(' ');
+        caption.push_str(&latex_escape(&note));
+    }
     out.push_str(&format!(
         "\\caption{{{caption}}}\n\\label{{tab:{}}}\n\\end{{table}}\n",
         latex_escape(&t.name)

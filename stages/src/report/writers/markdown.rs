@@ -1,8 +1,9 @@
 //! Markdown: an HTML comment with the provenance, the title, a pipe table (best entries in
-//! bold) and the caption below it.
+//! bold, entries not significantly worse than their row's best followed by `†` in tables
+//! that test them) and the caption below it.
 
 use crate::report::format::{fmt_num, fmt_stat, markdown_escape};
-use crate::report::table::{Cell, ColumnKind, Table};
+use crate::report::table::{Cell, ColumnKind, Table, VsBest, NOT_WORSE_MARK};
 
 pub fn render(t: &Table) -> String {
     let mut out = String::from("<!--\n");
@@ -12,6 +13,7 @@ pub fn render(t: &Table) -> String {
     out.push_str("-->\n\n");
     out.push_str(&format!("**{}**\n\n", markdown_escape(&t.title)));
     let best = t.best();
+    let vs = t.vs_best();
     let show_n = t.uniform_n().is_none();
     let headers: Vec<String> = t
         .columns
@@ -62,6 +64,8 @@ pub fn render(t: &Table) -> String {
                 };
                 let s = if best[r][c] && !s.is_empty() {
                     format!("**{s}**")
+                } else if matches!(vs[r][c], Some(VsBest::NotWorse { .. })) {
+                    format!("{s}{NOT_WORSE_MARK}")
                 } else {
                     s
                 };
@@ -84,6 +88,10 @@ pub fn render(t: &Table) -> String {
         caption.push_str(" Mean ± std over seeds, n = number of seeds.");
     }
     caption.push_str(" Best entries in bold.");
+    if let Some(note) = t.significance_note() {
+        caption.push(' ');
+        caption.push_str(&markdown_escape(&note));
+    }
     out.push_str(&format!("\n{caption}\n"));
     out
 }
