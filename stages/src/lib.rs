@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[cfg(feature = "cuda")]
+mod cuda_shim;
 pub mod data;
 pub mod kinds;
 pub mod metrics;
