@@ -60,9 +60,18 @@ pub fn open() -> anyhow::Result<()> {
                 m.libraries
             );
         }
+        // cudarc's device constructor unwraps these two: ask first
+        use cudarc::driver::result as cu;
+        let no_device = |why: String| anyhow::anyhow!("no CUDA device found ({why}); {CPU_BUILD}");
+        cu::init().map_err(|e| no_device(format!("{e:?}")))?;
+        match cu::device::get_count() {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return Err(no_device("the driver lists no GPU".into())),
+            Err(e) => return Err(no_device(format!("{e:?}"))),
+        }
         // the seed of `Cuda::default()`, which `dev()` would use
         let cuda = Cuda::try_seed_from_u64(0)
-            .map_err(|e| anyhow::anyhow!("no CUDA device found ({e:?}); {CPU_BUILD}"))?;
+            .map_err(|e| anyhow::anyhow!("opening CUDA device 0: {e:?}"))?;
         DEV.with(|d| d.get_or_init(|| cuda).clone());
     }
     Ok(())
