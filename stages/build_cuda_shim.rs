@@ -13,9 +13,13 @@
 //! the toolkit's stub `libcuda.so` (something to link against), without tying the binary
 //! to a file that must be present when it is loaded.
 //!
+//! The entry points of [`WRAPPED`] jump to a Rust function instead (NVRTC's compile call,
+//! which gets the include path of a copied binary's headers), and an anchor symbol that
+//! `src/cuda_shim.rs` refers to keeps the object with all of them in the link.
+//!
 //! Output: `$OUT_DIR/cuda_shim.rs` with `LIBS` (each library's sonames, tried in order),
-//! `SYMBOLS` (name, library index), `SLOTS` and the entry points' assembly. Only for the
-//! `cuda` feature on x86-64 Linux; elsewhere the build falls back to linking the
+//! `SYMBOLS` (name, library index), `WRAPPED`, `SLOTS` and the entry points' assembly. Only
+//! for the `cuda` feature on x86-64 Linux; elsewhere the build falls back to linking the
 //! libraries by name, as cudarc would.
 
 use std::fmt::Write as _;
