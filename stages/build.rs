@@ -55,8 +55,12 @@ fn dfdx_version(manifest_dir: &Path) -> String {
     "unknown".to_string()
 }
 
+#[path = "build_cuda_shim.rs"]
+mod cuda_shim;
+
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    cuda_shim::generate(&manifest_dir);
     let src = manifest_dir.join("src");
     println!("cargo:rerun-if-changed={}", src.display());
     let mut arms = String::new();

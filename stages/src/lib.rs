@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod code_graph;
+#[cfg(feature = "cuda")]
+mod cuda_shim;
 pub mod data;
 pub mod kinds;
 pub mod metrics;

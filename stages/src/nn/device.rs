@@ -27,12 +27,54 @@ pub type Tp = OwnedTape<f32, Dev>;
 /// of, and the tensors of one computation should come from one instance: on CUDA an
 /// instance owns a stream, and tensors made on separate instances would be worked on by
 /// unordered streams. A thread, not the process, because a CUDA device cannot be shared
-/// between threads; a stage's training runs on one thread.
+/// between threads; a stage's training runs on one thread. Training calls [`open`] first,
+/// so that a machine without a GPU gets an error rather than a panic here.
 pub fn dev() -> Dev {
-    thread_local! {
-        static DEV: Dev = Dev::default();
+    DEV.with(|d| d.get_or_init(Dev::default).clone())
+}
+
+thread_local! {
+    static DEV: std::cell::OnceCell<Dev> = const { std::cell::OnceCell::new() };
+}
+
+/// Opens the calling thread's device (once; later calls return at once). On the CPU this
+/// cannot fail. In the `cuda` build it loads the CUDA libraries and opens GPU 0, and fails
+/// with one line that says what is missing (the driver, a library, a device) and that the
+/// CPU build is the one for a machine without a GPU.
+pub fn open() -> anyhow::Result<()> {
+    #[cfg(feature = "cuda")]
+    {
+        if DEV.with(|d| d.get().is_some()) {
+            return Ok(());
+        }
+        const CPU_BUILD: &str = "this is the `cuda` build of repro; on a machine without an \
+                                 NVIDIA GPU use the CPU build (`cargo build --release`, no \
+                                 `--features cuda`)";
+        if let Err(m) = crate::cuda_shim::preflight() {
+            if m.driver {
+                anyhow::bail!("no CUDA driver found: {}; {CPU_BUILD}", m.libraries);
+            }
+            anyhow::bail!(
+                "CUDA libraries not found: {}; install a CUDA 13 toolkit or put the lib/ dirs \
+                 of the nvidia-cuda-nvrtc and nvidia-cublas wheels in LD_LIBRARY_PATH",
+                m.libraries
+            );
+        }
+        // cudarc's device constructor unwraps these two: ask first
+        use cudarc::driver::result as cu;
+        let no_device = |why: String| anyhow::anyhow!("no CUDA device found ({why}); {CPU_BUILD}");
+        cu::init().map_err(|e| no_device(format!("{e:?}")))?;
+        match cu::device::get_count() {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return Err(no_device("the driver lists no GPU".into())),
+            Err(e) => return Err(no_device(format!("{e:?}"))),
+        }
+        // the seed of `Cuda::default()`, which `dev()` would use
+        let cuda = Cuda::try_seed_from_u64(0)
+            .map_err(|e| anyhow::anyhow!("opening CUDA device 0: {e:?}"))?;
+        DEV.with(|d| d.get_or_init(|| cuda).clone());
     }
-    DEV.with(Dev::clone)
+    Ok(())
 }
 
 /// A host copy of a tensor's storage: its elements in row-major order when the tensor is

@@ -364,6 +364,7 @@ impl Network {
     ) -> Result<(Network, ParamSet, Buffers)> {
         #[cfg(not(feature = "cuda"))]
         super::kernels::tune_allocator();
+        super::device::open()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut b = Builder {
             dev: dev(),
