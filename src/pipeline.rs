@@ -450,16 +450,14 @@ impl Pipeline {
                 let pkey = params.to_string();
                 if validated.insert(pkey) {
                     if let Err(msg) = kind.validate(&params) {
-                        return Err(params_error(
-                            file,
-                            text,
-                            name,
-                            &mname,
-                            st,
-                            over.is_some(),
+                        let layers = ParamLayers {
+                            spec,
+                            prof,
                             profile,
-                            &msg,
-                        ));
+                            stage: name,
+                            kind: kind.name(),
+                        };
+                        return Err(params_error(file, text, &layers, &mname, &msg));
                     }
                 }
                 let publish = effective_publish(st, over).map(|p| {
@@ -589,8 +587,9 @@ impl Pipeline {
 
     /// Reads and validates `file` for `profile`.
     pub fn load(file: &Path, profile: &str) -> Result<Pipeline, SpecError> {
-        let text = std::fs::read_to_string(file)
+        let bytes = std::fs::read(file)
             .map_err(|e| SpecError::new(file, format!("cannot read the pipeline file: {e}")))?;
+        let text = utf8_text(bytes, file)?;
         let spec = Spec::parse(&text, file)?;
         Pipeline::build(&spec, &text, file, profile)
     }
@@ -719,6 +718,34 @@ fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, Stri
     None
 }
 
+/// The file's text, or an error naming the line, the column and the first byte that is
+/// not UTF-8 (a file saved in Latin-1, UTF-16 or a binary file given by mistake).
+fn utf8_text(bytes: Vec<u8>, file: &Path) -> Result<String, SpecError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Column in characters: the prefix of the line is valid UTF-8.
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let utf16 = bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]);
+        SpecError::new(
+            file,
+            format!(
+                "the file is not UTF-8 text: byte 0x{:02x} at column {column} is not valid UTF-8{}",
+                bytes[at],
+                if utf16 {
+                    " (the file starts with a UTF-16 byte-order mark; save it as UTF-8)"
+                } else {
+                    " (save the file as UTF-8)"
+                }
+            ),
+        )
+        .line(Some(line))
+    })
+}
+
 fn kind_list() -> String {
     Kind::ALL
         .iter()
@@ -806,34 +833,96 @@ fn topo_order(decls: &[Vec<InputDecl>], names: &[&String]) -> Result<Vec<usize>,
     Ok(order)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a member's params come from, for locating an invalid one.
+struct ParamLayers<'a> {
+    spec: &'a Spec,
+    prof: &'a ProfileSpec,
+    profile: &'a str,
+    stage: &'a str,
+    kind: &'a str,
+}
+
+impl ParamLayers<'_> {
+    /// The text path of the key `field` (a path of params keys) in the layer that set
+    /// it, trying the layers from the one that wins the merge down: the profile's matrix,
+    /// the stage's matrix (both for a top-level key only), the profile's stage params,
+    /// the stage's params, the profile's defaults for the kind, the defaults.
+    fn source(&self, field: &[&str]) -> Option<Vec<String>> {
+        let st = self.spec.stages.get(self.stage)?;
+        let over = self.prof.stages.get(self.stage);
+        let owned = |pre: &[&str]| -> Vec<String> {
+            pre.iter().chain(field).map(|s| s.to_string()).collect()
+        };
+        if let [axis] = field {
+            if over.is_some_and(|o| o.matrix.get(axis).is_some()) {
+                return Some(owned(&["profiles", self.profile, "stages", self.stage, "matrix"]));
+            }
+            if st.matrix.get(axis).is_some() {
+                return Some(owned(&["stages", self.stage, "matrix"]));
+            }
+        }
+        let has = |m: &Map<String, Value>| {
+            let mut cur = m;
+            for (i, k) in field.iter().enumerate() {
+                match cur.get(*k) {
+                    Some(Value::Object(o)) => cur = o,
+                    Some(_) => return i + 1 == field.len(),
+                    None => return false,
+                }
+            }
+            true
+        };
+        if over.is_some_and(|o| has(&o.params.0)) {
+            return Some(owned(&["profiles", self.profile, "stages", self.stage, "params"]));
+        }
+        if has(&st.params.0) {
+            return Some(owned(&["stages", self.stage, "params"]));
+        }
+        if self.prof.defaults.get(self.kind).is_some_and(|d| has(&d.0)) {
+            return Some(owned(&["profiles", self.profile, "defaults", self.kind]));
+        }
+        if self.spec.defaults.get(self.kind).is_some_and(|d| has(&d.0)) {
+            return Some(owned(&["defaults", self.kind]));
+        }
+        None
+    }
+}
+
+/// A kind's refusal of a member's params as a [`SpecError`]: the field comes from the
+/// message (`field `a.b`: ...` as [`Kind::validate`] writes it, or an unknown or missing
+/// field), the line from the layer that set the value ([`ParamLayers::source`]; for a
+/// nested field its deepest part that some layer sets), else the stage's `params:` line.
 fn params_error(
     file: &Path,
     text: &str,
-    stage: &str,
+    layers: &ParamLayers,
     member: &str,
-    st: &StageSpec,
-    overridden: bool,
-    profile: &str,
     msg: &str,
 ) -> SpecError {
-    let field = backticked_after(msg, "unknown field ")
-        .or_else(|| backticked_after(msg, "missing field "))
-        .or_else(|| backticked_after(msg, "field "));
+    let (field, body) = match msg
+        .strip_prefix("field `")
+        .and_then(|r| r.split_once("`: "))
+    {
+        Some((f, rest)) => (Some(f.to_string()), rest),
+        None => (
+            backticked_after(msg, "unknown field ")
+                .or_else(|| backticked_after(msg, "missing field ")),
+            msg,
+        ),
+    };
+    let stage = layers.stage;
     let mut line = None;
     if let Some(f) = &field {
-        let mut paths: Vec<Vec<&str>> = vec![vec!["stages", stage, "params", f]];
-        if st.matrix.get(f).is_some() {
-            paths.push(vec!["stages", stage, "matrix", f]);
-        }
-        if overridden {
-            paths.push(vec!["profiles", profile, "stages", stage, "params", f]);
-        }
-        for p in paths {
-            let l = locate(text, &p);
-            let depth_ok = l.is_some() && locate(text, &p[..p.len() - 1]) != l;
-            if depth_ok {
-                line = l;
+        // `files[0].sha256` -> files, sha256: the text has no indices.
+        let keys: Vec<&str> = f
+            .split('.')
+            .map(|k| k.split('[').next().unwrap_or(k))
+            .filter(|k| !k.is_empty())
+            .collect();
+        for n in (1..=keys.len()).rev() {
+            if let Some(path) = layers.source(&keys[..n]) {
+                let refs: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+                line = locate(text, &refs);
                 break;
             }
         }
@@ -842,14 +931,13 @@ fn params_error(
         line =
             locate(text, &["stages", stage, "params"]).or_else(|| locate(text, &["stages", stage]));
     }
-    let mut e = SpecError::new(file, format!("invalid params for member `{member}`: {msg}"))
+    SpecError::new(file, format!("invalid params for member `{member}`: {body}"))
         .line(line)
-        .stage(stage);
-    e = e.field(match field {
-        Some(f) => format!("params.{f}"),
-        None => "params".to_string(),
-    });
-    e
+        .stage(stage)
+        .field(match field {
+            Some(f) => format!("params.{f}"),
+            None => "params".to_string(),
+        })
 }
 
 #[cfg(test)]

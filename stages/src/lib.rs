@@ -19,6 +19,7 @@ use serde_json::Value;
 pub mod code_graph;
 #[cfg(feature = "cuda")]
 mod cuda_shim;
+pub mod bounds;
 pub mod data;
 pub mod kinds;
 pub mod metrics;
@@ -121,7 +122,9 @@ impl Kind {
     }
 
     /// Checks that `params` deserialize into the kind's params struct (unknown fields,
-    /// wrong types and out-of-range values are errors). The message names the field.
+    /// wrong types and out-of-range values are errors) and ask for no size that cannot
+    /// be meant ([`bounds`]). An error about one field reads `field `PATH`: ...` (PATH
+    /// like `epochs` or `model.hidden`).
     pub fn validate(self, params: &Value) -> Result<(), String> {
         match self {
             Kind::Download => parse::<kinds::download::Params>(params).map(|_| ()),
@@ -132,7 +135,8 @@ impl Kind {
             Kind::Distill => parse::<kinds::distill::Params>(params).map(|_| ()),
             Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
             Kind::Probe => parse::<kinds::probe::Params>(params).map(|_| ()),
-        }
+        }?;
+        bounds::check(self, params)
     }
 
     /// Runs the stage. Outputs go to `ctx.out_dir`; nothing else may be written outside
@@ -154,9 +158,33 @@ impl Kind {
     }
 }
 
-/// Deserializes a kind's params, with the offending field in the message.
+/// Deserializes a kind's params. An error inside a field names it first:
+/// `field `epochs`: invalid type: string "two", expected usize` (the path as
+/// [serde_path_to_error](https://docs.rs/serde_path_to_error) tracks it, with an unknown
+/// nested field appended: `field `model.colour`: unknown field `colour`, ...`).
 pub fn parse<P: serde::de::DeserializeOwned>(params: &Value) -> Result<P, String> {
-    serde_json::from_value::<P>(params.clone()).map_err(|e| e.to_string())
+    serde_path_to_error::deserialize::<_, P>(params).map_err(|e| {
+        let inner = e.inner().to_string();
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        if let Some(k) = inner
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(k, _)| k)
+        {
+            if path.is_empty() {
+                return inner;
+            }
+            path = format!("{path}.{k}");
+        }
+        if path.is_empty() {
+            inner
+        } else {
+            format!("field `{path}`: {inner}")
+        }
+    })
 }
 
 fn parse_ok<P: serde::de::DeserializeOwned>(params: &Value) -> anyhow::Result<P> {

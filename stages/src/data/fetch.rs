@@ -16,10 +16,17 @@
 //!    total = the length the server announced). A `.part` left by an interrupted transfer
 //!    is resumed with an HTTP `Range` request; a server that answers 206 appends, one that
 //!    answers 200 starts over.
-//! 4. Network errors (refused, timed out, dropped, 5xx) move on to the next mirror; after a
-//!    round over all mirrors the fetch waits `backoff × 2^round` and tries again, up to
-//!    `retries` more rounds. A mirror that answers 4xx or whose file does not exist is
-//!    dropped from later rounds.
+//! 4. A mirror that gives no answer (its name does not resolve, the connection is refused,
+//!    or connecting or the first byte of the answer takes longer than `timeout`) is
+//!    dropped at once: a dead host does not come back within seconds, and trying it again
+//!    each round is what made a dead set of mirrors hold a stage for minutes. So a dead
+//!    set of N mirrors is reported after at most about N × `timeout` (4 × 5 s with the
+//!    `download` kind's defaults). A mirror that answered and then failed (a 5xx, 408 or
+//!    429, a transfer that broke or stalled for `read_timeout` between two reads) moves
+//!    on to the next mirror and is tried again after the round: the fetch waits
+//!    `backoff × 2^round`, up to `retries` more rounds. A mirror that answers 4xx or whose
+//!    file does not exist is dropped too. No limit applies to a whole transfer: a slow
+//!    but live mirror is never cut off.
 //! 5. The complete file is accepted when any checksum the spec gives matches: `sha256`
 //!    or `md5` of the file as fetched, or `raw_sha256` of its decompressed content (so a
 //!    re-gzipped copy with identical content, like Debian's Fashion-MNIST, is accepted).
@@ -28,8 +35,9 @@
 //!    resume: the kept prefix may have come from another copy, so the file is fetched
 //!    once more from zero before a mismatch is final).
 //!
-//! When every mirror fails, the error names the file to place by hand, where, and the
-//! checksum it must have.
+//! When every mirror fails, the error has one line per mirror (its last failure, and how
+//! many attempts it had), then names the file to place by hand, where, and the checksum
+//! it must have.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -123,8 +131,12 @@ pub struct FetchOptions<'a> {
     /// Tried before the spec's mirrors: a base URL or directory to which `<name>` is
     /// appended (the kind passes `$REPRO_MIRROR/<dataset>`).
     pub first_mirror: Option<String>,
-    /// Connect, first-byte and per-read (idle) timeout.
+    /// Longest wait for a mirror's answer: for each of resolving its name, connecting,
+    /// sending the request and receiving the first byte of the answer.
     pub timeout: Duration,
+    /// Longest wait between two reads once the mirror has answered (an idle limit, not a
+    /// total one).
+    pub read_timeout: Duration,
     /// Extra rounds over all mirrors after the first.
     pub retries: u32,
     /// Wait before the second round; doubled before each further round.
@@ -273,8 +285,9 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
     }
     sources.extend(spec.mirrors.iter().cloned());
     let mut live: Vec<bool> = vec![true; sources.len()];
-    let mut errors: Vec<String> = Vec::new();
-    let agent = agent(opts.timeout);
+    // Per source: its last failure and the number of attempts.
+    let mut failures: Vec<Option<(String, u32)>> = vec![None; sources.len()];
+    let agent = agent(opts.timeout, opts.read_timeout);
     for round in 0..=opts.retries {
         if round > 0 {
             if !live.iter().any(|&l| l) {
@@ -333,20 +346,37 @@ pub fn fetch(spec: &FileSpec, opts: &FetchOptions) -> Result<PathBuf> {
                     f
                 }
             };
-            match failure {
+            let msg = match failure {
                 Failure::Fatal(e) => return Err(e),
-                Failure::Retry(m) => errors.push(format!("{src}: {m}")),
+                Failure::Retry(m) => m,
                 Failure::Drop(m) => {
                     live[i] = false;
-                    errors.push(format!("{src}: {m}"))
+                    m
                 }
-            }
+            };
+            let tries = failures[i].as_ref().map_or(0, |(_, n)| *n) + 1;
+            failures[i] = Some((msg, tries));
         }
     }
+    let lines: Vec<String> = sources
+        .iter()
+        .zip(&failures)
+        .filter_map(|(src, f)| {
+            let (msg, tries) = f.as_ref()?;
+            Some(match tries {
+                1 => format!("\n  {src}: {msg}"),
+                n => format!("\n  {src}: {msg} ({n} attempts; the last failure shown)"),
+            })
+        })
+        .collect();
     bail!(
-        "could not fetch {} from any mirror ({}). Place the file by hand at {} (it must have {}) and run again",
+        "could not fetch {}: {}\nPlace the file by hand at {} (it must have {}) and run again",
         spec.name,
-        if errors.is_empty() { "no mirror is configured".to_string() } else { errors.join("; ") },
+        if lines.is_empty() {
+            "no mirror is configured".to_string()
+        } else {
+            format!("every mirror failed:{}", lines.concat())
+        },
         dest.display(),
         spec.expected()
     )
@@ -358,11 +388,16 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+/// An HTTP client with `timeout` on each phase before the answer (resolve, connect,
+/// send the request, receive the response head) and `read_timeout` between two reads;
+/// no total timeout, so a slow transfer that keeps moving runs to its end.
+fn agent(timeout: Duration, read_timeout: Duration) -> ureq::Agent {
     let cfg = ureq::Agent::config_builder()
+        .timeout_resolve(Some(timeout))
         .timeout_connect(Some(timeout))
+        .timeout_send_request(Some(timeout))
         .timeout_recv_response(Some(timeout))
-        .timeout_per_read(Some(timeout))
+        .timeout_per_read(Some(read_timeout))
         .user_agent(format!("repro/{}", env!("CARGO_PKG_VERSION")))
         .build();
     ureq::Agent::new_with_config(cfg)
@@ -462,6 +497,23 @@ fn stream(
     Ok(done)
 }
 
+/// Why a mirror gave no HTTP answer, in words.
+fn no_answer(e: &ureq::Error, timeout: Duration) -> String {
+    use ureq::Timeout as T;
+    let phase = match e {
+        ureq::Error::Timeout(T::Resolve) => "resolving its name",
+        ureq::Error::Timeout(T::Connect) => "connecting",
+        ureq::Error::Timeout(T::SendRequest) => "sending the request",
+        ureq::Error::Timeout(T::RecvResponse) | ureq::Error::Timeout(T::PerRead) => {
+            "waiting for the answer"
+        }
+        ureq::Error::Timeout(_) => "waiting",
+        ureq::Error::HostNotFound => return "no answer: its host name does not resolve".into(),
+        other => return format!("no answer: {other}"),
+    };
+    format!("no answer: {phase} took longer than {timeout:?}")
+}
+
 /// One HTTP attempt, resuming `part` when it holds bytes.
 fn http_get(
     agent: &ureq::Agent,
@@ -487,7 +539,8 @@ fn http_get(
             return Err(Failure::Drop(format!("HTTP {c}")))
         }
         Err(ureq::Error::StatusCode(c)) => return Err(Failure::Retry(format!("HTTP {c}"))),
-        Err(e) => return Err(Failure::Retry(e.to_string())),
+        // No answer at all: the mirror is dropped (see the module docs).
+        Err(e) => return Err(Failure::Drop(no_answer(&e, opts.timeout))),
     };
     let status = resp.status().as_u16();
     let len = resp.body().content_length();

@@ -38,6 +38,9 @@ pub const VERSION: u32 = 1;
 pub const MIRROR_ENV: &str = "REPRO_MIRROR";
 
 fn default_timeout() -> f64 {
+    5.0
+}
+fn default_read_timeout() -> f64 {
     30.0
 }
 fn default_retries() -> u32 {
@@ -92,9 +95,16 @@ pub struct Params {
     /// `dataset.json`'s notes.
     #[serde(default)]
     pub hash_images: Option<bool>,
-    /// Network timeout in seconds (connect, first response byte, and each read). Default 30.
+    /// Seconds a mirror may take to be resolved, to accept the connection, and to send
+    /// the first byte of its answer; a mirror that does not is dropped (see
+    /// [`crate::data::fetch`]). Default 5.
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
+    /// Seconds a transfer may wait for its next bytes once the mirror has answered (a
+    /// limit between reads, not on the whole transfer: a slow but live mirror is never
+    /// cut off). Default 30.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: f64,
     /// Extra rounds over all mirrors after the first. Default 3.
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -140,6 +150,10 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
     ensure!(
         p.timeout_secs > 0.0 && p.timeout_secs.is_finite(),
         "timeout_secs must be positive"
+    );
+    ensure!(
+        p.read_timeout_secs > 0.0 && p.read_timeout_secs.is_finite(),
+        "read_timeout_secs must be positive"
     );
     ensure!(
         p.backoff_secs >= 0.0 && p.backoff_secs.is_finite(),
@@ -220,6 +234,7 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
         project_dir: ctx.project_dir.clone(),
         first_mirror: env_mirror.map(|m| fetch::join_base(&m, name)),
         timeout: Duration::from_secs_f64(p.timeout_secs),
+        read_timeout: Duration::from_secs_f64(p.read_timeout_secs),
         retries: p.retries,
         backoff: Duration::from_secs_f64(p.backoff_secs),
         progress: ctx.progress,

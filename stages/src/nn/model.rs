@@ -117,6 +117,171 @@ impl ModelSpec {
     }
 }
 
+impl ModelSpec {
+    /// The number of parameters (weights, biases, batch-norm γ and β; not the running
+    /// statistics) the network has on `input` with `classes` outputs, computed from the
+    /// spec alone, exactly as [`Network::new`] would create them. `None` when it does
+    /// not fit in a `u128`.
+    pub fn parameter_count(&self, input: &InputKind, classes: usize) -> Option<u128> {
+        let n = |v: usize| v as u128;
+        // Sum of products, checked.
+        let mut total: u128 = 0;
+        let mut add = |factors: &[usize]| -> Option<()> {
+            let p = factors
+                .iter()
+                .try_fold(1u128, |acc, &f| acc.checked_mul(n(f)))?;
+            total = total.checked_add(p)?;
+            Some(())
+        };
+        let image = match input {
+            InputKind::Dense(s) if s.len() == 3 => Some((s[0], s[1], s[2])),
+            _ => None,
+        };
+        let out = |h: usize, k: usize, stride: usize, pad: usize| (h + 2 * pad).saturating_sub(k) / stride + 1;
+        match self {
+            ModelSpec::Mlp {
+                hidden, embed_dim, ..
+            } => {
+                let mut width = match (input, embed_dim) {
+                    (InputKind::Tokens { len, vocab }, Some(d)) => {
+                        add(&[*vocab, *d])?;
+                        n(*len).checked_mul(n(*d))?
+                    }
+                    (InputKind::Dense(s), _) => s.iter().try_fold(1u128, |a, &x| a.checked_mul(n(x)))?,
+                    (InputKind::Tokens { len, .. }, None) => n(*len),
+                };
+                for &h in hidden.iter().chain(std::iter::once(&classes)) {
+                    total = total.checked_add(width.checked_mul(n(h))?.checked_add(n(h))?)?;
+                    width = n(h);
+                }
+            }
+            ModelSpec::SmallCnn { channels, hidden } => {
+                let (c, h, w) = image?;
+                let (c0, c1) = (*channels.first()?, *channels.get(1)?);
+                add(&[c0, c, 9])?;
+                add(&[c0])?;
+                add(&[c1, c0, 9])?;
+                add(&[c1])?;
+                let (ph, pw) = (out(out(h, 3, 1, 0), 3, 1, 0) / 2, out(out(w, 3, 1, 0), 3, 1, 0) / 2);
+                add(&[c1, ph, pw, *hidden])?;
+                add(&[*hidden])?;
+                add(&[*hidden, classes])?;
+                add(&[classes])?;
+            }
+            ModelSpec::Wrn { depth, widen, .. } => {
+                let (c, _, _) = image?;
+                let blocks = depth.saturating_sub(4) / 6;
+                let widths = [16, 16usize.checked_mul(*widen)?, 32usize.checked_mul(*widen)?, 64usize.checked_mul(*widen)?];
+                add(&[widths[0], c, 9])?;
+                let mut cur = widths[0];
+                for &o in &widths[1..] {
+                    for _ in 0..blocks {
+                        add(&[2, cur])?;
+                        add(&[cur, o, 9])?;
+                        add(&[2, o])?;
+                        add(&[o, o, 9])?;
+                        if cur != o {
+                            add(&[cur, o])?;
+                        }
+                        cur = o;
+                    }
+                }
+                add(&[2, cur])?;
+                add(&[cur, classes])?;
+                add(&[classes])?;
+            }
+            ModelSpec::Resnet18 | ModelSpec::Resnet50 => {
+                let (c, h, _) = image?;
+                let bottleneck = matches!(self, ModelSpec::Resnet50);
+                let (counts, expansion) = if bottleneck {
+                    ([3, 4, 6, 3], 4)
+                } else {
+                    ([2, 2, 2, 2], 1)
+                };
+                let k = if h >= 64 { 7 } else { 3 };
+                add(&[64, c, k, k])?;
+                add(&[2, 64])?;
+                let mut cur = 64;
+                for (li, &count) in counts.iter().enumerate() {
+                    let planes = 64 << li;
+                    let o = planes * expansion;
+                    for i in 0..count {
+                        let stride = if i == 0 && li > 0 { 2 } else { 1 };
+                        if stride != 1 || cur != o {
+                            add(&[cur, o])?;
+                            add(&[2, o])?;
+                        }
+                        if bottleneck {
+                            add(&[cur, planes])?;
+                            add(&[2, planes])?;
+                            add(&[planes, planes, 9])?;
+                            add(&[2, planes])?;
+                            add(&[planes, o])?;
+                            add(&[2, o])?;
+                        } else {
+                            add(&[cur, planes, 9])?;
+                            add(&[2, planes])?;
+                            add(&[planes, planes, 9])?;
+                            add(&[2, planes])?;
+                        }
+                        cur = o;
+                    }
+                }
+                add(&[cur, classes])?;
+                add(&[classes])?;
+            }
+        }
+        Some(total)
+    }
+
+    /// Refuses, before anything is allocated, a network larger than
+    /// [`crate::bounds::MAX_PARAMETERS`] or (on a CPU build, where the parameters live in
+    /// host memory) one whose training state — weights, gradients and two optimizer
+    /// moments, 16 bytes per parameter — exceeds the memory available (`MemAvailable`
+    /// plus `SwapFree` of `/proc/meminfo`, when readable). The message names the params
+    /// field `model`.
+    pub fn check_fits(&self, input: &InputKind, classes: usize) -> Result<()> {
+        let count = self.parameter_count(input, classes);
+        let max = crate::bounds::MAX_PARAMETERS;
+        let Some(count) = count.filter(|&c| c <= max) else {
+            bail!(
+                "params field `model`: network {} has {} parameters on this dataset's input \
+                 ({input:?}, {classes} classes), more than the limit of {max}",
+                self.label(),
+                count.map_or("too many to count".to_string(), |c| c.to_string())
+            );
+        };
+        #[cfg(not(feature = "cuda"))]
+        if let Some(avail) = available_memory() {
+            let need = count * 16;
+            if need > avail as u128 {
+                let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+                bail!(
+                    "params field `model`: network {} has {count} parameters on this dataset's \
+                     input; training them needs about {:.1} GiB (weights, gradients and two \
+                     optimizer moments in f32) but {:.1} GiB of memory is available",
+                    self.label(),
+                    gib(need),
+                    gib(avail as u128)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `MemAvailable` + `SwapFree` of `/proc/meminfo` in bytes (None where it cannot be read).
+#[cfg(not(feature = "cuda"))]
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))
+}
+
 /// What a network reads.
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputKind {
@@ -362,6 +527,7 @@ impl Network {
         classes: usize,
         seed: u64,
     ) -> Result<(Network, ParamSet, Buffers)> {
+        spec.check_fits(input, classes)?;
         #[cfg(not(feature = "cuda"))]
         super::kernels::tune_allocator();
         super::device::open()?;

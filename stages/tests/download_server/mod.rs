@@ -6,6 +6,9 @@
 //! * `drop`: announces the full length, sends half the bytes, closes the connection;
 //! * `wrong`: the right length, wrong bytes;
 //! * `slow`: sends the headers, then stalls for 5 s before the body;
+//! * `stall`: reads the request and never answers (holds the connection for 60 s);
+//! * `trickle`: sends the headers, then the body in 12 pieces 100 ms apart (1.2 s);
+//! * `flaky`: 503 for the first request of a path, then as `range`;
 //! * anything else, or an unknown name: 404.
 //!
 //! Every request line (with its Range header, if any) is logged for the tests to inspect.
@@ -80,10 +83,18 @@ fn handle(
             range = v.trim().trim_end_matches('-').parse().ok();
         }
     }
-    log.lock().unwrap().push(match range {
-        Some(n) => format!("GET {path} range={n}"),
-        None => format!("GET {path}"),
-    });
+    let earlier = {
+        let mut log = log.lock().unwrap();
+        let earlier = log
+            .iter()
+            .filter(|l| l.split_whitespace().nth(1) == Some(path.as_str()))
+            .count();
+        log.push(match range {
+            Some(n) => format!("GET {path} range={n}"),
+            None => format!("GET {path}"),
+        });
+        earlier
+    };
     let mut w = stream;
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (route, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -95,7 +106,31 @@ fn handle(
     let head = |status: &str, len: usize, extra: &str| {
         format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n{extra}Connection: close\r\n\r\n")
     };
+    let route = match route {
+        "flaky" if earlier == 0 => {
+            return w.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+        }
+        "flaky" => "range",
+        other => other,
+    };
     match route {
+        "stall" => {
+            std::thread::sleep(Duration::from_secs(60));
+            Ok(())
+        }
+        "trickle" => {
+            w.write_all(head("200 OK", body.len(), "").as_bytes())?;
+            w.flush()?;
+            let piece = body.len().div_ceil(12).max(1);
+            for chunk in body.chunks(piece) {
+                std::thread::sleep(Duration::from_millis(100));
+                w.write_all(chunk)?;
+                w.flush()?;
+            }
+            Ok(())
+        }
         "range" => match range {
             Some(n) if (n as usize) < body.len() => {
                 let n = n as usize;
