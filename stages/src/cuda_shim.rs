@@ -11,9 +11,9 @@
 //!
 //! One function is wrapped rather than forwarded: dfdx compiles a few kernels at run time
 //! with NVRTC, and the include paths it passes are those of the machine that built the
-//! binary (its CUDA headers and its build directory). [`nvrtcCompileProgram`] adds one
-//! more, where a copied binary finds those headers: `$REPRO_CUDA_INCLUDE`, default
-//! `cuda-include/` next to the executable (`bench/gpu_bundle.sh` puts them there).
+//! binary (its CUDA headers and its build directory). [`nvrtc_compile`] adds those where a
+//! copied binary finds them: `$REPRO_CUDA_INCLUDE`, default `cuda-include/` next to the
+//! executable, and its `cccl/` (`bench/gpu_bundle.sh` puts them there).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::Ordering;
@@ -138,23 +138,29 @@ fn symbol(lib: usize, name: &str) -> Result<usize, String> {
     }
 }
 
-/// `--include-path=` of the headers next to a copied binary, when that directory exists.
-fn include_flag() -> Option<&'static CString> {
-    static FLAG: OnceLock<Option<CString>> = OnceLock::new();
-    FLAG.get_or_init(|| {
-        let dir = match std::env::var_os("REPRO_CUDA_INCLUDE") {
-            Some(d) => d.into(),
-            None => std::env::current_exe().ok()?.parent()?.join("cuda-include"),
+/// `--include-path=` of the headers next to a copied binary, when that directory exists,
+/// and of its `cccl/` (CUDA 13 keeps `<nv/target>`, which `cuda_fp16.h` includes, there).
+fn include_flags() -> &'static [CString] {
+    static FLAGS: OnceLock<Vec<CString>> = OnceLock::new();
+    FLAGS.get_or_init(|| {
+        let dir: Option<std::path::PathBuf> = match std::env::var_os("REPRO_CUDA_INCLUDE") {
+            Some(d) => Some(d.into()),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|e| Some(e.parent()?.join("cuda-include"))),
         };
-        if !dir.is_dir() {
-            return None;
-        }
-        CString::new(format!("--include-path={}", dir.display())).ok()
+        let Some(dir) = dir.filter(|d| d.is_dir()) else {
+            return Vec::new();
+        };
+        [dir.clone(), dir.join("cccl")]
+            .iter()
+            .filter(|d| d.is_dir())
+            .filter_map(|d| CString::new(format!("--include-path={}", d.display())).ok())
+            .collect()
     })
-    .as_ref()
 }
 
-/// NVRTC's `nvrtcCompileProgram` with [`include_flag`] appended to the options (the
+/// NVRTC's `nvrtcCompileProgram` with [`include_flags`] appended to the options (the
 /// generated entry point `nvrtcCompileProgram` jumps here).
 ///
 /// # Safety
@@ -187,10 +193,8 @@ unsafe extern "C" fn nvrtc_compile(
     } else {
         Vec::new()
     };
-    if let Some(flag) = include_flag() {
-        opts.push(flag.as_ptr());
-    }
-    // SAFETY: the caller's program and options, plus one NUL-terminated string that
-    // lives for the whole process.
+    opts.extend(include_flags().iter().map(|f| f.as_ptr()));
+    // SAFETY: the caller's program and options, plus NUL-terminated strings that live
+    // for the whole process.
     unsafe { real(prog, opts.len() as c_int, opts.as_ptr()) }
 }
