@@ -107,6 +107,14 @@
 //! are located by [`locate`], which walks the block-style YAML text by indentation along
 //! the key path (`stages` > stage > field > ...) and returns the line of the deepest key
 //! it finds; inside flow mappings (`{ a: 1 }`) it stops at the enclosing key's line.
+//!
+//! **Limits**: a file must be UTF-8 (else the error names the line and column of the first
+//! bad byte), its collections may nest at most [`MAX_NESTING`] (64) deep, and its aliases
+//! may not expand it past [`MAX_EXPANDED_VALUES`] (10^6) values beyond its length; all
+//! three are checked before the typed parse. Sizes in params (epochs, widths, ...) are
+//! bounded by the kinds (`repro_stages::bounds`), and a refused value is located in the
+//! layer that set it: the member's matrix, the profile's or the stage's params, or the
+//! defaults.
 
 use std::fmt;
 use std::marker::PhantomData;

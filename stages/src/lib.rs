@@ -174,10 +174,13 @@ pub fn parse<P: serde::de::DeserializeOwned>(params: &Value) -> Result<P, String
             .and_then(|r| r.split_once('`'))
             .map(|(k, _)| k)
         {
+            // The path ends at the unknown key itself for a struct read directly, at its
+            // parent for one read through a tagged enum (`model`).
             if path.is_empty() {
-                return inner;
+                path = k.to_string();
+            } else if path != k && !path.ends_with(&format!(".{k}")) {
+                path = format!("{path}.{k}");
             }
-            path = format!("{path}.{k}");
         }
         if path.is_empty() {
             inner
