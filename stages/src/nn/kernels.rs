@@ -29,10 +29,12 @@ pub enum Par {
 /// Below it, waking the pool and joining it costs more than the second core saves: the
 /// products of a batch-32 MLP step (784-128-128-10: at most 32·784·128 ≈ 3.2 M) ran
 /// slower on two threads than on one, and a small stage with two threads ran 40-46 %
-/// slower than with one. Measured with `cargo bench -p repro-stages --bench products`
-/// (README, "Speed on a CPU"): on these 2-core machines two threads start to win at about
-/// 32 M multiply-adds; the evaluation products (batch 500: 50 M) and the CNN's stay
-/// parallel. Bits do not depend on this choice (see the module docs).
+/// slower than with one. Measured with `cargo bench -p repro-stages --bench products` on a
+/// 2-core machine shared with other builds: the pool lost on every batch-32 product
+/// (1.3-1.4× the one-thread time at 3.2 M) and did not win below 56 M either (1.04-1.09×),
+/// so 32 M (about a millisecond of one core) keeps every training product of the MLPs on
+/// one thread and leaves the evaluation products (batch 500: 50 M) and the CNNs' large
+/// ones to the pool. Bits do not depend on this choice (see the module docs).
 pub const PAR_MIN_MULADDS: usize = 32 << 20;
 
 /// The `gemm` parallelism for an `m x k` by `k x n` product under `par`.
