@@ -726,9 +726,15 @@ fn utf8_text(bytes: Vec<u8>, file: &Path) -> Result<String, SpecError> {
         let at = e.utf8_error().valid_up_to();
         let before = &bytes[..at];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         // Column in characters: the prefix of the line is valid UTF-8.
-        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
         let utf16 = bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]);
         SpecError::new(
             file,
@@ -855,7 +861,13 @@ impl ParamLayers<'_> {
         };
         if let [axis] = field {
             if over.is_some_and(|o| o.matrix.get(axis).is_some()) {
-                return Some(owned(&["profiles", self.profile, "stages", self.stage, "matrix"]));
+                return Some(owned(&[
+                    "profiles",
+                    self.profile,
+                    "stages",
+                    self.stage,
+                    "matrix",
+                ]));
             }
             if st.matrix.get(axis).is_some() {
                 return Some(owned(&["stages", self.stage, "matrix"]));
@@ -873,7 +885,13 @@ impl ParamLayers<'_> {
             true
         };
         if over.is_some_and(|o| has(&o.params.0)) {
-            return Some(owned(&["profiles", self.profile, "stages", self.stage, "params"]));
+            return Some(owned(&[
+                "profiles",
+                self.profile,
+                "stages",
+                self.stage,
+                "params",
+            ]));
         }
         if has(&st.params.0) {
             return Some(owned(&["stages", self.stage, "params"]));
@@ -931,13 +949,16 @@ fn params_error(
         line =
             locate(text, &["stages", stage, "params"]).or_else(|| locate(text, &["stages", stage]));
     }
-    SpecError::new(file, format!("invalid params for member `{member}`: {body}"))
-        .line(line)
-        .stage(stage)
-        .field(match field {
-            Some(f) => format!("params.{f}"),
-            None => "params".to_string(),
-        })
+    SpecError::new(
+        file,
+        format!("invalid params for member `{member}`: {body}"),
+    )
+    .line(line)
+    .stage(stage)
+    .field(match field {
+        Some(f) => format!("params.{f}"),
+        None => "params".to_string(),
+    })
 }
 
 #[cfg(test)]

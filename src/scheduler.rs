@@ -106,7 +106,13 @@ struct Running {
 /// leave free, and at least 1. A lone stage gets every core; `-j` stages started together
 /// one share each; a stage starting beside one that already holds every core gets 1
 /// rather than oversubscribing the machine.
-pub fn stage_threads(cores: usize, jobs: usize, running: usize, held: usize, waiting: usize) -> usize {
+pub fn stage_threads(
+    cores: usize,
+    jobs: usize,
+    running: usize,
+    held: usize,
+    waiting: usize,
+) -> usize {
     let sharing = (running + 1 + waiting).min(jobs.max(1)).max(1);
     (cores / sharing).min(cores.saturating_sub(held)).max(1)
 }

@@ -450,7 +450,10 @@ pub fn check_nesting(text: &str, file: &Path) -> Result<(), SpecError> {
                 b'#' if after_space => break,
                 b'"' | b'\'' => {
                     let opens = (after_space
-                        && matches!(prev_solid, None | Some(b'-' | b'?' | b':' | b'[' | b'{' | b',')))
+                        && matches!(
+                            prev_solid,
+                            None | Some(b'-' | b'?' | b':' | b'[' | b'{' | b',')
+                        ))
                         || matches!(prev, Some(b'[' | b'{' | b','));
                     if opens {
                         quote = Some(c);
@@ -463,7 +466,11 @@ pub fn check_nesting(text: &str, file: &Path) -> Result<(), SpecError> {
                     }
                 }
                 b']' | b'}' => flow = flow.saturating_sub(1),
-                b'|' | b'>' if flow == 0 && after_space && matches!(prev_solid, Some(b':' | b'-') | None) => {
+                b'|' | b'>'
+                    if flow == 0
+                        && after_space
+                        && matches!(prev_solid, Some(b':' | b'-') | None) =>
+                {
                     let rest = &b[i + 1..];
                     let header = rest
                         .iter()
@@ -493,9 +500,15 @@ pub fn check_expansion(text: &str, file: &Path) -> Result<(), SpecError> {
     use std::cell::Cell;
     let limit = MAX_EXPANDED_VALUES + text.len() as u64;
     let count = Cell::new(0u64);
-    let res = serde_yaml::Deserializer::from_str(text)
-        .next()
-        .map(|d| de::DeserializeSeed::deserialize(Counter { count: &count, limit }, d));
+    let res = serde_yaml::Deserializer::from_str(text).next().map(|d| {
+        de::DeserializeSeed::deserialize(
+            Counter {
+                count: &count,
+                limit,
+            },
+            d,
+        )
+    });
     let bomb = || {
         SpecError::new(
             file,
@@ -876,7 +889,8 @@ mod size_limit_tests {
             format!("\"a \\\" {deep}\""),
             format!("'it''s {deep}'"),
         ] {
-            let text = format!("stages:\n  a:\n    kind: probe\n    params:\n      value: {value}\n");
+            let text =
+                format!("stages:\n  a:\n    kind: probe\n    params:\n      value: {value}\n");
             check_nesting(&text, Path::new("p.yaml")).unwrap_or_else(|e| panic!("{value}: {e}"));
         }
         // Nesting within the limit parses.

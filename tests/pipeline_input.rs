@@ -55,7 +55,10 @@ fn absurd_epoch_count_is_refused_at_load() {
         e.contains("pipeline.yaml:10: stage `t`, field `params.epochs`:"),
         "{e}"
     );
-    assert!(e.contains("18446744073709551615 epochs cannot be meant"), "{e}");
+    assert!(
+        e.contains("18446744073709551615 epochs cannot be meant"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -99,9 +102,14 @@ fn type_error_names_the_field() {
     ));
     let e = p.refused();
     assert!(e.contains("stage `t`, field `params.optimizer"), "{e}");
-    assert!(e.contains("pipeline.yaml:10:") || e.contains("pipeline.yaml:13:"), "{e}");
+    assert!(
+        e.contains("pipeline.yaml:10:") || e.contains("pipeline.yaml:13:"),
+        "{e}"
+    );
     // A value set by the defaults points at the defaults.
-    let p = Proj::new(format!("defaults:\n  train:\n    batch_size: many\n{TRAIN}"));
+    let p = Proj::new(format!(
+        "defaults:\n  train:\n    batch_size: many\n{TRAIN}"
+    ));
     let e = p.refused();
     assert!(
         e.contains("pipeline.yaml:3: stage `t`, field `params.batch_size`:"),

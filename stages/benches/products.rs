@@ -73,9 +73,6 @@ fn main() {
         }
         let (s, _) = timing::median_min(seq);
         let (p, _) = timing::median_min(pool);
-        println!(
-            "{name} {m} {n} {k} {work} {s:.1} {p:.1} {:.2}",
-            p / s
-        );
+        println!("{name} {m} {n} {k} {work} {s:.1} {p:.1} {:.2}", p / s);
     }
 }

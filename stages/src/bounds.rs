@@ -1,9 +1,11 @@
 //! Limits on the sizes a kind's params may ask for, checked when the pipeline is loaded.
+//! The helpers here know no kind: each kind's `Params::check_bounds` applies them to its
+//! own fields, so a kind's code hash covers its own checks and no other kind's.
 //!
 //! A typo can ask for a layer of 10^15 units or 10^19 epochs. Without a limit the first
 //! would abort the stage process with an allocation failure and the second would be
-//! accepted and never end; with these limits both are refused by [`crate::Kind::validate`]
-//! before any stage runs, and the engine reports the file, the line, the stage and the
+//! accepted and never end; with these limits both are refused when params are validated
+//! (each kind's `Params::check_bounds`, called by `Kind::validate`) before any stage runs, and the engine reports the file, the line, the stage and the
 //! field. The limits are far above anything the papers use (noted with each), so no real
 //! configuration meets them:
 //!
@@ -25,14 +27,10 @@
 //! dataset. [`crate::nn::model::Network::new`] checks the exact count against the limit
 //! and the memory available, before allocating anything.
 //!
-//! Each refusal reads `field `NAME`: ...`, the form [`crate::Kind::validate`] uses for
+//! Each refusal reads `field `NAME`: ...`, the form `Kind::validate` uses for
 //! every field-level error, so the engine can point at the line of that field.
 
-use serde_json::Value;
-
-use crate::kinds;
 use crate::nn::model::{InputKind, ModelSpec};
-use crate::Kind;
 
 /// Most epochs of a training phase.
 pub const MAX_EPOCHS: usize = 100_000;
@@ -54,75 +52,8 @@ pub const MAX_WAIT_SECS: f64 = 3600.0;
 /// Most extra download rounds.
 pub const MAX_RETRIES: u32 = 20;
 
-/// Checks the sizes in `params` of `kind` (already known to deserialize).
-pub fn check(kind: Kind, params: &Value) -> Result<(), String> {
-    match kind {
-        Kind::Download => {
-            let p: kinds::download::Params = crate::parse(params)?;
-            for (f, v) in [("resize", p.resize), ("crop", p.crop)] {
-                at_most(f, v.unwrap_or(0), MAX_IMAGE_SIDE, "pixels")?;
-            }
-            for (f, v) in [
-                ("timeout_secs", p.timeout_secs),
-                ("read_timeout_secs", p.read_timeout_secs),
-                ("backoff_secs", p.backoff_secs),
-            ] {
-                let (ok, range) = if f == "backoff_secs" {
-                    (v >= 0.0, "[0, 3600]")
-                } else {
-                    (v > 0.0, "(0, 3600]")
-                };
-                if !(ok && v <= MAX_WAIT_SECS) {
-                    return Err(format!("field `{f}`: {v} s is outside {range} s"));
-                }
-            }
-            at_most("retries", p.retries as usize, MAX_RETRIES as usize, "rounds")
-        }
-        Kind::Train => {
-            let p: kinds::train::Params = crate::parse(params)?;
-            training(p.epochs, 0, p.batch_size, p.eval_batch_size, 0)?;
-            at_most("min_updates", p.min_updates, MAX_UPDATES, "updates")?;
-            model("model", &p.model)
-        }
-        Kind::TrainMlc => {
-            let p: kinds::train_mlc::Params = crate::parse(params)?;
-            training(
-                p.epochs,
-                p.warmup_epochs,
-                p.batch_size,
-                p.eval_batch_size,
-                p.meta_batch_size.unwrap_or(0),
-            )?;
-            at_most(
-                "t_update_interval",
-                p.t_update_interval,
-                MAX_UPDATES,
-                "steps",
-            )?;
-            model("model", &p.model)
-        }
-        Kind::TrainSoftLabels => {
-            let p: kinds::train_soft_labels::Params = crate::parse(params)?;
-            training(
-                p.epochs,
-                p.warmup_epochs.unwrap_or(0),
-                p.batch_size,
-                p.eval_batch_size,
-                p.meta_batch_size,
-            )?;
-            model("model", &p.model)
-        }
-        Kind::Distill => {
-            let p: kinds::distill::Params = crate::parse(params)?;
-            training(p.epochs, 0, p.batch_size, p.eval_batch_size, 0)?;
-            model("model", &p.model)?;
-            model("teacher_model", &p.teacher_model)
-        }
-        Kind::InjectNoise | Kind::Tables | Kind::Probe => Ok(()),
-    }
-}
-
-fn at_most(field: &str, v: usize, max: usize, unit: &str) -> Result<(), String> {
+/// `field` holds `v`, which may be at most `max` (`unit` names what is counted).
+pub fn at_most(field: &str, v: usize, max: usize, unit: &str) -> Result<(), String> {
     if v > max {
         return Err(format!(
             "field `{field}`: {v} {unit} cannot be meant (at most {max})"
@@ -131,7 +62,8 @@ fn at_most(field: &str, v: usize, max: usize, unit: &str) -> Result<(), String> 
     Ok(())
 }
 
-fn training(
+/// The epoch and batch-size fields every training kind has (0: the kind has no such field).
+pub fn training(
     epochs: usize,
     warmup: usize,
     batch: usize,
@@ -205,21 +137,34 @@ pub fn model(field: &str, m: &ModelSpec) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::nn::model::Network;
+    use crate::Kind;
     use serde_json::json;
 
     #[test]
     fn parameter_count_matches_the_built_network() {
         let img = InputKind::Dense(vec![3, 32, 32]);
         let cases = [
-            (json!({"arch": "mlp", "hidden": [7, 5]}), InputKind::Dense(vec![4, 3])),
+            (
+                json!({"arch": "mlp", "hidden": [7, 5]}),
+                InputKind::Dense(vec![4, 3]),
+            ),
             (
                 json!({"arch": "mlp", "hidden": [6], "embed_dim": 3}),
                 InputKind::Tokens { len: 4, vocab: 11 },
             ),
-            (json!({"arch": "small_cnn", "channels": [4, 6], "hidden": 9}), InputKind::Dense(vec![1, 12, 10])),
-            (json!({"arch": "wrn", "depth": 10, "widen": 1, "dropout": 0.0}), img.clone()),
+            (
+                json!({"arch": "small_cnn", "channels": [4, 6], "hidden": 9}),
+                InputKind::Dense(vec![1, 12, 10]),
+            ),
+            (
+                json!({"arch": "wrn", "depth": 10, "widen": 1, "dropout": 0.0}),
+                img.clone(),
+            ),
             (json!({"arch": "resnet18"}), img.clone()),
-            (json!({"arch": "resnet50"}), InputKind::Dense(vec![3, 64, 64])),
+            (
+                json!({"arch": "resnet50"}),
+                InputKind::Dense(vec![3, 64, 64]),
+            ),
         ];
         for (spec, input) in cases {
             let m: ModelSpec = serde_json::from_value(spec).unwrap();
@@ -249,24 +194,72 @@ mod tests {
     #[test]
     fn sizes_the_papers_use_pass_and_absurd_ones_name_their_field() {
         for (kind, ok) in [
-            (Kind::Train, json!({"method": "glc", "epochs": 75, "batch_size": 128,
-                "model": {"arch": "wrn", "depth": 40, "widen": 2}})),
-            (Kind::Train, json!({"method": "ce", "model": {"arch": "resnet50"}})),
-            (Kind::TrainMlc, json!({"epochs": 120, "model": {"arch": "mlp", "hidden": [256, 256]}})),
-            (Kind::Download, json!({"dataset": "clothing1m", "root": "x", "resize": 256, "crop": 224})),
+            (
+                Kind::Train,
+                json!({"method": "glc", "epochs": 75, "batch_size": 128,
+                "model": {"arch": "wrn", "depth": 40, "widen": 2}}),
+            ),
+            (
+                Kind::Train,
+                json!({"method": "ce", "model": {"arch": "resnet50"}}),
+            ),
+            (
+                Kind::TrainMlc,
+                json!({"epochs": 120, "model": {"arch": "mlp", "hidden": [256, 256]}}),
+            ),
+            (
+                Kind::Download,
+                json!({"dataset": "clothing1m", "root": "x", "resize": 256, "crop": 224}),
+            ),
         ] {
             kind.validate(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for (kind, bad, field) in [
-            (Kind::Train, json!({"method": "ce", "epochs": 1_000_000}), "epochs"),
-            (Kind::Train, json!({"method": "ce", "batch_size": 10_000_000}), "batch_size"),
-            (Kind::Train, json!({"method": "ce", "model": {"arch": "wrn", "widen": 100000}}), "model.widen"),
-            (Kind::Train, json!({"method": "ce", "model": {"arch": "small_cnn", "channels": [32, 10_000_000]}}), "model.channels"),
-            (Kind::TrainSoftLabels, json!({"meta_batch_size": 10_000_000}), "meta_batch_size"),
-            (Kind::Distill, json!({"teacher_model": {"arch": "mlp", "hidden": [1_000_000, 1_000_000]}}), "teacher_model.hidden"),
-            (Kind::Download, json!({"dataset": "digits", "retries": 1000}), "retries"),
-            (Kind::Download, json!({"dataset": "digits", "timeout_secs": 0}), "timeout_secs"),
-            (Kind::Download, json!({"dataset": "clothing1m", "root": "x", "crop": 100000}), "crop"),
+            (
+                Kind::Train,
+                json!({"method": "ce", "epochs": 1_000_000}),
+                "epochs",
+            ),
+            (
+                Kind::Train,
+                json!({"method": "ce", "batch_size": 10_000_000}),
+                "batch_size",
+            ),
+            (
+                Kind::Train,
+                json!({"method": "ce", "model": {"arch": "wrn", "widen": 100000}}),
+                "model.widen",
+            ),
+            (
+                Kind::Train,
+                json!({"method": "ce", "model": {"arch": "small_cnn", "channels": [32, 10_000_000]}}),
+                "model.channels",
+            ),
+            (
+                Kind::TrainSoftLabels,
+                json!({"meta_batch_size": 10_000_000}),
+                "meta_batch_size",
+            ),
+            (
+                Kind::Distill,
+                json!({"teacher_model": {"arch": "mlp", "hidden": [1_000_000, 1_000_000]}}),
+                "teacher_model.hidden",
+            ),
+            (
+                Kind::Download,
+                json!({"dataset": "digits", "retries": 1000}),
+                "retries",
+            ),
+            (
+                Kind::Download,
+                json!({"dataset": "digits", "timeout_secs": 0}),
+                "timeout_secs",
+            ),
+            (
+                Kind::Download,
+                json!({"dataset": "clothing1m", "root": "x", "crop": 100000}),
+                "crop",
+            ),
         ] {
             let e = kind.validate(&bad).unwrap_err();
             assert!(e.starts_with(&format!("field `{field}`: ")), "{bad}: {e}");
@@ -278,14 +271,25 @@ mod tests {
         let e = Kind::Train
             .validate(&json!({"method": "ce", "epochs": "two"}))
             .unwrap_err();
-        assert!(e.starts_with("field `epochs`: invalid type: string \"two\""), "{e}");
+        assert!(
+            e.starts_with("field `epochs`: invalid type: string \"two\""),
+            "{e}"
+        );
         let e = Kind::Train
-            .validate(&json!({"method": "ce", "model": {"arch": "mlp", "hidden": [1], "colour": 1}}))
+            .validate(
+                &json!({"method": "ce", "model": {"arch": "mlp", "hidden": [1], "colour": 1}}),
+            )
             .unwrap_err();
-        assert!(e.starts_with("field `model.colour`: unknown field `colour`"), "{e}");
+        assert!(
+            e.starts_with("field `model.colour`: unknown field `colour`"),
+            "{e}"
+        );
         let e = Kind::Train
             .validate(&json!({"method": "ce", "colour": 1}))
             .unwrap_err();
-        assert!(e.starts_with("field `colour`: unknown field `colour`"), "{e}");
+        assert!(
+            e.starts_with("field `colour`: unknown field `colour`"),
+            "{e}"
+        );
     }
 }

@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod bounds;
 pub mod code_graph;
 #[cfg(feature = "cuda")]
 mod cuda_shim;
-pub mod bounds;
 pub mod data;
 pub mod kinds;
 pub mod metrics;
@@ -123,20 +123,21 @@ impl Kind {
 
     /// Checks that `params` deserialize into the kind's params struct (unknown fields,
     /// wrong types and out-of-range values are errors) and ask for no size that cannot
-    /// be meant ([`bounds`]). An error about one field reads `field `PATH`: ...` (PATH
+    /// be meant (each kind's `Params::check_bounds`, with the limits of [`bounds`]). An error about one field reads `field `PATH`: ...` (PATH
     /// like `epochs` or `model.hidden`).
     pub fn validate(self, params: &Value) -> Result<(), String> {
         match self {
-            Kind::Download => parse::<kinds::download::Params>(params).map(|_| ()),
+            Kind::Download => parse::<kinds::download::Params>(params)?.check_bounds(),
             Kind::InjectNoise => parse::<kinds::inject_noise::Params>(params).map(|_| ()),
-            Kind::Train => parse::<kinds::train::Params>(params).map(|_| ()),
-            Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params).map(|_| ()),
-            Kind::TrainSoftLabels => parse::<kinds::train_soft_labels::Params>(params).map(|_| ()),
-            Kind::Distill => parse::<kinds::distill::Params>(params).map(|_| ()),
+            Kind::Train => parse::<kinds::train::Params>(params)?.check_bounds(),
+            Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params)?.check_bounds(),
+            Kind::TrainSoftLabels => {
+                parse::<kinds::train_soft_labels::Params>(params)?.check_bounds()
+            }
+            Kind::Distill => parse::<kinds::distill::Params>(params)?.check_bounds(),
             Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
             Kind::Probe => parse::<kinds::probe::Params>(params).map(|_| ()),
-        }?;
-        bounds::check(self, params)
+        }
     }
 
     /// Runs the stage. Outputs go to `ctx.out_dir`; nothing else may be written outside

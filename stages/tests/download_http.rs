@@ -554,11 +554,16 @@ fn stalled_mirror_fails_fast() {
     let t0 = Instant::now();
     let err = format!("{:#}", fetch(&s, &o).unwrap_err());
     for m in &mirrors {
-        let lines = err.lines().filter(|l| l.trim_start().starts_with(m.as_str()));
+        let lines = err
+            .lines()
+            .filter(|l| l.trim_start().starts_with(m.as_str()));
         assert_eq!(lines.count(), 1, "{m} in {err}");
     }
     assert_eq!(err.matches("no answer").count(), 4, "{err}");
-    assert!(err.contains("waiting for the answer took longer than 300ms"), "{err}");
+    assert!(
+        err.contains("waiting for the answer took longer than 300ms"),
+        "{err}"
+    );
     assert!(err.contains("Place the file by hand at"), "{err}");
     // No second round for a mirror that never answered.
     for srv in &servers {

@@ -87,6 +87,16 @@ pub struct Params {
     pub alpha: f32,
 }
 
+impl Params {
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, both networks.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{model, training};
+        training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
+        model("model", &self.model)?;
+        model("teacher_model", &self.teacher_model)
+    }
+}
+
 fn default_temperature() -> f32 {
     4.0
 }

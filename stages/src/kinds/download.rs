@@ -113,6 +113,36 @@ pub struct Params {
     pub backoff_secs: f64,
 }
 
+impl Params {
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): image sides, waits, rounds.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{at_most, MAX_IMAGE_SIDE, MAX_RETRIES, MAX_WAIT_SECS};
+        for (f, v) in [("resize", self.resize), ("crop", self.crop)] {
+            at_most(f, v.unwrap_or(0), MAX_IMAGE_SIDE, "pixels")?;
+        }
+        for (f, v) in [
+            ("timeout_secs", self.timeout_secs),
+            ("read_timeout_secs", self.read_timeout_secs),
+            ("backoff_secs", self.backoff_secs),
+        ] {
+            let (ok, range) = if f == "backoff_secs" {
+                (v >= 0.0, "[0, 3600]")
+            } else {
+                (v > 0.0, "(0, 3600]")
+            };
+            if !(ok && v <= MAX_WAIT_SECS) {
+                return Err(format!("field `{f}`: {v} s is outside {range} s"));
+            }
+        }
+        at_most(
+            "retries",
+            self.retries as usize,
+            MAX_RETRIES as usize,
+            "rounds",
+        )
+    }
+}
+
 /// The dataset's file specs after applying `files` overrides.
 pub fn file_specs(p: &Params) -> Result<Vec<FileSpec>> {
     let mut specs = p.dataset.default_files();

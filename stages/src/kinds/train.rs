@@ -166,6 +166,16 @@ pub struct Params {
     pub anchor_percentile: f64,
 }
 
+impl Params {
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{at_most, model, training, MAX_UPDATES};
+        training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
+        at_most("min_updates", self.min_updates, MAX_UPDATES, "updates")?;
+        model("model", &self.model)
+    }
+}
+
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let ds = inputs::load_data(ctx)?;
     let noise = inputs::load_noise_opt(ctx)?;

@@ -243,6 +243,27 @@ pub struct Params {
     pub train_on_trusted: bool,
 }
 
+impl Params {
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{at_most, model, training, MAX_UPDATES};
+        training(
+            self.epochs,
+            self.warmup_epochs,
+            self.batch_size,
+            self.eval_batch_size,
+            self.meta_batch_size.unwrap_or(0),
+        )?;
+        at_most(
+            "t_update_interval",
+            self.t_update_interval,
+            MAX_UPDATES,
+            "steps",
+        )?;
+        model("model", &self.model)
+    }
+}
+
 fn default_variant() -> Variant {
     Variant::Textbook
 }

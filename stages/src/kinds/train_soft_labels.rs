@@ -227,6 +227,21 @@ pub struct Params {
     pub eps0: f32,
 }
 
+impl Params {
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{model, training};
+        training(
+            self.epochs,
+            self.warmup_epochs.unwrap_or(0),
+            self.batch_size,
+            self.eval_batch_size,
+            self.meta_batch_size,
+        )?;
+        model("model", &self.model)
+    }
+}
+
 fn default_granularity() -> Granularity {
     Granularity::PerExample
 }

@@ -298,11 +298,19 @@ mod tests {
                 unreachable!()
             };
             let d = ds.example_len();
-            let plane = if shape.len() == 3 { shape[1] * shape[2] } else { d };
+            let plane = if shape.len() == 3 {
+                shape[1] * shape[2]
+            } else {
+                d
+            };
             for (row, &i) in [2usize, 0].iter().enumerate() {
                 for p in 0..d {
                     let want = dec.decode(raw[i * d + p] as f32, p / plane);
-                    assert_eq!(got[row * d + p].to_bits(), want.to_bits(), "{shape:?} at {p}");
+                    assert_eq!(
+                        got[row * d + p].to_bits(),
+                        want.to_bits(),
+                        "{shape:?} at {p}"
+                    );
                 }
             }
         }

@@ -137,7 +137,9 @@ impl ModelSpec {
             InputKind::Dense(s) if s.len() == 3 => Some((s[0], s[1], s[2])),
             _ => None,
         };
-        let out = |h: usize, k: usize, stride: usize, pad: usize| (h + 2 * pad).saturating_sub(k) / stride + 1;
+        let out = |h: usize, k: usize, stride: usize, pad: usize| {
+            (h + 2 * pad).saturating_sub(k) / stride + 1
+        };
         match self {
             ModelSpec::Mlp {
                 hidden, embed_dim, ..
@@ -147,7 +149,9 @@ impl ModelSpec {
                         add(&[*vocab, *d])?;
                         n(*len).checked_mul(n(*d))?
                     }
-                    (InputKind::Dense(s), _) => s.iter().try_fold(1u128, |a, &x| a.checked_mul(n(x)))?,
+                    (InputKind::Dense(s), _) => {
+                        s.iter().try_fold(1u128, |a, &x| a.checked_mul(n(x)))?
+                    }
                     (InputKind::Tokens { len, .. }, None) => n(*len),
                 };
                 for &h in hidden.iter().chain(std::iter::once(&classes)) {
@@ -162,7 +166,10 @@ impl ModelSpec {
                 add(&[c0])?;
                 add(&[c1, c0, 9])?;
                 add(&[c1])?;
-                let (ph, pw) = (out(out(h, 3, 1, 0), 3, 1, 0) / 2, out(out(w, 3, 1, 0), 3, 1, 0) / 2);
+                let (ph, pw) = (
+                    out(out(h, 3, 1, 0), 3, 1, 0) / 2,
+                    out(out(w, 3, 1, 0), 3, 1, 0) / 2,
+                );
                 add(&[c1, ph, pw, *hidden])?;
                 add(&[*hidden])?;
                 add(&[*hidden, classes])?;
@@ -171,7 +178,12 @@ impl ModelSpec {
             ModelSpec::Wrn { depth, widen, .. } => {
                 let (c, _, _) = image?;
                 let blocks = depth.saturating_sub(4) / 6;
-                let widths = [16, 16usize.checked_mul(*widen)?, 32usize.checked_mul(*widen)?, 64usize.checked_mul(*widen)?];
+                let widths = [
+                    16,
+                    16usize.checked_mul(*widen)?,
+                    32usize.checked_mul(*widen)?,
+                    64usize.checked_mul(*widen)?,
+                ];
                 add(&[widths[0], c, 9])?;
                 let mut cur = widths[0];
                 for &o in &widths[1..] {
@@ -276,7 +288,12 @@ fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
         Some(kb * 1024)
     };
     Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))

@@ -255,7 +255,12 @@ impl Optimizer {
     /// the module docs, operation for operation, whatever the memory traffic.
     fn update_one(&mut self, params: &mut ParamSet, i: usize, g: &[f32], lr: f32) {
         let n = params.tensors[i].shape().0;
-        assert_eq!(n, g.len(), "optimizer: gradient length of {}", params.names[i]);
+        assert_eq!(
+            n,
+            g.len(),
+            "optimizer: gradient length of {}",
+            params.names[i]
+        );
         let p = &mut self.scratch;
         p.resize(n, 0.0);
         params.tensors[i].copy_into(p);
@@ -430,7 +435,10 @@ mod tests {
                 let grads: Vec<Vec<f32>> = steps.iter().map(|s| s[i].clone()).collect();
                 reference(spec, &mut want, &grads, spec.lr());
                 let got = host(&params.tensors[i]);
-                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{spec:?}: parameter {i} differs from the scalar rule");
             }
         }

@@ -107,11 +107,9 @@ fn handle(
         format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n{extra}Connection: close\r\n\r\n")
     };
     let route = match route {
-        "flaky" if earlier == 0 => {
-            return w.write_all(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )
-        }
+        "flaky" if earlier == 0 => return w.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
         "flaky" => "range",
         other => other,
     };
