@@ -148,6 +148,20 @@ pub enum VsBest {
 pub const NOT_WORSE_MARK: &str = "†";
 
 impl Table {
+    /// The comparison groups of the `Ours` columns (`compare`), each once, in column order,
+    /// with the direction that is better in it.
+    fn compare_groups(&self) -> Vec<(Better, &str)> {
+        let mut groups: Vec<(Better, &str)> = Vec::new();
+        for col in &self.columns {
+            if let (ColumnKind::Ours, Some((b, g))) = (col.kind, &col.compare) {
+                if !groups.iter().any(|(_, gg)| *gg == g.as_str()) {
+                    groups.push((*b, g.as_str()));
+                }
+            }
+        }
+        groups
+    }
+
     /// `best[r][c]`: whether cell (r, c) is a best entry (ties all count).
     pub fn best(&self) -> Vec<Vec<bool>> {
         let mut best: Vec<Vec<bool>> = self
@@ -169,14 +183,7 @@ impl Table {
         };
         match self.emphasis {
             Emphasis::PerRow => {
-                let mut groups: Vec<(Better, &str)> = Vec::new();
-                for col in &self.columns {
-                    if let (ColumnKind::Ours, Some((b, g))) = (col.kind, &col.compare) {
-                        if !groups.iter().any(|(_, gg)| *gg == g.as_str()) {
-                            groups.push((*b, g.as_str()));
-                        }
-                    }
-                }
+                let groups = self.compare_groups();
                 for (r, row) in self.rows.iter().enumerate() {
                     for (better, g) in &groups {
                         let vals: Vec<(usize, usize, f64)> = self
@@ -254,14 +261,7 @@ impl Table {
             return out;
         }
         let best = self.best();
-        let mut groups: Vec<(Better, &str)> = Vec::new();
-        for col in &self.columns {
-            if let (ColumnKind::Ours, Some((b, g))) = (col.kind, &col.compare) {
-                if !groups.iter().any(|(_, gg)| *gg == g.as_str()) {
-                    groups.push((*b, g.as_str()));
-                }
-            }
-        }
+        let groups = self.compare_groups();
         for (r, row) in self.rows.iter().enumerate() {
             for (better, g) in &groups {
                 let stats: Vec<(usize, Stat)> = self
