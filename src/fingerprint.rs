@@ -9,6 +9,7 @@
 //! | `kind` | a different computation |
 //! | `kind_version` (the kind's manual `VERSION`) | bumped when outputs change meaning in a way the code hash cannot see |
 //! | `code_hash` (build script: the kind's source and the shared sources it uses) | editing a kind's code reruns that kind's stages, and only those |
+//! | `code_files`: per project file or folder the params name as code (a `command` stage's `deps`, [`Kind::code_files`]), its content digest ([`crate::code_files`]); absent for the built-in kinds | a program outside the binary is code the code hash cannot see: editing it reruns the stages that name it, and only those |
 //! | `params` (merged: defaults, profile, stage, matrix values; canonical) | the configuration of the computation |
 //! | `seed` | same seed, same bytes; another seed is another run |
 //! | `profile` (its name) | stages receive it and record it in their metrics, so a scaled-down run is never mistaken for a paper-scale one: it is part of the bytes |
@@ -56,6 +57,10 @@ pub struct Key {
     pub kind: String,
     pub kind_version: u32,
     pub code_hash: String,
+    /// Path as the params name it -> content digest; empty (and absent from the JSON)
+    /// for kinds whose code is all in the binary.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub code_files: BTreeMap<String, String>,
     pub params: Value,
     pub seed: u64,
     pub profile: String,
@@ -108,6 +113,7 @@ impl Key {
             kind: kind.name().to_string(),
             kind_version: identity.version,
             code_hash: identity.code_hash.clone(),
+            code_files: BTreeMap::new(),
             params: canonical(params),
             seed,
             profile: profile.to_string(),
@@ -143,6 +149,11 @@ impl Key {
         }
         if self.code_hash != old.code_hash {
             out.push(format!("code of {} changed", self.kind));
+        }
+        for (path, d) in &self.code_files {
+            if old.code_files.get(path) != Some(d) {
+                out.push(format!("code file {path} changed"));
+            }
         }
         let mut a = BTreeMap::new();
         let mut b = BTreeMap::new();

@@ -13,6 +13,7 @@
 
 mod bench;
 mod cli;
+mod code_files;
 mod error;
 mod executor;
 mod fingerprint;

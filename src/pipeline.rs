@@ -16,6 +16,7 @@ use std::path::Path;
 use repro_stages::Kind;
 use serde_json::{Map, Value};
 
+use crate::code_files;
 use crate::error::SpecError;
 use crate::run_config::{ExecutorKind, ResourceTable};
 use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageOverride, StageSpec};
@@ -55,6 +56,9 @@ pub struct Member {
     pub inputs: BTreeMap<String, Vec<usize>>,
     /// Where this member's outputs are published, relative to the project.
     pub publish: Option<String>,
+    /// The content digests of the project files its params name as code
+    /// ([`crate::code_files`]).
+    pub code_files: BTreeMap<String, String>,
 }
 
 impl Member {
@@ -448,8 +452,15 @@ impl Pipeline {
                 };
                 let params = Value::Object(params);
                 let pkey = params.to_string();
-                if validated.insert(pkey) {
-                    if let Err(msg) = kind.validate(&params) {
+                let checked = if validated.insert(pkey) {
+                    kind.validate(&params)
+                } else {
+                    Ok(())
+                };
+                let project_dir = file.parent().unwrap_or(Path::new("."));
+                let code_files = checked
+                    .and_then(|()| code_files::digests(kind, &params, project_dir))
+                    .map_err(|msg| {
                         let layers = ParamLayers {
                             spec,
                             prof,
@@ -457,9 +468,8 @@ impl Pipeline {
                             stage: name,
                             kind: kind.name(),
                         };
-                        return Err(params_error(file, text, &layers, &mname, &msg));
-                    }
-                }
+                        params_error(file, text, &layers, &mname, &msg)
+                    })?;
                 let publish = effective_publish(st, over).map(|p| {
                     if total > 1 {
                         format!("{p}/{}", label.join(","))
@@ -477,6 +487,7 @@ impl Pipeline {
                     coords,
                     inputs: BTreeMap::new(),
                     publish,
+                    code_files,
                 });
             }
             debug_assert_eq!(

@@ -185,14 +185,9 @@ pub fn member_key(
         }
         inputs.insert(name.clone(), v);
     }
-    Ok(Key::new(
-        m.kind,
-        &ids[&m.kind],
-        &m.params,
-        m.seed,
-        &p.profile,
-        inputs,
-    ))
+    let mut key = Key::new(m.kind, &ids[&m.kind], &m.params, m.seed, &p.profile, inputs);
+    key.code_files = m.code_files.clone();
+    Ok(key)
 }
 
 /// One member's plan entry.

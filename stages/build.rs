@@ -29,6 +29,7 @@ const KINDS: &[&str] = &[
     "distill",
     "tables",
     "probe",
+    "command",
 ];
 
 fn dfdx_version(manifest_dir: &Path) -> String {

@@ -68,10 +68,13 @@ pub enum Kind {
     /// sleeping and checkpointing between steps, or failing on demand. Used to check an
     /// executor or a cluster set-up without training anything.
     Probe,
+    /// A program of the user's (any language) run as a stage: a method of one's own in the
+    /// same DAG, cache and tables as the built-in ones.
+    Command,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Download,
         Kind::InjectNoise,
         Kind::Train,
@@ -80,6 +83,7 @@ impl Kind {
         Kind::Distill,
         Kind::Tables,
         Kind::Probe,
+        Kind::Command,
     ];
 
     /// The name used in `pipeline.yaml`.
@@ -93,6 +97,7 @@ impl Kind {
             Kind::Distill => "distill",
             Kind::Tables => "tables",
             Kind::Probe => "probe",
+            Kind::Command => "command",
         }
     }
 
@@ -112,6 +117,7 @@ impl Kind {
             Kind::Distill => kinds::distill::VERSION,
             Kind::Tables => kinds::tables::VERSION,
             Kind::Probe => kinds::probe::VERSION,
+            Kind::Command => kinds::command::VERSION,
         }
     }
 
@@ -137,6 +143,19 @@ impl Kind {
             Kind::Distill => parse::<kinds::distill::Params>(params)?.check_bounds(),
             Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
             Kind::Probe => parse::<kinds::probe::Params>(params).map(|_| ()),
+            Kind::Command => parse::<kinds::command::Params>(params)?.check(),
+        }
+    }
+
+    /// The project files and folders that `params` name as code of the stage (the
+    /// programs a `command` stage runs): the engine hashes their content into the
+    /// fingerprint, so editing one reruns the stages that name it. Each comes with the
+    /// params field naming it (`deps[0]`), for errors. Empty for the built-in kinds,
+    /// whose code is their [`Kind::code_hash`]. Call on validated params.
+    pub fn code_files(self, params: &Value) -> Vec<CodeFile> {
+        match self {
+            Kind::Command => kinds::command::code_files(params),
+            _ => Vec::new(),
         }
     }
 
@@ -154,6 +173,7 @@ impl Kind {
             Kind::Distill => kinds::distill::run(&parse_ok(params)?, ctx),
             Kind::Tables => kinds::tables::run(&parse_ok(params)?, ctx),
             Kind::Probe => kinds::probe::run(&parse_ok(params)?, ctx),
+            Kind::Command => kinds::command::run(&parse_ok(params)?, ctx),
         }
         .with_context(ctx_msg)
     }
@@ -193,6 +213,15 @@ pub fn parse<P: serde::de::DeserializeOwned>(params: &Value) -> Result<P, String
 
 fn parse_ok<P: serde::de::DeserializeOwned>(params: &Value) -> anyhow::Result<P> {
     parse(params).map_err(|e| anyhow::anyhow!("invalid params: {e}"))
+}
+
+/// A project file or folder a stage's params name as its code ([`Kind::code_files`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeFile {
+    /// The params field naming it, e.g. `deps[0]`.
+    pub field: String,
+    /// As written in the params: relative to the project root.
+    pub path: PathBuf,
 }
 
 /// One upstream output a stage reads: the directory holding the upstream's published

@@ -202,6 +202,9 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         "{} has no input runs (every input group except `noise` holds training stages)",
         ctx.member
     );
+    for r in &refs {
+        super::metrics_schema::check_dir(&r.dir).with_context(|| format!("input {}", r.member))?;
+    }
     let runs = load_runs(&refs)?;
     check_coordinates(p, &runs)?;
     let prov = Provenance::new(&ctx.profile, &runs, p.fingerprint.as_deref());

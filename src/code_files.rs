@@ -1,0 +1,111 @@
+//! The project files a stage's params name as its code ([`Kind::code_files`], e.g. the
+//! `deps` of a `command` stage): their content goes into the stage's fingerprint, so
+//! editing one reruns the stages that name it, and only those.
+//!
+//! Each named path gets one digest, keyed in the fingerprint by the path as written:
+//! a file's SHA-256, or for a folder the SHA-256 over `relative path \0 sha256 \n` of every
+//! file under it in sorted `/`-path order (so a renamed, added or removed file changes it
+//! too). `__pycache__` folders and names starting with `.` are skipped: interpreters and
+//! editors write them, and they are not source.
+//!
+//! The digests are computed when the pipeline loads, at every command: the files are a
+//! handful of sources, so reading them costs less than keeping a cache of them honest.
+//! A path that does not exist is an error of the pipeline file, reported like a bad
+//! param, with the field that names it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use repro_stages::Kind;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::store::hash_file;
+
+/// Path as written -> digest, for every code file `params` of `kind` name under
+/// `project`. `Err` is a message in [`Kind::validate`]'s form (`field `deps[0]`: ...`).
+pub fn digests(
+    kind: Kind,
+    params: &Value,
+    project: &Path,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for cf in kind.code_files(params) {
+        let full = project.join(&cf.path);
+        let shown = cf.path.display().to_string();
+        if !full.exists() {
+            return Err(format!(
+                "field `{}`: `{shown}` does not exist in the project ({})",
+                cf.field,
+                project.display()
+            ));
+        }
+        let d =
+            digest(&full).map_err(|e| format!("field `{}`: reading `{shown}`: {e}", cf.field))?;
+        out.insert(shown, d);
+    }
+    Ok(out)
+}
+
+/// A file's SHA-256, or a folder's digest over its files (see the module doc).
+pub fn digest(path: &Path) -> io::Result<String> {
+    if !path.is_dir() {
+        return Ok(hash_file(path)?.1);
+    }
+    let mut files = Vec::new();
+    walk(path, "", &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for (rel, sha) in files {
+        h.update(rel.as_bytes());
+        h.update([0u8]);
+        h.update(sha.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn walk(root: &Path, rel: &str, out: &mut Vec<(String, String)>) -> io::Result<()> {
+    for entry in std::fs::read_dir(root.join(rel))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "__pycache__" {
+            continue;
+        }
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let p = root.join(&r);
+        if p.is_dir() {
+            walk(root, &r, out)?;
+        } else {
+            out.push((r, hash_file(&p)?.1));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_digest_follows_names_and_bytes_not_caches() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("m");
+        std::fs::create_dir_all(d.join("sub/__pycache__")).unwrap();
+        std::fs::write(d.join("a.py"), "x = 1\n").unwrap();
+        std::fs::write(d.join("sub/b.py"), "y = 2\n").unwrap();
+        let before = digest(&d).unwrap();
+        std::fs::write(d.join("sub/__pycache__/b.pyc"), "cache").unwrap();
+        std::fs::write(d.join(".swp"), "editor").unwrap();
+        assert_eq!(digest(&d).unwrap(), before);
+        std::fs::write(d.join("sub/b.py"), "y = 3\n").unwrap();
+        let edited = digest(&d).unwrap();
+        assert_ne!(edited, before);
+        std::fs::rename(d.join("sub/b.py"), d.join("sub/c.py")).unwrap();
+        assert_ne!(digest(&d).unwrap(), edited);
+    }
+}
