@@ -21,7 +21,9 @@
 //! Interruption: the program runs in its own process group, so a terminal's Ctrl-C does not
 //! reach it directly; when the stage is asked to stop, the group receives SIGINT (Python
 //! raises `KeyboardInterrupt`), then SIGKILL after [`GRACE`], and the stage reports
-//! [`Interrupted`], which keeps `REPRO_CHECKPOINT` for the next run.
+//! [`Interrupted`], which keeps `REPRO_CHECKPOINT` for the next run. Under the Slurm
+//! executor the stage runs as any other (`exec-stage` in a batch job); `scancel` signals
+//! every process of the job, so the program may also receive SIGTERM directly.
 //!
 //! The file formats a program reads and writes (dataset, noisy labels, `metrics.json`,
 //! matrices) are documented in `docs/formats.md`; `metrics.json` must match

@@ -3,7 +3,9 @@
 //! L1, for MLC's learned T (`t_*` metrics extras), the C-hat of GLC, Forward and the
 //! confusion-matrix method (`c_hat_*`), and the identity ("no correction",
 //! `identity_*`, the same for every method of a noise draw: one value per setting and
-//! seed is kept). Mean ± std over seeds; lower is better.
+//! seed is kept). A method named in `methods` that is none of these (a `command` stage's)
+//! is an estimator too, through its runs' `c_hat_*` extras. Mean ± std over seeds; lower
+//! is better.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,22 @@ pub const ESTIMATORS: [(&str, &str, &str); 5] = [
     ("identity", "*", "identity"),
 ];
 
+/// The estimators of [`ESTIMATORS`] that `methods` lists (all when it is empty), then any
+/// other method it lists (a `command` stage's), read from its `c_hat_*` extras.
+fn estimators(methods: &[String]) -> Vec<(&str, &str, &str)> {
+    let mut out: Vec<(&str, &str, &str)> = ESTIMATORS
+        .iter()
+        .copied()
+        .filter(|(e, _, _)| methods.is_empty() || methods.iter().any(|m| m == e))
+        .collect();
+    for m in methods {
+        if !ESTIMATORS.iter().any(|(e, _, _)| e == m) {
+            out.push((m.as_str(), m.as_str(), "c_hat"));
+        }
+    }
+    out
+}
+
 pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     let sk: Vec<String> = opts.strengths.iter().map(|s| num_key(*s)).collect();
     let runs: Vec<&Run> = all
@@ -38,11 +56,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         strength: r.strength(),
         trusted: r.trusted_fraction(),
     };
-    let estimators: Vec<(&str, &str, &str)> = ESTIMATORS
-        .iter()
-        .copied()
-        .filter(|(e, _, _)| opts.methods.is_empty() || opts.methods.iter().any(|m| m == e))
-        .collect();
+    let estimators = estimators(&opts.methods);
     let metrics = [
         ("frobenius", "Frobenius ‖T − C‖"),
         ("mean_row_l1", "Mean row L1"),
