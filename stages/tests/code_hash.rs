@@ -173,3 +173,22 @@ fn an_impl_block_elsewhere_joins_the_kind_of_its_type() {
         .iter()
         .any(|x| x == "data/twitter.rs"));
 }
+
+/// A `command` stage's code and the schema check of `tables` are no training kind's code:
+/// editing them reruns no training.
+#[test]
+fn command_and_schema_check_join_no_training_kind() {
+    for kind in ["train", "train_mlc", "train_soft_labels", "distill"] {
+        let s = sources(&src(), kind);
+        for f in [
+            "kinds/command.rs",
+            "kinds/metrics_schema.rs",
+            "report/layouts/t_estimation.rs",
+        ] {
+            assert!(!s.iter().any(|x| x == f), "{kind} reaches {f}: {s:?}");
+        }
+    }
+    assert!(sources(&src(), "tables")
+        .iter()
+        .any(|x| x == "kinds/metrics_schema.rs"));
+}
