@@ -3,9 +3,9 @@
 //! in them is finite, that a second run does nothing, that the lock does not change, and
 //! that it publishes beside the default profile's committed results, never over them.
 
-mod cli;
+mod common;
 
-use cli::repro;
+use common::repro;
 use std::path::{Path, PathBuf};
 
 fn copy_dir(from: &Path, to: &Path) {
