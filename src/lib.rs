@@ -4,7 +4,8 @@
 //! Data flows one way: [`spec`] (the raw file, strict) -> [`pipeline`] (validated,
 //! matrix-expanded DAG) -> [`plan`] (pure: Fresh / Restore / Run / Pending per member,
 //! from [`fingerprint`] keys, the [`store`] and the [`lock`]) -> [`scheduler`] (runs
-//! members through an [`executor`], commits them to the store, writes the lock).
+//! members through an [`executor`], commits them to the store, writes the lock);
+//! [`plan::why`] says what changed for a member that is not fresh.
 //! [`project`] finds the project and gives the planner its view of the disk (through the
 //! [`stat_cache`], so files are judged by content without rehashing unchanged ones),
 //! [`project_lock`] keeps one run per project, [`progress`] draws, [`cli`] parses the

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{err_text, out_text, ran, restored, wait_for, Proj};
+use common::{err_text, out_text, ran, restored, slow_pipeline, wait_for, Proj};
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: signalling a process this test started.
@@ -168,21 +168,14 @@ fn verify_detects_corrupted_output() {
     assert!(err_text(&o).contains("out/c/value.txt"), "{}", err_text(&o));
 }
 
-const SLOW: &str = "\
-stages:
-  fast:
-    kind: probe
-    params: { value: f }
-  slow:
-    kind: probe
-    inputs: { up: fast }
-    params: { value: s, steps: 40, sleep_ms: 50 }
-    publish: out/slow
-";
+/// The slow pipeline of these tests: 40 steps of 50 ms.
+fn slow() -> String {
+    slow_pipeline(50)
+}
 
 #[test]
 fn crash_publishes_nothing() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut child, lines) = p.spawn(&["run", "-v"]);
     // Find the pid of the slow stage's process.
     let mut pid = None;
@@ -223,7 +216,7 @@ fn crash_publishes_nothing() {
 
 #[test]
 fn interrupted_stage_resumes_from_checkpoint() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut child, _lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(20), || {
         p.checkpoint_step() >= 3
@@ -275,7 +268,7 @@ fn second_run_leaves_lock_byte_identical() {
 
 #[test]
 fn concurrent_run_is_refused() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut first, _lines) = p.spawn(&["run"]);
     wait_for("the first run to start", Duration::from_secs(20), || {
         p.checkpoint_step() >= 1
@@ -488,7 +481,7 @@ fn two_stages_with_the_same_key_run_once() {
 
 #[test]
 fn killed_scheduler_leaves_nothing_half_published() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut child, lines) = p.spawn(&["run", "-v"]);
     let mut stage_pid = None;
     while stage_pid.is_none() {

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{drain, wait_for, Proj};
+use common::{drain, slow_pipeline, wait_for, Proj};
 
 /// `SLURM_CONF` of the test cluster, or `None` (with the reason printed) when there is none.
 fn cluster() -> Option<&'static Path> {
@@ -302,24 +302,15 @@ stages:
     assert!(text(&o.stderr).contains("probe asked to fail at step 1"));
 }
 
-/// A stage slow enough to be caught while it runs: 40 steps of 100 ms.
-const SLOW: &str = "\
-stages:
-  fast:
-    kind: probe
-    params: { value: f }
-  slow:
-    kind: probe
-    inputs: { up: fast }
-    params: { value: s, steps: 40, sleep_ms: 100 }
-    publish: out/slow
-executor: slurm
-";
+/// A stage slow enough to be caught while it runs (40 steps of 100 ms), on Slurm.
+fn slow() -> String {
+    slow_pipeline(100) + "executor: slurm\n"
+}
 
 #[test]
 fn slurm_cancelled_run_publishes_nothing() {
     let Some(conf) = cluster() else { return };
-    let p = proj(conf, SLOW);
+    let p = proj(conf, &slow());
     let (mut child, lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 3
@@ -360,7 +351,7 @@ fn slurm_cancelled_run_publishes_nothing() {
 #[test]
 fn slurm_killed_job_publishes_nothing_and_rerun_resumes() {
     let Some(conf) = cluster() else { return };
-    let p = proj(conf, SLOW);
+    let p = proj(conf, &slow());
     let (child, lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 3
@@ -397,7 +388,7 @@ fn slurm_killed_job_publishes_nothing_and_rerun_resumes() {
 #[test]
 fn slurm_job_cancelled_by_someone_else_fails_the_stage() {
     let Some(conf) = cluster() else { return };
-    let p = proj(conf, SLOW);
+    let p = proj(conf, &slow());
     let (child, lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 2
@@ -430,7 +421,7 @@ fn slurm_job_cancelled_by_someone_else_fails_the_stage() {
 #[test]
 fn slurm_killed_run_cancels_its_jobs_on_the_next_run() {
     let Some(conf) = cluster() else { return };
-    let p = proj(conf, SLOW);
+    let p = proj(conf, &slow());
     let (mut child, _lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 2

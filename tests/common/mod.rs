@@ -140,6 +140,24 @@ impl Proj {
     }
 }
 
+/// `fast`, then `slow` reading it: 40 probe steps of `sleep_ms` each, slow enough to be
+/// caught while it runs; published under `out/slow`.
+pub fn slow_pipeline(sleep_ms: u64) -> String {
+    format!(
+        "\
+stages:
+  fast:
+    kind: probe
+    params: {{ value: f }}
+  slow:
+    kind: probe
+    inputs: {{ up: fast }}
+    params: {{ value: s, steps: 40, sleep_ms: {sleep_ms} }}
+    publish: out/slow
+"
+    )
+}
+
 pub fn out_text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
