@@ -450,27 +450,36 @@ fn dag(p: &Pipeline, dot: bool, mermaid: bool) -> String {
             format!("{} ({})", st.name, st.kind.name())
         }
     };
-    if dot {
-        s.push_str("digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n");
+    if dot || mermaid {
+        // Graphviz when both are asked for.
+        let (head, foot) = if dot {
+            (
+                "digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n",
+                "}\n",
+            )
+        } else {
+            ("graph LR\n", "")
+        };
+        s.push_str(head);
         for (si, st) in p.stages.iter().enumerate() {
-            s.push_str(&format!("  \"{}\" [label=\"{}\"];\n", st.name, label(si)));
+            let (name, label) = (&st.name, label(si));
+            s.push_str(&if dot {
+                format!("  \"{name}\" [label=\"{label}\"];\n")
+            } else {
+                format!("  {name}[\"{label}\"]\n")
+            });
         }
         for st in &p.stages {
             for &u in &st.upstream {
-                s.push_str(&format!("  \"{}\" -> \"{}\";\n", p.stages[u].name, st.name));
+                let (up, down) = (&p.stages[u].name, &st.name);
+                s.push_str(&if dot {
+                    format!("  \"{up}\" -> \"{down}\";\n")
+                } else {
+                    format!("  {up} --> {down}\n")
+                });
             }
         }
-        s.push_str("}\n");
-    } else if mermaid {
-        s.push_str("graph LR\n");
-        for (si, st) in p.stages.iter().enumerate() {
-            s.push_str(&format!("  {}[\"{}\"]\n", st.name, label(si)));
-        }
-        for st in &p.stages {
-            for &u in &st.upstream {
-                s.push_str(&format!("  {} --> {}\n", p.stages[u].name, st.name));
-            }
-        }
+        s.push_str(foot);
     } else {
         for (si, st) in p.stages.iter().enumerate() {
             let ups: Vec<&str> = st
