@@ -14,16 +14,17 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::EngineError;
-use crate::executor::{exec_stage, Executor, LocalExecutor};
+use crate::executor::slurm::cancel_leftover_jobs;
+use crate::executor::{exec_stage, Executor, LocalExecutor, SlurmExecutor};
 use crate::lock::LockFile;
 use crate::pipeline::{Pipeline, DEFAULT_PROFILE};
-use crate::plan::{self, Decision, RestoreReason, RunReason};
+use crate::plan::why::WhyReason;
+use crate::plan::{self, Decision};
 use crate::progress::{Reporter, Verbosity};
 use crate::project::{FsWorld, Project};
 use crate::project_lock::ProjectLock;
 use crate::run_config::ExecutorKind;
 use crate::scheduler::{self, RunOptions};
-use crate::slurm_executor::{cancel_leftover_jobs, SlurmExecutor};
 use crate::store::hash_file;
 
 #[derive(Debug, Parser)]
@@ -168,8 +169,48 @@ fn load(project: &Project, profile: &str) -> Result<Pipeline> {
     Ok(Pipeline::load(&project.file, profile).map_err(EngineError::Spec)?)
 }
 
+/// `repro status --json | head`, `repro dag | head`: a reader that goes away ends the
+/// command quietly, as it ends `cat` or `git log` (Rust ignores SIGPIPE, so the next
+/// `println!` would panic instead). The default action is restored for every command but
+/// a real `run` and `exec-stage`: a run goes on when its viewer leaves (its reporter drops lines
+/// it cannot write), so hours of training are not lost to a closed pager, and a stage
+/// reports write errors on its progress pipe like any other.
+fn quiet_on_closed_pipe(command: &Command) {
+    if !matches!(
+        command,
+        Command::Run { dry_run: false, .. } | Command::ExecStage { .. }
+    ) {
+        // SAFETY: sets a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Runs the command line: prints what went wrong, returns the exit code.
+pub fn main(cli: Cli) -> i32 {
+    quiet_on_closed_pipe(&cli.command);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<EngineError>() {
+            Some(EngineError::StagesFailed(_)) | Some(EngineError::Interrupted) => {
+                eprintln!("{e}");
+                e.downcast_ref::<EngineError>().unwrap().exit_code()
+            }
+            Some(ee) => {
+                eprintln!("error: {e}");
+                ee.exit_code()
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+    }
+}
+
 /// Runs the command; returns the exit code for outcomes that are not errors.
-pub fn main(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::ExecStage { job } => Ok(exec_stage(job)),
         Command::Run {
@@ -356,79 +397,41 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
     let no = vec![false; p.members.len()];
     let entries = plan::plan(p, &all, &no, &ids, &world);
     world.save();
+    let short = |fp: &str| fp[..12.min(fp.len())].to_string();
     for mi in members {
-        let m = &p.members[mi];
-        let e = &entries[mi];
-        println!("{}: {}", m.name, e.decision.explain(p));
-        let previous = lock
-            .entry(&p.profile, &m.name)
-            .map(|l| l.fingerprint.clone());
-        // The key to compare: the current one, or, while an upstream must rerun, the one
-        // this member would have if the upstream reproduced its recorded bytes.
-        let key = match &e.key {
-            Some(k) => Ok(k.clone()),
-            None => {
-                let digests: Vec<Option<String>> = p
-                    .members
-                    .iter()
-                    .zip(&entries)
-                    .map(|(um, ue)| {
-                        ue.digest
-                            .clone()
-                            .or_else(|| lock.entry(&p.profile, &um.name).map(|l| l.digest.clone()))
-                    })
-                    .collect();
-                plan::member_key(p, mi, &digests, &ids)
-            }
+        println!(
+            "{}: {}",
+            p.members[mi].name,
+            entries[mi].decision.explain(p)
+        );
+        let Some(reason) = plan::why::why(p, mi, &entries, &ids, &world) else {
+            continue;
         };
-        match (&e.decision, previous) {
-            (Decision::Fresh, _) => {}
-            (_, None) => println!(
+        match reason {
+            WhyReason::NoLockEntry => println!(
                 "  no run of this member is recorded in {}",
                 project.rel(&project.lock_path()).display()
             ),
-            (d, Some(prev)) => {
-                if matches!(
-                    d,
-                    Decision::Run(RunReason::OutputMissing | RunReason::OutputDamaged)
-                ) {
-                    println!(
-                        "  the outputs of run {} are missing or damaged in the store",
-                        &prev[..12.min(prev.len())]
-                    );
-                    continue;
-                }
-                if matches!(d, Decision::Restore(RestoreReason::PublishedStale)) {
-                    continue;
-                }
-                let Some(old) = project.store.key(&prev) else {
-                    println!(
-                        "  the key of the last recorded run ({}) is no longer in the store",
-                        &prev[..12.min(prev.len())]
-                    );
-                    continue;
-                };
-                let key = match key {
-                    Ok(k) => k,
-                    Err(u) => {
-                        println!(
-                            "  its key depends on {}, which has not run yet",
-                            p.members[u].name
-                        );
-                        continue;
-                    }
-                };
-                let diff = key.diff(&old);
-                if diff.is_empty() {
-                    if let Decision::Pending { upstream } = d {
-                        println!(
-                            "  unchanged itself; fresh again if {} reproduces its recorded bytes",
-                            p.members[*upstream].name
-                        );
-                    }
-                }
-                for line in diff {
-                    println!("  {line}");
+            WhyReason::OutputsGone { run } => println!(
+                "  the outputs of run {} are missing or damaged in the store",
+                short(&run)
+            ),
+            WhyReason::RecordedKeyGone { run } => println!(
+                "  the key of the last recorded run ({}) is no longer in the store",
+                short(&run)
+            ),
+            WhyReason::UpstreamNotRun { upstream } => println!(
+                "  its key depends on {}, which has not run yet",
+                p.members[upstream].name
+            ),
+            WhyReason::UnchangedItself { upstream } => println!(
+                "  unchanged itself; fresh again if {} reproduces its recorded bytes",
+                p.members[upstream].name
+            ),
+            WhyReason::Unchanged => {}
+            WhyReason::KeyChanged(changes) => {
+                for change in changes {
+                    println!("  {change}");
                 }
             }
         }
@@ -447,27 +450,36 @@ fn dag(p: &Pipeline, dot: bool, mermaid: bool) -> String {
             format!("{} ({})", st.name, st.kind.name())
         }
     };
-    if dot {
-        s.push_str("digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n");
+    if dot || mermaid {
+        // Graphviz when both are asked for.
+        let (head, foot) = if dot {
+            (
+                "digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n",
+                "}\n",
+            )
+        } else {
+            ("graph LR\n", "")
+        };
+        s.push_str(head);
         for (si, st) in p.stages.iter().enumerate() {
-            s.push_str(&format!("  \"{}\" [label=\"{}\"];\n", st.name, label(si)));
+            let (name, label) = (&st.name, label(si));
+            s.push_str(&if dot {
+                format!("  \"{name}\" [label=\"{label}\"];\n")
+            } else {
+                format!("  {name}[\"{label}\"]\n")
+            });
         }
         for st in &p.stages {
             for &u in &st.upstream {
-                s.push_str(&format!("  \"{}\" -> \"{}\";\n", p.stages[u].name, st.name));
+                let (up, down) = (&p.stages[u].name, &st.name);
+                s.push_str(&if dot {
+                    format!("  \"{up}\" -> \"{down}\";\n")
+                } else {
+                    format!("  {up} --> {down}\n")
+                });
             }
         }
-        s.push_str("}\n");
-    } else if mermaid {
-        s.push_str("graph LR\n");
-        for (si, st) in p.stages.iter().enumerate() {
-            s.push_str(&format!("  {}[\"{}\"]\n", st.name, label(si)));
-        }
-        for st in &p.stages {
-            for &u in &st.upstream {
-                s.push_str(&format!("  {} --> {}\n", p.stages[u].name, st.name));
-            }
-        }
+        s.push_str(foot);
     } else {
         for (si, st) in p.stages.iter().enumerate() {
             let ups: Vec<&str> = st

@@ -14,14 +14,13 @@
 //! param, with the field that names it.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::Path;
 
 use repro_stages::Kind;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::store::hash_file;
+use crate::store::{hash_file, scan_dir_where};
 
 /// Path as written -> digest, for every code file `params` of `kind` name under
 /// `project`. `Err` is a message in [`Kind::validate`]'s form (`field `deps[0]`: ...`).
@@ -42,49 +41,28 @@ pub fn digests(
             ));
         }
         let d =
-            digest(&full).map_err(|e| format!("field `{}`: reading `{shown}`: {e}", cf.field))?;
+            digest(&full).map_err(|e| format!("field `{}`: reading `{shown}`: {e:#}", cf.field))?;
         out.insert(shown, d);
     }
     Ok(out)
 }
 
 /// A file's SHA-256, or a folder's digest over its files (see the module doc).
-pub fn digest(path: &Path) -> io::Result<String> {
+pub fn digest(path: &Path) -> anyhow::Result<String> {
     if !path.is_dir() {
         return Ok(hash_file(path)?.1);
     }
-    let mut files = Vec::new();
-    walk(path, "", &mut files)?;
-    files.sort();
+    let files = scan_dir_where(path, &|name| {
+        !name.starts_with('.') && name != "__pycache__"
+    })?;
     let mut h = Sha256::new();
-    for (rel, sha) in files {
-        h.update(rel.as_bytes());
+    for f in files {
+        h.update(f.path.as_bytes());
         h.update([0u8]);
-        h.update(sha.as_bytes());
+        h.update(f.sha256.as_bytes());
         h.update(b"\n");
     }
     Ok(hex::encode(h.finalize()))
-}
-
-fn walk(root: &Path, rel: &str, out: &mut Vec<(String, String)>) -> io::Result<()> {
-    for entry in std::fs::read_dir(root.join(rel))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        let r = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let p = root.join(&r);
-        if p.is_dir() {
-            walk(root, &r, out)?;
-        } else {
-            out.push((r, hash_file(&p)?.1));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

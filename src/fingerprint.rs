@@ -36,6 +36,7 @@
 //! only that kind's stages without editing source; never set it in normal use.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use repro_stages::Kind;
 use serde::{Deserialize, Serialize};
@@ -134,83 +135,191 @@ impl Key {
         hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
     }
 
-    /// Human-readable differences from `old` to `self`, one line each, e.g.
-    /// `param lr: 0.1 -> 0.05`, `code of train changed`, `input data: digest changed`.
-    pub fn diff(&self, old: &Key) -> Vec<String> {
+    /// The differences from `old` to `self`, in key order (each displays as one line, e.g.
+    /// `param lr: 0.1 -> 0.05`, `code of train changed`, `input data: digest changed`).
+    pub fn diff(&self, old: &Key) -> Vec<KeyChange> {
         let mut out = Vec::new();
         if self.kind != old.kind {
-            out.push(format!("kind: {} -> {}", old.kind, self.kind));
+            out.push(KeyChange::Kind(old.kind.clone(), self.kind.clone()));
         }
         if self.kind_version != old.kind_version {
-            out.push(format!(
-                "version of {}: {} -> {}",
-                self.kind, old.kind_version, self.kind_version
-            ));
+            out.push(KeyChange::Version {
+                kind: self.kind.clone(),
+                old: old.kind_version,
+                new: self.kind_version,
+            });
         }
         if self.code_hash != old.code_hash {
-            out.push(format!("code of {} changed", self.kind));
+            out.push(KeyChange::Code {
+                kind: self.kind.clone(),
+            });
         }
         for (path, d) in &self.code_files {
             if old.code_files.get(path) != Some(d) {
-                out.push(format!("code file {path} changed"));
+                out.push(KeyChange::CodeFile { path: path.clone() });
             }
         }
-        let mut a = BTreeMap::new();
-        let mut b = BTreeMap::new();
-        flatten("", &old.params, &mut a);
-        flatten("", &self.params, &mut b);
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        for k in keys {
-            match (a.get(k), b.get(k)) {
-                (Some(x), Some(y)) if x != y => out.push(format!("param {k}: {x} -> {y}")),
-                (Some(x), None) => out.push(format!("param {k}: {x} -> (unset)")),
-                (None, Some(y)) => out.push(format!("param {k}: (unset) -> {y}")),
-                _ => {}
-            }
-        }
+        out.extend(param_changes(&old.params, &self.params));
         if self.seed != old.seed {
-            out.push(format!("seed: {} -> {}", old.seed, self.seed));
+            out.push(KeyChange::Seed(old.seed, self.seed));
         }
         if self.profile != old.profile {
-            out.push(format!("profile: {} -> {}", old.profile, self.profile));
+            out.push(KeyChange::Profile(
+                old.profile.clone(),
+                self.profile.clone(),
+            ));
         }
         let names: std::collections::BTreeSet<&String> =
             old.inputs.keys().chain(self.inputs.keys()).collect();
         for n in names {
-            match (old.inputs.get(n), self.inputs.get(n)) {
-                (Some(_), None) => out.push(format!("input {n}: removed")),
-                (None, Some(_)) => out.push(format!("input {n}: added")),
-                (Some(x), Some(y)) if x != y => {
-                    if x.len() != y.len() {
-                        out.push(format!("input {n}: {} -> {} members", x.len(), y.len()));
-                    } else if x.len() == 1 {
-                        if x[0].coords != y[0].coords {
-                            out.push(format!("input {n}: coordinates changed"));
-                        }
-                        if x[0].digest != y[0].digest {
-                            out.push(format!("input {n}: digest changed"));
-                        }
-                    } else {
-                        let changed = x.iter().zip(y).filter(|(p, q)| p != q).count();
-                        out.push(format!(
-                            "input {n}: {changed} of {} members changed",
-                            x.len()
-                        ));
-                    }
-                }
-                _ => {}
+            for change in input_changes(old.inputs.get(n), self.inputs.get(n)) {
+                out.push(KeyChange::Input {
+                    input: n.clone(),
+                    change,
+                });
             }
         }
         if self.dfdx_version != old.dfdx_version {
-            out.push(format!(
-                "dfdx version: {} -> {}",
-                old.dfdx_version, self.dfdx_version
+            out.push(KeyChange::Dfdx(
+                old.dfdx_version.clone(),
+                self.dfdx_version.clone(),
             ));
         }
         if self.backend != old.backend {
-            out.push(format!("backend: {} -> {}", old.backend, self.backend));
+            out.push(KeyChange::Backend(
+                old.backend.clone(),
+                self.backend.clone(),
+            ));
         }
         out
+    }
+}
+
+/// One difference between two keys (old value first).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyChange {
+    Kind(String, String),
+    Version {
+        kind: String,
+        old: u32,
+        new: u32,
+    },
+    Code {
+        kind: String,
+    },
+    /// A project file or folder named as code ([`Key::code_files`]) whose digest differs
+    /// or that is newly named.
+    CodeFile {
+        path: String,
+    },
+    /// A flattened param path (`opt.m`) and its values, `None` when unset.
+    Param {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    Seed(u64, u64),
+    Profile(String, String),
+    Input {
+        input: String,
+        change: InputChange,
+    },
+    Dfdx(String, String),
+    Backend(String, String),
+}
+
+/// How one input of a key changed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputChange {
+    Removed,
+    Added,
+    /// Another number of bound members (old, new).
+    Members(usize, usize),
+    /// The one bound member's coordinates.
+    Coords,
+    /// The one bound member's output digest.
+    Digest,
+    /// `changed` of `of` bound members differ.
+    SomeMembers {
+        changed: usize,
+        of: usize,
+    },
+}
+
+impl fmt::Display for KeyChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unset = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+        match self {
+            KeyChange::Kind(a, b) => write!(f, "kind: {a} -> {b}"),
+            KeyChange::Version { kind, old, new } => {
+                write!(f, "version of {kind}: {old} -> {new}")
+            }
+            KeyChange::Code { kind } => write!(f, "code of {kind} changed"),
+            KeyChange::CodeFile { path } => write!(f, "code file {path} changed"),
+            KeyChange::Param { name, old, new } => {
+                write!(f, "param {name}: {} -> {}", unset(old), unset(new))
+            }
+            KeyChange::Seed(a, b) => write!(f, "seed: {a} -> {b}"),
+            KeyChange::Profile(a, b) => write!(f, "profile: {a} -> {b}"),
+            KeyChange::Input { input, change } => match change {
+                InputChange::Removed => write!(f, "input {input}: removed"),
+                InputChange::Added => write!(f, "input {input}: added"),
+                InputChange::Members(a, b) => write!(f, "input {input}: {a} -> {b} members"),
+                InputChange::Coords => write!(f, "input {input}: coordinates changed"),
+                InputChange::Digest => write!(f, "input {input}: digest changed"),
+                InputChange::SomeMembers { changed, of } => {
+                    write!(f, "input {input}: {changed} of {of} members changed")
+                }
+            },
+            KeyChange::Dfdx(a, b) => write!(f, "dfdx version: {a} -> {b}"),
+            KeyChange::Backend(a, b) => write!(f, "backend: {a} -> {b}"),
+        }
+    }
+}
+
+/// The changed params, by flattened path in sorted order.
+fn param_changes(old: &Value, new: &Value) -> Vec<KeyChange> {
+    let mut a = BTreeMap::new();
+    let mut b = BTreeMap::new();
+    flatten("", old, &mut a);
+    flatten("", new, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| KeyChange::Param {
+            name: k.clone(),
+            old: a.get(k).cloned(),
+            new: b.get(k).cloned(),
+        })
+        .collect()
+}
+
+/// How one input's bound members changed (a one-member input can change both its coordinates
+/// and its digest).
+fn input_changes(old: Option<&Vec<InputKey>>, new: Option<&Vec<InputKey>>) -> Vec<InputChange> {
+    match (old, new) {
+        (Some(_), None) => vec![InputChange::Removed],
+        (None, Some(_)) => vec![InputChange::Added],
+        (Some(x), Some(y)) if x != y => {
+            if x.len() != y.len() {
+                vec![InputChange::Members(x.len(), y.len())]
+            } else if x.len() == 1 {
+                let mut v = Vec::new();
+                if x[0].coords != y[0].coords {
+                    v.push(InputChange::Coords);
+                }
+                if x[0].digest != y[0].digest {
+                    v.push(InputChange::Digest);
+                }
+                v
+            } else {
+                vec![InputChange::SomeMembers {
+                    changed: x.iter().zip(y).filter(|(p, q)| p != q).count(),
+                    of: x.len(),
+                }]
+            }
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -292,6 +401,9 @@ mod tests {
         k.code_hash = "other".into();
         assert_ne!(k.fingerprint(), fp);
         let mut k = base.clone();
+        k.code_files.insert("a.py".into(), "5eed".into());
+        assert_ne!(k.fingerprint(), fp);
+        let mut k = base.clone();
         k.inputs.get_mut("data").unwrap()[0]
             .coords
             .insert("seed".into(), json!(1));
@@ -303,12 +415,14 @@ mod tests {
         let old = key(json!({"lr": 0.1, "opt": {"m": 0.9}, "gone": 1}), 1, "d1");
         let mut new = key(json!({"lr": 0.05, "opt": {"m": 0.9}, "new": true}), 2, "d2");
         new.code_hash = "changed".into();
-        let d = new.diff(&old);
+        new.code_files.insert("a.py".into(), "5eed".into());
+        let d: Vec<String> = new.diff(&old).iter().map(|c| c.to_string()).collect();
         assert_eq!(
             d,
             [
                 "version of probe: 1 -> 2",
                 "code of probe changed",
+                "code file a.py changed",
                 "param gone: 1 -> (unset)",
                 "param lr: 0.1 -> 0.05",
                 "param new: (unset) -> true",

@@ -101,495 +101,44 @@ impl Pipeline {
         file: &Path,
         profile: &str,
     ) -> Result<Pipeline, SpecError> {
-        let err = |msg: String| SpecError::new(file, msg);
-        let at = |path: &[&str]| locate(text, path);
-
-        // Defaults: keyed by kind.
-        for (kind, _) in spec.defaults.iter() {
-            if Kind::from_name(kind).is_none() {
-                return Err(err(format!(
-                    "defaults for unknown kind `{kind}` (kinds: {})",
-                    kind_list()
-                ))
-                .line(at(&["defaults", kind]))
-                .field(format!("defaults.{kind}")));
-            }
-        }
-        let empty = ProfileSpec::default();
-        let prof = match spec.profiles.get(profile) {
-            Some(p) => p,
-            None if profile == DEFAULT_PROFILE => &empty,
-            None => {
-                let known: Vec<&str> = spec.profiles.keys().map(|s| s.as_str()).collect();
-                return Err(err(format!(
-                    "no profile `{profile}` (profiles: {}{})",
-                    DEFAULT_PROFILE,
-                    known
-                        .iter()
-                        .filter(|k| **k != DEFAULT_PROFILE)
-                        .map(|k| format!(", {k}"))
-                        .collect::<String>()
-                )));
-            }
+        let ctx = BuildCtx {
+            spec,
+            text,
+            file,
+            profile,
         };
-        // Check every profile's references, not only the active one.
-        for (pname, p) in spec.profiles.iter() {
-            for (kind, _) in p.defaults.iter() {
-                if Kind::from_name(kind).is_none() {
-                    return Err(err(format!(
-                        "profile `{pname}`: defaults for unknown kind `{kind}`"
-                    ))
-                    .line(at(&["profiles", pname, "defaults", kind])));
-                }
-            }
-            for (sname, o) in p.stages.iter() {
-                let Some(st) = spec.stages.get(sname) else {
-                    return Err(err(format!(
-                        "profile `{pname}` overrides unknown stage `{sname}`"
-                    ))
-                    .line(at(&["profiles", pname, "stages", sname]))
-                    .stage(sname.clone()));
-                };
-                for (axis, values) in o.matrix.iter() {
-                    if st.matrix.get(axis).is_none() {
-                        return Err(err(format!(
-                            "profile `{pname}` sets matrix axis `{axis}` the stage does not have (axes: {})",
-                            st.matrix.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ))
-                        .line(at(&["profiles", pname, "stages", sname, "matrix", axis]))
-                        .stage(sname.clone())
-                        .field(format!("matrix.{axis}")));
-                    }
-                    if values.is_empty() {
-                        return Err(err(format!(
-                            "profile `{pname}`: matrix axis `{axis}` is empty"
-                        ))
-                        .line(at(&["profiles", pname, "stages", sname, "matrix", axis]))
-                        .stage(sname.clone())
-                        .field(format!("matrix.{axis}")));
-                    }
-                }
-            }
-            for (sname, o) in p.stages.iter() {
-                if let Some(dir) = &o.publish {
-                    check_publish_dir(dir).map_err(|m| {
-                        err(m)
-                            .line(at(&["profiles", pname, "stages", sname, "publish"]))
-                            .stage(sname.clone())
-                            .field("publish")
-                    })?;
-                }
-            }
-            for d in &p.disable {
-                if spec.stages.get(d).is_none() {
-                    return Err(
-                        err(format!("profile `{pname}` disables unknown stage `{d}`"))
-                            .line(at(&["profiles", pname, "disable"])),
-                    );
-                }
-            }
-        }
-
-        for (sname, st) in spec.stages.iter() {
-            let Some(list) = &st.profiles else { continue };
-            let loc = || at(&["stages", sname, "profiles"]);
-            if list.is_empty() {
-                return Err(err("`profiles` lists no profile".into())
-                    .line(loc())
-                    .stage(sname.clone())
-                    .field("profiles".to_string()));
-            }
-            for pn in list {
-                if pn != DEFAULT_PROFILE && spec.profiles.get(pn).is_none() {
-                    return Err(err(format!(
-                        "`profiles` names unknown profile `{pn}` (profiles: {DEFAULT_PROFILE}{})",
-                        spec.profiles
-                            .keys()
-                            .filter(|k| k.as_str() != DEFAULT_PROFILE)
-                            .map(|k| format!(", {k}"))
-                            .collect::<String>()
-                    ))
-                    .line(loc())
-                    .stage(sname.clone())
-                    .field("profiles".to_string()));
-                }
-            }
-        }
-
-        if let Some((dir, (p0, s0), (p1, s1), overridden)) = publish_clash(spec) {
-            let line = if overridden {
-                at(&["profiles", &p1, "stages", &s1, "publish"])
-            } else {
-                at(&["stages", &s1, "publish"])
-            };
-            return Err(err(format!(
-                "profiles `{p0}` (stage `{s0}`) and `{p1}` publish into the same directory \
-                 `{dir}`: a run of one would overwrite the other's results; give one its own \
-                 (profiles: {p1}: stages: {s1}: {{ publish: {dir}/{p1} }})"
-            ))
-            .line(line)
-            .stage(s1)
-            .field("publish"));
-        }
+        ctx.check_defaults()?;
+        let empty = ProfileSpec::default();
+        let prof = ctx.active_profile(&empty)?;
+        ctx.check_profiles()?;
+        ctx.check_stage_profile_lists()?;
+        ctx.check_publish_paths()?;
         let executor = ResourceTable::executor(spec, prof, profile, text, file)?;
         let resources = ResourceTable::build(spec, prof, profile, text, file)?;
-
         let names: Vec<&String> = spec.stages.keys().collect();
-        let index: HashMap<&str, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
-            .collect();
-        let in_profile = |st: &StageSpec| {
-            st.profiles
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|p| p == profile))
+        let enabled = ctx.enabled_stages(prof);
+        let (kinds, decls) = ctx.kinds_and_inputs(&names, &enabled)?;
+        let order = ctx.topological_order(&decls, &names)?;
+        let mut b = Expansion {
+            ctx: &ctx,
+            prof,
+            stages: Vec::new(),
+            members: Vec::new(),
+            stage_pos: HashMap::new(),
         };
-        let enabled: Vec<bool> = spec
-            .stages
-            .iter()
-            .map(|(n, st)| !prof.disable.iter().any(|d| d == n) && in_profile(st))
-            .collect();
-
-        // Kinds, inputs, matrix shape.
-        let mut kinds = Vec::new();
-        let mut decls: Vec<Vec<InputDecl>> = Vec::new();
-        for (name, st) in spec.stages.iter() {
-            if name.is_empty()
-                || name.contains(['[', ']', ',', '=', '*'])
-                || name.chars().any(char::is_whitespace)
-            {
-                return Err(
-                    err("a stage name may not contain `[ ] , = *` or spaces".into())
-                        .line(at(&["stages", name]))
-                        .stage(name.clone()),
-                );
-            }
-            if let Some(dir) = &st.publish {
-                check_publish_dir(dir).map_err(|m| {
-                    err(m)
-                        .line(at(&["stages", name, "publish"]))
-                        .stage(name.clone())
-                        .field("publish")
-                })?;
-            }
-            let Some(kind) = Kind::from_name(&st.kind) else {
-                return Err(err(format!(
-                    "unknown kind `{}` (kinds: {})",
-                    st.kind,
-                    kind_list()
-                ))
-                .line(at(&["stages", name, "kind"]))
-                .stage(name.clone())
-                .field("kind"));
-            };
-            kinds.push(kind);
-            for (axis, values) in st.matrix.iter() {
-                if values.is_empty() {
-                    return Err(err(format!("matrix axis `{axis}` is empty"))
-                        .line(at(&["stages", name, "matrix", axis]))
-                        .stage(name.clone())
-                        .field(format!("matrix.{axis}")));
-                }
-            }
-            let mut ds = Vec::new();
-            for (iname, target) in st.inputs.iter() {
-                let target = target.trim();
-                let (up, group, pinned) = match target.strip_suffix("[*]") {
-                    Some(u) => (u.trim(), true, None),
-                    None => match target.strip_suffix(']').and_then(|t| t.split_once('[')) {
-                        Some((u, _)) => (u.trim(), false, Some(target.to_string())),
-                        None => (target, false, None),
-                    },
-                };
-                let loc = || at(&["stages", name, "inputs", iname]);
-                let Some(&ui) = index.get(up) else {
-                    return Err(err(format!("input `{iname}` names unknown stage `{up}`"))
-                        .line(loc())
-                        .stage(name.clone())
-                        .field(format!("inputs.{iname}")));
-                };
-                if enabled[index[name.as_str()]] && !enabled[ui] {
-                    let why = match &spec.stages.0[ui].1.profiles {
-                        Some(l) if !l.iter().any(|p| p == profile) => {
-                            format!("which only profiles [{}] have", l.join(", "))
-                        }
-                        _ => format!("which profile `{profile}` disables"),
-                    };
-                    return Err(err(format!("input `{iname}` reads stage `{up}`, {why}"))
-                        .line(loc())
-                        .stage(name.clone())
-                        .field(format!("inputs.{iname}")));
-                }
-                ds.push(InputDecl {
-                    name: iname.clone(),
-                    upstream: ui,
-                    group,
-                    pinned,
-                });
-            }
-            decls.push(ds);
+        for &si in order.iter().filter(|&&si| enabled[si]) {
+            b.add_stage(si, kinds[si], &decls[si])?;
         }
-
-        // Cycles and topological order (DFS in declaration order).
-        let order = topo_order(&decls, &names).map_err(|cycle| {
-            let first = cycle[0].clone();
-            let next = cycle.get(1).cloned().unwrap_or_default();
-            let iname = decls[index[first.as_str()]]
-                .iter()
-                .find(|d| *names[d.upstream] == next)
-                .map(|d| d.name.clone())
-                .unwrap_or_default();
-            err(format!("cycle: {}", cycle.join(" -> ")))
-                .line(at(&["stages", &first, "inputs", &iname]))
-                .stage(first.clone())
-                .field(format!("inputs.{iname}"))
-        })?;
-
-        let mut stages: Vec<Stage> = Vec::new();
-        let mut members: Vec<Member> = Vec::new();
-        let mut stage_pos: HashMap<usize, usize> = HashMap::new();
-        for &si in &order {
-            if !enabled[si] {
-                continue;
-            }
-            let (name, st) = (&spec.stages.0[si].0, &spec.stages.0[si].1);
-            let over = prof.stages.get(name);
-            let kind = kinds[si];
-            let pos = stages.len();
-            stage_pos.insert(si, pos);
-            let mut axes: Vec<(String, Vec<Value>)> = st
-                .matrix
-                .iter()
-                .map(|(a, vals)| {
-                    let vals = over.and_then(|o| o.matrix.get(a)).unwrap_or(vals);
-                    (a.clone(), vals.clone())
-                })
-                .collect();
-            let own_axis_count = axes.len();
-            // Axes inherited from single (non-group) inputs: one member per upstream
-            // member, so a stage reading a matrix stage fans out with it.
-            for d in decls[si].iter().filter(|d| !d.group && d.pinned.is_none()) {
-                let up = &stages[stage_pos[&d.upstream]];
-                for (a, vals) in up.axes.iter().zip(&up.values) {
-                    if !axes.iter().any(|(b, _)| b == a) {
-                        axes.push((a.clone(), vals.clone()));
-                    }
-                }
-            }
-            let own: HashSet<String> = axes[..own_axis_count]
-                .iter()
-                .map(|(a, _)| a.clone())
-                .collect();
-            // `seed` last, so member names read `stage[...,seed=N]`.
-            if let Some(i) = axes.iter().position(|(a, _)| a == "seed") {
-                let seed_axis = axes.remove(i);
-                axes.push(seed_axis);
-            }
-            for (a, vals) in &axes {
-                for v in vals {
-                    let ok = matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_));
-                    if !ok || (a == "seed" && v.as_u64().is_none()) {
-                        let what = if a == "seed" {
-                            "a non-negative integer"
-                        } else {
-                            "a scalar"
-                        };
-                        return Err(err(format!("matrix axis `{a}`: value {v} is not {what}"))
-                            .line(at(&["stages", name, "matrix", a]))
-                            .stage(name.clone())
-                            .field(format!("matrix.{a}")));
-                    }
-                }
-            }
-            // Base params: defaults < profile defaults < stage < profile stage.
-            let mut base = Map::new();
-            if let Some(d) = spec.defaults.get(kind.name()) {
-                merge(&mut base, &d.0);
-            }
-            if let Some(d) = prof.defaults.get(kind.name()) {
-                merge(&mut base, &d.0);
-            }
-            merge(&mut base, &st.params.0);
-            if let Some(o) = over {
-                merge(&mut base, &o.params.0);
-            }
-            let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
-
-            let first_member = members.len();
-            let mut stage_members = Vec::new();
-            let total: usize = axes.iter().map(|(_, v)| v.len()).product();
-            let mut validated: HashSet<String> = HashSet::new();
-            for combo in 0..total {
-                // Last axis varies fastest.
-                let mut rem = combo;
-                let mut picks = vec![0usize; axes.len()];
-                for (ai, (_, vals)) in axes.iter().enumerate().rev() {
-                    picks[ai] = rem % vals.len();
-                    rem /= vals.len();
-                }
-                let mut params = base.clone();
-                let mut coords = BTreeMap::new();
-                let mut seed = stage_seed;
-                let mut label = Vec::new();
-                for (ai, (a, vals)) in axes.iter().enumerate() {
-                    let v = &vals[picks[ai]];
-                    coords.insert(a.clone(), v.clone());
-                    if a == "seed" {
-                        seed = v.as_u64().unwrap_or(0);
-                        label.push(format!("seed={seed}"));
-                    } else {
-                        if own.contains(a) {
-                            params.insert(a.clone(), v.clone());
-                        }
-                        label.push(value_label(v));
-                    }
-                }
-                let mname = if axes.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{name}[{}]", label.join(","))
-                };
-                let params = Value::Object(params);
-                let pkey = params.to_string();
-                let checked = if validated.insert(pkey) {
-                    kind.validate(&params)
-                } else {
-                    Ok(())
-                };
-                let project_dir = file.parent().unwrap_or(Path::new("."));
-                let code_files = checked
-                    .and_then(|()| code_files::digests(kind, &params, project_dir))
-                    .map_err(|msg| {
-                        let layers = ParamLayers {
-                            spec,
-                            prof,
-                            profile,
-                            stage: name,
-                            kind: kind.name(),
-                        };
-                        params_error(file, text, &layers, &mname, &msg)
-                    })?;
-                let publish = effective_publish(st, over).map(|p| {
-                    if total > 1 {
-                        format!("{p}/{}", label.join(","))
-                    } else {
-                        p
-                    }
-                });
-                stage_members.push(members.len());
-                members.push(Member {
-                    name: mname,
-                    stage: pos,
-                    kind,
-                    params,
-                    seed,
-                    coords,
-                    inputs: BTreeMap::new(),
-                    publish,
-                    code_files,
-                });
-            }
-            debug_assert_eq!(
-                stage_members.first().copied().unwrap_or(first_member),
-                first_member
-            );
-
-            // Bind inputs.
-            let mut upstream_stages = Vec::new();
-            for d in &decls[si] {
-                let up = &stages[stage_pos[&d.upstream]];
-                upstream_stages.push(stage_pos[&d.upstream]);
-                if let Some(pin) = &d.pinned {
-                    let Some(&um) = up.members.iter().find(|&&um| members[um].name == *pin) else {
-                        return Err(err(format!(
-                            "input `{}` names member `{pin}`, which profile `{profile}` does not have (members: {})",
-                            d.name,
-                            up.members
-                                .iter()
-                                .map(|&um| members[um].name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
-                        .line(at(&["stages", name, "inputs", &d.name]))
-                        .stage(name.clone())
-                        .field(format!("inputs.{}", d.name)));
-                    };
-                    for &mi in &stage_members {
-                        members[mi].inputs.insert(d.name.clone(), vec![um]);
-                    }
-                    continue;
-                }
-                let own_axes: Vec<&String> = axes.iter().map(|(a, _)| a).collect();
-                let shared: Vec<String> = up
-                    .axes
-                    .iter()
-                    .filter(|a| own_axes.contains(a))
-                    .cloned()
-                    .collect();
-                let mut idx: HashMap<String, Vec<usize>> = HashMap::new();
-                for &um in &up.members {
-                    idx.entry(projection(&members[um].coords, &shared))
-                        .or_default()
-                        .push(um);
-                }
-                for &mi in &stage_members {
-                    let key = projection(&members[mi].coords, &shared);
-                    let found = idx.get(&key).cloned().unwrap_or_default();
-                    let loc = || at(&["stages", name, "inputs", &d.name]);
-                    if found.is_empty() {
-                        return Err(err(format!(
-                            "input `{}` of `{}`: no member of `{}` matches its coordinates",
-                            d.name, members[mi].name, up.name
-                        ))
-                        .line(loc())
-                        .stage(name.clone())
-                        .field(format!("inputs.{}", d.name)));
-                    }
-                    if !d.group && found.len() > 1 {
-                        return Err(err(format!(
-                            "input `{}` of `{}` matches {} members of `{}` (axes it lacks: {}); \
-                             write `{}[*]` to read them all",
-                            d.name,
-                            members[mi].name,
-                            found.len(),
-                            up.name,
-                            up.axes
-                                .iter()
-                                .filter(|a| !shared.contains(a))
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            up.name
-                        ))
-                        .line(loc())
-                        .stage(name.clone())
-                        .field(format!("inputs.{}", d.name)));
-                    }
-                    members[mi].inputs.insert(d.name.clone(), found);
-                }
-            }
-            upstream_stages.sort_unstable();
-            upstream_stages.dedup();
-            stages.push(Stage {
-                name: name.clone(),
-                kind,
-                publish: effective_publish(st, over),
-                axes: axes.iter().map(|(a, _)| a.clone()).collect(),
-                values: axes.iter().map(|(_, v)| v.clone()).collect(),
-                members: stage_members,
-                upstream: upstream_stages,
-            });
-        }
-        let by_name = members
+        let by_name = b
+            .members
             .iter()
             .enumerate()
             .map(|(i, m)| (m.name.clone(), i))
             .collect();
         Ok(Pipeline {
             profile: profile.to_string(),
-            stages,
-            members,
+            stages: b.stages,
+            members: b.members,
             executor,
             resources,
             by_name,
@@ -649,6 +198,657 @@ impl Pipeline {
             }
         }
         Ok((sel, direct))
+    }
+}
+
+/// The pipeline file being validated for one profile: what every step of
+/// [`Pipeline::build`] needs to report an error at its line.
+struct BuildCtx<'a> {
+    spec: &'a Spec,
+    text: &'a str,
+    file: &'a Path,
+    profile: &'a str,
+}
+
+impl<'a> BuildCtx<'a> {
+    fn err(&self, msg: String) -> SpecError {
+        SpecError::new(self.file, msg)
+    }
+
+    fn at(&self, path: &[&str]) -> Option<usize> {
+        locate(self.text, path)
+    }
+
+    /// Top-level `defaults:` are keyed by kind.
+    fn check_defaults(&self) -> Result<(), SpecError> {
+        for (kind, _) in self.spec.defaults.iter() {
+            if Kind::from_name(kind).is_none() {
+                return Err(self
+                    .err(format!(
+                        "defaults for unknown kind `{kind}` (kinds: {})",
+                        kind_list()
+                    ))
+                    .line(self.at(&["defaults", kind]))
+                    .field(format!("defaults.{kind}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The profile being built (`empty` for a default profile the file does not declare).
+    fn active_profile(&self, empty: &'a ProfileSpec) -> Result<&'a ProfileSpec, SpecError> {
+        let profile = self.profile;
+        match self.spec.profiles.get(profile) {
+            Some(p) => Ok(p),
+            None if profile == DEFAULT_PROFILE => Ok(empty),
+            None => {
+                let known: Vec<&str> = self.spec.profiles.keys().map(|s| s.as_str()).collect();
+                Err(self.err(format!(
+                    "no profile `{profile}` (profiles: {}{})",
+                    DEFAULT_PROFILE,
+                    known
+                        .iter()
+                        .filter(|k| **k != DEFAULT_PROFILE)
+                        .map(|k| format!(", {k}"))
+                        .collect::<String>()
+                )))
+            }
+        }
+    }
+
+    /// Every profile's references, not only the active one's: kinds of its defaults, the
+    /// stages and matrix axes it overrides, its publish paths, the stages it disables.
+    fn check_profiles(&self) -> Result<(), SpecError> {
+        for (pname, p) in self.spec.profiles.iter() {
+            for (kind, _) in p.defaults.iter() {
+                if Kind::from_name(kind).is_none() {
+                    return Err(self
+                        .err(format!(
+                            "profile `{pname}`: defaults for unknown kind `{kind}`"
+                        ))
+                        .line(self.at(&["profiles", pname, "defaults", kind])));
+                }
+            }
+            for (sname, o) in p.stages.iter() {
+                self.check_override(pname, sname, o)?;
+            }
+            for (sname, o) in p.stages.iter() {
+                if let Some(dir) = &o.publish {
+                    check_publish_dir(dir).map_err(|m| {
+                        self.err(m)
+                            .line(self.at(&["profiles", pname, "stages", sname, "publish"]))
+                            .stage(sname.clone())
+                            .field("publish")
+                    })?;
+                }
+            }
+            for d in &p.disable {
+                if self.spec.stages.get(d).is_none() {
+                    return Err(self
+                        .err(format!("profile `{pname}` disables unknown stage `{d}`"))
+                        .line(self.at(&["profiles", pname, "disable"])));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Profile `pname`'s override of stage `sname`: a known stage, known non-empty axes.
+    fn check_override(&self, pname: &str, sname: &str, o: &StageOverride) -> Result<(), SpecError> {
+        let Some(st) = self.spec.stages.get(sname) else {
+            return Err(self
+                .err(format!(
+                    "profile `{pname}` overrides unknown stage `{sname}`"
+                ))
+                .line(self.at(&["profiles", pname, "stages", sname]))
+                .stage(sname));
+        };
+        for (axis, values) in o.matrix.iter() {
+            let msg = if st.matrix.get(axis).is_none() {
+                format!(
+                    "profile `{pname}` sets matrix axis `{axis}` the stage does not have (axes: {})",
+                    st.matrix.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            } else if values.is_empty() {
+                format!("profile `{pname}`: matrix axis `{axis}` is empty")
+            } else {
+                continue;
+            };
+            return Err(self
+                .err(msg)
+                .line(self.at(&["profiles", pname, "stages", sname, "matrix", axis]))
+                .stage(sname)
+                .field(format!("matrix.{axis}")));
+        }
+        Ok(())
+    }
+
+    /// A stage's `profiles:` list names at least one profile, each a known one.
+    fn check_stage_profile_lists(&self) -> Result<(), SpecError> {
+        let spec = self.spec;
+        for (sname, st) in spec.stages.iter() {
+            let Some(list) = &st.profiles else { continue };
+            let fail = |msg: String| {
+                Err(self
+                    .err(msg)
+                    .line(self.at(&["stages", sname, "profiles"]))
+                    .stage(sname.clone())
+                    .field("profiles".to_string()))
+            };
+            if list.is_empty() {
+                return fail("`profiles` lists no profile".into());
+            }
+            for pn in list {
+                if pn != DEFAULT_PROFILE && spec.profiles.get(pn).is_none() {
+                    return fail(format!(
+                        "`profiles` names unknown profile `{pn}` (profiles: {DEFAULT_PROFILE}{})",
+                        spec.profiles
+                            .keys()
+                            .filter(|k| k.as_str() != DEFAULT_PROFILE)
+                            .map(|k| format!(", {k}"))
+                            .collect::<String>()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// No two profiles publish into the same directory.
+    fn check_publish_paths(&self) -> Result<(), SpecError> {
+        let Some((dir, (p0, s0), (p1, s1), overridden)) = publish_clash(self.spec) else {
+            return Ok(());
+        };
+        let line = if overridden {
+            self.at(&["profiles", &p1, "stages", &s1, "publish"])
+        } else {
+            self.at(&["stages", &s1, "publish"])
+        };
+        Err(self
+            .err(format!(
+                "profiles `{p0}` (stage `{s0}`) and `{p1}` publish into the same directory \
+                 `{dir}`: a run of one would overwrite the other's results; give one its own \
+                 (profiles: {p1}: stages: {s1}: {{ publish: {dir}/{p1} }})"
+            ))
+            .line(line)
+            .stage(s1)
+            .field("publish"))
+    }
+
+    /// Per stage (declaration order): whether the active profile has it.
+    fn enabled_stages(&self, prof: &ProfileSpec) -> Vec<bool> {
+        let in_profile = |st: &StageSpec| {
+            st.profiles
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|p| p == self.profile))
+        };
+        self.spec
+            .stages
+            .iter()
+            .map(|(n, st)| !prof.disable.iter().any(|d| d == n) && in_profile(st))
+            .collect()
+    }
+
+    /// Per stage (declaration order): its kind and its input declarations, after checking its
+    /// name, publish path and matrix axes.
+    fn kinds_and_inputs(
+        &self,
+        names: &[&String],
+        enabled: &[bool],
+    ) -> Result<(Vec<Kind>, Vec<Vec<InputDecl>>), SpecError> {
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let mut kinds = Vec::new();
+        let mut decls = Vec::new();
+        for (name, st) in self.spec.stages.iter() {
+            kinds.push(self.check_stage(name, st)?);
+            decls.push(self.input_decls(name, st, &index, enabled)?);
+        }
+        Ok((kinds, decls))
+    }
+
+    /// A stage's name, publish path, kind and matrix axes; returns its kind.
+    fn check_stage(&self, name: &String, st: &StageSpec) -> Result<Kind, SpecError> {
+        if name.is_empty()
+            || name.contains(['[', ']', ',', '=', '*'])
+            || name.chars().any(char::is_whitespace)
+        {
+            return Err(self
+                .err("a stage name may not contain `[ ] , = *` or spaces".into())
+                .line(self.at(&["stages", name]))
+                .stage(name.clone()));
+        }
+        if let Some(dir) = &st.publish {
+            check_publish_dir(dir).map_err(|m| {
+                self.err(m)
+                    .line(self.at(&["stages", name, "publish"]))
+                    .stage(name.clone())
+                    .field("publish")
+            })?;
+        }
+        let Some(kind) = Kind::from_name(&st.kind) else {
+            return Err(self
+                .err(format!(
+                    "unknown kind `{}` (kinds: {})",
+                    st.kind,
+                    kind_list()
+                ))
+                .line(self.at(&["stages", name, "kind"]))
+                .stage(name.clone())
+                .field("kind"));
+        };
+        for (axis, values) in st.matrix.iter() {
+            if values.is_empty() {
+                return Err(self
+                    .err(format!("matrix axis `{axis}` is empty"))
+                    .line(self.at(&["stages", name, "matrix", axis]))
+                    .stage(name.clone())
+                    .field(format!("matrix.{axis}")));
+            }
+        }
+        Ok(kind)
+    }
+
+    /// A stage's inputs: `up`, `up[*]` (a group) or `up[v1,v2]` (one pinned member) of a
+    /// known stage the active profile has whenever it has this one.
+    fn input_decls(
+        &self,
+        name: &String,
+        st: &StageSpec,
+        index: &HashMap<&str, usize>,
+        enabled: &[bool],
+    ) -> Result<Vec<InputDecl>, SpecError> {
+        let profile = self.profile;
+        let mut ds = Vec::new();
+        for (iname, target) in st.inputs.iter() {
+            let target = target.trim();
+            let (up, group, pinned) = match target.strip_suffix("[*]") {
+                Some(u) => (u.trim(), true, None),
+                None => match target.strip_suffix(']').and_then(|t| t.split_once('[')) {
+                    Some((u, _)) => (u.trim(), false, Some(target.to_string())),
+                    None => (target, false, None),
+                },
+            };
+            let fail = |msg: String| {
+                Err(self
+                    .err(msg)
+                    .line(self.at(&["stages", name, "inputs", iname]))
+                    .stage(name.clone())
+                    .field(format!("inputs.{iname}")))
+            };
+            let Some(&ui) = index.get(up) else {
+                return fail(format!("input `{iname}` names unknown stage `{up}`"));
+            };
+            if enabled[index[name.as_str()]] && !enabled[ui] {
+                let why = match &self.spec.stages.0[ui].1.profiles {
+                    Some(l) if !l.iter().any(|p| p == profile) => {
+                        format!("which only profiles [{}] have", l.join(", "))
+                    }
+                    _ => format!("which profile `{profile}` disables"),
+                };
+                return fail(format!("input `{iname}` reads stage `{up}`, {why}"));
+            }
+            ds.push(InputDecl {
+                name: iname.clone(),
+                upstream: ui,
+                group,
+                pinned,
+            });
+        }
+        Ok(ds)
+    }
+
+    /// Stage indices in topological order (DFS in declaration order); a cycle is an error at
+    /// the input of its first stage that closes it.
+    fn topological_order(
+        &self,
+        decls: &[Vec<InputDecl>],
+        names: &[&String],
+    ) -> Result<Vec<usize>, SpecError> {
+        topo_order(decls, names).map_err(|cycle| {
+            let first = cycle[0].clone();
+            let next = cycle.get(1).cloned().unwrap_or_default();
+            let iname = names
+                .iter()
+                .position(|n| **n == first)
+                .and_then(|i| decls[i].iter().find(|d| *names[d.upstream] == next))
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+            self.err(format!("cycle: {}", cycle.join(" -> ")))
+                .line(self.at(&["stages", &first, "inputs", &iname]))
+                .stage(first.clone())
+                .field(format!("inputs.{iname}"))
+        })
+    }
+}
+
+/// The stages and members built so far, in topological order: each stage is expanded into
+/// its matrix members, their params checked by the kind, and their inputs bound to members of
+/// stages already built.
+struct Expansion<'a> {
+    ctx: &'a BuildCtx<'a>,
+    prof: &'a ProfileSpec,
+    stages: Vec<Stage>,
+    members: Vec<Member>,
+    /// Declaration index -> index into `stages`.
+    stage_pos: HashMap<usize, usize>,
+}
+
+/// One matrix member of a stage before its inputs are bound.
+struct Expanded {
+    name: String,
+    params: Value,
+    seed: u64,
+    coords: BTreeMap<String, Value>,
+    /// The axis values of the name (`v1,v2,seed=N`).
+    label: Vec<String>,
+}
+
+impl Expansion<'_> {
+    /// Builds stage `si` (declaration index) of kind `kind` reading `decls`.
+    fn add_stage(&mut self, si: usize, kind: Kind, decls: &[InputDecl]) -> Result<(), SpecError> {
+        let (name, st) = (&self.ctx.spec.stages.0[si].0, &self.ctx.spec.stages.0[si].1);
+        let over = self.prof.stages.get(name);
+        let pos = self.stages.len();
+        self.stage_pos.insert(si, pos);
+        let (axes, own) = self.stage_axes(st, over, decls);
+        self.check_axis_values(name, &axes)?;
+        let base = self.base_params(kind, st, over);
+        let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
+        let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+        let mut stage_members = Vec::new();
+        let mut checked: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        for combo in 0..total {
+            let m = expand_member(name, &axes, &own, &base, stage_seed, combo);
+            let code_files = match checked.get(&m.params.to_string()) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.check_params(name, kind, &m)?;
+                    checked.insert(m.params.to_string(), c.clone());
+                    c
+                }
+            };
+            let publish = effective_publish(st, over).map(|p| {
+                if total > 1 {
+                    format!("{p}/{}", m.label.join(","))
+                } else {
+                    p
+                }
+            });
+            stage_members.push(self.members.len());
+            self.members.push(Member {
+                name: m.name,
+                stage: pos,
+                kind,
+                params: m.params,
+                seed: m.seed,
+                coords: m.coords,
+                inputs: BTreeMap::new(),
+                publish,
+                code_files,
+            });
+        }
+        let mut upstream_stages = Vec::new();
+        for d in decls {
+            upstream_stages.push(self.stage_pos[&d.upstream]);
+            self.bind_input(name, d, &axes, &stage_members)?;
+        }
+        upstream_stages.sort_unstable();
+        upstream_stages.dedup();
+        self.stages.push(Stage {
+            name: name.clone(),
+            kind,
+            publish: effective_publish(st, over),
+            axes: axes.iter().map(|(a, _)| a.clone()).collect(),
+            values: axes.iter().map(|(_, v)| v.clone()).collect(),
+            members: stage_members,
+            upstream: upstream_stages,
+        });
+        Ok(())
+    }
+
+    /// Checks member `m` of stage `name` with its kind's rules and digests the project files
+    /// its params name as code ([`code_files`]); a code file that does not exist is an
+    /// error of the params, located like one.
+    fn check_params(
+        &self,
+        name: &str,
+        kind: Kind,
+        m: &Expanded,
+    ) -> Result<BTreeMap<String, String>, SpecError> {
+        let (file, text) = (self.ctx.file, self.ctx.text);
+        let project = file.parent().unwrap_or(Path::new("."));
+        kind.validate(&m.params)
+            .and_then(|()| code_files::digests(kind, &m.params, project))
+            .map_err(|msg| {
+                let layers = ParamLayers {
+                    spec: self.ctx.spec,
+                    prof: self.prof,
+                    profile: self.ctx.profile,
+                    stage: name,
+                    kind: kind.name(),
+                };
+                params_error(file, text, &layers, &m.name, &msg)
+            })
+    }
+
+    /// The stage's matrix axes with their values (the profile's where it overrides them),
+    /// then those inherited from its single inputs, `seed` last; and the names of its own.
+    fn stage_axes(
+        &self,
+        st: &StageSpec,
+        over: Option<&StageOverride>,
+        decls: &[InputDecl],
+    ) -> (Vec<(String, Vec<Value>)>, HashSet<String>) {
+        let mut axes: Vec<(String, Vec<Value>)> = st
+            .matrix
+            .iter()
+            .map(|(a, vals)| {
+                let vals = over.and_then(|o| o.matrix.get(a)).unwrap_or(vals);
+                (a.clone(), vals.clone())
+            })
+            .collect();
+        let own_axis_count = axes.len();
+        // Axes inherited from single (non-group) inputs: one member per upstream
+        // member, so a stage reading a matrix stage fans out with it.
+        for d in decls.iter().filter(|d| !d.group && d.pinned.is_none()) {
+            let up = &self.stages[self.stage_pos[&d.upstream]];
+            for (a, vals) in up.axes.iter().zip(&up.values) {
+                if !axes.iter().any(|(b, _)| b == a) {
+                    axes.push((a.clone(), vals.clone()));
+                }
+            }
+        }
+        let own: HashSet<String> = axes[..own_axis_count]
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect();
+        // `seed` last, so member names read `stage[...,seed=N]`.
+        if let Some(i) = axes.iter().position(|(a, _)| a == "seed") {
+            let seed_axis = axes.remove(i);
+            axes.push(seed_axis);
+        }
+        (axes, own)
+    }
+
+    /// Axis values are scalars; `seed` values non-negative integers.
+    fn check_axis_values(
+        &self,
+        name: &String,
+        axes: &[(String, Vec<Value>)],
+    ) -> Result<(), SpecError> {
+        for (a, vals) in axes {
+            for v in vals {
+                let ok = matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_));
+                if !ok || (a == "seed" && v.as_u64().is_none()) {
+                    let what = if a == "seed" {
+                        "a non-negative integer"
+                    } else {
+                        "a scalar"
+                    };
+                    return Err(self
+                        .ctx
+                        .err(format!("matrix axis `{a}`: value {v} is not {what}"))
+                        .line(self.ctx.at(&["stages", name, "matrix", a]))
+                        .stage(name.clone())
+                        .field(format!("matrix.{a}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stage's params before its axis values: defaults < profile defaults < stage <
+    /// profile stage.
+    fn base_params(
+        &self,
+        kind: Kind,
+        st: &StageSpec,
+        over: Option<&StageOverride>,
+    ) -> Map<String, Value> {
+        let mut base = Map::new();
+        if let Some(d) = self.ctx.spec.defaults.get(kind.name()) {
+            merge(&mut base, &d.0);
+        }
+        if let Some(d) = self.prof.defaults.get(kind.name()) {
+            merge(&mut base, &d.0);
+        }
+        merge(&mut base, &st.params.0);
+        if let Some(o) = over {
+            merge(&mut base, &o.params.0);
+        }
+        base
+    }
+
+    /// Binds input `d` of the members `stage_members` of stage `name`: to its pinned member,
+    /// else to the upstream members sharing their coordinates on the axes both stages have
+    /// (exactly one unless `d` is a group).
+    fn bind_input(
+        &mut self,
+        name: &String,
+        d: &InputDecl,
+        axes: &[(String, Vec<Value>)],
+        stage_members: &[usize],
+    ) -> Result<(), SpecError> {
+        let ctx = self.ctx;
+        let up = &self.stages[self.stage_pos[&d.upstream]];
+        let members = &mut self.members;
+        let fail = |msg: String| {
+            Err(ctx
+                .err(msg)
+                .line(ctx.at(&["stages", name, "inputs", &d.name]))
+                .stage(name.clone())
+                .field(format!("inputs.{}", d.name)))
+        };
+        if let Some(pin) = &d.pinned {
+            let Some(&um) = up.members.iter().find(|&&um| members[um].name == *pin) else {
+                return fail(format!(
+                    "input `{}` names member `{pin}`, which profile `{}` does not have (members: {})",
+                    d.name,
+                    ctx.profile,
+                    up.members
+                        .iter()
+                        .map(|&um| members[um].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            };
+            for &mi in stage_members {
+                members[mi].inputs.insert(d.name.clone(), vec![um]);
+            }
+            return Ok(());
+        }
+        let shared: Vec<String> = up
+            .axes
+            .iter()
+            .filter(|a| axes.iter().any(|(b, _)| b == *a))
+            .cloned()
+            .collect();
+        let mut idx: HashMap<String, Vec<usize>> = HashMap::new();
+        for &um in &up.members {
+            idx.entry(projection(&members[um].coords, &shared))
+                .or_default()
+                .push(um);
+        }
+        for &mi in stage_members {
+            let key = projection(&members[mi].coords, &shared);
+            let found = idx.get(&key).cloned().unwrap_or_default();
+            if found.is_empty() {
+                return fail(format!(
+                    "input `{}` of `{}`: no member of `{}` matches its coordinates",
+                    d.name, members[mi].name, up.name
+                ));
+            }
+            if !d.group && found.len() > 1 {
+                return fail(format!(
+                    "input `{}` of `{}` matches {} members of `{}` (axes it lacks: {}); \
+                     write `{}[*]` to read them all",
+                    d.name,
+                    members[mi].name,
+                    found.len(),
+                    up.name,
+                    up.axes
+                        .iter()
+                        .filter(|a| !shared.contains(a))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    up.name
+                ));
+            }
+            members[mi].inputs.insert(d.name.clone(), found);
+        }
+        Ok(())
+    }
+}
+
+/// Member number `combo` of stage `name` (the last axis varies fastest): its name, params
+/// (`base` with the values of the stage's `own` axes), seed and coordinates.
+fn expand_member(
+    name: &str,
+    axes: &[(String, Vec<Value>)],
+    own: &HashSet<String>,
+    base: &Map<String, Value>,
+    stage_seed: u64,
+    combo: usize,
+) -> Expanded {
+    let mut rem = combo;
+    let mut picks = vec![0usize; axes.len()];
+    for (ai, (_, vals)) in axes.iter().enumerate().rev() {
+        picks[ai] = rem % vals.len();
+        rem /= vals.len();
+    }
+    let mut params = base.clone();
+    let mut coords = BTreeMap::new();
+    let mut seed = stage_seed;
+    let mut label = Vec::new();
+    for (ai, (a, vals)) in axes.iter().enumerate() {
+        let v = &vals[picks[ai]];
+        coords.insert(a.clone(), v.clone());
+        if a == "seed" {
+            seed = v.as_u64().unwrap_or(0);
+            label.push(format!("seed={seed}"));
+        } else {
+            if own.contains(a) {
+                params.insert(a.clone(), v.clone());
+            }
+            label.push(value_label(v));
+        }
+    }
+    let name = if axes.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}[{}]", label.join(","))
+    };
+    Expanded {
+        name,
+        params: Value::Object(params),
+        seed,
+        coords,
+        label,
     }
 }
 

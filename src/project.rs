@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::error::EngineError;
+use crate::fingerprint::Key;
 use crate::lock::{LockEntry, LockFile};
 use crate::plan::{Stored, World};
 use crate::stat_cache::StatCache;
@@ -166,5 +167,9 @@ impl World for FsWorld<'_> {
             .iter()
             .filter(|f| f.is_content())
             .all(|f| c.intact(&format!("{rel}/{}", f.path), f.size, &f.sha256))
+    }
+
+    fn stored_key(&self, fp: &str) -> Option<Key> {
+        self.project.store.key(fp)
     }
 }

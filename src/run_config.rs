@@ -11,7 +11,7 @@ use std::str::FromStr;
 use repro_stages::Kind;
 
 use crate::error::SpecError;
-use crate::slurm::SlurmResources;
+use crate::executor::slurm::client::SlurmResources;
 use crate::spec::{locate, OrderedMap, ProfileSpec, Spec};
 
 /// Where the stages of a run execute.

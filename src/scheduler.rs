@@ -23,20 +23,20 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use repro_stages::InputRef;
+use repro_stages::{InputRef, Kind};
 
 use crate::executor::{Executor, Job, Outcome, Report};
-use crate::fingerprint::Key;
+use crate::fingerprint::{Key, KindIdentity};
 use crate::lock::{LockEntry, LockFile};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Decision};
 use crate::progress::Reporter;
 use crate::project::{FsWorld, Project};
-use crate::store::publish;
+use crate::store::{publish, Manifest};
 
 /// What `repro run` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -126,351 +126,453 @@ pub fn run(
     reporter: &mut Reporter,
     interrupted: &AtomicBool,
 ) -> Result<Summary> {
-    let n = p.members.len();
     let old_lock = LockFile::load(&project.lock_path())?;
-    let mut new_lock = old_lock.clone();
-    let world = FsWorld::new(project, &old_lock, &p.profile);
-    let ids = plan::identities();
     let (selected, direct) = p
         .select(&opts.targets)
         .map_err(crate::error::EngineError::Usage)?;
-    let forced: Vec<bool> = direct.iter().map(|d| *d && opts.force).collect();
-
-    let mut state: Vec<State> = selected
-        .iter()
-        .map(|s| {
-            if *s {
-                State::Waiting
-            } else {
-                State::NotSelected
-            }
-        })
-        .collect();
-    let mut digests: Vec<Option<String>> = vec![None; n];
-    let mut fps: Vec<Option<String>> = vec![None; n];
-    let mut decisions: Vec<Option<Decision>> = vec![None; n];
-    let mut keys: HashMap<usize, Key> = HashMap::new();
-    // Fingerprints queued or running: a second member with the same key (two stages
-    // computing the same thing) waits for the first and is then restored from it.
-    let mut inflight: HashSet<String> = HashSet::new();
-    let mut queue: VecDeque<usize> = VecDeque::new();
-    let mut running: HashMap<usize, Running> = HashMap::new();
-    let mut summary = Summary::default();
-    let (tx, rx) = channel::<(usize, Report)>();
-    let jobs = opts.jobs.max(1);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let mut stopping = false;
-    let mut halted = false;
-    let mut dirty = true;
+    let mut r = Run::new(project, p, opts, executor, reporter, &old_lock, &selected);
+    r.forced = direct.iter().map(|d| *d && opts.force).collect();
     let mut first_pass = true;
-
-    let upstream: Vec<Vec<usize>> = p.members.iter().map(|m| m.upstream()).collect();
     loop {
-        if dirty {
-            dirty = false;
-            let mut newly = 0u64;
-            for mi in 0..n {
-                if state[mi] != State::Waiting {
-                    continue;
-                }
-                let ups = &upstream[mi];
-                if ups
-                    .iter()
-                    .any(|&u| matches!(state[u], State::Failed | State::Skipped))
-                {
-                    state[mi] = State::Skipped;
-                    continue;
-                }
-                if !ups.iter().all(|&u| state[u] == State::Done) {
-                    continue;
-                }
-                let e = plan::decide_member(p, mi, &digests, &ids, forced[mi], &world);
-                let m = &p.members[mi];
-                let fp = e.fingerprint.clone().expect("all upstream done");
-                if matches!(e.decision, Decision::Run(_)) && inflight.contains(&fp) {
-                    continue;
-                }
-                match &e.decision {
-                    Decision::Fresh => {
-                        digests[mi] = e.digest.clone();
-                        fps[mi] = Some(fp);
-                        state[mi] = State::Done;
-                        summary.fresh += 1;
-                        reporter.detail(&format!("fresh    {}", m.name));
-                    }
-                    Decision::Restore(_) => {
-                        let Some(manifest) = project.store.manifest(&fp) else {
-                            reporter.error(&format!(
-                                "FAILED   {}: run {fp} vanished from the store",
-                                m.name
-                            ));
-                            state[mi] = State::Failed;
-                            summary.failed += 1;
-                            halted |= !opts.keep_going;
-                            continue;
-                        };
-                        let previous = old_lock
-                            .entry(&p.profile, &m.name)
-                            .map(|e| e.published.clone())
-                            .unwrap_or_default();
-                        let published = match &m.publish {
-                            Some(rel) => {
-                                match publish(
-                                    &project.dir,
-                                    &project.store.out_dir(&fp),
-                                    &manifest,
-                                    rel,
-                                    &previous,
-                                ) {
-                                    Ok(x) => x,
-                                    Err(err) => {
-                                        reporter.error(&format!(
-                                            "FAILED   {}: publishing: {err:#}",
-                                            m.name
-                                        ));
-                                        state[mi] = State::Failed;
-                                        summary.failed += 1;
-                                        halted |= !opts.keep_going;
-                                        continue;
-                                    }
-                                }
-                            }
-                            None => BTreeMap::new(),
-                        };
-                        new_lock.profile_mut(&p.profile).insert(
-                            m.name.clone(),
-                            LockEntry {
-                                fingerprint: fp.clone(),
-                                digest: manifest.digest.clone(),
-                                published,
-                            },
-                        );
-                        world.record(&fp, &manifest, m.publish.as_deref());
-                        digests[mi] = Some(manifest.digest);
-                        fps[mi] = Some(fp);
-                        state[mi] = State::Done;
-                        summary.restored += 1;
-                        reporter.line(&format!(
-                            "restore  {}  ({})",
-                            m.name,
-                            e.decision.explain(p).trim_start_matches("restore: ")
-                        ));
-                    }
-                    Decision::Run(_) => {
-                        keys.insert(mi, e.key.clone().expect("decided"));
-                        inflight.insert(fp.clone());
-                        fps[mi] = Some(fp);
-                        state[mi] = State::Queued;
-                        queue.push_back(mi);
-                        newly += 1;
-                    }
-                    Decision::Pending { .. } | Decision::NotSelected => {
-                        unreachable!("upstream done")
-                    }
-                }
-                decisions[mi] = Some(e.decision);
-            }
+        if r.dirty {
+            r.dirty = false;
+            let newly = r.decide_ready();
             if first_pass {
                 // Members that will be decided later may run too; count them as they come.
-                reporter.begin(newly);
+                r.reporter.begin(newly);
                 first_pass = false;
             } else {
-                reporter.grow(newly);
+                r.reporter.grow(newly);
             }
         }
-
-        if interrupted.load(Ordering::SeqCst) && !stopping {
-            stopping = true;
-            if !running.is_empty() {
-                reporter.line("interrupted: asking running stages to save a checkpoint and stop");
-            }
-            executor.stop_all();
+        if interrupted.load(Ordering::SeqCst) && !r.stopping {
+            r.stop();
         }
-
-        while !stopping && !halted && running.len() < jobs {
-            let Some(mi) = queue.pop_front() else { break };
-            let m = &p.members[mi];
-            let fp = fps[mi].clone().unwrap();
-            let held = running.values().map(|r| r.threads).sum();
-            let threads = stage_threads(cores, jobs, running.len(), held, queue.len());
-            let launched = (|| -> Result<PathBuf> {
-                let staging = project.store.new_staging(&fp)?;
-                let mut inputs = BTreeMap::new();
-                for (name, ups) in &m.inputs {
-                    let refs = ups
-                        .iter()
-                        .map(|&u| InputRef {
-                            dir: project.store.out_dir(fps[u].as_ref().unwrap()),
-                            member: p.members[u].name.clone(),
-                            coords: p.members[u].coords.clone(),
-                        })
-                        .collect();
-                    inputs.insert(name.clone(), refs);
-                }
-                let job = Job {
-                    kind: m.kind.name().to_string(),
-                    params: m.params.clone(),
-                    seed: m.seed,
-                    member: m.name.clone(),
-                    profile: p.profile.clone(),
-                    coords: m.coords.clone(),
-                    inputs,
-                    out_dir: staging.join("out"),
-                    checkpoint_dir: project.store.checkpoint_dir(&fp),
-                    project_dir: project.dir.clone(),
-                    download_dir: project.download_dir(),
-                };
-                executor.start(mi, &job, &staging.join("job.json"), threads, tx.clone())?;
-                Ok(staging)
-            })();
-            match launched {
-                Ok(staging) => {
-                    state[mi] = State::Running;
-                    running.insert(
-                        mi,
-                        Running {
-                            key: keys.remove(&mi).unwrap(),
-                            fp,
-                            staging,
-                            started: Instant::now(),
-                            threads,
-                        },
-                    );
-                }
-                Err(err) => {
-                    inflight.remove(fps[mi].as_ref().unwrap());
-                    reporter.error(&format!("FAILED   {}: could not start: {err:#}", m.name));
-                    state[mi] = State::Failed;
-                    summary.failed += 1;
-                    dirty = true;
-                    if !opts.keep_going {
-                        halted = true;
-                    }
-                }
-            }
-        }
-
-        if running.is_empty() && (queue.is_empty() || stopping || halted) && !dirty {
+        r.start_queued();
+        if r.running.is_empty() && (r.queue.is_empty() || r.stopping || r.halted) && !r.dirty {
             break;
         }
-        if running.is_empty() {
+        if r.running.is_empty() {
             continue;
         }
-
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok((mi, report)) => {
-                let m = &p.members[mi];
-                match report {
-                    Report::Started { pid } => {
-                        let why = decisions[mi]
-                            .as_ref()
-                            .map(|d| d.explain(p))
-                            .unwrap_or_default();
-                        reporter.started(mi, &m.name, why.trim_start_matches("run: "), pid);
-                    }
-                    Report::Event(ev) => reporter.event(mi, &m.name, &ev),
-                    Report::Done(outcome) => {
-                        let r = running.remove(&mi).expect("a running member");
-                        inflight.remove(&r.fp);
-                        let secs = r.started.elapsed().as_secs_f64();
-                        dirty = true;
-                        match outcome {
-                            Outcome::Success => match commit(project, p, mi, &r, &old_lock) {
-                                Ok(entry) => {
-                                    if let Some(man) = project.store.manifest(&r.fp) {
-                                        world.record(&r.fp, &man, m.publish.as_deref());
-                                    }
-                                    digests[mi] = Some(entry.digest.clone());
-                                    new_lock
-                                        .profile_mut(&p.profile)
-                                        .insert(m.name.clone(), entry);
-                                    state[mi] = State::Done;
-                                    summary.ran += 1;
-                                    reporter.finished(
-                                        mi,
-                                        Some(&format!("done     {}  in {secs:.1}s", m.name)),
-                                    );
-                                }
-                                Err(err) => {
-                                    let _ = std::fs::remove_dir_all(&r.staging);
-                                    reporter.finished(mi, None);
-                                    reporter.error(&format!(
-                                        "FAILED   {}: committing outputs: {err:#}",
-                                        m.name
-                                    ));
-                                    state[mi] = State::Failed;
-                                    summary.failed += 1;
-                                    if !opts.keep_going {
-                                        halted = true;
-                                    }
-                                }
-                            },
-                            Outcome::Interrupted => {
-                                let _ = std::fs::remove_dir_all(&r.staging);
-                                reporter.finished(
-                                    mi,
-                                    Some(&format!(
-                                        "stopped  {}  after {secs:.1}s (checkpoint saved)",
-                                        m.name
-                                    )),
-                                );
-                                state[mi] = State::Skipped;
-                                summary.interrupted = true;
-                                stopping = true;
-                            }
-                            Outcome::Failed(msg) => {
-                                let _ = std::fs::remove_dir_all(&r.staging);
-                                reporter.finished(mi, None);
-                                reporter.error(&format!("FAILED   {}: {msg}", m.name));
-                                state[mi] = State::Failed;
-                                summary.failed += 1;
-                                if !opts.keep_going {
-                                    halted = true;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        match r.rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((mi, report)) => r.report(mi, report),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
         }
     }
-    reporter.end();
+    r.reporter.end();
     if interrupted.load(Ordering::SeqCst) {
-        summary.interrupted = true;
+        r.summary.interrupted = true;
     }
-    summary.skipped = state
-        .iter()
-        .filter(|s| matches!(s, State::Skipped | State::Waiting | State::Queued))
-        .count();
+    r.finish()
+}
 
-    // Forget members no longer in the pipeline (only when the whole pipeline was run).
-    if opts.targets.is_empty() {
-        let names: std::collections::HashSet<&str> =
-            p.members.iter().map(|m| m.name.as_str()).collect();
-        new_lock
-            .profile_mut(&p.profile)
-            .retain(|k, _| names.contains(k.as_str()));
+/// The state of one `repro run`: what each member is doing, what the new lock holds.
+struct Run<'a> {
+    project: &'a Project,
+    p: &'a Pipeline,
+    opts: &'a RunOptions,
+    executor: &'a dyn Executor,
+    reporter: &'a mut Reporter,
+    old_lock: &'a LockFile,
+    new_lock: LockFile,
+    world: FsWorld<'a>,
+    ids: HashMap<Kind, KindIdentity>,
+    forced: Vec<bool>,
+    upstream: Vec<Vec<usize>>,
+    state: Vec<State>,
+    digests: Vec<Option<String>>,
+    fps: Vec<Option<String>>,
+    decisions: Vec<Option<Decision>>,
+    keys: HashMap<usize, Key>,
+    /// Fingerprints queued or running: a second member with the same key (two stages
+    /// computing the same thing) waits for the first and is then restored from it.
+    inflight: HashSet<String>,
+    queue: VecDeque<usize>,
+    running: HashMap<usize, Running>,
+    summary: Summary,
+    tx: Sender<(usize, Report)>,
+    rx: Receiver<(usize, Report)>,
+    jobs: usize,
+    cores: usize,
+    /// Interrupted: no new member starts, running ones are asked to stop.
+    stopping: bool,
+    /// A member failed without `--keep-going`: no new member starts.
+    halted: bool,
+    /// A member finished or failed: waiting members may be decided.
+    dirty: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        project: &'a Project,
+        p: &'a Pipeline,
+        opts: &'a RunOptions,
+        executor: &'a dyn Executor,
+        reporter: &'a mut Reporter,
+        old_lock: &'a LockFile,
+        selected: &[bool],
+    ) -> Run<'a> {
+        let n = p.members.len();
+        let (tx, rx) = channel::<(usize, Report)>();
+        Run {
+            project,
+            p,
+            opts,
+            executor,
+            reporter,
+            old_lock,
+            new_lock: old_lock.clone(),
+            world: FsWorld::new(project, old_lock, &p.profile),
+            ids: plan::identities(),
+            forced: vec![false; n],
+            upstream: p.members.iter().map(|m| m.upstream()).collect(),
+            state: selected
+                .iter()
+                .map(|&s| {
+                    if s {
+                        State::Waiting
+                    } else {
+                        State::NotSelected
+                    }
+                })
+                .collect(),
+            digests: vec![None; n],
+            fps: vec![None; n],
+            decisions: vec![None; n],
+            keys: HashMap::new(),
+            inflight: HashSet::new(),
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            summary: Summary::default(),
+            tx,
+            rx,
+            jobs: opts.jobs.max(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            stopping: false,
+            halted: false,
+            dirty: true,
+        }
     }
-    if new_lock
-        .profiles
-        .get(&p.profile)
-        .is_some_and(|m| m.is_empty())
-    {
-        new_lock.profiles.remove(&p.profile);
+
+    /// Decides every waiting member whose upstream members are all done (skips those with a
+    /// failed or skipped upstream); returns how many were queued to run.
+    fn decide_ready(&mut self) -> u64 {
+        let mut newly = 0u64;
+        for mi in 0..self.p.members.len() {
+            if self.state[mi] != State::Waiting {
+                continue;
+            }
+            let ups = &self.upstream[mi];
+            if ups
+                .iter()
+                .any(|&u| matches!(self.state[u], State::Failed | State::Skipped))
+            {
+                self.state[mi] = State::Skipped;
+                continue;
+            }
+            if !ups.iter().all(|&u| self.state[u] == State::Done) {
+                continue;
+            }
+            let e = plan::decide_member(
+                self.p,
+                mi,
+                &self.digests,
+                &self.ids,
+                self.forced[mi],
+                &self.world,
+            );
+            let fp = e.fingerprint.clone().expect("all upstream done");
+            if matches!(e.decision, Decision::Run(_)) && self.inflight.contains(&fp) {
+                continue;
+            }
+            match &e.decision {
+                Decision::Fresh => {
+                    self.digests[mi] = e.digest.clone();
+                    self.fps[mi] = Some(fp);
+                    self.state[mi] = State::Done;
+                    self.summary.fresh += 1;
+                    let name = &self.p.members[mi].name;
+                    self.reporter.detail(&format!("fresh    {name}"));
+                }
+                Decision::Restore(_) => {
+                    if !self.restore(mi, fp, &e.decision) {
+                        continue;
+                    }
+                }
+                Decision::Run(_) => {
+                    self.keys.insert(mi, e.key.clone().expect("decided"));
+                    self.inflight.insert(fp.clone());
+                    self.fps[mi] = Some(fp);
+                    self.state[mi] = State::Queued;
+                    self.queue.push_back(mi);
+                    newly += 1;
+                }
+                Decision::Pending { .. } | Decision::NotSelected => {
+                    unreachable!("upstream done")
+                }
+            }
+            self.decisions[mi] = Some(e.decision);
+        }
+        newly
     }
-    if world.rehashed() > 0 {
-        reporter.detail(&format!(
-            "rehashed {} file(s) whose stat changed since they were last checked",
-            world.rehashed()
+
+    /// Restores member `mi` from stored run `fp` (publishes it, records it in the lock);
+    /// returns false when it failed.
+    fn restore(&mut self, mi: usize, fp: String, decision: &Decision) -> bool {
+        let (p, project) = (self.p, self.project);
+        let m = &p.members[mi];
+        let Some(manifest) = project.store.manifest(&fp) else {
+            self.fail(mi, &format!("run {fp} vanished from the store"));
+            return false;
+        };
+        let published = match publish_member(project, p, mi, &fp, &manifest, self.old_lock) {
+            Ok(x) => x,
+            Err(err) => {
+                self.fail(mi, &format!("publishing: {err:#}"));
+                return false;
+            }
+        };
+        self.new_lock.profile_mut(&p.profile).insert(
+            m.name.clone(),
+            LockEntry {
+                fingerprint: fp.clone(),
+                digest: manifest.digest.clone(),
+                published,
+            },
+        );
+        self.world.record(&fp, &manifest, m.publish.as_deref());
+        self.digests[mi] = Some(manifest.digest);
+        self.fps[mi] = Some(fp);
+        self.state[mi] = State::Done;
+        self.summary.restored += 1;
+        self.reporter.line(&format!(
+            "restore  {}  ({})",
+            m.name,
+            decision.explain(p).trim_start_matches("restore: ")
         ));
+        true
     }
-    world.save();
-    new_lock.save(&project.lock_path())?;
-    Ok(summary)
+
+    /// Member `mi` failed with `msg`: reported, its downstream skipped, and without
+    /// `--keep-going` nothing new starts.
+    fn fail(&mut self, mi: usize, msg: &str) {
+        let name = &self.p.members[mi].name;
+        self.reporter.error(&format!("FAILED   {name}: {msg}"));
+        self.state[mi] = State::Failed;
+        self.summary.failed += 1;
+        self.halted |= !self.opts.keep_going;
+    }
+
+    /// Asks the running stages to save a checkpoint and stop.
+    fn stop(&mut self) {
+        self.stopping = true;
+        if !self.running.is_empty() {
+            self.reporter
+                .line("interrupted: asking running stages to save a checkpoint and stop");
+        }
+        self.executor.stop_all();
+    }
+
+    /// Starts queued members while a `-j` slot is free (unless stopping or halted).
+    fn start_queued(&mut self) {
+        while !self.stopping && !self.halted && self.running.len() < self.jobs {
+            let Some(mi) = self.queue.pop_front() else {
+                break;
+            };
+            let fp = self.fps[mi].clone().unwrap();
+            let held = self.running.values().map(|r| r.threads).sum();
+            let threads = stage_threads(
+                self.cores,
+                self.jobs,
+                self.running.len(),
+                held,
+                self.queue.len(),
+            );
+            match self.launch(mi, &fp, threads) {
+                Ok(staging) => {
+                    self.state[mi] = State::Running;
+                    let running = Running {
+                        key: self.keys.remove(&mi).unwrap(),
+                        fp,
+                        staging,
+                        started: Instant::now(),
+                        threads,
+                    };
+                    self.running.insert(mi, running);
+                }
+                Err(err) => {
+                    self.inflight.remove(&fp);
+                    self.fail(mi, &format!("could not start: {err:#}"));
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// Writes the job of member `mi` into a new staging dir for `fp` and starts it.
+    fn launch(&self, mi: usize, fp: &str, threads: usize) -> Result<PathBuf> {
+        let (p, store) = (self.p, &self.project.store);
+        let m = &p.members[mi];
+        let staging = store.new_staging(fp)?;
+        let mut inputs = BTreeMap::new();
+        for (name, ups) in &m.inputs {
+            let refs = ups
+                .iter()
+                .map(|&u| InputRef {
+                    dir: store.out_dir(self.fps[u].as_ref().unwrap()),
+                    member: p.members[u].name.clone(),
+                    coords: p.members[u].coords.clone(),
+                })
+                .collect();
+            inputs.insert(name.clone(), refs);
+        }
+        let job = Job {
+            kind: m.kind.name().to_string(),
+            params: m.params.clone(),
+            seed: m.seed,
+            member: m.name.clone(),
+            profile: p.profile.clone(),
+            coords: m.coords.clone(),
+            inputs,
+            out_dir: staging.join("out"),
+            checkpoint_dir: store.checkpoint_dir(fp),
+            project_dir: self.project.dir.clone(),
+            download_dir: self.project.download_dir(),
+        };
+        let job_file = staging.join("job.json");
+        self.executor
+            .start(mi, &job, &job_file, threads, self.tx.clone())?;
+        Ok(staging)
+    }
+
+    /// Handles one report of the executor about member `mi`.
+    fn report(&mut self, mi: usize, report: Report) {
+        let m = &self.p.members[mi];
+        match report {
+            Report::Started { pid } => {
+                let why = self.decisions[mi]
+                    .as_ref()
+                    .map(|d| d.explain(self.p))
+                    .unwrap_or_default();
+                self.reporter
+                    .started(mi, &m.name, why.trim_start_matches("run: "), pid);
+            }
+            Report::Event(ev) => self.reporter.event(mi, &m.name, &ev),
+            Report::Done(outcome) => self.finished(mi, outcome),
+        }
+    }
+
+    /// Member `mi` ended: commits it, or cleans up after it.
+    fn finished(&mut self, mi: usize, outcome: Outcome) {
+        let m = &self.p.members[mi];
+        let r = self.running.remove(&mi).expect("a running member");
+        self.inflight.remove(&r.fp);
+        let secs = r.started.elapsed().as_secs_f64();
+        self.dirty = true;
+        let committed = match outcome {
+            Outcome::Success => commit(self.project, self.p, mi, &r, self.old_lock),
+            Outcome::Interrupted => {
+                let _ = std::fs::remove_dir_all(&r.staging);
+                let line = format!("stopped  {}  after {secs:.1}s (checkpoint saved)", m.name);
+                self.reporter.finished(mi, Some(&line));
+                self.state[mi] = State::Skipped;
+                self.summary.interrupted = true;
+                self.stopping = true;
+                return;
+            }
+            Outcome::Failed(msg) => {
+                let _ = std::fs::remove_dir_all(&r.staging);
+                self.reporter.finished(mi, None);
+                self.fail(mi, &msg);
+                return;
+            }
+        };
+        match committed {
+            Ok(entry) => {
+                if let Some(man) = self.project.store.manifest(&r.fp) {
+                    self.world.record(&r.fp, &man, m.publish.as_deref());
+                }
+                self.digests[mi] = Some(entry.digest.clone());
+                self.new_lock
+                    .profile_mut(&self.p.profile)
+                    .insert(m.name.clone(), entry);
+                self.state[mi] = State::Done;
+                self.summary.ran += 1;
+                let line = format!("done     {}  in {secs:.1}s", m.name);
+                self.reporter.finished(mi, Some(&line));
+            }
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&r.staging);
+                self.reporter.finished(mi, None);
+                self.fail(mi, &format!("committing outputs: {err:#}"));
+            }
+        }
+    }
+
+    /// Counts the members not run, writes the lock (forgetting members no longer in the
+    /// pipeline when the whole pipeline was run) and the stat cache.
+    fn finish(mut self) -> Result<Summary> {
+        let p = self.p;
+        self.summary.skipped = self
+            .state
+            .iter()
+            .filter(|s| matches!(s, State::Skipped | State::Waiting | State::Queued))
+            .count();
+        if self.opts.targets.is_empty() {
+            let names: HashSet<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+            self.new_lock
+                .profile_mut(&p.profile)
+                .retain(|k, _| names.contains(k.as_str()));
+        }
+        if self
+            .new_lock
+            .profiles
+            .get(&p.profile)
+            .is_some_and(|m| m.is_empty())
+        {
+            self.new_lock.profiles.remove(&p.profile);
+        }
+        if self.world.rehashed() > 0 {
+            self.reporter.detail(&format!(
+                "rehashed {} file(s) whose stat changed since they were last checked",
+                self.world.rehashed()
+            ));
+        }
+        self.world.save();
+        self.new_lock.save(&self.project.lock_path())?;
+        Ok(self.summary)
+    }
+}
+
+/// Publishes stored run `fp` of member `mi` (if it has a publish path) over the copies the
+/// old lock records; returns the published files.
+fn publish_member(
+    project: &Project,
+    p: &Pipeline,
+    mi: usize,
+    fp: &str,
+    manifest: &Manifest,
+    old_lock: &LockFile,
+) -> Result<BTreeMap<String, String>> {
+    let m = &p.members[mi];
+    let previous = old_lock
+        .entry(&p.profile, &m.name)
+        .map(|e| e.published.clone())
+        .unwrap_or_default();
+    match &m.publish {
+        Some(rel) => publish(
+            &project.dir,
+            &project.store.out_dir(fp),
+            manifest,
+            rel,
+            &previous,
+        ),
+        None => Ok(BTreeMap::new()),
+    }
 }
 
 /// Commits a successful run: store, publish, checkpoint removal; returns its lock entry.
@@ -481,22 +583,8 @@ fn commit(
     r: &Running,
     old_lock: &LockFile,
 ) -> Result<LockEntry> {
-    let m = &p.members[mi];
     let manifest = project.store.commit(&r.fp, &r.staging, &r.key)?;
-    let previous = old_lock
-        .entry(&p.profile, &m.name)
-        .map(|e| e.published.clone())
-        .unwrap_or_default();
-    let published = match &m.publish {
-        Some(rel) => publish(
-            &project.dir,
-            &project.store.out_dir(&r.fp),
-            &manifest,
-            rel,
-            &previous,
-        )?,
-        None => BTreeMap::new(),
-    };
+    let published = publish_member(project, p, mi, &r.fp, &manifest, old_lock)?;
     let ck = project.store.checkpoint_dir(&r.fp);
     if ck.exists() {
         let _ = std::fs::remove_dir_all(&ck);

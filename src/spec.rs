@@ -88,7 +88,7 @@
 //! **Executor** (`repro run --executor` wins over the profile's `executor:`, which wins
 //! over the top-level one; default `local`): `local` runs each stage as a child process,
 //! `slurm` submits each as a batch job on the cluster `SLURM_CONF` names (see
-//! [`crate::slurm_executor`]).
+//! [`crate::executor::slurm`]).
 //!
 //! **Resources** (used by the `slurm` executor only): keys are `default`, a kind name or
 //! a stage name; values take the fields `cpus`, `mem` (`4G`, `4000` = MB), `gpus`, `gres`
@@ -125,7 +125,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::SpecError;
-use crate::slurm::SlurmResources;
+use crate::executor::slurm::client::SlurmResources;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]

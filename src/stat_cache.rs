@@ -4,7 +4,7 @@
 //!
 //! A file counts as intact when its content has the SHA-256 its manifest lists. Checking
 //! that by hashing would make a no-op `repro run` read every output; checking sizes only
-//! (as before) let a same-size change pass for fresh. So, as git's index does, each file
+//! would let a same-size change pass for fresh. So, as git's index does, each file
 //! is recorded with what `stat` says of it (size, mtime and ctime in ns, inode, device)
 //! beside the hash its content had at that moment. A later check `stat`s the file: the
 //! same stat and the same expected hash mean the same content, anything else is rehashed

@@ -109,7 +109,18 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
 
 /// Every file under `dir`, hashed, with `/`-separated relative paths, sorted.
 pub fn scan_dir(dir: &Path) -> Result<Vec<FileEntry>> {
-    fn walk(root: &Path, rel: &str, out: &mut Vec<FileEntry>) -> Result<()> {
+    scan_dir_where(dir, &|_| true)
+}
+
+/// [`scan_dir`] over the files and folders whose name passes `keep` (a skipped folder is
+/// skipped with everything under it).
+pub fn scan_dir_where(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<FileEntry>> {
+    fn walk(
+        root: &Path,
+        rel: &str,
+        keep: &dyn Fn(&str) -> bool,
+        out: &mut Vec<FileEntry>,
+    ) -> Result<()> {
         let here = if rel.is_empty() {
             root.to_path_buf()
         } else {
@@ -122,6 +133,9 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<FileEntry>> {
         names.sort();
         for name in names {
             let name = name.to_string_lossy().into_owned();
+            if !keep(&name) {
+                continue;
+            }
             let r = if rel.is_empty() {
                 name.clone()
             } else {
@@ -130,7 +144,7 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<FileEntry>> {
             let p = root.join(&r);
             let meta = fs::metadata(&p).with_context(|| format!("reading {}", p.display()))?;
             if meta.is_dir() {
-                walk(root, &r, out)?;
+                walk(root, &r, keep, out)?;
             } else {
                 let (size, sha256) =
                     hash_file(&p).with_context(|| format!("hashing {}", p.display()))?;
@@ -144,7 +158,7 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<FileEntry>> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, "", &mut out)?;
+    walk(dir, "", keep, &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

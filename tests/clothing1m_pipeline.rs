@@ -5,9 +5,9 @@
 //! also have a noisy label, every training kind decodes, resizes and crops the JPEGs batch
 //! by batch, and the tables carry a Clothing1M row with finite numbers.
 
-mod cli;
+mod common;
 
-use cli::repro;
+use common::repro;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

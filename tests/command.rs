@@ -2,56 +2,53 @@
 //! built `repro` binary on a temporary project whose programs are small Python 3 scripts
 //! (standard library only), or the worked example `examples/nearest_centroid.py`.
 
-mod cli;
+mod common;
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-use cli::{copy_dir, repro};
+use common::{copy_dir, ran, repro, wait_for, Proj};
 use serde_json::Value;
 
 /// A temporary project: `pipeline.yaml` and the given files.
-fn project(yaml: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
+fn project(yaml: &str, files: &[(&str, &str)]) -> Proj {
+    let p = Proj::new(yaml);
     for (name, text) in files {
-        write(&dir, name, text);
+        p.file(name, text);
     }
-    (tmp, dir)
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+    p
 }
 
 /// A project with the digits data and the worked examples.
-fn digits_project(yaml: &str) -> (tempfile::TempDir, PathBuf) {
-    let (tmp, dir) = project(yaml, &[]);
+fn digits_project(yaml: &str) -> Proj {
+    let p = Proj::new(yaml);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
-    copy_dir(&root.join("examples"), &dir.join("examples"));
-    (tmp, dir)
+    copy_dir(&root.join("data/optdigits"), &p.dir.join("data/optdigits"));
+    copy_dir(&root.join("examples"), &p.dir.join("examples"));
+    p
 }
 
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let (code, out) = repro(dir, args);
-    assert_eq!(code, 0, "repro {args:?}:\n{out}");
+/// A project whose one stage `name` runs `python3 <name>.py` (that file holding `program`,
+/// its dep) and publishes under `out/<name>`; and its pipeline text.
+fn one_program(name: &str, program: &str) -> (Proj, String) {
+    let yaml = format!(
+        "stages:\n  {name}:\n    kind: command\n    params: {{ run: [python3, {name}.py], deps: [{name}.py], method: {name} }}\n    publish: out/{name}\n"
+    );
+    (project(&yaml, &[(&format!("{name}.py"), program)]), yaml)
+}
+
+/// What `repro args` prints (stdout, then stderr) in `p`, which must exit with `code`.
+fn fails(p: &Proj, args: &[&str], code: i32) -> String {
+    let (got, out) = repro(&p.dir, args);
+    assert_eq!(got, code, "{out}");
     out
 }
 
-/// Members a `repro run` started, from its plain output.
-fn ran(out: &str) -> Vec<String> {
-    let mut v: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(|r| r.split("  ").next().unwrap().to_string())
-        .collect();
+/// Members a `repro run` started, from its plain output, by name.
+fn started(out: &str) -> Vec<String> {
+    let mut v = ran(out);
     v.sort();
     v
 }
@@ -95,9 +92,9 @@ stages:
       args: { shrink: 0.25, nested: { a: [1, 2] } }
     publish: out/show
 ";
-    let (_tmp, dir) = project(yaml, &[("show.py", SHOW_ENV)]);
-    ok(&dir, &["run"]);
-    let out = dir.join("out/show");
+    let p = project(yaml, &[("show.py", SHOW_ENV)]);
+    p.ok(&["run"]);
+    let out = p.dir.join("out/show");
     let seen = read_json(&out.join("seen.json"));
     let env: Vec<&str> = seen["env"]
         .as_array()
@@ -124,19 +121,19 @@ stages:
         Path::new(seen["cwd"].as_str().unwrap())
             .canonicalize()
             .unwrap(),
-        dir.canonicalize().unwrap()
+        p.dir.canonicalize().unwrap()
     );
-    let p = &seen["params"];
-    assert_eq!(p["method"], "shown");
+    let params = &seen["params"];
+    assert_eq!(params["method"], "shown");
     assert_eq!(
-        p["args"],
+        params["args"],
         serde_json::json!({"shrink": 0.25, "nested": {"a": [1, 2]}})
     );
-    assert_eq!(p["seed"], 7);
-    assert_eq!(p["coords"], serde_json::json!({"seed": 7}));
-    assert_eq!(p["profile"], "default");
-    assert_eq!(p["member"], "show[seed=7]");
-    assert_eq!(p["inputs"]["up_stream"].as_array().unwrap().len(), 1);
+    assert_eq!(params["seed"], 7);
+    assert_eq!(params["coords"], serde_json::json!({"seed": 7}));
+    assert_eq!(params["profile"], "default");
+    assert_eq!(params["member"], "show[seed=7]");
+    assert_eq!(params["inputs"]["up_stream"].as_array().unwrap().len(), 1);
     // Its output is the program's log beside what it wrote: no params file, no checkpoint.
     let log = std::fs::read_to_string(out.join("log/output.txt")).unwrap();
     assert_eq!(log, "hello from the program\n");
@@ -147,7 +144,7 @@ stages:
         .collect();
     files.sort();
     assert_eq!(files, ["log", "seen.json"]);
-    ok(&dir, &["verify"]);
+    p.ok(&["verify"]);
 }
 
 const TWO_PROGRAMS: &str = "\
@@ -174,45 +171,33 @@ fn command_dep_edit_reruns_only_its_stages() {
         ("b.py", WRITE_VALUE),
         ("lib/util.py", "X = 1\n"),
     ];
-    let (_tmp, dir) = project(TWO_PROGRAMS, &files);
-    assert_eq!(ran(&ok(&dir, &["run"])), ["a", "after_b", "b"]);
-    assert_eq!(ran(&ok(&dir, &["run"])), Vec::<String>::new());
+    let p = project(TWO_PROGRAMS, &files);
+    assert_eq!(started(&p.ok(&["run"])), ["a", "after_b", "b"]);
+    assert_eq!(started(&p.ok(&["run"])), Vec::<String>::new());
 
-    write(&dir, "a.py", &format!("{WRITE_VALUE}# edited\n"));
-    let why = ok(&dir, &["why", "a"]);
+    p.file("a.py", &format!("{WRITE_VALUE}# edited\n"));
+    let why = p.ok(&["why", "a"]);
     assert!(why.contains("code file a.py changed"), "{why}");
-    assert_eq!(ran(&ok(&dir, &["run"])), ["a"]);
+    assert_eq!(started(&p.ok(&["run"])), ["a"]);
 
     // A file in a folder dep: `b` reruns; its output is the same, so `after_b` stays fresh.
-    write(&dir, "lib/util.py", "X = 2\n");
-    assert_eq!(ran(&ok(&dir, &["run"])), ["b"]);
-    write(&dir, "lib/new.py", "Y = 1\n");
-    assert_eq!(ran(&ok(&dir, &["run"])), ["b"]);
+    p.file("lib/util.py", "X = 2\n");
+    assert_eq!(started(&p.ok(&["run"])), ["b"]);
+    p.file("lib/new.py", "Y = 1\n");
+    assert_eq!(started(&p.ok(&["run"])), ["b"]);
     // Interpreter caches are not code.
-    write(&dir, "lib/__pycache__/util.cpython-311.pyc", "cache");
-    assert_eq!(ran(&ok(&dir, &["run"])), Vec::<String>::new());
+    p.file("lib/__pycache__/util.cpython-311.pyc", "cache");
+    assert_eq!(started(&p.ok(&["run"])), Vec::<String>::new());
     // `version` reruns without an edit.
-    std::fs::write(
-        dir.join("pipeline.yaml"),
-        TWO_PROGRAMS.replace("method: b }", "method: b, version: 1 }"),
-    )
-    .unwrap();
-    assert_eq!(ran(&ok(&dir, &["run"])), ["b"]);
+    p.write(&TWO_PROGRAMS.replace("method: b }", "method: b, version: 1 }"));
+    assert_eq!(started(&p.ok(&["run"])), ["b"]);
 }
 
 #[test]
 fn command_failure_publishes_nothing_and_shows_log_tail() {
     let fail = "import os, sys\nopen(os.path.join(os.environ['REPRO_OUT'], 'partial.txt'), 'w').write('p')\nfor i in range(1, 31):\n    print('line %d' % i, file=sys.stderr if i % 2 else sys.stdout, flush=True)\nsys.exit(3)\n";
-    let yaml = "\
-stages:
-  bad:
-    kind: command
-    params: { run: [python3, fail.py], deps: [fail.py], method: bad }
-    publish: out/bad
-";
-    let (_tmp, dir) = project(yaml, &[("fail.py", fail)]);
-    let (code, out) = repro(&dir, &["run"]);
-    assert_eq!(code, 1, "{out}");
+    let (p, yaml) = one_program("fail", fail);
+    let out = fails(&p, &["run"], 1);
     assert!(
         out.contains("`python3 fail.py` exited with status 3"),
         "{out}"
@@ -221,15 +206,13 @@ stages:
     assert!(out.contains("line 11\nline 12\n"), "{out}");
     assert!(out.contains("line 30"), "{out}");
     assert!(!out.contains("line 10\n"), "{out}");
-    assert!(!dir.join("out/bad").exists());
-    let runs = dir.join("results/.runs/runs");
-    assert_eq!(std::fs::read_dir(&runs).map(|r| r.count()).unwrap_or(0), 0);
+    assert!(!p.dir.join("out/fail").exists());
+    assert_eq!(p.count("runs"), 0);
 
     // A program that cannot be started fails the same way.
     let yaml = yaml.replace("[python3, fail.py]", "[./no-such-program]");
-    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
-    let (code, out) = repro(&dir, &["run"]);
-    assert_eq!(code, 1, "{out}");
+    p.write(&yaml);
+    let out = fails(&p, &["run"], 1);
     assert!(out.contains("cannot start `./no-such-program`"), "{out}");
 
     // Killed by a signal.
@@ -239,9 +222,8 @@ stages:
     kind: command
     params: { run: [python3, -c, 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)'], method: k }
 ";
-    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
-    let (code, out) = repro(&dir, &["run"]);
-    assert_eq!(code, 1, "{out}");
+    p.write(yaml);
+    let out = fails(&p, &["run"], 1);
     assert!(out.contains("was killed by signal 9"), "{out}");
 }
 
@@ -273,52 +255,36 @@ fn checkpoint_file(dir: &Path, name: &str) -> Option<String> {
 
 #[test]
 fn command_interrupt_resumes_from_its_checkpoint() {
-    let yaml = "\
-stages:
-  count:
-    kind: command
-    params: { run: [python3, counter.py], deps: [counter.py], method: c }
-    publish: out/count
-";
-    let (_tmp, dir) = project(yaml, &[("counter.py", COUNTER)]);
+    let (p, _) = one_program("counter", COUNTER);
     // A terminal's Ctrl-C: SIGINT to the whole foreground process group.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_repro"))
-        .current_dir(&dir)
-        .arg("run")
+    let mut child = p
+        .cmd(&["run"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while checkpoint_file(&dir, "step").is_none_or(|s| s.parse::<u32>().unwrap_or(0) < 10) {
-        assert!(t.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("10 steps", Duration::from_secs(60), || {
+        checkpoint_file(&p.dir, "step").is_some_and(|s| s.parse::<u32>().unwrap_or(0) >= 10)
+    });
     // SAFETY: signalling the process group of a child this test started.
     assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    let stopped: u32 = checkpoint_file(&dir, "interrupted")
+    let stopped: u32 = checkpoint_file(&p.dir, "interrupted")
         .expect("the program was signalled")
         .parse()
         .unwrap();
     assert!((10..200).contains(&stopped), "stopped at {stopped}");
-    assert!(!dir.join("out/count").exists());
+    assert!(!p.dir.join("out/counter").exists());
 
-    let out = ok(&dir, &["run"]);
-    assert_eq!(ran(&out), ["count"]);
-    let resumed: u32 = std::fs::read_to_string(dir.join("out/count/resumed_from.txt"))
+    let out = p.ok(&["run"]);
+    assert_eq!(ran(&out), ["counter"]);
+    let resumed: u32 = std::fs::read_to_string(p.dir.join("out/counter/resumed_from.txt"))
         .unwrap()
         .parse()
         .unwrap();
     assert_eq!(resumed, stopped);
-    assert!(
-        std::fs::read_dir(dir.join("results/.runs/checkpoints"))
-            .map(|r| r.count())
-            .unwrap_or(0)
-            == 0,
-        "checkpoint removed on success"
-    );
+    assert_eq!(p.count("checkpoints"), 0, "checkpoint removed on success");
 }
 
 /// Digits, GLC's flip noise at two strengths, CE and GLC for two epochs, and the worked
@@ -361,10 +327,10 @@ const REPORT: &str = "
 
 #[test]
 fn command_metrics_join_the_tables() {
-    let (_tmp, dir) = digits_project(&format!("{DIGITS}{REPORT}"));
-    ok(&dir, &["run", "-j2"]);
+    let p = digits_project(&format!("{DIGITS}{REPORT}"));
+    p.ok(&["run", "-j2"]);
     for t in ["t1", "t4", "t6"] {
-        let md = std::fs::read_to_string(dir.join(format!("out/report/tables/{t}.md"))).unwrap();
+        let md = std::fs::read_to_string(p.dir.join(format!("out/report/tables/{t}.md"))).unwrap();
         let cells =
             |l: &str| -> Vec<String> { l.split('|').map(|c| c.trim().to_string()).collect() };
         let header = cells(md.lines().find(|l| l.starts_with('|')).unwrap());
@@ -384,7 +350,7 @@ fn command_metrics_join_the_tables() {
 
     // A file that breaks the schema fails the table stage, naming the file and the field.
     let broken = "import json, os\np = os.path.join(os.environ['REPRO_OUT'], 'metrics.json')\nm = json.load(open(os.environ['REPRO_PARAMS']))\nsrc = os.environ['REPRO_INPUT_LIKE']\nd = json.load(open(os.path.join(src, 'metrics.json')))\nd['method'] = 'broken'\nd['final_test_error'] = 'low'\njson.dump(d, open(p, 'w'))\n";
-    write(&dir, "broken.py", broken);
+    p.file("broken.py", broken);
     let yaml = format!(
         "{DIGITS}  broken:\n    kind: command\n    inputs: {{ like: centroid }}\n    params: {{ run: [python3, broken.py], method: broken }}\n{}",
         REPORT.replace(
@@ -393,9 +359,8 @@ fn command_metrics_join_the_tables() {
         )
     );
     assert!(yaml.contains("broken: \"broken[*]\""));
-    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
-    let (code, out) = repro(&dir, &["run"]);
-    assert_eq!(code, 1, "{out}");
+    p.write(&yaml);
+    let out = fails(&p, &["run"], 1);
     assert!(
         out.contains("metrics.json does not match docs/metrics.schema.json: field `final_test_error`: must be a number"),
         "{out}"
@@ -425,13 +390,13 @@ fn command_metrics_must_match_the_schema() {
     params: {{ epochs: 1 }}
 "
     );
-    let (_tmp, dir) = digits_project(&yaml);
-    ok(&dir, &["run", "-j2"]);
+    let p = digits_project(&yaml);
+    p.ok(&["run", "-j2"]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema = read_json(&root.join("docs/metrics.schema.json"));
     let validator = jsonschema::validator_for(&schema).unwrap();
     let mut kinds = std::collections::BTreeSet::new();
-    for e in std::fs::read_dir(dir.join("results/.runs/runs")).unwrap() {
+    for e in std::fs::read_dir(p.runs_dir()).unwrap() {
         let path = e.unwrap().path().join("out/metrics.json");
         if !path.exists() {
             continue;
@@ -463,7 +428,7 @@ fn command_metrics_must_match_the_schema() {
 
     // The schema and the check `tables` makes refuse the same mistakes.
     let good = read_json(
-        &std::fs::read_dir(dir.join("results/.runs/runs"))
+        &std::fs::read_dir(p.runs_dir())
             .unwrap()
             .map(|e| e.unwrap().path().join("out/metrics.json"))
             .find(|p| p.exists() && read_json(p)["kind"] == "command")
@@ -493,10 +458,7 @@ fn command_metrics_must_match_the_schema() {
 
 /// `repro status`'s stderr on a project whose pipeline it must refuse (exit code 2).
 fn refused(yaml: &str, files: &[(&str, &str)]) -> String {
-    let (_tmp, dir) = project(yaml, files);
-    let (code, out) = repro(&dir, &["status"]);
-    assert_eq!(code, 2, "{out}");
-    out
+    fails(&project(yaml, files), &["status"], 2)
 }
 
 const PROGRAM: &str = "stages:\n  c:\n    kind: command\n    params:\n      method: m\n";

@@ -1,147 +1,13 @@
 //! Cache and CLI rules, each checked by running the built `repro` binary on a small
 //! pipeline of `probe` stages in a temporary project.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Proj {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Proj {
-    fn new(yaml: &str) -> Proj {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("project");
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = Proj { _tmp: tmp, dir };
-        p.write(yaml);
-        p
-    }
-
-    fn at(dir: &Path, tmp: tempfile::TempDir) -> Proj {
-        Proj {
-            _tmp: tmp,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn write(&self, yaml: &str) {
-        std::fs::write(self.dir.join("pipeline.yaml"), yaml).unwrap();
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_repro"));
-        c.current_dir(&self.dir)
-            .args(args)
-            .env_remove("REPRO_TEST_KIND_VERSIONS");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "repro {args:?} failed ({:?}):\n{}\n{}",
-            o.status.code(),
-            out(&o),
-            err(&o)
-        );
-        out(&o)
-    }
-
-    fn lock(&self) -> Vec<u8> {
-        std::fs::read(self.dir.join("pipeline.lock")).unwrap()
-    }
-
-    fn lock_json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.lock()).unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> (Child, Receiver<String>) {
-        let mut child = self
-            .cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, rx)
-    }
-
-    fn runs_dir(&self) -> PathBuf {
-        self.dir.join("results/.runs/runs")
-    }
-
-    fn count(&self, sub: &str) -> usize {
-        std::fs::read_dir(self.dir.join("results/.runs").join(sub))
-            .map(|r| r.count())
-            .unwrap_or(0)
-    }
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Members a `repro run` started, from its plain output.
-fn ran(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(|r| r.split("  ").next().unwrap().to_string())
-        .collect()
-}
-
-fn restored(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("restore  "))
-        .map(|r| r.split("  ").next().unwrap().to_string())
-        .collect()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The step recorded in any checkpoint (the largest).
-fn checkpoint_step(p: &Proj) -> u64 {
-    let mut best = 0;
-    if let Ok(rd) = std::fs::read_dir(p.dir.join("results/.runs/checkpoints")) {
-        for e in rd.flatten() {
-            if let Ok(s) = std::fs::read_to_string(e.path().join("step")) {
-                best = best.max(s.trim().parse().unwrap_or(0));
-            }
-        }
-    }
-    best
-}
+use common::{err_text, out_text, ran, restored, slow_pipeline, wait_for, Proj};
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: signalling a process this test started.
@@ -211,16 +77,20 @@ fn version_bump_invalidates_only_that_kind() {
     let o = status("probe=99");
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out(&o).contains("run      a") && out(&o).contains("run      c"),
+        out_text(&o).contains("run      a") && out_text(&o).contains("run      c"),
         "{}",
-        out(&o)
+        out_text(&o)
     );
     let o = p
         .cmd(&["why", "c"])
         .env("REPRO_TEST_KIND_VERSIONS", "probe=99")
         .output()
         .unwrap();
-    assert!(out(&o).contains("version of probe: 1 -> 99"), "{}", out(&o));
+    assert!(
+        out_text(&o).contains("version of probe: 1 -> 99"),
+        "{}",
+        out_text(&o)
+    );
 }
 
 #[test]
@@ -260,9 +130,9 @@ fn missing_output_invalidates_stage() {
     let o = p.run(&["status"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out(&o).contains("run      a  (run: outputs missing or changed in the store)"),
+        out_text(&o).contains("run      a  (run: outputs missing or changed in the store)"),
         "{}",
-        out(&o)
+        out_text(&o)
     );
     assert_eq!(ran(&p.ok(&["run"])), ["a"]);
     // A deleted published copy is restored from the store, without running.
@@ -288,31 +158,24 @@ fn verify_detects_corrupted_output() {
     std::fs::write(&f, &bytes).unwrap();
     let o = p.run(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains(&fp), "{}", err(&o));
+    assert!(err_text(&o).contains(&fp), "{}", err_text(&o));
     // Corrupt a published copy too.
     let p2 = Proj::new(&yaml);
     p2.ok(&["run"]);
     std::fs::write(p2.dir.join("out/c/value.txt"), "C").unwrap();
     let o = p2.run(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("out/c/value.txt"), "{}", err(&o));
+    assert!(err_text(&o).contains("out/c/value.txt"), "{}", err_text(&o));
 }
 
-const SLOW: &str = "\
-stages:
-  fast:
-    kind: probe
-    params: { value: f }
-  slow:
-    kind: probe
-    inputs: { up: fast }
-    params: { value: s, steps: 40, sleep_ms: 50 }
-    publish: out/slow
-";
+/// The slow pipeline of these tests: 40 steps of 50 ms.
+fn slow() -> String {
+    slow_pipeline(50)
+}
 
 #[test]
 fn crash_publishes_nothing() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut child, lines) = p.spawn(&["run", "-v"]);
     // Find the pid of the slow stage's process.
     let mut pid = None;
@@ -328,7 +191,7 @@ fn crash_publishes_nothing() {
         assert!(t.elapsed() < Duration::from_secs(20));
     }
     wait_for("a checkpoint", Duration::from_secs(20), || {
-        checkpoint_step(&p) >= 2
+        p.checkpoint_step() >= 2
     });
     signal(pid.unwrap(), libc::SIGKILL);
     let status = child.wait().unwrap();
@@ -353,15 +216,15 @@ fn crash_publishes_nothing() {
 
 #[test]
 fn interrupted_stage_resumes_from_checkpoint() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut child, _lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(20), || {
-        checkpoint_step(&p) >= 3
+        p.checkpoint_step() >= 3
     });
     signal(child.id(), libc::SIGINT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let k = checkpoint_step(&p);
+    let k = p.checkpoint_step();
     assert!((3..40).contains(&k), "stopped at step {k}");
     assert!(p.lock_json()["profiles"]["default"].get("slow").is_none());
     assert!(!p.dir.join("out/slow").exists());
@@ -405,17 +268,17 @@ fn second_run_leaves_lock_byte_identical() {
 
 #[test]
 fn concurrent_run_is_refused() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut first, _lines) = p.spawn(&["run"]);
     wait_for("the first run to start", Duration::from_secs(20), || {
-        checkpoint_step(&p) >= 1
+        p.checkpoint_step() >= 1
     });
     let o = p.run(&["run"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains(&format!("another `repro run` (pid {})", first.id())),
+        err_text(&o).contains(&format!("another `repro run` (pid {})", first.id())),
         "{}",
-        err(&o)
+        err_text(&o)
     );
     assert!(first.wait().unwrap().success());
     p.ok(&["run"]);
@@ -441,7 +304,7 @@ fn cycle_error_names_the_cycle() {
     );
     let o = p.run(&["run"]);
     assert_eq!(o.status.code(), Some(2));
-    let e = err(&o);
+    let e = err_text(&o);
     assert!(e.contains("cycle: a -> b -> a"), "{e}");
     assert!(
         e.contains("pipeline.yaml:4: stage `a`, field `inputs.x`"),
@@ -455,29 +318,29 @@ fn unknown_field_error_names_line_and_stage() {
     let o = p.run(&["status"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err(&o).contains("pipeline.yaml:6: stage `b`, field `colour`: unknown field `colour`"),
+        err_text(&o).contains("pipeline.yaml:6: stage `b`, field `colour`: unknown field `colour`"),
         "{}",
-        err(&o)
+        err_text(&o)
     );
     // Inside a kind's params.
     p.write("stages:\n  a:\n    kind: probe\n    params:\n      value: x\n      colour: red\n");
     let o = p.run(&["run"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err(&o).contains("pipeline.yaml:6: stage `a`, field `params.colour`"),
+        err_text(&o).contains("pipeline.yaml:6: stage `a`, field `params.colour`"),
         "{}",
-        err(&o)
+        err_text(&o)
     );
     // Unknown kind, unknown input, empty axis.
     p.write("stages:\n  a:\n    kind: probe\n  b:\n    kind: probe\n    inputs: { x: zz }\n");
     let o = p.run(&["run"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err(&o).contains(
+        err_text(&o).contains(
             "pipeline.yaml:6: stage `b`, field `inputs.x`: input `x` names unknown stage `zz`"
         ),
         "{}",
-        err(&o)
+        err_text(&o)
     );
 }
 
@@ -499,19 +362,24 @@ stages:
     let o = p.run(&["run", "-j", "1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains("FAILED   bad: ") && err(&o).contains("probe asked to fail at step 0"),
+        err_text(&o).contains("FAILED   bad: ")
+            && err_text(&o).contains("probe asked to fail at step 0"),
         "{}",
-        err(&o)
+        err_text(&o)
     );
     assert_eq!(
-        ran(&out(&o)),
+        ran(&out_text(&o)),
         ["bad"],
         "without --keep-going nothing new starts"
     );
     let o = p.run(&["run", "-j", "1", "--keep-going"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(ran(&out(&o)), ["bad", "other"]);
-    assert!(out(&o).contains("1 failed, 1 not run"), "{}", out(&o));
+    assert_eq!(ran(&out_text(&o)), ["bad", "other"]);
+    assert!(
+        out_text(&o).contains("1 failed, 1 not run"),
+        "{}",
+        out_text(&o)
+    );
     assert_eq!(p.count("staging"), 0);
 }
 
@@ -557,7 +425,7 @@ fn moving_the_project_keeps_everything_fresh() {
     std::fs::remove_dir_all(&p.dir).unwrap();
     let q = Proj::at(&moved, tmp);
     let o = q.run(&["status"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
     let s = q.ok(&["run"]);
     assert!(s.contains("0 ran, 0 restored, 3 fresh"), "{s}");
     q.ok(&["verify"]);
@@ -613,7 +481,7 @@ fn two_stages_with_the_same_key_run_once() {
 
 #[test]
 fn killed_scheduler_leaves_nothing_half_published() {
-    let p = Proj::new(SLOW);
+    let p = Proj::new(&slow());
     let (mut child, lines) = p.spawn(&["run", "-v"]);
     let mut stage_pid = None;
     while stage_pid.is_none() {
@@ -626,7 +494,7 @@ fn killed_scheduler_leaves_nothing_half_published() {
         }
     }
     wait_for("a checkpoint", Duration::from_secs(20), || {
-        checkpoint_step(&p) >= 2
+        p.checkpoint_step() >= 2
     });
     signal(child.id(), libc::SIGKILL);
     child.wait().unwrap();
@@ -671,9 +539,9 @@ fn closed_stdout_pipe_exits_quietly() {
         drop(child.stdout.take());
         let o = child.wait_with_output().unwrap();
         assert!(
-            err(&o).is_empty(),
+            err_text(&o).is_empty(),
             "repro {args:?} wrote to stderr:\n{}",
-            err(&o)
+            err_text(&o)
         );
         assert!(
             matches!(o.status.code(), Some(0 | 1)) || o.status.signal() == Some(libc::SIGPIPE),
@@ -694,8 +562,8 @@ fn closed_stdout_pipe_exits_quietly() {
         .unwrap();
     drop(child.stdout.take());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    assert!(err(&o).is_empty(), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", err_text(&o));
+    assert!(err_text(&o).is_empty(), "{}", err_text(&o));
     assert_eq!(small.run(&["status"]).status.code(), Some(0));
 }
 
@@ -743,11 +611,11 @@ fn same_size_tampering_is_restored() {
     tamper(&published);
     assert_eq!(std::fs::read_to_string(&published).unwrap(), "b");
     let o = p.run(&["status"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", out_text(&o));
     assert!(
-        out(&o).contains("restore  c  (restore: published copies missing or changed)"),
+        out_text(&o).contains("restore  c  (restore: published copies missing or changed)"),
         "{}",
-        out(&o)
+        out_text(&o)
     );
     let s = p.ok(&["run"]);
     assert!(ran(&s).is_empty() && restored(&s) == ["c"], "{s}");
@@ -772,9 +640,9 @@ fn corrupted_store_entry_is_rerun_not_read() {
     let o = p.run(&["status"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out(&o).contains("run      a  (run: outputs missing or changed in the store)"),
+        out_text(&o).contains("run      a  (run: outputs missing or changed in the store)"),
         "{}",
-        out(&o)
+        out_text(&o)
     );
     // Forcing `b` alone must not feed it the corrupted output of `a`: `a` reruns first.
     let s = p.ok(&["run", "--force", "b"]);
@@ -838,15 +706,15 @@ fn verify_reports_members_not_built_here() {
     let o = p.run(&["verify", "-p", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err(&o).contains("profile `nope` has no entries"),
+        err_text(&o).contains("profile `nope` has no entries"),
         "{}",
-        err(&o)
+        err_text(&o)
     );
     // A real mismatch is named, and only it.
     std::fs::write(p.dir.join("out/small/value.txt"), "Z").unwrap();
     let o = p.run(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    let e = err(&o);
+    let e = err_text(&o);
     assert!(
         e.contains("MISMATCH out/small/value.txt: published copy differs"),
         "{e}"

@@ -3,9 +3,9 @@
 //! in them is finite, that a second run does nothing, that the lock does not change, and
 //! that it publishes beside the default profile's committed results, never over them.
 
-mod cli;
+mod common;
 
-use cli::{copy_dir, repro};
+use common::{copy_dir, repro};
 use std::path::{Path, PathBuf};
 
 fn project() -> (tempfile::TempDir, PathBuf) {

@@ -6,15 +6,11 @@
 //! and passes without checking anything, except with `CI=true`, where that is a failure.
 //! The daemons are left running for the next test run; `.ci/slurm/stop` stops them.
 
-#[allow(dead_code)]
-#[path = "../src/slurm/mod.rs"]
-mod slurm;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use slurm::{
+use repro::executor::slurm::client::{
     log_tail, FailReason, JobExit, JobId, JobSpec, JobState, JobStatus, LogFollower, PollInterval,
     SlurmClient, SlurmCommands, SlurmError, SlurmResources,
 };

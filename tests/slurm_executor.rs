@@ -6,12 +6,14 @@
 //! When the cluster cannot be started (not root, no apt, no Debian mirror) every test prints
 //! why and passes without checking anything, except with `CI=true`, where that is a failure.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{drain, slow_pipeline, wait_for, Proj};
 
 /// `SLURM_CONF` of the test cluster, or `None` (with the reason printed) when there is none.
 fn cluster() -> Option<&'static Path> {
@@ -56,141 +58,39 @@ fn cluster() -> Option<&'static Path> {
     }
 }
 
-struct Proj {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    conf: PathBuf,
+/// A project whose commands use the test cluster of `SLURM_CONF` `conf`.
+fn proj(conf: &Path, yaml: &str) -> Proj {
+    Proj::new(yaml).with_env("SLURM_CONF", conf)
 }
 
-impl Proj {
-    fn new(conf: &Path, yaml: &str) -> Proj {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("project");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
-        Proj {
-            _tmp: tmp,
-            dir,
-            conf: conf.to_path_buf(),
+/// Pids of the `repro exec-stage` processes working on project `p`.
+fn stage_pids(p: &Proj) -> Vec<u32> {
+    let dir = p.dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(" exec-stage ") && cmd.contains(&dir) {
+            pids.push(pid);
         }
     }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_repro"));
-        c.current_dir(&self.dir)
-            .args(args)
-            .env("SLURM_CONF", &self.conf)
-            .env_remove("REPRO_TEST_KIND_VERSIONS");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "repro {args:?} failed ({:?}):\n{}\n{}",
-            o.status.code(),
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        text(&o.stdout)
-    }
-
-    fn spawn(&self, args: &[&str]) -> (Child, Receiver<String>) {
-        let mut child = self
-            .cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, rx)
-    }
-
-    fn lock(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pipeline.lock")).unwrap()
-    }
-
-    fn lock_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.lock()).unwrap()
-    }
-
-    fn count(&self, sub: &str) -> usize {
-        std::fs::read_dir(self.dir.join("results/.runs").join(sub))
-            .map(|r| r.count())
-            .unwrap_or(0)
-    }
-
-    /// The largest step recorded in any probe checkpoint.
-    fn checkpoint_step(&self) -> u64 {
-        let mut best = 0;
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("results/.runs/checkpoints")) {
-            for e in rd.flatten() {
-                if let Ok(s) = std::fs::read_to_string(e.path().join("step")) {
-                    best = best.max(s.trim().parse().unwrap_or(0));
-                }
-            }
-        }
-        best
-    }
-
-    /// Pids of the `repro exec-stage` processes working on this project.
-    fn stage_pids(&self) -> Vec<u32> {
-        let dir = self.dir.to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(" exec-stage ") && cmd.contains(&dir) {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
+    pids
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Members a `repro run` started, from its plain output.
+/// Members a `repro run` started, sorted (jobs end in any order).
 fn ran(stdout: &str) -> Vec<String> {
-    let mut v: Vec<String> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(|r| r.split("  ").next().unwrap().to_string())
-        .collect();
+    let mut v = common::ran(stdout);
     v.sort();
     v
-}
-
-/// Every line the exited process printed: the reader thread may still be draining the pipe
-/// when `wait` returns, so this reads until it closes (10 s at most per line).
-fn drain(lines: &Receiver<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
-        out.push(l);
-    }
-    out
 }
 
 /// Slurm job ids a run reported (`<member>: slurm job N, logs ...`).
@@ -200,14 +100,6 @@ fn job_ids(stdout: &str) -> Vec<u64> {
         .filter_map(|l| l.split(": slurm job ").nth(1))
         .map(|r| r.split(',').next().unwrap().parse().unwrap())
         .collect()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Slurm's state of job `id` (`squeue -t all`).
@@ -286,8 +178,8 @@ fn with_digits(p: &Proj) {
 #[test]
 fn slurm_run_matches_local_run_byte_for_byte() {
     let Some(conf) = cluster() else { return };
-    let local = Proj::new(conf, PIPELINE);
-    let slurm = Proj::new(conf, PIPELINE);
+    let local = proj(conf, PIPELINE);
+    let slurm = proj(conf, PIPELINE);
     with_digits(&local);
     with_digits(&slurm);
     let l = local.ok(&["run", "-j", "4"]);
@@ -342,7 +234,7 @@ executor: slurm
 #[test]
 fn slurm_second_run_is_a_noop() {
     let Some(conf) = cluster() else { return };
-    let p = Proj::new(conf, SMALL);
+    let p = proj(conf, SMALL);
     // `executor: slurm` in the file, no flag.
     let first = p.ok(&["run"]);
     assert_eq!(job_ids(&first).len(), 4, "{first}");
@@ -361,7 +253,7 @@ fn slurm_second_run_is_a_noop() {
 #[test]
 fn slurm_failing_job_fails_the_stage_and_shows_its_log() {
     let Some(conf) = cluster() else { return };
-    let p = Proj::new(
+    let p = proj(
         conf,
         "\
 stages:
@@ -410,24 +302,15 @@ stages:
     assert!(text(&o.stderr).contains("probe asked to fail at step 1"));
 }
 
-/// A stage slow enough to be caught while it runs: 40 steps of 100 ms.
-const SLOW: &str = "\
-stages:
-  fast:
-    kind: probe
-    params: { value: f }
-  slow:
-    kind: probe
-    inputs: { up: fast }
-    params: { value: s, steps: 40, sleep_ms: 100 }
-    publish: out/slow
-executor: slurm
-";
+/// A stage slow enough to be caught while it runs (40 steps of 100 ms), on Slurm.
+fn slow() -> String {
+    slow_pipeline(100) + "executor: slurm\n"
+}
 
 #[test]
 fn slurm_cancelled_run_publishes_nothing() {
     let Some(conf) = cluster() else { return };
-    let p = Proj::new(conf, SLOW);
+    let p = proj(conf, &slow());
     let (mut child, lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 3
@@ -442,10 +325,10 @@ fn slurm_cancelled_run_publishes_nothing() {
     // Both jobs ended; the slow one was cancelled by the run.
     let ids = job_ids(&stdout);
     assert_eq!(ids.len(), 2, "{stdout}");
-    assert_eq!(job_state(&p.conf, ids[0]), "COMPLETED");
-    assert_eq!(job_state(&p.conf, ids[1]), "CANCELLED");
+    assert_eq!(job_state(conf, ids[0]), "COMPLETED");
+    assert_eq!(job_state(conf, ids[1]), "CANCELLED");
     wait_for("the stage process to end", Duration::from_secs(15), || {
-        p.stage_pids().is_empty()
+        stage_pids(&p).is_empty()
     });
     // Nothing of the slow stage is published; its checkpoint is kept.
     let k = p.checkpoint_step();
@@ -468,12 +351,12 @@ fn slurm_cancelled_run_publishes_nothing() {
 #[test]
 fn slurm_killed_job_publishes_nothing_and_rerun_resumes() {
     let Some(conf) = cluster() else { return };
-    let p = Proj::new(conf, SLOW);
+    let p = proj(conf, &slow());
     let (child, lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 3
     });
-    let pids = p.stage_pids();
+    let pids = stage_pids(&p);
     assert_eq!(pids.len(), 1, "one stage process: {pids:?}");
     // SAFETY: killing the stage process this test's run started.
     assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
@@ -505,7 +388,7 @@ fn slurm_killed_job_publishes_nothing_and_rerun_resumes() {
 #[test]
 fn slurm_job_cancelled_by_someone_else_fails_the_stage() {
     let Some(conf) = cluster() else { return };
-    let p = Proj::new(conf, SLOW);
+    let p = proj(conf, &slow());
     let (child, lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 2
@@ -538,7 +421,7 @@ fn slurm_job_cancelled_by_someone_else_fails_the_stage() {
 #[test]
 fn slurm_killed_run_cancels_its_jobs_on_the_next_run() {
     let Some(conf) = cluster() else { return };
-    let p = Proj::new(conf, SLOW);
+    let p = proj(conf, &slow());
     let (mut child, _lines) = p.spawn(&["run"]);
     wait_for("a checkpoint", Duration::from_secs(60), || {
         p.checkpoint_step() >= 2
@@ -546,13 +429,13 @@ fn slurm_killed_run_cancels_its_jobs_on_the_next_run() {
     // `repro run` dies; its job runs on.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(p.stage_pids().len(), 1, "the job outlives the run");
+    assert_eq!(stage_pids(&p).len(), 1, "the job outlives the run");
     let s = p.ok(&["run"]);
     assert!(
         s.contains("cancelled 1 Slurm job(s) left running by an earlier run"),
         "{s}"
     );
-    assert!(p.stage_pids().is_empty(), "the old job ended first");
+    assert!(stage_pids(&p).is_empty(), "the old job ended first");
     assert_eq!(ran(&s), ["slow"], "{s}");
     assert!(s.contains("slow: resumed from step"), "{s}");
     assert!(!p.dir.join("results/.runs/slurm/jobs").exists());

@@ -59,10 +59,6 @@ impl LogFollower {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// New complete lines (without the newline, invalid UTF-8 replaced). A last line without
     /// newline is held back until it is complete. A missing file gives no lines; a file that
     /// shrank (rewritten) is read again from its start.

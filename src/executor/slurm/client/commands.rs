@@ -4,7 +4,7 @@
 //! which every cluster user has, rather than the REST API, which few clusters enable.
 
 use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use super::{parse_squeue, JobId, JobSpec, JobStatus, SlurmError, SQUEUE_FORMAT};
@@ -72,15 +72,6 @@ impl SlurmClient {
     /// Explicit commands and config file (`None`: whatever the commands default to).
     pub fn new(commands: SlurmCommands, conf: Option<PathBuf>) -> SlurmClient {
         SlurmClient { commands, conf }
-    }
-
-    pub fn commands(&self) -> &SlurmCommands {
-        &self.commands
-    }
-
-    /// The `SLURM_CONF` given to every command, if any.
-    pub fn conf(&self) -> Option<&Path> {
-        self.conf.as_deref()
     }
 
     /// Checks that the controller answers (`scontrol ping` reports a controller "UP"). Call it

@@ -1,4 +1,5 @@
-//! Running stage jobs on a Slurm cluster: the part of the Slurm executor that talks to Slurm.
+//! The Slurm client: the part of the Slurm executor that talks to Slurm (`sbatch`, `squeue`,
+//! `scancel`, the job log files).
 //!
 //! The executor submits each ready stage as one batch job running `repro exec-stage <job.json>`
 //! in the project directory (a shared filesystem), polls all of the run's jobs in one call,
@@ -18,7 +19,7 @@
 //! Jobs need no accounting (slurmdbd): `squeue -t all` lists finished jobs for the cluster's
 //! `MinJobAge` (300 s by default), far longer than one poll interval.
 
-mod client;
+mod commands;
 mod error;
 mod job;
 mod log;
@@ -26,7 +27,7 @@ mod poll;
 mod resources;
 mod state;
 
-pub use client::{SlurmClient, SlurmCommands};
+pub use commands::{SlurmClient, SlurmCommands};
 pub use error::SlurmError;
 pub use job::{JobId, JobSpec};
 pub use log::{log_tail, LogFollower};

@@ -33,6 +33,8 @@
 //! itself is killed (SIGKILL), its jobs keep running to their end but nothing they write is
 //! published; the next run cleans their staging dirs and resumes from their checkpoints.
 
+pub mod client;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -42,9 +44,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::executor::{Event, Executor, Job, Outcome, Report};
+use super::{line_report, write_job_file, Event, Executor, Job, Outcome, Report};
 use crate::run_config::ResourceTable;
-use crate::slurm::{
+use client::{
     log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
 };
 
@@ -193,8 +195,7 @@ impl Executor for SlurmExecutor {
         _threads: usize,
         tx: Sender<(usize, Report)>,
     ) -> Result<()> {
-        std::fs::write(job_file, serde_json::to_vec_pretty(job)?)
-            .with_context(|| format!("writing {}", job_file.display()))?;
+        write_job_file(job_file, job)?;
         let stage = job.member.split('[').next().unwrap_or(&job.member);
         let resources = self.resources.for_stage(stage, &job.kind);
         // The staging dir is `<fp>.<pid>`.
@@ -366,12 +367,7 @@ fn forward_lines(j: &mut TrackedJob) {
     let Ok(lines) = j.out.read_lines() else {
         return;
     };
-    for line in lines {
-        let report = match serde_json::from_str::<Event>(&line) {
-            Ok(ev) => Report::Event(ev),
-            Err(_) if !line.trim().is_empty() => Report::Event(Event::Message { text: line }),
-            Err(_) => continue,
-        };
+    for report in lines.into_iter().filter_map(line_report) {
         let _ = j.tx.send((j.id, report));
     }
 }

@@ -18,6 +18,11 @@
 //! upstream's output digest, which only exists once the upstream has run. The scheduler
 //! decides it again at that point with [`decide_member`] (dynamic re-planning); if the
 //! upstream reproduced identical bytes, it comes out Fresh (early cutoff).
+//!
+//! [`why`] explains a decision in more detail: what changed in a member's key since its
+//! recorded run (`repro why`).
+
+pub mod why;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,6 +54,8 @@ pub trait World {
     /// Whether the published copies of run `fp` under `rel` are intact (the content hashes
     /// of the run's manifest).
     fn published_ok(&self, fp: &str, rel: &str) -> bool;
+    /// The key of stored run `fp` (its `key.json`), if the store still holds it.
+    fn stored_key(&self, fp: &str) -> Option<Key>;
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -280,7 +287,7 @@ mod tests {
 
     use crate::spec::Spec;
 
-    fn entry(fp: &str) -> LockEntry {
+    pub(super) fn entry(fp: &str) -> LockEntry {
         LockEntry {
             fingerprint: fp.into(),
             digest: "d".into(),
@@ -364,10 +371,11 @@ mod tests {
 
     /// A store and a lock in memory.
     #[derive(Default)]
-    struct Mem {
-        runs: HashMap<String, String>,
-        lock: HashMap<String, LockEntry>,
-        damaged: HashSet<String>,
+    pub(super) struct Mem {
+        pub(super) runs: HashMap<String, String>,
+        pub(super) lock: HashMap<String, LockEntry>,
+        pub(super) damaged: HashSet<String>,
+        pub(super) keys: HashMap<String, Key>,
         asked: RefCell<Vec<String>>,
     }
     impl World for Mem {
@@ -387,22 +395,26 @@ mod tests {
         fn published_ok(&self, _: &str, _: &str) -> bool {
             true
         }
+        fn stored_key(&self, fp: &str) -> Option<Key> {
+            self.keys.get(fp).cloned()
+        }
     }
 
-    fn pipeline(text: &str) -> Pipeline {
+    pub(super) fn pipeline(text: &str) -> Pipeline {
         let f = Path::new("pipeline.yaml");
         Pipeline::build(&Spec::parse(text, f).unwrap(), text, f, "default").unwrap()
     }
 
-    const CHAIN: &str = "stages:\n  a:\n    kind: probe\n    params: { value: x }\n  b:\n    kind: probe\n    inputs: { up: a }\n  c:\n    kind: probe\n    inputs: { up: b }\n  d:\n    kind: probe\n";
+    pub(super) const CHAIN: &str = "stages:\n  a:\n    kind: probe\n    params: { value: x }\n  b:\n    kind: probe\n    inputs: { up: a }\n  c:\n    kind: probe\n    inputs: { up: b }\n  d:\n    kind: probe\n";
 
     /// Commits every member of the plan as if it had run, with digest = "out-" + name.
-    fn run_all(p: &Pipeline, w: &mut Mem, ids: &HashMap<Kind, KindIdentity>) {
+    pub(super) fn run_all(p: &Pipeline, w: &mut Mem, ids: &HashMap<Kind, KindIdentity>) {
         let n = p.members.len();
         let mut digests = vec![None; n];
         for mi in 0..n {
             let e = decide_member(p, mi, &digests, ids, false, w);
             let fp = e.fingerprint.unwrap();
+            w.keys.insert(fp.clone(), e.key.unwrap());
             let d = format!("out-{}", p.members[mi].name);
             w.runs.insert(fp.clone(), d.clone());
             w.lock.insert(

@@ -1,0 +1,34 @@
+//! `repro`: the engine that runs the cached DAG of stages declared in `pipeline.yaml`; the
+//! `repro` binary is its command line ([`cli`]).
+//!
+//! Data flows one way: [`spec`] (the raw file, strict) -> [`pipeline`] (validated,
+//! matrix-expanded DAG) -> [`plan`] (pure: Fresh / Restore / Run / Pending per member,
+//! from [`fingerprint`] keys, the [`store`] and the [`lock`]) -> [`scheduler`] (runs
+//! members through an [`executor`], commits them to the store, writes the lock);
+//! [`plan::why`] says what changed for a member that is not fresh.
+//! [`project`] finds the project and gives the planner its view of the disk (through the
+//! [`stat_cache`], so files are judged by content without rehashing unchanged ones),
+//! [`project_lock`] keeps one run per project, [`progress`] draws, [`cli`] parses the
+//! command line, [`error`] maps outcomes to exit codes, [`bench`] measures overheads.
+//! [`code_files`] digests the project files a stage's params name as its code (a
+//! `command` stage's `deps`) for its key.
+//! [`executor`] runs stages: as local child processes or as Slurm batch jobs (through its
+//! Slurm client), with the executor choice and resources of [`run_config`].
+
+pub mod bench;
+pub mod cli;
+pub mod code_files;
+pub mod error;
+pub mod executor;
+pub mod fingerprint;
+pub mod lock;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+pub mod project;
+pub mod project_lock;
+pub mod run_config;
+pub mod scheduler;
+pub mod spec;
+pub mod stat_cache;
+pub mod store;
