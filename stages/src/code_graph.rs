@@ -3,10 +3,10 @@
 //!
 //! A kind's code hash must change whenever a file its code uses changes, or a stale
 //! result passes for fresh; it should not change for files it cannot use, or an edit to
-//! one kind reruns them all. A list kept by hand drifts (it once missed `noise.rs` for
-//! `tables` and `data/raw.rs` for the training kinds), so the set is derived from the
-//! module graph of `src/`, closed transitively from two roots: `kinds/<kind>.rs` and
-//! `lib.rs` (the dispatcher every stage runs through). A file reaches:
+//! one kind reruns them all. A list kept by hand drifts (one missed file and an edit to
+//! it reruns nothing), so the set is derived from the module graph of `src/`, closed
+//! transitively from two roots: `kinds/<kind>.rs` and `lib.rs` (the dispatcher every
+//! stage runs through). A file reaches:
 //!
 //! - every file on a module path it names: `use crate::a::b::{c, d as e}`, `crate::a::x`,
 //!   `self::`, `super::`, a child module declared with `mod c;`, a module brought in by a

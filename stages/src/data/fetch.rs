@@ -19,9 +19,8 @@
 //! 4. A mirror that gives no answer (its name does not resolve, the connection is refused,
 //!    or connecting or the first byte of the answer takes longer than `timeout`) is
 //!    dropped at once: a dead host does not come back within seconds, and trying it again
-//!    each round is what made a dead set of mirrors hold a stage for minutes. So a dead
-//!    set of N mirrors is reported after at most about N × `timeout` (4 × 5 s with the
-//!    `download` kind's defaults). A mirror that answered and then failed (a 5xx, 408 or
+//!    each round would hold a stage for minutes. So a dead set of N mirrors is reported
+//!    after at most about N × `timeout` (4 × 5 s with the `download` kind's defaults). A mirror that answered and then failed (a 5xx, 408 or
 //!    429, a transfer that broke or stalled for `read_timeout` between two reads) moves
 //!    on to the next mirror and is tried again after the round: the fetch waits
 //!    `backoff × 2^round`, up to `retries` more rounds. A mirror that answers 4xx or whose

@@ -263,7 +263,10 @@ impl ModelSpec {
                 count.map_or("too many to count".to_string(), |c| c.to_string())
             );
         };
-        #[cfg(not(feature = "cuda"))]
+        // With `cuda` the training state lives in device memory, not in the host's.
+        if cfg!(feature = "cuda") {
+            return Ok(());
+        }
         if let Some(avail) = available_memory() {
             let need = count * 16;
             if need > avail as u128 {
@@ -283,7 +286,6 @@ impl ModelSpec {
 }
 
 /// `MemAvailable` + `SwapFree` of `/proc/meminfo` in bytes (None where it cannot be read).
-#[cfg(not(feature = "cuda"))]
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let field = |name: &str| -> Option<u64> {
@@ -961,6 +963,18 @@ impl Fwd<'_> {
             mode,
         )
     }
+    /// `bn(conv(x))`, the unit of the ResNet blocks.
+    fn conv_bn<T: Tape<f32, Dev>>(&mut self, c: &Conv, b: &Bn, x: Mat<T>) -> Mat<T> {
+        let h = self.conv(c, x, true);
+        self.bn(b, h)
+    }
+    /// A ResNet block's shortcut: `bn(conv(x))` when the block projects, else `x`.
+    fn projection<T: Tape<f32, Dev>>(&mut self, sc: &Option<(Conv, Bn)>, x: Mat<T>) -> Mat<T> {
+        match sc {
+            Some((c, bn)) => self.conv_bn(c, bn, x),
+            None => x,
+        }
+    }
     fn dropout<T: Tape<f32, Dev>>(&mut self, x: Mat<T>, p: f32) -> Mat<T> {
         if self.mode == Mode::Eval || p == 0.0 {
             return x;
@@ -1013,17 +1027,9 @@ impl Fwd<'_> {
                 shortcut,
             } => {
                 let (a, b) = fork(x);
-                let h = self.conv(conv1, a, true);
-                let h = self.bn(bn1, h).relu();
-                let h = self.conv(conv2, h, true);
-                let h = self.bn(bn2, h);
-                let s = match shortcut {
-                    Some((c, bn)) => {
-                        let s = self.conv(c, b, true);
-                        self.bn(bn, s)
-                    }
-                    None => b,
-                };
+                let h = self.conv_bn(conv1, bn1, a).relu();
+                let h = self.conv_bn(conv2, bn2, h);
+                let s = self.projection(shortcut, b);
                 (h + s).relu()
             }
             Block::Bottleneck {
@@ -1036,19 +1042,10 @@ impl Fwd<'_> {
                 shortcut,
             } => {
                 let (a, b) = fork(x);
-                let h = self.conv(conv1, a, true);
-                let h = self.bn(bn1, h).relu();
-                let h = self.conv(conv2, h, true);
-                let h = self.bn(bn2, h).relu();
-                let h = self.conv(conv3, h, true);
-                let h = self.bn(bn3, h);
-                let s = match shortcut {
-                    Some((c, bn)) => {
-                        let s = self.conv(c, b, true);
-                        self.bn(bn, s)
-                    }
-                    None => b,
-                };
+                let h = self.conv_bn(conv1, bn1, a).relu();
+                let h = self.conv_bn(conv2, bn2, h).relu();
+                let h = self.conv_bn(conv3, bn3, h);
+                let s = self.projection(shortcut, b);
                 (h + s).relu()
             }
         }

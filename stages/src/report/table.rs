@@ -162,6 +162,27 @@ impl Table {
         groups
     }
 
+    /// The `Ours` columns of comparison group `g`, in column order.
+    fn group_columns<'a>(&'a self, g: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(move |(_, col)| {
+                col.kind == ColumnKind::Ours && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
+            })
+            .map(|(c, _)| c)
+    }
+
+    /// `(r, c, v)` with the number of cell (r, c) as shown (rounded to the column's
+    /// decimals), if the cell holds a number.
+    fn shown_at(&self, r: usize, c: usize) -> Option<(usize, usize, f64)> {
+        self.rows[r]
+            .cells
+            .get(c)
+            .and_then(|cell| cell.number())
+            .map(|v| (r, c, shown(v, self.columns[c].decimals)))
+    }
+
     /// `best[r][c]`: whether cell (r, c) is a best entry (ties all count).
     pub fn best(&self) -> Vec<Vec<bool>> {
         let mut best: Vec<Vec<bool>> = self
@@ -169,7 +190,11 @@ impl Table {
             .iter()
             .map(|r| vec![false; r.cells.len()])
             .collect();
+        // Marks the best of `vals` (two or more values compete; one alone is not bold).
         let pick = |vals: &[(usize, usize, f64)], better: Better, best: &mut Vec<Vec<bool>>| {
+            if vals.len() < 2 {
+                return;
+            }
             let target = match better {
                 Better::Lower => vals.iter().map(|v| v.2).fold(f64::INFINITY, f64::min),
                 Better::Higher => vals.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
@@ -184,26 +209,13 @@ impl Table {
         match self.emphasis {
             Emphasis::PerRow => {
                 let groups = self.compare_groups();
-                for (r, row) in self.rows.iter().enumerate() {
+                for r in 0..self.rows.len() {
                     for (better, g) in &groups {
                         let vals: Vec<(usize, usize, f64)> = self
-                            .columns
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, col)| {
-                                col.kind == ColumnKind::Ours
-                                    && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
-                            })
-                            .filter_map(|(c, col)| {
-                                row.cells
-                                    .get(c)
-                                    .and_then(|cell| cell.number())
-                                    .map(|v| (r, c, shown(v, col.decimals)))
-                            })
+                            .group_columns(g)
+                            .filter_map(|c| self.shown_at(r, c))
                             .collect();
-                        if vals.len() >= 2 {
-                            pick(&vals, *better, &mut best);
-                        }
+                        pick(&vals, *better, &mut best);
                     }
                 }
             }
@@ -227,16 +239,9 @@ impl Table {
                             .iter()
                             .enumerate()
                             .filter(|(_, row)| row.section == s && !row.summary)
-                            .filter_map(|(r, row)| {
-                                row.cells
-                                    .get(c)
-                                    .and_then(|cell| cell.number())
-                                    .map(|v| (r, c, shown(v, col.decimals)))
-                            })
+                            .filter_map(|(r, _)| self.shown_at(r, c))
                             .collect();
-                        if vals.len() >= 2 {
-                            pick(&vals, better, &mut best);
-                        }
+                        pick(&vals, better, &mut best);
                     }
                 }
             }
@@ -265,14 +270,8 @@ impl Table {
         for (r, row) in self.rows.iter().enumerate() {
             for (better, g) in &groups {
                 let stats: Vec<(usize, Stat)> = self
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, col)| {
-                        col.kind == ColumnKind::Ours
-                            && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
-                    })
-                    .filter_map(|(c, _)| match row.cells.get(c) {
+                    .group_columns(g)
+                    .filter_map(|c| match row.cells.get(c) {
                         Some(Cell::Stat(s)) => Some((c, *s)),
                         _ => None,
                     })
