@@ -88,6 +88,9 @@ mod tests {
         let bad = serde_json::json!({"method": "ce", "schedule": {"kind": "step", "milestones": [40, 1_000_000]}});
         let e = crate::Kind::Train.validate(&bad).unwrap_err();
         assert!(e.starts_with("field `schedule"), "{e}");
-        assert!(e.contains("`milestones`: epoch 1000000 cannot be meant"), "{e}");
+        assert!(
+            e.contains("`milestones`: epoch 1000000 cannot be meant"),
+            "{e}"
+        );
     }
 }

@@ -117,6 +117,17 @@ pub struct Row {
     pub summary: bool,
 }
 
+impl Row {
+    /// A row of data (not a summary) in `section`.
+    pub fn data(cells: Vec<Cell>, section: String) -> Row {
+        Row {
+            cells,
+            section,
+            summary: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
     /// File stem (`tables/<name>.csv` ...).
