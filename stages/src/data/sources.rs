@@ -84,83 +84,92 @@ fn spec(
     }
 }
 
-/// MNIST's four IDX files (LeCun's site and two copies of it).
-fn mnist_files() -> Vec<FileSpec> {
-    const MNIST: &[&str] = &[
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ];
-    vec![
-        spec(
-            "train-images-idx3-ubyte.gz",
-            Some("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-            None,
-            Some("f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            MNIST,
-        ),
-        spec(
-            "train-labels-idx1-ubyte.gz",
-            Some("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-            Some("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-            Some("d53e105ee54ea40749a09fcbcd1e9432"),
-            MNIST,
-        ),
-        spec(
-            "t10k-images-idx3-ubyte.gz",
-            Some("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-            Some("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-            Some("9fb629c4189551a2d022fa330f9573f3"),
-            MNIST,
-        ),
-        spec(
-            "t10k-labels-idx1-ubyte.gz",
-            Some("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-            Some("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-            Some("ec29112dd5afa0611ce80d1b7f02629c"),
-            MNIST,
-        ),
-    ]
+/// The four IDX files of MNIST and Fashion-MNIST, in the reader's order.
+const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
+
+/// IDX files with their checksums (`sha256`, raw SHA-256, `md5` per file of
+/// [`IDX_FILES`]) from `mirrors`.
+fn idx_files(
+    sums: [(Option<&str>, Option<&str>, Option<&str>); 4],
+    mirrors: &[&str],
+) -> Vec<FileSpec> {
+    IDX_FILES
+        .iter()
+        .zip(sums)
+        .map(|(name, (sha256, raw, md5))| spec(name, sha256, raw, md5, mirrors))
+        .collect()
 }
 
-/// Fashion-MNIST's four IDX files.
+/// MNIST (LeCun's site and two copies of it).
+fn mnist_files() -> Vec<FileSpec> {
+    idx_files(
+        [
+            (
+                Some("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+                None,
+                Some("f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            ),
+            (
+                Some("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+                Some("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+                Some("d53e105ee54ea40749a09fcbcd1e9432"),
+            ),
+            (
+                Some("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+                Some("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+                Some("9fb629c4189551a2d022fa330f9573f3"),
+            ),
+            (
+                Some("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+                Some("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+                Some("ec29112dd5afa0611ce80d1b7f02629c"),
+            ),
+        ],
+        &[
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ],
+    )
+}
+
+/// Fashion-MNIST.
 fn fashion_mnist_files() -> Vec<FileSpec> {
-    const FASHION: &[&str] = &[
-        // Debian's `dataset-fashion-mnist` (re-gzipped: verified by the raw SHA-256).
-        "file:///usr/share/datasets/fashion-mnist/",
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    ];
-    vec![
-        spec(
-            "train-images-idx3-ubyte.gz",
-            None,
-            Some("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-            Some("8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-            FASHION,
-        ),
-        spec(
-            "train-labels-idx1-ubyte.gz",
-            None,
-            Some("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-            Some("25c81989df183df01b3e8a0aad5dffbe"),
-            FASHION,
-        ),
-        spec(
-            "t10k-images-idx3-ubyte.gz",
-            None,
-            Some("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-            Some("bef4ecab320f06d8554ea6380940ec79"),
-            FASHION,
-        ),
-        spec(
-            "t10k-labels-idx1-ubyte.gz",
-            None,
-            Some("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-            Some("bb300cfdad3c16e7a12a480ee83cd310"),
-            FASHION,
-        ),
-    ]
+    idx_files(
+        [
+            (
+                None,
+                Some("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+                Some("8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            ),
+            (
+                None,
+                Some("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+                Some("25c81989df183df01b3e8a0aad5dffbe"),
+            ),
+            (
+                None,
+                Some("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+                Some("bef4ecab320f06d8554ea6380940ec79"),
+            ),
+            (
+                None,
+                Some("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+                Some("bb300cfdad3c16e7a12a480ee83cd310"),
+            ),
+        ],
+        &[
+            // Debian's `dataset-fashion-mnist` (re-gzipped: verified by the raw SHA-256).
+            "file:///usr/share/datasets/fashion-mnist/",
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ],
+    )
 }
 
 /// GLC's Twitter POS splits, from GLC's repository.

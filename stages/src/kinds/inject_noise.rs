@@ -131,15 +131,18 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
         }
         None => Trusted::Fraction(p.trusted_fraction),
     };
+    let how = noise::Injection {
+        corruption: p.corruption,
+        flip_targets: p.flip_targets,
+        strength: p.strength,
+        trusted,
+        seed,
+    };
     noise::inject_with(
         &ds.train.y,
         ds.train.coarse.as_deref(),
         ds.meta.num_classes,
-        p.corruption,
-        p.flip_targets,
-        p.strength,
-        trusted,
-        seed,
+        &how,
         (&ds.meta.name, &ds.meta.identity),
     )
     .with_context(|| format!("{} noise on {}", p.corruption.name(), ds.meta.name))

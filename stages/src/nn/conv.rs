@@ -217,22 +217,21 @@ fn backward_chunk(
         );
         if let Some(gxc) = gxchunk.as_deref_mut() {
             let gxi = &mut gxc[i * d..(i + 1) * d];
+            // Wᵀ·g: added straight into the image gradient for a pointwise convolution,
+            // else written to `dcol` and scattered back with col2im.
+            let wt_g = |dst: &mut [f32], accumulate: bool| {
+                matmul(
+                    Operand::t(ws, o, ckk),
+                    Operand::n(gi, o, hw),
+                    dst,
+                    accumulate,
+                    Par::Seq,
+                )
+            };
             if g.is_pointwise() {
-                matmul(
-                    Operand::t(ws, o, ckk),
-                    Operand::n(gi, o, hw),
-                    gxi,
-                    true,
-                    Par::Seq,
-                );
+                wt_g(gxi, true);
             } else {
-                matmul(
-                    Operand::t(ws, o, ckk),
-                    Operand::n(gi, o, hw),
-                    &mut dcol,
-                    false,
-                    Par::Seq,
-                );
+                wt_g(&mut dcol, false);
                 col2im_add(g, &dcol, gxi);
             }
         }

@@ -716,6 +716,14 @@ impl Builder<'_> {
         })
     }
 
+    /// Convolution `{name}.conv{i}` with geometry `g` (He fan-out initialisation), then
+    /// batch norm `{name}.bn{i}` over its output: the unit of the ResNet blocks.
+    fn conv_bn(&mut self, name: &str, i: usize, g: ConvGeom) -> (Conv, Bn) {
+        let conv = self.conv(&format!("{name}.conv{i}"), g, ConvInit::HeFanOut);
+        let bn = self.bn(&format!("{name}.bn{i}"), g.out_c, g.out_h() * g.out_w());
+        (conv, bn)
+    }
+
     /// ResNet-18 (basic blocks) or, with `bottleneck`, ResNet-50 on a `c x h x w` image.
     fn resnet(
         &mut self,
@@ -766,21 +774,11 @@ impl Builder<'_> {
                     (conv, bn)
                 });
                 if bottleneck {
-                    let conv1 = self.conv(
-                        &format!("{name}.conv1"),
-                        geom(cur_c, planes, cur_h, cur_w, 1, 1, 0),
-                        ConvInit::HeFanOut,
-                    );
-                    let bn1 = self.bn(&format!("{name}.bn1"), planes, cur_h * cur_w);
-                    let g2 = geom(planes, planes, cur_h, cur_w, 3, stride, 1);
-                    let conv2 = self.conv(&format!("{name}.conv2"), g2, ConvInit::HeFanOut);
-                    let bn2 = self.bn(&format!("{name}.bn2"), planes, oh * ow);
-                    let conv3 = self.conv(
-                        &format!("{name}.conv3"),
-                        geom(planes, out_c, oh, ow, 1, 1, 0),
-                        ConvInit::HeFanOut,
-                    );
-                    let bn3 = self.bn(&format!("{name}.bn3"), out_c, oh * ow);
+                    let (conv1, bn1) =
+                        self.conv_bn(&name, 1, geom(cur_c, planes, cur_h, cur_w, 1, 1, 0));
+                    let (conv2, bn2) =
+                        self.conv_bn(&name, 2, geom(planes, planes, cur_h, cur_w, 3, stride, 1));
+                    let (conv3, bn3) = self.conv_bn(&name, 3, geom(planes, out_c, oh, ow, 1, 1, 0));
                     blocks.push(Block::Bottleneck {
                         conv1,
                         bn1,
@@ -791,18 +789,10 @@ impl Builder<'_> {
                         shortcut,
                     });
                 } else {
-                    let conv1 = self.conv(
-                        &format!("{name}.conv1"),
-                        geom(cur_c, planes, cur_h, cur_w, 3, stride, 1),
-                        ConvInit::HeFanOut,
-                    );
-                    let bn1 = self.bn(&format!("{name}.bn1"), planes, oh * ow);
-                    let conv2 = self.conv(
-                        &format!("{name}.conv2"),
-                        geom(planes, planes, oh, ow, 3, 1, 1),
-                        ConvInit::HeFanOut,
-                    );
-                    let bn2 = self.bn(&format!("{name}.bn2"), planes, oh * ow);
+                    let (conv1, bn1) =
+                        self.conv_bn(&name, 1, geom(cur_c, planes, cur_h, cur_w, 3, stride, 1));
+                    let (conv2, bn2) =
+                        self.conv_bn(&name, 2, geom(planes, planes, oh, ow, 3, 1, 1));
                     blocks.push(Block::Basic {
                         conv1,
                         bn1,

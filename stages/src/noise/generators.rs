@@ -279,6 +279,17 @@ pub fn mlc_count(n: usize, p: f64) -> usize {
     ((p * n as f64).round() as usize).min(n)
 }
 
+/// What [`inject_with`] injects: the corruption and its strength, how `flip`'s targets
+/// are drawn, the trusted subset and the seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Injection {
+    pub corruption: Corruption,
+    pub flip_targets: FlipTargets,
+    pub strength: f64,
+    pub trusted: Trusted,
+    pub seed: u64,
+}
+
 /// [`inject_with`] with flip targets drawn as GLC's code draws them ([`FlipTargets::Glc`],
 /// the `inject_noise` default).
 #[allow(clippy::too_many_arguments)]
@@ -292,33 +303,33 @@ pub fn inject(
     seed: u64,
     dataset: (&str, &str),
 ) -> Result<NoisyLabels> {
-    inject_with(
-        clean,
-        coarse,
-        k,
+    let how = Injection {
         corruption,
-        FlipTargets::Glc,
-        p,
+        flip_targets: FlipTargets::Glc,
+        strength: p,
         trusted,
         seed,
-        dataset,
-    )
+    };
+    inject_with(clean, coarse, k, &how, dataset)
 }
 
-/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset,
-/// corrupts the rest (flip targets drawn as `flip_targets` says) and measures the result.
-#[allow(clippy::too_many_arguments)]
+/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset of
+/// the train labels `clean` (K = `k` classes; `coarse`: the superclass labels, if any),
+/// corrupts the rest as `how` says and measures the result.
 pub fn inject_with(
     clean: &[u32],
     coarse: Option<&[u32]>,
     k: usize,
-    corruption: Corruption,
-    flip_targets: FlipTargets,
-    p: f64,
-    trusted: Trusted,
-    seed: u64,
+    how: &Injection,
     dataset: (&str, &str),
 ) -> Result<NoisyLabels> {
+    let Injection {
+        corruption,
+        flip_targets,
+        strength: p,
+        trusted,
+        seed,
+    } = *how;
     let n = clean.len();
     let trusted_idx = draw_trusted(clean, k, trusted, seed)?;
     let untrusted = split::complement(&trusted_idx, n);

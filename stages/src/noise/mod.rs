@@ -19,7 +19,7 @@ pub mod transition;
 pub use file::{NoiseMeta, NoisyLabels, META_FILE, TENSORS_FILE};
 pub use generators::{
     corrupt, draw_trusted, inject, inject_with, mlc_count, real, realized_c, rng, sample_row,
-    Corruption, FlipTargets, Trusted, STREAM_LABELS, STREAM_MATRIX, STREAM_TRUSTED,
+    Corruption, FlipTargets, Injection, Trusted, STREAM_LABELS, STREAM_MATRIX, STREAM_TRUSTED,
 };
 pub use matrix::{Matrix, MatrixFile};
 pub use transition::{
