@@ -5,9 +5,9 @@
 //! A typo can ask for a layer of 10^15 units or 10^19 epochs. Without a limit the first
 //! would abort the stage process with an allocation failure and the second would be
 //! accepted and never end; with these limits both are refused when params are validated
-//! (each kind's `Params::check_bounds`, called by `Kind::validate`) before any stage
-//! runs, and the engine reports the file, the line, the stage and the field. The limits are far above anything the papers use (noted with each), so no real
-//! configuration meets them:
+//! (each kind's `Params::check_bounds`, called by `Kind::validate`) before any stage runs,
+//! and the engine reports the file, the line, the stage and the field. The limits are far
+//! above anything the papers use (noted with each), so no real configuration meets them:
 //!
 //! | what | limit | the papers use |
 //! |---|---|---|

@@ -332,16 +332,7 @@ impl Table {
         }
         let vs = self.vs_best();
         let tested = vs.iter().flatten().any(|v| v.is_some());
-        let max_n = self
-            .rows
-            .iter()
-            .flat_map(|r| r.cells.iter())
-            .filter_map(|c| match c {
-                Cell::Stat(s) => Some(s.n),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
+        let max_n = self.stat_seed_counts().max().unwrap_or(0);
         Some(if tested {
             format!(
                 "{NOT_WORSE_MARK} marks an entry not significantly worse than the best of its row: one-sided Welch's t-test over seeds of whether the entry is worse than the best, p ≥ {ALPHA}; only entries with at least {MIN_SEEDS} seeds are tested."
@@ -378,17 +369,21 @@ fn shown(v: f64, decimals: usize) -> f64 {
 }
 
 impl Table {
-    /// The seed count shared by every mean ± std cell, if they all have the same n (then the
-    /// writers state n once instead of in every cell).
-    pub fn uniform_n(&self) -> Option<usize> {
-        let mut ns = self
-            .rows
+    /// The seed count n of every mean ± std cell, row by row.
+    fn stat_seed_counts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.rows
             .iter()
             .flat_map(|r| r.cells.iter())
             .filter_map(|c| match c {
                 Cell::Stat(s) => Some(s.n),
                 _ => None,
-            });
+            })
+    }
+
+    /// The seed count shared by every mean ± std cell, if they all have the same n (then the
+    /// writers state n once instead of in every cell).
+    pub fn uniform_n(&self) -> Option<usize> {
+        let mut ns = self.stat_seed_counts();
         let first = ns.next()?;
         ns.all(|n| n == first).then_some(first)
     }
