@@ -8,18 +8,12 @@
 # shared: the rounds interleave the two sides so that load hits both alike).
 #
 # Usage: bench/epoch_bench.sh [THREADS] [ROUNDS] [REPS]   (defaults: nproc, 3, 3)
-# The venv lives in bench/.venv (created on first use; `pip install torch` from PyPI).
+# The venv lives in bench/.venv (bench/torch_venv.sh creates it on first use).
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
+source "$(dirname "$0")/torch_venv.sh"
 threads="${1:-$(nproc)}"
 rounds="${2:-3}"
 reps="${3:-3}"
-venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet torch
-fi
 (cd "$root" && cargo bench --quiet -p repro-stages --bench epoch --no-run 2>/dev/null)
 echo "threads: $threads   rounds: $rounds x $reps epochs   torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
 printf '%-6s %12s %12s %8s  %s\n' round "repro ms" "pytorch ms" ratio "repro weights sha256"

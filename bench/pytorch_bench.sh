@@ -4,17 +4,11 @@
 # of threads, and prints medians and ratios.
 #
 # Usage: bench/pytorch_bench.sh [THREADS] [--quick]   (THREADS defaults to nproc)
-# The venv lives in bench/.venv (created on first use; `pip install torch` from PyPI).
+# The venv lives in bench/.venv (bench/torch_venv.sh creates it on first use).
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
+source "$(dirname "$0")/torch_venv.sh"
 threads="${1:-$(nproc)}"
 quick="${2:-}"
-venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet torch
-fi
 echo "threads: $threads   torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
 rs="$(cd "$root" && RAYON_NUM_THREADS="$threads" cargo bench --quiet -p repro-stages --bench train_step -- $quick 2>/dev/null | grep -E '^(mlp|cnn)_')"
 py="$(OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" "$venv/bin/python" "$here/pytorch_step.py" "$threads" $quick)"

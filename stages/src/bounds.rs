@@ -5,13 +5,13 @@
 //! A typo can ask for a layer of 10^15 units or 10^19 epochs. Without a limit the first
 //! would abort the stage process with an allocation failure and the second would be
 //! accepted and never end; with these limits both are refused when params are validated
-//! (each kind's `Params::check_bounds`, called by `Kind::validate`) before any stage runs, and the engine reports the file, the line, the stage and the
-//! field. The limits are far above anything the papers use (noted with each), so no real
-//! configuration meets them:
+//! (each kind's `Params::check_bounds`, called by `Kind::validate`) before any stage runs,
+//! and the engine reports the file, the line, the stage and the field. The limits are far
+//! above anything the papers use (noted with each), so no real configuration meets them:
 //!
 //! | what | limit | the papers use |
 //! |---|---|---|
-//! | `epochs`, `warmup_epochs` | [`MAX_EPOCHS`] = 100,000 | 10 to 200 |
+//! | `epochs`, `warmup_epochs`, `schedule.milestones` | [`MAX_EPOCHS`] = 100,000 | 10 to 200 |
 //! | `batch_size`, `eval_batch_size`, `meta_batch_size` | [`MAX_BATCH`] = 2^20 | 32 to 500 |
 //! | `min_updates`, `t_update_interval` | [`MAX_UPDATES`] = 10^9 | 1 to 2,000 |
 //! | a layer width (`hidden`, `channels`, `embed_dim`) | [`MAX_WIDTH`] = 2^20 | 128 to 2,048 |
@@ -20,6 +20,8 @@
 //! | `resize`, `crop` (image side) | [`MAX_IMAGE_SIDE`] = 4,096 | 224, 256 |
 //! | `timeout_secs`, `read_timeout_secs`, `backoff_secs` | [`MAX_WAIT_SECS`] = 3,600 | 1 to 30 |
 //! | `retries` | [`MAX_RETRIES`] = 20 | 3 |
+//! | `probe` `steps` | [`MAX_PROBE_STEPS`] = 10^6 | (no paper; the pipelines use 1 to 40) |
+//! | `probe` `sleep_ms` | [`MAX_WAIT_SECS`] · 1,000 | (no paper; the pipelines use 0 to 300) |
 //!
 //! The parameter count is known exactly only once the dataset gives the input size and
 //! the class count; here it is bounded from below with the smallest input (one feature,
@@ -51,6 +53,8 @@ pub const MAX_IMAGE_SIDE: usize = 4096;
 pub const MAX_WAIT_SECS: f64 = 3600.0;
 /// Most extra download rounds.
 pub const MAX_RETRIES: u32 = 20;
+/// Most steps of a `probe` stage.
+pub const MAX_PROBE_STEPS: usize = 1_000_000;
 
 /// `field` holds `v`, which may be at most `max` (`unit` names what is counted).
 pub fn at_most(field: &str, v: usize, max: usize, unit: &str) -> Result<(), String> {

@@ -3,10 +3,10 @@
 //!
 //! A kind's code hash must change whenever a file its code uses changes, or a stale
 //! result passes for fresh; it should not change for files it cannot use, or an edit to
-//! one kind reruns them all. A list kept by hand drifts (it once missed `noise.rs` for
-//! `tables` and `data/raw.rs` for the training kinds), so the set is derived from the
-//! module graph of `src/`, closed transitively from two roots: `kinds/<kind>.rs` and
-//! `lib.rs` (the dispatcher every stage runs through). A file reaches:
+//! one kind reruns them all. A list kept by hand drifts (one missed file and an edit to
+//! it reruns nothing), so the set is derived from the module graph of `src/`, closed
+//! transitively from two roots: `kinds/<kind>.rs` and `lib.rs` (the dispatcher every
+//! stage runs through). A file reaches:
 //!
 //! - every file on a module path it names: `use crate::a::b::{c, d as e}`, `crate::a::x`,
 //!   `self::`, `super::`, a child module declared with `mod c;`, a module brought in by a
@@ -54,45 +54,102 @@ enum Tok {
     Punct(char),
 }
 
+/// Reads a (possibly raw) string starting at the opening quote or `r`; `i` ends past it.
+fn read_str(c: &[char], i: &mut usize) -> String {
+    let n = c.len();
+    let mut s = String::new();
+    if c[*i] == 'r' {
+        *i += 1;
+        let mut hashes = 0;
+        while *i < n && c[*i] == '#' {
+            hashes += 1;
+            *i += 1;
+        }
+        *i += 1; // the quote
+        while *i < n {
+            if c[*i] == '"' && (0..hashes).all(|k| *i + 1 + k < n && c[*i + 1 + k] == '#') {
+                *i += 1 + hashes;
+                return s;
+            }
+            s.push(c[*i]);
+            *i += 1;
+        }
+        return s;
+    }
+    *i += 1;
+    while *i < n && c[*i] != '"' {
+        if c[*i] == '\\' {
+            *i += 1;
+        }
+        if *i < n {
+            s.push(c[*i]);
+        }
+        *i += 1;
+    }
+    *i += 1;
+    s
+}
+
+/// Whether a raw or byte string (`r"`, `r#`, `b"`, `br"`, `br#`) starts at `i`.
+fn raw_or_byte_string_at(c: &[char], i: usize) -> bool {
+    let n = c.len();
+    let ch = c[i];
+    (ch == 'r' || ch == 'b')
+        && i + 1 < n
+        && (c[i + 1] == '"'
+            || (ch == 'r' && c[i + 1] == '#' && i + 2 < n && (c[i + 2] == '"' || c[i + 2] == '#'))
+            || (ch == 'b' && c[i + 1] == 'r' && i + 2 < n && (c[i + 2] == '"' || c[i + 2] == '#')))
+}
+
+/// Skips a (nested) block comment starting at `i`.
+fn skip_block_comment(c: &[char], i: &mut usize) {
+    let n = c.len();
+    let mut depth = 0;
+    while *i < n {
+        if c[*i] == '/' && *i + 1 < n && c[*i + 1] == '*' {
+            depth += 1;
+            *i += 2;
+        } else if c[*i] == '*' && *i + 1 < n && c[*i + 1] == '/' {
+            depth -= 1;
+            *i += 2;
+            if depth == 0 {
+                break;
+            }
+        } else {
+            *i += 1;
+        }
+    }
+}
+
+/// Skips a char literal ('a', '\n', '\u{..}') or a lifetime ('a) starting at the quote.
+fn skip_char_or_lifetime(c: &[char], i: &mut usize) {
+    let n = c.len();
+    if *i + 1 < n && c[*i + 1] == '\\' {
+        *i += 2;
+        while *i < n && c[*i] != '\'' {
+            *i += 1;
+        }
+        *i += 1;
+    } else if *i + 2 < n && c[*i + 2] == '\'' {
+        *i += 3;
+    } else {
+        *i += 1;
+        skip_word(c, i);
+    }
+}
+
+/// Moves `i` past identifier characters (letters, digits, `_`).
+fn skip_word(c: &[char], i: &mut usize) {
+    while *i < c.len() && (c[*i].is_alphanumeric() || c[*i] == '_') {
+        *i += 1;
+    }
+}
+
 fn tokenize(text: &str) -> Vec<Tok> {
     let c: Vec<char> = text.chars().collect();
     let n = c.len();
     let mut i = 0;
     let mut out = Vec::new();
-    // Reads a (possibly raw) string starting at the opening quote or `r`.
-    let read_str = |i: &mut usize| -> String {
-        let mut s = String::new();
-        if c[*i] == 'r' {
-            *i += 1;
-            let mut hashes = 0;
-            while *i < n && c[*i] == '#' {
-                hashes += 1;
-                *i += 1;
-            }
-            *i += 1; // the quote
-            while *i < n {
-                if c[*i] == '"' && (0..hashes).all(|k| *i + 1 + k < n && c[*i + 1 + k] == '#') {
-                    *i += 1 + hashes;
-                    return s;
-                }
-                s.push(c[*i]);
-                *i += 1;
-            }
-            return s;
-        }
-        *i += 1;
-        while *i < n && c[*i] != '"' {
-            if c[*i] == '\\' {
-                *i += 1;
-            }
-            if *i < n {
-                s.push(c[*i]);
-            }
-            *i += 1;
-        }
-        *i += 1;
-        s
-    };
     while i < n {
         let ch = c[i];
         if ch.is_whitespace() {
@@ -102,76 +159,29 @@ fn tokenize(text: &str) -> Vec<Tok> {
                 i += 1;
             }
         } else if ch == '/' && i + 1 < n && c[i + 1] == '*' {
-            let mut depth = 0;
-            while i < n {
-                if c[i] == '/' && i + 1 < n && c[i + 1] == '*' {
-                    depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && i + 1 < n && c[i + 1] == '/' {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            skip_block_comment(&c, &mut i);
         } else if ch == '"' {
-            let s = read_str(&mut i);
-            out.push(Tok::Str(s));
-        } else if (ch == 'r' || ch == 'b')
-            && i + 1 < n
-            && (c[i + 1] == '"'
-                || (ch == 'r'
-                    && c[i + 1] == '#'
-                    && i + 2 < n
-                    && (c[i + 2] == '"' || c[i + 2] == '#'))
-                || (ch == 'b'
-                    && c[i + 1] == 'r'
-                    && i + 2 < n
-                    && (c[i + 2] == '"' || c[i + 2] == '#')))
-        {
+            out.push(Tok::Str(read_str(&c, &mut i)));
+        } else if raw_or_byte_string_at(&c, i) {
             if ch == 'b' {
                 i += 1;
             }
-            let s = read_str(&mut i);
-            out.push(Tok::Str(s));
+            out.push(Tok::Str(read_str(&c, &mut i)));
         } else if ch == 'b' && i + 1 < n && c[i + 1] == '\'' {
             i += 1; // a byte literal: handled as a char literal below
         } else if ch == '\'' {
-            // A char literal ('a', '\n', '\u{..}') or a lifetime ('a).
-            if i + 1 < n && c[i + 1] == '\\' {
-                i += 2;
-                while i < n && c[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-            } else if i + 2 < n && c[i + 2] == '\'' {
-                i += 3;
-            } else {
-                i += 1;
-                while i < n && (c[i].is_alphanumeric() || c[i] == '_') {
-                    i += 1;
-                }
-            }
+            skip_char_or_lifetime(&c, &mut i);
         } else if ch.is_ascii_digit() {
-            while i < n && (c[i].is_alphanumeric() || c[i] == '_') {
-                i += 1;
-            }
+            skip_word(&c, &mut i);
         } else if ch.is_alphabetic() || ch == '_' {
             let start = i;
-            while i < n && (c[i].is_alphanumeric() || c[i] == '_') {
-                i += 1;
-            }
+            skip_word(&c, &mut i);
             let mut s: String = c[start..i].iter().collect();
             if s == "r" && i < n && c[i] == '#' {
                 // A raw identifier r#name.
                 i += 1;
                 let st = i;
-                while i < n && (c[i].is_alphanumeric() || c[i] == '_') {
-                    i += 1;
-                }
+                skip_word(&c, &mut i);
                 s = c[st..i].iter().collect();
             }
             out.push(Tok::Ident(s));
@@ -301,6 +311,53 @@ fn type_name(t: &[Tok]) -> Option<String> {
     last
 }
 
+/// The `impl` block whose keyword is token `i`: the names of its trait and self type.
+fn impl_block(t: &[Tok], i: usize) -> ImplBlock {
+    // impl [<generics>] [Trait for] Type [where ...] {
+    let mut j = i + 1;
+    if t.get(j) == Some(&Tok::Punct('<')) {
+        let mut depth = 0i32;
+        while j < t.len() {
+            match t[j] {
+                Tok::Punct('<') => depth += 1,
+                Tok::Punct('>') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        j += 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+    }
+    let start = j;
+    let mut depth = 0i32;
+    let mut for_at = None;
+    while j < t.len() {
+        match &t[j] {
+            Tok::Punct('<') | Tok::Punct('(') | Tok::Punct('[') => depth += 1,
+            Tok::Punct('>') | Tok::Punct(')') | Tok::Punct(']') => depth -= 1,
+            Tok::Punct('{') | Tok::Punct(';') if depth <= 0 => break,
+            Tok::Ident(s) if s == "where" && depth <= 0 => break,
+            Tok::Ident(s) if s == "for" && depth <= 0 && for_at.is_none() => for_at = Some(j),
+            _ => {}
+        }
+        j += 1;
+    }
+    match for_at {
+        Some(k) => ImplBlock {
+            trait_name: type_name(&t[start..k]),
+            self_name: type_name(&t[k + 1..j]),
+        },
+        None => ImplBlock {
+            trait_name: None,
+            self_name: type_name(&t[start..j]),
+        },
+    }
+}
+
 fn parse(text: &str) -> FileSyntax {
     let t = tokenize(text);
     let mut f = FileSyntax::default();
@@ -364,52 +421,7 @@ fn parse(text: &str) -> FileSyntax {
                         Some(Tok::Punct('&' | '(' | ',' | '>' | '=' | ':' | '<'))
                     ) =>
             {
-                // impl [<generics>] [Trait for] Type [where ...] {
-                let mut j = i + 1;
-                if t.get(j) == Some(&Tok::Punct('<')) {
-                    let mut depth = 0i32;
-                    while j < t.len() {
-                        match t[j] {
-                            Tok::Punct('<') => depth += 1,
-                            Tok::Punct('>') => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    j += 1;
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                        j += 1;
-                    }
-                }
-                let start = j;
-                let mut depth = 0i32;
-                let mut for_at = None;
-                while j < t.len() {
-                    match &t[j] {
-                        Tok::Punct('<') | Tok::Punct('(') | Tok::Punct('[') => depth += 1,
-                        Tok::Punct('>') | Tok::Punct(')') | Tok::Punct(']') => depth -= 1,
-                        Tok::Punct('{') | Tok::Punct(';') if depth <= 0 => break,
-                        Tok::Ident(s) if s == "where" && depth <= 0 => break,
-                        Tok::Ident(s) if s == "for" && depth <= 0 && for_at.is_none() => {
-                            for_at = Some(j)
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                let block = match for_at {
-                    Some(k) => ImplBlock {
-                        trait_name: type_name(&t[start..k]),
-                        self_name: type_name(&t[k + 1..j]),
-                    },
-                    None => ImplBlock {
-                        trait_name: None,
-                        self_name: type_name(&t[start..j]),
-                    },
-                };
-                f.impls.push(block);
+                f.impls.push(impl_block(&t, i));
             }
             Tok::Ident(name) if t.get(i + 1) == Some(&Tok::Punct('!')) => {
                 if matches!(name.as_str(), "include_bytes" | "include_str") {

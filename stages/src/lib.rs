@@ -129,8 +129,9 @@ impl Kind {
 
     /// Checks that `params` deserialize into the kind's params struct (unknown fields,
     /// wrong types and out-of-range values are errors) and ask for no size that cannot
-    /// be meant (each kind's `Params::check_bounds`, with the limits of [`bounds`]). An error about one field reads `field `PATH`: ...` (PATH
-    /// like `epochs` or `model.hidden`).
+    /// be meant (each kind's `Params::check_bounds`, with the limits of [`bounds`]). An
+    /// error about one field reads `field `PATH`: ...` (PATH like `epochs` or
+    /// `model.hidden`).
     pub fn validate(self, params: &Value) -> Result<(), String> {
         match self {
             Kind::Download => parse::<kinds::download::Params>(params)?.check_bounds(),
@@ -142,7 +143,7 @@ impl Kind {
             }
             Kind::Distill => parse::<kinds::distill::Params>(params)?.check_bounds(),
             Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
-            Kind::Probe => parse::<kinds::probe::Params>(params).map(|_| ()),
+            Kind::Probe => parse::<kinds::probe::Params>(params)?.check_bounds(),
             Kind::Command => parse::<kinds::command::Params>(params)?.check(),
         }
     }

@@ -170,18 +170,14 @@ fn fixed_seed_gives_exact_counts() {
     assert_eq!(flipped, FLIPPED_UNIFORM);
     assert_eq!(&nl.trusted[..5], &TRUSTED_HEAD);
     // The per-seed flip draw (`flip_targets: per_seed`); GLC's draw is held to NumPy below.
-    let fl = noise::inject_with(
-        &y,
-        None,
-        10,
-        Corruption::Flip,
-        noise::FlipTargets::PerSeed,
-        0.5,
-        Trusted::Fraction(0.1),
-        1,
-        ("t", "id"),
-    )
-    .unwrap();
+    let per_seed = noise::Injection {
+        corruption: Corruption::Flip,
+        flip_targets: noise::FlipTargets::PerSeed,
+        strength: 0.5,
+        trusted: Trusted::Fraction(0.1),
+        seed: 1,
+    };
+    let fl = noise::inject_with(&y, None, 10, &per_seed, ("t", "id")).unwrap();
     let flipped = (0..1000).filter(|&i| fl.noisy[i] != y[i]).count();
     assert_eq!(flipped, FLIPPED_FLIP);
     assert_eq!(class_counts(&fl.noisy, 10), FLIP_COUNTS.to_vec());

@@ -16,6 +16,15 @@ fn build(kind: TableKind, refs: &[repro_stages::InputRef], opts: Options) -> Tab
     layouts::build(kind, &runs, &opts, prov).unwrap()
 }
 
+/// [`build`] with every option at its default but the table's name.
+fn build_named(kind: TableKind, refs: &[repro_stages::InputRef], name: &str) -> Table {
+    let opts = Options {
+        name: name.into(),
+        ..Default::default()
+    };
+    build(kind, refs, opts)
+}
+
 fn col(t: &Table, group: &str, header: &str) -> usize {
     t.columns
         .iter()
@@ -98,14 +107,7 @@ fn glc_fixture(root: &std::path::Path) -> Vec<repro_stages::InputRef> {
 fn glc_table1_aggregates_over_strengths_then_seeds() {
     let tmp = tempfile::tempdir().unwrap();
     let refs = glc_fixture(tmp.path());
-    let t = build(
-        TableKind::GlcTable1,
-        &refs,
-        Options {
-            name: "t1".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::GlcTable1, &refs, "t1");
 
     // Shape: 3 key columns + 8 methods + 6 paper columns; one data row + one mean row.
     assert_eq!(t.columns.len(), 3 + 8 + 6);
@@ -187,14 +189,7 @@ fn glc_table1_strength_param_restricts_the_sweep() {
 fn writers_escape_bold_and_leave_empty_cells_empty() {
     let tmp = tempfile::tempdir().unwrap();
     let refs = glc_fixture(tmp.path());
-    let t = build(
-        TableKind::GlcTable1,
-        &refs,
-        Options {
-            name: "glc_t1".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::GlcTable1, &refs, "glc_t1");
     let out = tmp.path().join("tables");
     writers::write_all(&t, &out).unwrap();
 
@@ -268,14 +263,7 @@ fn mlc_code_table_shows_accuracy_per_corruption_and_rate() {
             ));
         }
     }
-    let t = build(
-        TableKind::MlcCode,
-        &refs,
-        Options {
-            name: "t2".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::MlcCode, &refs, "t2");
     assert_eq!(t.rows.len(), 3);
     assert_eq!(t.columns.len(), 4 + 2);
     let names: Vec<&Cell> = t.rows.iter().map(|r| &r.cells[1]).collect();
@@ -334,14 +322,7 @@ fn clean_table_quotes_only_the_published_gain() {
             ));
         }
     }
-    let t = build(
-        TableKind::Clean,
-        &refs,
-        Options {
-            name: "t3".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::Clean, &refs, "t3");
     assert_eq!(t.rows.len(), 2);
     let gain = col(&t, "Soft labels − one-hot (points)", "ours");
     let paper = col(&t, "Soft labels − one-hot (points)", "paper");
@@ -369,14 +350,7 @@ fn noisy_table_has_label_correction_rate() {
                 .with("label_correction_rate", 0.5 + 0.1 * seed as f64),
         ));
     }
-    let t = build(
-        TableKind::Noisy,
-        &refs,
-        Options {
-            name: "t4".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::Noisy, &refs, "t4");
     let lcr = stat(&t.rows[0].cells[col(&t, "Label-correction rate (%)", "Soft labels")]);
     assert!(
         close(lcr.mean, 65.0) && close(lcr.std.unwrap(), 50f64.sqrt()),
@@ -424,14 +398,7 @@ fn distill_table_groups_students_by_teacher() {
             refs.push(r);
         }
     }
-    let t = build(
-        TableKind::Distill,
-        &refs,
-        Options {
-            name: "t5".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::Distill, &refs, "t5");
     assert_eq!(t.rows.len(), 1);
     let a = stat(&t.rows[0].cells[col(&t, "One-hot labels", "student")]);
     let b = stat(&t.rows[0].cells[col(&t, "Soft labels", "student")]);
@@ -467,14 +434,7 @@ fn t_estimation_compares_estimators_per_distance() {
                 .with("identity_mean_row_l1_to_true_c", 1.2),
         ));
     }
-    let t = build(
-        TableKind::TEstimation,
-        &refs,
-        Options {
-            name: "t6".into(),
-            ..Default::default()
-        },
-    );
+    let t = build_named(TableKind::TEstimation, &refs, "t6");
     assert_eq!(t.rows.len(), 1);
     assert_eq!(
         t.columns.len(),

@@ -251,6 +251,37 @@ impl Index {
         })
     }
 
+    /// The noisy-train examples used (indices into `noisy_train`, increasing): those
+    /// without a clean label, or a seeded subset of `max_noisy` of them; and how many
+    /// have no clean label.
+    fn noisy_part(&self, o: &DatasetOptions) -> (Vec<usize>, usize) {
+        // An image with a clean label is never a noisy training example: a clean-train one
+        // would appear twice, a val or test one would leak into training.
+        let clean_paths: std::collections::HashSet<&PathBuf> = self
+            .clean_train
+            .paths
+            .iter()
+            .chain(&self.clean_val.paths)
+            .chain(&self.clean_test.paths)
+            .collect();
+        let noisy_only: Vec<usize> = (0..self.noisy_train.keys.len())
+            .filter(|&i| !clean_paths.contains(&self.noisy_train.paths[i]))
+            .collect();
+        let n_noisy = noisy_only.len();
+        let keep: Vec<usize> = match o.max_noisy {
+            Some(m) if m < n_noisy => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
+                let mut all = noisy_only;
+                super::split::shuffle(&mut all, &mut rng);
+                all.truncate(m);
+                all.sort_unstable();
+                all
+            }
+            _ => noisy_only,
+        };
+        (keep, n_noisy)
+    }
+
     /// The internal dataset (image paths, labels, the real noise): see the module doc.
     pub fn to_dataset(&self, o: &DatasetOptions) -> Result<Dataset> {
         ensure!(
@@ -271,31 +302,8 @@ impl Index {
                 .map(str::to_string)
                 .with_context(|| format!("image path {} is not UTF-8", p.display()))
         };
-        // An image with a clean label is never a noisy training example: a clean-train one
-        // would appear twice, a val or test one would leak into training.
-        let clean_paths: std::collections::HashSet<&PathBuf> = self
-            .clean_train
-            .paths
-            .iter()
-            .chain(&self.clean_val.paths)
-            .chain(&self.clean_test.paths)
-            .collect();
-        let noisy_only: Vec<usize> = (0..self.noisy_train.keys.len())
-            .filter(|&i| !clean_paths.contains(&self.noisy_train.paths[i]))
-            .collect();
-        let dropped = self.noisy_train.keys.len() - noisy_only.len();
-        let n_noisy = noisy_only.len();
-        let keep: Vec<usize> = match o.max_noisy {
-            Some(m) if m < n_noisy => {
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
-                let mut all = noisy_only;
-                super::split::shuffle(&mut all, &mut rng);
-                all.truncate(m);
-                all.sort_unstable();
-                all
-            }
-            _ => noisy_only,
-        };
+        let (keep, n_noisy) = self.noisy_part(o);
+        let dropped = self.noisy_train.keys.len() - n_noisy;
         let mut files = Vec::with_capacity(keep.len() + self.clean_train.keys.len());
         let mut y = Vec::with_capacity(files.capacity());
         for &i in &keep {
@@ -315,23 +323,10 @@ impl Index {
             .collect::<Result<Vec<_>>>()?;
         let mut listing: Vec<(String, String)> = self.annotation_digests.clone();
         if o.hash_images {
-            let digests: Vec<String> = files
-                .par_iter()
-                .chain(test_files.par_iter())
-                .map(|f| -> Result<String> {
-                    let p = root.join(f);
-                    let b = std::fs::read(&p)
-                        .with_context(|| format!("reading image {}", p.display()))?;
-                    Ok(raw::sha256_hex(&b))
-                })
-                .collect::<Result<_>>()?;
-            let per_image: Vec<(&str, &str)> = files
-                .iter()
-                .chain(&test_files)
-                .zip(&digests)
-                .map(|(f, d)| (f.as_str(), d.as_str()))
-                .collect();
-            listing.push(("images".into(), raw::identity(&per_image)));
+            listing.push((
+                "images".into(),
+                images_identity(&root, &files, &test_files)?,
+            ));
         }
         let named: Vec<(&str, &str)> = listing
             .iter()
@@ -388,4 +383,25 @@ impl Index {
         ds.validate()?;
         Ok(ds)
     }
+}
+
+/// The identity of the images (`files` then `test_files`, relative to `root`): the
+/// [`raw::identity`] of each image's SHA-256, read in parallel.
+fn images_identity(root: &Path, files: &[String], test_files: &[String]) -> Result<String> {
+    let digests: Vec<String> = files
+        .par_iter()
+        .chain(test_files.par_iter())
+        .map(|f| -> Result<String> {
+            let p = root.join(f);
+            let b = std::fs::read(&p).with_context(|| format!("reading image {}", p.display()))?;
+            Ok(raw::sha256_hex(&b))
+        })
+        .collect::<Result<_>>()?;
+    let per_image: Vec<(&str, &str)> = files
+        .iter()
+        .chain(test_files)
+        .zip(&digests)
+        .map(|(f, d)| (f.as_str(), d.as_str()))
+        .collect();
+    Ok(raw::identity(&per_image))
 }

@@ -17,16 +17,15 @@
 //!    is resumed with an HTTP `Range` request; a server that answers 206 appends, one that
 //!    answers 200 starts over.
 //! 4. A mirror that gives no answer (its name does not resolve, the connection is refused,
-//!    or connecting or the first byte of the answer takes longer than `timeout`) is
-//!    dropped at once: a dead host does not come back within seconds, and trying it again
-//!    each round is what made a dead set of mirrors hold a stage for minutes. So a dead
-//!    set of N mirrors is reported after at most about N × `timeout` (4 × 5 s with the
-//!    `download` kind's defaults). A mirror that answered and then failed (a 5xx, 408 or
-//!    429, a transfer that broke or stalled for `read_timeout` between two reads) moves
-//!    on to the next mirror and is tried again after the round: the fetch waits
-//!    `backoff × 2^round`, up to `retries` more rounds. A mirror that answers 4xx or whose
-//!    file does not exist is dropped too. No limit applies to a whole transfer: a slow
-//!    but live mirror is never cut off.
+//!    or connecting or the first byte of the answer takes longer than `timeout`) is dropped
+//!    at once: a dead host does not come back within seconds, and trying it again each
+//!    round would hold a stage for minutes. So a dead set of N mirrors is reported after at
+//!    most about N × `timeout` (4 × 5 s with the `download` kind's defaults). A mirror that
+//!    answered and then failed (a 5xx, 408 or 429, a transfer that broke or stalled for
+//!    `read_timeout` between two reads) moves on to the next mirror and is tried again
+//!    after the round: the fetch waits `backoff × 2^round`, up to `retries` more rounds. A
+//!    mirror that answers 4xx or whose file does not exist is dropped too. No limit applies
+//!    to a whole transfer: a slow but live mirror is never cut off.
 //! 5. The complete file is accepted when any checksum the spec gives matches: `sha256`
 //!    or `md5` of the file as fetched, or `raw_sha256` of its decompressed content (so a
 //!    re-gzipped copy with identical content, like Debian's Fashion-MNIST, is accepted).

@@ -51,18 +51,31 @@ fn be_u32(b: &[u8], at: usize, what: &str) -> Result<u32> {
     }
 }
 
-/// An IDX image file: `(count, rows, cols, pixels)`. `what` names the file in errors.
-pub fn read_images(raw: &[u8], what: &str) -> Result<(usize, usize, usize, Vec<u8>)> {
+/// Refuses a file whose magic number is not `want.0` (an IDX `want.1` file), saying so
+/// when it is `other.0` (`other.1` file) instead.
+fn check_magic(raw: &[u8], what: &str, want: (u32, &str), other: (u32, &str)) -> Result<()> {
     let magic = be_u32(raw, 0, what)?;
+    let (want, kind) = want;
     ensure!(
-        magic == IMAGES_MAGIC,
-        "{what}: wrong magic {magic:#010x}, an IDX image file starts with {IMAGES_MAGIC:#010x}{}",
-        if magic == LABELS_MAGIC {
-            " (this is a label file)"
+        magic == want,
+        "{what}: wrong magic {magic:#010x}, an IDX {kind} file starts with {want:#010x}{}",
+        if magic == other.0 {
+            format!(" (this is {} file)", other.1)
         } else {
-            ""
+            String::new()
         }
     );
+    Ok(())
+}
+
+/// An IDX image file: `(count, rows, cols, pixels)`. `what` names the file in errors.
+pub fn read_images(raw: &[u8], what: &str) -> Result<(usize, usize, usize, Vec<u8>)> {
+    check_magic(
+        raw,
+        what,
+        (IMAGES_MAGIC, "image"),
+        (LABELS_MAGIC, "a label"),
+    )?;
     let n = be_u32(raw, 4, what)? as usize;
     let rows = be_u32(raw, 8, what)? as usize;
     let cols = be_u32(raw, 12, what)? as usize;
@@ -78,16 +91,12 @@ pub fn read_images(raw: &[u8], what: &str) -> Result<(usize, usize, usize, Vec<u
 
 /// An IDX label file.
 pub fn read_labels(raw: &[u8], what: &str) -> Result<Vec<u32>> {
-    let magic = be_u32(raw, 0, what)?;
-    ensure!(
-        magic == LABELS_MAGIC,
-        "{what}: wrong magic {magic:#010x}, an IDX label file starts with {LABELS_MAGIC:#010x}{}",
-        if magic == IMAGES_MAGIC {
-            " (this is an image file)"
-        } else {
-            ""
-        }
-    );
+    check_magic(
+        raw,
+        what,
+        (LABELS_MAGIC, "label"),
+        (IMAGES_MAGIC, "an image"),
+    )?;
     let n = be_u32(raw, 4, what)? as usize;
     ensure!(
         raw.len() >= 8 + n,

@@ -20,7 +20,7 @@
 //! Inputs: none. Outputs: `dataset.safetensors`, `dataset.json`.
 //! Papers: the data of Hendrycks et al. 2018 (GLC) and Wang et al. 2020 (MLC).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -175,6 +175,19 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
 
 /// Fetches and reads the dataset (everything `run` does except writing it).
 pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
+    check_fields(p)?;
+    if p.dataset == DatasetName::Clothing1m {
+        return load_clothing1m(p, ctx);
+    }
+    let paths = fetch_files(p, ctx)?;
+    ctx.progress
+        .message(&format!("{}: reading", p.dataset.as_str()));
+    read_files(p, ctx, &paths)
+}
+
+/// Refuses waits that are not positive (backoff: negative) and a dataset-specific field
+/// set for a dataset it does not apply to.
+fn check_fields(p: &Params) -> Result<()> {
     use DatasetName as D;
     let name = p.dataset.as_str();
     ensure!(
@@ -224,37 +237,43 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
             D::Cifar100,
             D::Twitter,
         ],
-    )?;
+    )
+}
 
-    if p.dataset == D::Clothing1m {
-        let Some(root) = &p.root else {
-            bail!(
-                "clothing1m needs the `root` param. {}",
-                clothing1m::HOW_TO_OBTAIN
-            );
-        };
-        let expected: &[(&str, usize)] = if p.check_counts.unwrap_or(true) {
-            &clothing1m::OFFICIAL_LINES
-        } else {
-            &[]
-        };
-        ctx.progress
-            .message("clothing1m: checking the key lists and images");
-        let index = clothing1m::Index::open(&ctx.project_path(root), expected, true)?;
-        let d = clothing1m::DatasetOptions::default();
-        let opts = clothing1m::DatasetOptions {
-            resize: p.resize.unwrap_or(d.resize),
-            crop: p.crop.unwrap_or(d.crop),
-            max_noisy: p.max_noisy,
-            seed: p.split_seed.unwrap_or(0),
-            hash_images: p.hash_images.unwrap_or(true),
-        };
-        if opts.hash_images {
-            ctx.progress.message("clothing1m: digesting the images");
-        }
-        return index.to_dataset(&opts);
+/// Clothing1M from its hand-placed root: the key lists and images are checked, and the
+/// dataset refers to the images in place.
+fn load_clothing1m(p: &Params, ctx: &StageContext) -> Result<Dataset> {
+    let Some(root) = &p.root else {
+        bail!(
+            "clothing1m needs the `root` param. {}",
+            clothing1m::HOW_TO_OBTAIN
+        );
+    };
+    let expected: &[(&str, usize)] = if p.check_counts.unwrap_or(true) {
+        &clothing1m::OFFICIAL_LINES
+    } else {
+        &[]
+    };
+    ctx.progress
+        .message("clothing1m: checking the key lists and images");
+    let index = clothing1m::Index::open(&ctx.project_path(root), expected, true)?;
+    let d = clothing1m::DatasetOptions::default();
+    let opts = clothing1m::DatasetOptions {
+        resize: p.resize.unwrap_or(d.resize),
+        crop: p.crop.unwrap_or(d.crop),
+        max_noisy: p.max_noisy,
+        seed: p.split_seed.unwrap_or(0),
+        hash_images: p.hash_images.unwrap_or(true),
+    };
+    if opts.hash_images {
+        ctx.progress.message("clothing1m: digesting the images");
     }
+    index.to_dataset(&opts)
+}
 
+/// Verified copies of the dataset's raw files in the download cache, in spec order.
+fn fetch_files(p: &Params, ctx: &StageContext) -> Result<Vec<PathBuf>> {
+    let name = p.dataset.as_str();
     let specs = file_specs(p)?;
     let env_mirror = std::env::var(MIRROR_ENV)
         .ok()
@@ -275,13 +294,16 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
         ctx.progress.message(&format!("{name}: {}", s.name));
         paths.push(fetch::fetch(s, &opts)?);
     }
-    ctx.progress.message(&format!("{name}: reading"));
-    let raws = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>> {
-        paths.iter().map(|p| raw::read_raw_file(p)).collect()
-    };
-    let ds = match p.dataset {
+    Ok(paths)
+}
+
+/// The dataset's reader over its fetched raw files.
+fn read_files(p: &Params, ctx: &StageContext, paths: &[PathBuf]) -> Result<Dataset> {
+    use DatasetName as D;
+    let raws = || -> Result<Vec<Vec<u8>>> { paths.iter().map(|p| raw::read_raw_file(p)).collect() };
+    Ok(match p.dataset {
         D::Digits => {
-            let r = raws(&paths)?;
+            let r = raws()?;
             digits::read(
                 &r[0],
                 p.test_size.unwrap_or(digits::DEFAULT_TEST_SIZE),
@@ -290,31 +312,32 @@ pub fn load(p: &Params, ctx: &StageContext) -> Result<Dataset> {
             .with_context(|| format!("reading {}", paths[0].display()))?
         }
         D::Mnist | D::FashionMnist => {
-            let r = raws(&paths)?;
-            idx::read(name, [&r[0], &r[1], &r[2], &r[3]])?
+            let r = raws()?;
+            idx::read(p.dataset.as_str(), [&r[0], &r[1], &r[2], &r[3]])?
         }
         D::Cifar10 => cifar::read_archive_file(cifar::Variant::Cifar10, &paths[0])?,
         D::Cifar100 => cifar::read_archive_file(cifar::Variant::Cifar100, &paths[0])?,
         D::Twitter => {
-            let r = raws(&paths)?;
+            let r = raws()?;
             let emb = match &p.embeddings {
-                Some(e) => {
-                    let path = ctx.project_path(e);
-                    let b = std::fs::read(&path).with_context(|| {
-                        format!(
-                            "reading the embeddings file {} (place GLC's {} there, or drop the `embeddings` param to use the fallback)",
-                            path.display(),
-                            twitter::EMBEDDINGS_FILE
-                        )
-                    })?;
-                    twitter::verify_embeddings(&b, &path.display().to_string())?;
-                    Some(b)
-                }
+                Some(e) => Some(read_embeddings(&ctx.project_path(e))?),
                 None => None,
             };
             twitter::read([&r[0], &r[1], &r[2]], emb.as_deref())?
         }
-        D::Clothing1m => unreachable!(),
-    };
-    Ok(ds)
+        D::Clothing1m => bail!("clothing1m is read from its root, not from fetched files"),
+    })
+}
+
+/// GLC's Twitter embeddings file, verified by its git blob id.
+fn read_embeddings(path: &Path) -> Result<Vec<u8>> {
+    let b = std::fs::read(path).with_context(|| {
+        format!(
+            "reading the embeddings file {} (place GLC's {} there, or drop the `embeddings` param to use the fallback)",
+            path.display(),
+            twitter::EMBEDDINGS_FILE
+        )
+    })?;
+    twitter::verify_embeddings(&b, &path.display().to_string())?;
+    Ok(b)
 }

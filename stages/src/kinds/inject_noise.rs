@@ -4,16 +4,16 @@
 //! that also carry a noisy label ([`noise::real`]).
 //!
 //! Protocol (GLC, Hendrycks et al. 2018; mlc-glc notes §2.3): a trusted subset, stratified
-//! by class and seeded, keeps its clean labels; every other training label is replaced by
-//! a draw from row `y` of a transition matrix C (GLC `uniform`, `flip`, `hierarchical`), or
+//! by class and seeded, keeps its clean labels; every other training label is replaced by a
+//! draw from row `y` of a transition matrix C (GLC `uniform`, `flip`, `hierarchical`), or
 //! relabelled by one of the exact-count generators of the official MLC code (`mlc_uniform`,
 //! `mlc_symmetric`, `mlc_pair`; Wang et al. 2020, mlc-glc notes §2.2). The generators and
-//! matrices are in [`crate::noise`]. `flip`'s targets (the other class each class sends
-//! its flipped mass to) are by default the very ones GLC's `flip_labels_C` gets from NumPy
-//! seeded with 1, the same for every seed, so flip numbers compare with GLC's; `flip_targets:
-//! per_seed` draws them from the run's seed instead. The MLC code draws its 50-per-class clean set from the
-//! CIFAR-10 *test* split; here, as in GLC, the trusted set always comes from train (use
-//! `trusted_per_class: 50` for the per-class count).
+//! matrices are in [`crate::noise`]. `flip`'s targets (the other class each class sends its
+//! flipped mass to) are by default the very ones GLC's `flip_labels_C` gets from NumPy
+//! seeded with 1, the same for every seed, so flip numbers compare with GLC's;
+//! `flip_targets: per_seed` draws them from the run's seed instead. The MLC code draws its
+//! 50-per-class clean set from the CIFAR-10 *test* split; here, as in GLC, the trusted set
+//! always comes from train (use `trusted_per_class: 50` for the per-class count).
 //!
 //! Inputs: `data`, a `download` output (`Dataset::load`).
 //! Outputs: `noise.safetensors` + `noise.json` ([`NoisyLabels`]): noisy labels, clean
@@ -131,15 +131,18 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
         }
         None => Trusted::Fraction(p.trusted_fraction),
     };
+    let how = noise::Injection {
+        corruption: p.corruption,
+        flip_targets: p.flip_targets,
+        strength: p.strength,
+        trusted,
+        seed,
+    };
     noise::inject_with(
         &ds.train.y,
         ds.train.coarse.as_deref(),
         ds.meta.num_classes,
-        p.corruption,
-        p.flip_targets,
-        p.strength,
-        trusted,
-        seed,
+        &how,
         (&ds.meta.name, &ds.meta.identity),
     )
     .with_context(|| format!("{} noise on {}", p.corruption.name(), ds.meta.name))

@@ -11,9 +11,8 @@
 //! [...], seed: [...] }`) to exercise the engine at scale. Any other unknown field is an
 //! error, as for every kind.
 
-use std::time::Duration;
-
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -80,6 +79,17 @@ fn one() -> u64 {
     1
 }
 
+impl Params {
+    /// Refuses step counts and sleeps that cannot be meant ([`crate::bounds`]).
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{at_most, MAX_PROBE_STEPS, MAX_WAIT_SECS};
+        let steps = usize::try_from(self.steps).unwrap_or(usize::MAX);
+        at_most("steps", steps, MAX_PROBE_STEPS, "steps")?;
+        let sleep = usize::try_from(self.sleep_ms).unwrap_or(usize::MAX);
+        at_most("sleep_ms", sleep, MAX_WAIT_SECS as usize * 1000, "ms")
+    }
+}
+
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let ckpt = ctx.checkpoint_dir.join("step");
     let mut start = 0u64;
@@ -133,5 +143,20 @@ mod tests {
         let e = crate::parse::<Params>(&json!({"colour": "red"})).unwrap_err();
         assert!(e.contains("unknown field `colour`"), "{e}");
         assert!(crate::parse::<Params>(&json!({"steps": "many"})).is_err());
+    }
+
+    #[test]
+    fn absurd_steps_and_sleeps_name_their_field() {
+        use crate::Kind;
+        Kind::Probe
+            .validate(&json!({"steps": 40, "sleep_ms": 300}))
+            .unwrap();
+        for (bad, field) in [
+            (json!({"steps": 10_000_000_000u64}), "steps"),
+            (json!({"sleep_ms": 86_400_000}), "sleep_ms"),
+        ] {
+            let e = Kind::Probe.validate(&bad).unwrap_err();
+            assert!(e.starts_with(&format!("field `{field}`: ")), "{bad}: {e}");
+        }
     }
 }

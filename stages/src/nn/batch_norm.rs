@@ -27,6 +27,49 @@ pub enum BnMode {
     Eval,
 }
 
+/// Per channel of `xs` (`n x C·HW`): the batch mean and the biased variance, each a sum
+/// in f64 over the images in order (mean first, then squared deviations from it).
+fn channel_stats(xs: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
+    let d = c * hw;
+    let count = n * hw;
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut s = 0.0f64;
+            for img in 0..n {
+                s += xs[img * d + ch * hw..img * d + (ch + 1) * hw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+            }
+            let m = s / count as f64;
+            let mut ss = 0.0f64;
+            for img in 0..n {
+                ss += xs[img * d + ch * hw..img * d + (ch + 1) * hw]
+                    .iter()
+                    .map(|&v| (v as f64 - m) * (v as f64 - m))
+                    .sum::<f64>();
+            }
+            (m, ss / count as f64)
+        })
+        .collect()
+}
+
+/// The running estimates after one batch of `count` values per channel:
+/// `r ← (1 − momentum)·r + momentum·batch`, the variance unbiased (`count/(count − 1)`).
+fn update_running(running: (&mut [f32], &mut [f32]), stats: &[(f64, f64)], count: usize) {
+    let unbias = if count > 1 {
+        count as f64 / (count - 1) as f64
+    } else {
+        1.0
+    };
+    for (ch, &(m, v)) in stats.iter().enumerate() {
+        running.0[ch] = ((1.0 - BN_MOMENTUM) * running.0[ch] as f64 + BN_MOMENTUM * m) as f32;
+        running.1[ch] =
+            ((1.0 - BN_MOMENTUM) * running.1[ch] as f64 + BN_MOMENTUM * v * unbias) as f32;
+    }
+}
+
 /// `x` is `batch x C·HW`; `gamma`, `beta` have `C` values; `running` is
 /// `(mean, var)` with `C` values each, updated in place in [`BnMode::TrainUpdate`].
 pub fn batch_norm2d<T: Tape<f32, Cpu>>(
@@ -56,39 +99,9 @@ pub fn batch_norm2d<T: Tape<f32, Cpu>>(
                 .collect(),
         ),
         BnMode::TrainUpdate | BnMode::TrainFrozen => {
-            let stats: Vec<(f64, f64)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let mut s = 0.0f64;
-                    for img in 0..n {
-                        s += xs[img * d + ch * hw..img * d + (ch + 1) * hw]
-                            .iter()
-                            .map(|&v| v as f64)
-                            .sum::<f64>();
-                    }
-                    let m = s / count as f64;
-                    let mut ss = 0.0f64;
-                    for img in 0..n {
-                        ss += xs[img * d + ch * hw..img * d + (ch + 1) * hw]
-                            .iter()
-                            .map(|&v| (v as f64 - m) * (v as f64 - m))
-                            .sum::<f64>();
-                    }
-                    (m, ss / count as f64)
-                })
-                .collect();
+            let stats = channel_stats(&xs, n, c, hw);
             if mode == BnMode::TrainUpdate {
-                let unbias = if count > 1 {
-                    count as f64 / (count - 1) as f64
-                } else {
-                    1.0
-                };
-                for (ch, &(m, v)) in stats.iter().enumerate() {
-                    running.0[ch] =
-                        ((1.0 - BN_MOMENTUM) * running.0[ch] as f64 + BN_MOMENTUM * m) as f32;
-                    running.1[ch] = ((1.0 - BN_MOMENTUM) * running.1[ch] as f64
-                        + BN_MOMENTUM * v * unbias) as f32;
-                }
+                update_running(running, &stats, count);
             }
             stats
                 .iter()

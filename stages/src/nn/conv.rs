@@ -139,6 +139,106 @@ pub(crate) fn split_by<'a>(
     out
 }
 
+/// One image's output `yi` (`O x Ho·Wo`) from its input `xi`: the bias, then `W · col`
+/// with `col` the image's im2col (the image itself for a pointwise convolution).
+fn forward_image(
+    g: &ConvGeom,
+    ws: &[f32],
+    bs: Option<&[f32]>,
+    xi: &[f32],
+    yi: &mut [f32],
+    col: &mut [f32],
+) {
+    let (o, ckk, hw) = (g.out_c, g.ckk(), g.out_h() * g.out_w());
+    if let Some(bs) = bs {
+        for (oc, yrow) in yi.chunks_exact_mut(hw).enumerate() {
+            yrow.iter_mut().for_each(|v| *v = bs[oc]);
+        }
+    }
+    let colref: &[f32] = if g.is_pointwise() {
+        xi
+    } else {
+        im2col(g, xi, col);
+        col
+    };
+    matmul(
+        Operand::n(ws, o, ckk),
+        Operand::n(colref, ckk, hw),
+        yi,
+        bs.is_some(),
+        Par::Seq,
+    );
+}
+
+/// The backward pass over the images `r` (one chunk): the chunk's partial weight and bias
+/// gradients `(dW, db)`, summed over its images in order, and, into `gxchunk` when
+/// given, each image's input gradient. `go` is the whole batch's output gradient.
+fn backward_chunk(
+    g: &ConvGeom,
+    xs: &[f32],
+    ws: &[f32],
+    go: &[f32],
+    r: std::ops::Range<usize>,
+    mut gxchunk: Option<&mut [f32]>,
+    input_grad: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let (o, ckk, hw) = (g.out_c, g.ckk(), g.out_h() * g.out_w());
+    let d = g.in_c * g.h * g.w;
+    let mut gw = vec![0.0f32; o * ckk];
+    let mut gb = vec![0.0f32; o];
+    let mut col = if g.is_pointwise() {
+        Vec::new()
+    } else {
+        vec![0.0f32; ckk * hw]
+    };
+    let mut dcol = if g.is_pointwise() || !input_grad {
+        Vec::new()
+    } else {
+        vec![0.0f32; ckk * hw]
+    };
+    for (i, img) in r.enumerate() {
+        let xi = &xs[img * d..(img + 1) * d];
+        let gi = &go[img * o * hw..(img + 1) * o * hw];
+        for (oc, grow) in gi.chunks_exact(hw).enumerate() {
+            gb[oc] += grow.iter().sum::<f32>();
+        }
+        let colref: &[f32] = if g.is_pointwise() {
+            xi
+        } else {
+            im2col(g, xi, &mut col);
+            &col
+        };
+        matmul(
+            Operand::n(gi, o, hw),
+            Operand::t(colref, ckk, hw),
+            &mut gw,
+            true,
+            Par::Seq,
+        );
+        if let Some(gxc) = gxchunk.as_deref_mut() {
+            let gxi = &mut gxc[i * d..(i + 1) * d];
+            // Wᵀ·g: added straight into the image gradient for a pointwise convolution,
+            // else written to `dcol` and scattered back with col2im.
+            let wt_g = |dst: &mut [f32], accumulate: bool| {
+                matmul(
+                    Operand::t(ws, o, ckk),
+                    Operand::n(gi, o, hw),
+                    dst,
+                    accumulate,
+                    Par::Seq,
+                )
+            };
+            if g.is_pointwise() {
+                wt_g(gxi, true);
+            } else {
+                wt_g(&mut dcol, false);
+                col2im_add(g, &dcol, gxi);
+            }
+        }
+    }
+    (gw, gb)
+}
+
 /// `x` is `batch x (C·H·W)`, `w` is `out_c x (C·k·k)` flat (PyTorch's `[O, C, k, k]`
 /// layout), `b` has `out_c` values; returns `batch x (O·Ho·Wo)`.
 pub fn conv2d<T: Tape<f32, Cpu>>(
@@ -181,24 +281,7 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
             for (i, img) in r.clone().enumerate() {
                 let xi = &xs[img * d..(img + 1) * d];
                 let yi = &mut ychunk[i * o * hw..(i + 1) * o * hw];
-                if let Some(bs) = &bs {
-                    for (oc, yrow) in yi.chunks_exact_mut(hw).enumerate() {
-                        yrow.iter_mut().for_each(|v| *v = bs[oc]);
-                    }
-                }
-                let colref: &[f32] = if g.is_pointwise() {
-                    xi
-                } else {
-                    im2col(&g, xi, &mut col);
-                    &col
-                };
-                matmul(
-                    Operand::n(&ws, o, ckk),
-                    Operand::n(colref, ckk, hw),
-                    yi,
-                    bs.is_some(),
-                    Par::Seq,
-                );
+                forward_image(&g, &ws, bs.as_deref(), xi, yi, &mut col);
             }
         });
     let out = x.device().tensor_from_vec(y, (n, o * hw));
@@ -226,61 +309,8 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
             let partials: Vec<(Vec<f32>, Vec<f32>)> = gx_pieces
                 .into_par_iter()
                 .zip(ranges.par_iter())
-                .map(|(mut gxchunk, r)| {
-                    let mut gw = vec![0.0f32; o * ckk];
-                    let mut gb = vec![0.0f32; o];
-                    let mut col = if g.is_pointwise() {
-                        Vec::new()
-                    } else {
-                        vec![0.0f32; ckk * hw]
-                    };
-                    let mut dcol = if g.is_pointwise() || !input_grad {
-                        Vec::new()
-                    } else {
-                        vec![0.0f32; ckk * hw]
-                    };
-                    for (i, img) in r.clone().enumerate() {
-                        let xi = &xs[img * d..(img + 1) * d];
-                        let gi = &go[img * o * hw..(img + 1) * o * hw];
-                        for (oc, grow) in gi.chunks_exact(hw).enumerate() {
-                            gb[oc] += grow.iter().sum::<f32>();
-                        }
-                        let colref: &[f32] = if g.is_pointwise() {
-                            xi
-                        } else {
-                            im2col(&g, xi, &mut col);
-                            &col
-                        };
-                        matmul(
-                            Operand::n(gi, o, hw),
-                            Operand::t(colref, ckk, hw),
-                            &mut gw,
-                            true,
-                            Par::Seq,
-                        );
-                        if let Some(gxc) = gxchunk.as_deref_mut() {
-                            let gxi = &mut gxc[i * d..(i + 1) * d];
-                            if g.is_pointwise() {
-                                matmul(
-                                    Operand::t(&ws, o, ckk),
-                                    Operand::n(gi, o, hw),
-                                    gxi,
-                                    true,
-                                    Par::Seq,
-                                );
-                            } else {
-                                matmul(
-                                    Operand::t(&ws, o, ckk),
-                                    Operand::n(gi, o, hw),
-                                    &mut dcol,
-                                    false,
-                                    Par::Seq,
-                                );
-                                col2im_add(&g, &dcol, gxi);
-                            }
-                        }
-                    }
-                    (gw, gb)
+                .map(|(gxchunk, r)| {
+                    backward_chunk(&g, &xs, &ws, &go, r.clone(), gxchunk, input_grad)
                 })
                 .collect();
             {

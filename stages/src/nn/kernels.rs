@@ -26,15 +26,12 @@ pub enum Par {
 
 /// Least multiply-adds (`m·n·k`) for which a product is spread over the rayon threads.
 ///
-/// Below it, waking the pool and joining it costs more than the second core saves: the
-/// products of a batch-32 MLP step (784-128-128-10: at most 32·784·128 ≈ 3.2 M) ran
-/// slower on two threads than on one, and a small stage with two threads ran 40-46 %
-/// slower than with one. Measured with `cargo bench -p repro-stages --bench products` on a
-/// 2-core machine shared with other builds: the pool lost on every batch-32 product
-/// (1.3-1.4× the one-thread time at 3.2 M) and did not win below 56 M either (1.04-1.09×),
-/// so 32 M (about a millisecond of one core) keeps every training product of the MLPs on
-/// one thread and leaves the evaluation products (batch 500: 50 M) and the CNNs' large
-/// ones to the pool. Bits do not depend on this choice (see the module docs).
+/// Below it, waking the pool and joining it costs more than the second core saves.
+/// `cargo bench -p repro-stages --bench products` times products of each size on one and
+/// on all threads, on the machine at hand. 32 M (about a millisecond of one core) keeps
+/// every training product of the MLPs on one thread (batch 32, 784-128-128-10: at most
+/// 32·784·128 ≈ 3.2 M) and leaves the evaluation products (batch 500: 50 M) and the
+/// CNNs' large ones to the pool. Bits do not depend on this choice (see the module docs).
 pub const PAR_MIN_MULADDS: usize = 32 << 20;
 
 /// The `gemm` parallelism for an `m x k` by `k x n` product under `par`.
@@ -179,8 +176,8 @@ pub fn with_grads2<S1: Shape, S2: Shape>(
 ///
 /// Every step allocates and frees activation and gradient buffers of up to tens of MB.
 /// With glibc's defaults, blocks above the (adaptive) mmap threshold are mapped and
-/// unmapped each time, and the kernel zeroes every page again: measured at ~15% of an
-/// MLP step. Raising the mmap and trim thresholds to 1 GiB makes freed blocks reusable.
+/// unmapped each time, and the kernel zeroes every page again on every step. Raising the
+/// mmap and trim thresholds to 1 GiB makes freed blocks reusable.
 /// Process-wide and idempotent; numerics are unaffected.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

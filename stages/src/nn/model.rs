@@ -177,70 +177,12 @@ impl ModelSpec {
             }
             ModelSpec::Wrn { depth, widen, .. } => {
                 let (c, _, _) = image?;
-                let blocks = depth.saturating_sub(4) / 6;
-                let widths = [
-                    16,
-                    16usize.checked_mul(*widen)?,
-                    32usize.checked_mul(*widen)?,
-                    64usize.checked_mul(*widen)?,
-                ];
-                add(&[widths[0], c, 9])?;
-                let mut cur = widths[0];
-                for &o in &widths[1..] {
-                    for _ in 0..blocks {
-                        add(&[2, cur])?;
-                        add(&[cur, o, 9])?;
-                        add(&[2, o])?;
-                        add(&[o, o, 9])?;
-                        if cur != o {
-                            add(&[cur, o])?;
-                        }
-                        cur = o;
-                    }
-                }
-                add(&[2, cur])?;
-                add(&[cur, classes])?;
-                add(&[classes])?;
+                total = total.checked_add(wrn_parameters(c, *depth, *widen, classes)?)?;
             }
             ModelSpec::Resnet18 | ModelSpec::Resnet50 => {
                 let (c, h, _) = image?;
                 let bottleneck = matches!(self, ModelSpec::Resnet50);
-                let (counts, expansion) = if bottleneck {
-                    ([3, 4, 6, 3], 4)
-                } else {
-                    ([2, 2, 2, 2], 1)
-                };
-                let k = if h >= 64 { 7 } else { 3 };
-                add(&[64, c, k, k])?;
-                add(&[2, 64])?;
-                let mut cur = 64;
-                for (li, &count) in counts.iter().enumerate() {
-                    let planes = 64 << li;
-                    let o = planes * expansion;
-                    for i in 0..count {
-                        let stride = if i == 0 && li > 0 { 2 } else { 1 };
-                        if stride != 1 || cur != o {
-                            add(&[cur, o])?;
-                            add(&[2, o])?;
-                        }
-                        if bottleneck {
-                            add(&[cur, planes])?;
-                            add(&[2, planes])?;
-                            add(&[planes, planes, 9])?;
-                            add(&[2, planes])?;
-                            add(&[planes, o])?;
-                            add(&[2, o])?;
-                        } else {
-                            add(&[cur, planes, 9])?;
-                            add(&[2, planes])?;
-                            add(&[planes, planes, 9])?;
-                            add(&[2, planes])?;
-                        }
-                        cur = o;
-                    }
-                }
-                add(&[cur, classes])?;
-                add(&[classes])?;
+                total = total.checked_add(resnet_parameters(c, h, bottleneck, classes)?)?;
             }
         }
         Some(total)
@@ -263,7 +205,10 @@ impl ModelSpec {
                 count.map_or("too many to count".to_string(), |c| c.to_string())
             );
         };
-        #[cfg(not(feature = "cuda"))]
+        // With `cuda` the training state lives in device memory, not in the host's.
+        if cfg!(feature = "cuda") {
+            return Ok(());
+        }
         if let Some(avail) = available_memory() {
             let need = count * 16;
             if need > avail as u128 {
@@ -282,8 +227,94 @@ impl ModelSpec {
     }
 }
 
+/// A checked sum of products of layer sizes.
+#[derive(Default)]
+struct Count(u128);
+
+impl Count {
+    fn add(&mut self, factors: &[usize]) -> Option<()> {
+        let p = factors
+            .iter()
+            .try_fold(1u128, |acc, &f| acc.checked_mul(f as u128))?;
+        self.0 = self.0.checked_add(p)?;
+        Some(())
+    }
+}
+
+/// Parameters of [`ModelSpec::Wrn`] on `c` input channels (see [`Builder::wrn`]).
+fn wrn_parameters(c: usize, depth: usize, widen: usize, classes: usize) -> Option<u128> {
+    let mut sum = Count::default();
+    let blocks = depth.saturating_sub(4) / 6;
+    let widths = [
+        16,
+        16usize.checked_mul(widen)?,
+        32usize.checked_mul(widen)?,
+        64usize.checked_mul(widen)?,
+    ];
+    sum.add(&[widths[0], c, 9])?;
+    let mut cur = widths[0];
+    for &o in &widths[1..] {
+        for _ in 0..blocks {
+            sum.add(&[2, cur])?;
+            sum.add(&[cur, o, 9])?;
+            sum.add(&[2, o])?;
+            sum.add(&[o, o, 9])?;
+            if cur != o {
+                sum.add(&[cur, o])?;
+            }
+            cur = o;
+        }
+    }
+    sum.add(&[2, cur])?;
+    sum.add(&[cur, classes])?;
+    sum.add(&[classes])?;
+    Some(sum.0)
+}
+
+/// Parameters of ResNet-18 or, with `bottleneck`, ResNet-50 on `c` channels of height `h`
+/// (see [`Builder::resnet`]).
+fn resnet_parameters(c: usize, h: usize, bottleneck: bool, classes: usize) -> Option<u128> {
+    let mut sum = Count::default();
+    let (counts, expansion) = if bottleneck {
+        ([3, 4, 6, 3], 4)
+    } else {
+        ([2, 2, 2, 2], 1)
+    };
+    let k = if h >= 64 { 7 } else { 3 };
+    sum.add(&[64, c, k, k])?;
+    sum.add(&[2, 64])?;
+    let mut cur = 64;
+    for (li, &count) in counts.iter().enumerate() {
+        let planes = 64 << li;
+        let o = planes * expansion;
+        for i in 0..count {
+            let stride = if i == 0 && li > 0 { 2 } else { 1 };
+            if stride != 1 || cur != o {
+                sum.add(&[cur, o])?;
+                sum.add(&[2, o])?;
+            }
+            if bottleneck {
+                sum.add(&[cur, planes])?;
+                sum.add(&[2, planes])?;
+                sum.add(&[planes, planes, 9])?;
+                sum.add(&[2, planes])?;
+                sum.add(&[planes, o])?;
+                sum.add(&[2, o])?;
+            } else {
+                sum.add(&[cur, planes, 9])?;
+                sum.add(&[2, planes])?;
+                sum.add(&[planes, planes, 9])?;
+                sum.add(&[2, planes])?;
+            }
+            cur = o;
+        }
+    }
+    sum.add(&[cur, classes])?;
+    sum.add(&[classes])?;
+    Some(sum.0)
+}
+
 /// `MemAvailable` + `SwapFree` of `/proc/meminfo` in bytes (None where it cannot be read).
-#[cfg(not(feature = "cuda"))]
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let field = |name: &str| -> Option<u64> {
@@ -535,6 +566,258 @@ fn geom(
     }
 }
 
+/// The four architectures, each drawn in a fixed parameter order from the builder's rng.
+impl Builder<'_> {
+    /// An MLP: optional embedding of token inputs, then `hidden` fully connected layers
+    /// and the output layer.
+    fn mlp(
+        &mut self,
+        input: &InputKind,
+        hidden: &[usize],
+        dropout: f32,
+        embed_dim: &Option<usize>,
+        classes: usize,
+    ) -> Result<Arch> {
+        let (embed, mut width) = match (input, embed_dim) {
+            (InputKind::Dense(s), None) => (None, s.iter().product()),
+            (InputKind::Tokens { len, vocab }, Some(dim)) => {
+                let bound = 1.0;
+                let v = self.uniform(vocab * dim, bound);
+                let idx = self.params.push(
+                    &self.dev.clone(),
+                    "embedding.weight".into(),
+                    vec![*vocab, *dim],
+                    v,
+                );
+                (Some((idx, *dim)), len * dim)
+            }
+            (InputKind::Dense(_), Some(_)) => {
+                bail!("model mlp: embed_dim is only for token inputs")
+            }
+            (InputKind::Tokens { .. }, None) => {
+                bail!("model mlp: token inputs need embed_dim")
+            }
+        };
+        let mut layers = Vec::new();
+        for (i, &h) in hidden.iter().chain(std::iter::once(&classes)).enumerate() {
+            layers.push(self.lin(&format!("fc{}", i + 1), width, h));
+            width = h;
+        }
+        if !(0.0..1.0).contains(&dropout) {
+            bail!("model mlp: dropout {dropout} outside [0, 1)");
+        }
+        Ok(Arch::Mlp {
+            embed,
+            layers,
+            dropout,
+        })
+    }
+
+    /// The small CNN on a `c x h x w` image.
+    fn small_cnn(
+        &mut self,
+        (c, h, w): (usize, usize, usize),
+        channels: &[usize],
+        hidden: usize,
+        classes: usize,
+    ) -> Result<Arch> {
+        if channels.len() != 2 {
+            bail!("model small_cnn: channels must list 2 widths, got {channels:?}");
+        }
+        let g1 = geom(c, channels[0], h, w, 3, 1, 0);
+        let conv1 = self.conv("conv1", g1, ConvInit::Default);
+        let g2 = geom(channels[0], channels[1], g1.out_h(), g1.out_w(), 3, 1, 0);
+        let conv2 = self.conv("conv2", g2, ConvInit::Default);
+        let (ph, pw) = (g2.out_h() / 2, g2.out_w() / 2);
+        let fc1 = self.lin("fc1", channels[1] * ph * pw, hidden);
+        let fc2 = self.lin("fc2", hidden, classes);
+        Ok(Arch::Cnn {
+            conv1,
+            conv2,
+            pool_c: channels[1],
+            pool_h: g2.out_h(),
+            pool_w: g2.out_w(),
+            fc1,
+            fc2,
+        })
+    }
+
+    /// A wide ResNet (Zagoruyko & Komodakis 2016, Hendrycks' variant) on a `c x h x w`
+    /// image.
+    fn wrn(
+        &mut self,
+        (c, h, w): (usize, usize, usize),
+        depth: usize,
+        widen: usize,
+        dropout: f32,
+        classes: usize,
+    ) -> Result<Arch> {
+        if depth < 10 || (depth - 4) % 6 != 0 {
+            bail!("model wrn: depth {depth} must be 6n + 4 with n >= 1");
+        }
+        let n = (depth - 4) / 6;
+        let widths = [16, 16 * widen, 32 * widen, 64 * widen];
+        let stem = self.conv(
+            "conv1",
+            geom(c, widths[0], h, w, 3, 1, 1),
+            ConvInit::HeFanOut,
+        );
+        let (mut cur_c, mut cur_h, mut cur_w) = (widths[0], h, w);
+        let mut blocks = Vec::new();
+        for group in 0..3 {
+            for i in 0..n {
+                let stride = if i == 0 && group > 0 { 2 } else { 1 };
+                let out_c = widths[group + 1];
+                let name = format!("block{}.layer{i}", group + 1);
+                let bn1 = self.bn(&format!("{name}.bn1"), cur_c, cur_h * cur_w);
+                let g1 = geom(cur_c, out_c, cur_h, cur_w, 3, stride, 1);
+                let conv1 = self.conv(&format!("{name}.conv1"), g1, ConvInit::HeFanOut);
+                let (oh, ow) = (g1.out_h(), g1.out_w());
+                let bn2 = self.bn(&format!("{name}.bn2"), out_c, oh * ow);
+                let conv2 = self.conv(
+                    &format!("{name}.conv2"),
+                    geom(out_c, out_c, oh, ow, 3, 1, 1),
+                    ConvInit::HeFanOut,
+                );
+                let shortcut = (cur_c != out_c).then(|| {
+                    self.conv(
+                        &format!("{name}.shortcut"),
+                        geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0),
+                        ConvInit::HeFanOut,
+                    )
+                });
+                if cur_c == out_c && stride != 1 {
+                    bail!("model wrn: identity shortcut with stride {stride}");
+                }
+                blocks.push(Block::Wide {
+                    bn1,
+                    conv1,
+                    bn2,
+                    conv2,
+                    shortcut,
+                    dropout,
+                });
+                (cur_c, cur_h, cur_w) = (out_c, oh, ow);
+            }
+        }
+        let final_bn = Some(self.bn("bn_final", cur_c, cur_h * cur_w));
+        let fc = self.lin("fc", cur_c, classes);
+        let zeros = vec![0.0; classes];
+        self.params.set(fc.b.unwrap(), &zeros);
+        Ok(Arch::Res {
+            stem,
+            stem_bn: None,
+            stem_pool: None,
+            blocks,
+            final_bn,
+            final_c: cur_c,
+            final_hw: cur_h * cur_w,
+            fc,
+        })
+    }
+
+    /// Convolution `{name}.conv{i}` with geometry `g` (He fan-out initialisation), then
+    /// batch norm `{name}.bn{i}` over its output: the unit of the ResNet blocks.
+    fn conv_bn(&mut self, name: &str, i: usize, g: ConvGeom) -> (Conv, Bn) {
+        let conv = self.conv(&format!("{name}.conv{i}"), g, ConvInit::HeFanOut);
+        let bn = self.bn(&format!("{name}.bn{i}"), g.out_c, g.out_h() * g.out_w());
+        (conv, bn)
+    }
+
+    /// ResNet-18 (basic blocks) or, with `bottleneck`, ResNet-50 on a `c x h x w` image.
+    fn resnet(
+        &mut self,
+        (c, h, w): (usize, usize, usize),
+        bottleneck: bool,
+        classes: usize,
+    ) -> Result<Arch> {
+        let counts = if bottleneck {
+            [3, 4, 6, 3]
+        } else {
+            [2, 2, 2, 2]
+        };
+        let expansion = if bottleneck { 4 } else { 1 };
+        let imagenet = h >= 64;
+        let stem_g = if imagenet {
+            geom(c, 64, h, w, 7, 2, 3)
+        } else {
+            geom(c, 64, h, w, 3, 1, 1)
+        };
+        let stem = self.conv("conv1", stem_g, ConvInit::HeFanOut);
+        let stem_bn = Some(self.bn("bn1", 64, stem_g.out_h() * stem_g.out_w()));
+        let (mut cur_h, mut cur_w) = (stem_g.out_h(), stem_g.out_w());
+        let stem_pool = if imagenet {
+            let p = (64, cur_h, cur_w);
+            cur_h = (cur_h + 2 - 3) / 2 + 1;
+            cur_w = (cur_w + 2 - 3) / 2 + 1;
+            Some(p)
+        } else {
+            None
+        };
+        let mut cur_c = 64;
+        let mut blocks = Vec::new();
+        for (li, &count) in counts.iter().enumerate() {
+            let planes = 64 << li;
+            for i in 0..count {
+                let stride = if i == 0 && li > 0 { 2 } else { 1 };
+                let name = format!("layer{}.{i}", li + 1);
+                let out_c = planes * expansion;
+                let (oh, ow) = ((cur_h - 1) / stride + 1, (cur_w - 1) / stride + 1);
+                let shortcut = (stride != 1 || cur_c != out_c).then(|| {
+                    let g = geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0);
+                    let conv = self.conv(&format!("{name}.downsample.0"), g, ConvInit::HeFanOut);
+                    let bn = self.bn(
+                        &format!("{name}.downsample.1"),
+                        out_c,
+                        g.out_h() * g.out_w(),
+                    );
+                    (conv, bn)
+                });
+                if bottleneck {
+                    let (conv1, bn1) =
+                        self.conv_bn(&name, 1, geom(cur_c, planes, cur_h, cur_w, 1, 1, 0));
+                    let (conv2, bn2) =
+                        self.conv_bn(&name, 2, geom(planes, planes, cur_h, cur_w, 3, stride, 1));
+                    let (conv3, bn3) = self.conv_bn(&name, 3, geom(planes, out_c, oh, ow, 1, 1, 0));
+                    blocks.push(Block::Bottleneck {
+                        conv1,
+                        bn1,
+                        conv2,
+                        bn2,
+                        conv3,
+                        bn3,
+                        shortcut,
+                    });
+                } else {
+                    let (conv1, bn1) =
+                        self.conv_bn(&name, 1, geom(cur_c, planes, cur_h, cur_w, 3, stride, 1));
+                    let (conv2, bn2) =
+                        self.conv_bn(&name, 2, geom(planes, planes, oh, ow, 3, 1, 1));
+                    blocks.push(Block::Basic {
+                        conv1,
+                        bn1,
+                        conv2,
+                        bn2,
+                        shortcut,
+                    });
+                }
+                (cur_c, cur_h, cur_w) = (out_c, oh, ow);
+            }
+        }
+        let fc = self.lin("fc", cur_c, classes);
+        Ok(Arch::Res {
+            stem,
+            stem_bn,
+            stem_pool,
+            blocks,
+            final_bn: None,
+            final_c: cur_c,
+            final_hw: cur_h * cur_w,
+            fc,
+        })
+    }
+}
+
 impl Network {
     /// Builds the network and its freshly initialised parameters and buffers
     /// (deterministic in `seed`).
@@ -569,238 +852,18 @@ impl Network {
                 hidden,
                 dropout,
                 embed_dim,
-            } => {
-                let (embed, mut width) = match (input, embed_dim) {
-                    (InputKind::Dense(s), None) => (None, s.iter().product()),
-                    (InputKind::Tokens { len, vocab }, Some(dim)) => {
-                        let bound = 1.0;
-                        let v = b.uniform(vocab * dim, bound);
-                        let idx = b.params.push(
-                            &b.dev.clone(),
-                            "embedding.weight".into(),
-                            vec![*vocab, *dim],
-                            v,
-                        );
-                        (Some((idx, *dim)), len * dim)
-                    }
-                    (InputKind::Dense(_), Some(_)) => {
-                        bail!("model mlp: embed_dim is only for token inputs")
-                    }
-                    (InputKind::Tokens { .. }, None) => {
-                        bail!("model mlp: token inputs need embed_dim")
-                    }
-                };
-                let mut layers = Vec::new();
-                for (i, &h) in hidden.iter().chain(std::iter::once(&classes)).enumerate() {
-                    layers.push(b.lin(&format!("fc{}", i + 1), width, h));
-                    width = h;
-                }
-                if !(0.0..1.0).contains(dropout) {
-                    bail!("model mlp: dropout {dropout} outside [0, 1)");
-                }
-                Arch::Mlp {
-                    embed,
-                    layers,
-                    dropout: *dropout,
-                }
-            }
+            } => b.mlp(input, hidden, *dropout, embed_dim, classes)?,
             ModelSpec::SmallCnn { channels, hidden } => {
-                let (c, h, w) = image(input)?;
-                if channels.len() != 2 {
-                    bail!("model small_cnn: channels must list 2 widths, got {channels:?}");
-                }
-                let g1 = geom(c, channels[0], h, w, 3, 1, 0);
-                let conv1 = b.conv("conv1", g1, ConvInit::Default);
-                let g2 = geom(channels[0], channels[1], g1.out_h(), g1.out_w(), 3, 1, 0);
-                let conv2 = b.conv("conv2", g2, ConvInit::Default);
-                let (ph, pw) = (g2.out_h() / 2, g2.out_w() / 2);
-                let fc1 = b.lin("fc1", channels[1] * ph * pw, *hidden);
-                let fc2 = b.lin("fc2", *hidden, classes);
-                Arch::Cnn {
-                    conv1,
-                    conv2,
-                    pool_c: channels[1],
-                    pool_h: g2.out_h(),
-                    pool_w: g2.out_w(),
-                    fc1,
-                    fc2,
-                }
+                b.small_cnn(image(input)?, channels, *hidden, classes)?
             }
             ModelSpec::Wrn {
                 depth,
                 widen,
                 dropout,
-            } => {
-                let (c, h, w) = image(input)?;
-                if *depth < 10 || (depth - 4) % 6 != 0 {
-                    bail!("model wrn: depth {depth} must be 6n + 4 with n >= 1");
-                }
-                let n = (depth - 4) / 6;
-                let widths = [16, 16 * widen, 32 * widen, 64 * widen];
-                let stem = b.conv(
-                    "conv1",
-                    geom(c, widths[0], h, w, 3, 1, 1),
-                    ConvInit::HeFanOut,
-                );
-                let (mut cur_c, mut cur_h, mut cur_w) = (widths[0], h, w);
-                let mut blocks = Vec::new();
-                for group in 0..3 {
-                    for i in 0..n {
-                        let stride = if i == 0 && group > 0 { 2 } else { 1 };
-                        let out_c = widths[group + 1];
-                        let name = format!("block{}.layer{i}", group + 1);
-                        let bn1 = b.bn(&format!("{name}.bn1"), cur_c, cur_h * cur_w);
-                        let g1 = geom(cur_c, out_c, cur_h, cur_w, 3, stride, 1);
-                        let conv1 = b.conv(&format!("{name}.conv1"), g1, ConvInit::HeFanOut);
-                        let (oh, ow) = (g1.out_h(), g1.out_w());
-                        let bn2 = b.bn(&format!("{name}.bn2"), out_c, oh * ow);
-                        let conv2 = b.conv(
-                            &format!("{name}.conv2"),
-                            geom(out_c, out_c, oh, ow, 3, 1, 1),
-                            ConvInit::HeFanOut,
-                        );
-                        let shortcut = (cur_c != out_c).then(|| {
-                            b.conv(
-                                &format!("{name}.shortcut"),
-                                geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0),
-                                ConvInit::HeFanOut,
-                            )
-                        });
-                        if cur_c == out_c && stride != 1 {
-                            bail!("model wrn: identity shortcut with stride {stride}");
-                        }
-                        blocks.push(Block::Wide {
-                            bn1,
-                            conv1,
-                            bn2,
-                            conv2,
-                            shortcut,
-                            dropout: *dropout,
-                        });
-                        (cur_c, cur_h, cur_w) = (out_c, oh, ow);
-                    }
-                }
-                let final_bn = Some(b.bn("bn_final", cur_c, cur_h * cur_w));
-                let fc = b.lin("fc", cur_c, classes);
-                let zeros = vec![0.0; classes];
-                b.params.set(fc.b.unwrap(), &zeros);
-                Arch::Res {
-                    stem,
-                    stem_bn: None,
-                    stem_pool: None,
-                    blocks,
-                    final_bn,
-                    final_c: cur_c,
-                    final_hw: cur_h * cur_w,
-                    fc,
-                }
-            }
+            } => b.wrn(image(input)?, *depth, *widen, *dropout, classes)?,
             ModelSpec::Resnet18 | ModelSpec::Resnet50 => {
-                let (c, h, w) = image(input)?;
                 let bottleneck = matches!(spec, ModelSpec::Resnet50);
-                let counts = if bottleneck {
-                    [3, 4, 6, 3]
-                } else {
-                    [2, 2, 2, 2]
-                };
-                let expansion = if bottleneck { 4 } else { 1 };
-                let imagenet = h >= 64;
-                let stem_g = if imagenet {
-                    geom(c, 64, h, w, 7, 2, 3)
-                } else {
-                    geom(c, 64, h, w, 3, 1, 1)
-                };
-                let stem = b.conv("conv1", stem_g, ConvInit::HeFanOut);
-                let stem_bn = Some(b.bn("bn1", 64, stem_g.out_h() * stem_g.out_w()));
-                let (mut cur_h, mut cur_w) = (stem_g.out_h(), stem_g.out_w());
-                let stem_pool = if imagenet {
-                    let p = (64, cur_h, cur_w);
-                    cur_h = (cur_h + 2 - 3) / 2 + 1;
-                    cur_w = (cur_w + 2 - 3) / 2 + 1;
-                    Some(p)
-                } else {
-                    None
-                };
-                let mut cur_c = 64;
-                let mut blocks = Vec::new();
-                for (li, &count) in counts.iter().enumerate() {
-                    let planes = 64 << li;
-                    for i in 0..count {
-                        let stride = if i == 0 && li > 0 { 2 } else { 1 };
-                        let name = format!("layer{}.{i}", li + 1);
-                        let out_c = planes * expansion;
-                        let (oh, ow) = ((cur_h - 1) / stride + 1, (cur_w - 1) / stride + 1);
-                        let shortcut = (stride != 1 || cur_c != out_c).then(|| {
-                            let g = geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0);
-                            let conv =
-                                b.conv(&format!("{name}.downsample.0"), g, ConvInit::HeFanOut);
-                            let bn = b.bn(
-                                &format!("{name}.downsample.1"),
-                                out_c,
-                                g.out_h() * g.out_w(),
-                            );
-                            (conv, bn)
-                        });
-                        if bottleneck {
-                            let conv1 = b.conv(
-                                &format!("{name}.conv1"),
-                                geom(cur_c, planes, cur_h, cur_w, 1, 1, 0),
-                                ConvInit::HeFanOut,
-                            );
-                            let bn1 = b.bn(&format!("{name}.bn1"), planes, cur_h * cur_w);
-                            let g2 = geom(planes, planes, cur_h, cur_w, 3, stride, 1);
-                            let conv2 = b.conv(&format!("{name}.conv2"), g2, ConvInit::HeFanOut);
-                            let bn2 = b.bn(&format!("{name}.bn2"), planes, oh * ow);
-                            let conv3 = b.conv(
-                                &format!("{name}.conv3"),
-                                geom(planes, out_c, oh, ow, 1, 1, 0),
-                                ConvInit::HeFanOut,
-                            );
-                            let bn3 = b.bn(&format!("{name}.bn3"), out_c, oh * ow);
-                            blocks.push(Block::Bottleneck {
-                                conv1,
-                                bn1,
-                                conv2,
-                                bn2,
-                                conv3,
-                                bn3,
-                                shortcut,
-                            });
-                        } else {
-                            let conv1 = b.conv(
-                                &format!("{name}.conv1"),
-                                geom(cur_c, planes, cur_h, cur_w, 3, stride, 1),
-                                ConvInit::HeFanOut,
-                            );
-                            let bn1 = b.bn(&format!("{name}.bn1"), planes, oh * ow);
-                            let conv2 = b.conv(
-                                &format!("{name}.conv2"),
-                                geom(planes, planes, oh, ow, 3, 1, 1),
-                                ConvInit::HeFanOut,
-                            );
-                            let bn2 = b.bn(&format!("{name}.bn2"), planes, oh * ow);
-                            blocks.push(Block::Basic {
-                                conv1,
-                                bn1,
-                                conv2,
-                                bn2,
-                                shortcut,
-                            });
-                        }
-                        (cur_c, cur_h, cur_w) = (out_c, oh, ow);
-                    }
-                }
-                let fc = b.lin("fc", cur_c, classes);
-                Arch::Res {
-                    stem,
-                    stem_bn,
-                    stem_pool,
-                    blocks,
-                    final_bn: None,
-                    final_c: cur_c,
-                    final_hw: cur_h * cur_w,
-                    fc,
-                }
+                b.resnet(image(input)?, bottleneck, classes)?
             }
         };
         let net = Network {
@@ -961,6 +1024,18 @@ impl Fwd<'_> {
             mode,
         )
     }
+    /// `bn(conv(x))`, the unit of the ResNet blocks.
+    fn conv_bn<T: Tape<f32, Dev>>(&mut self, c: &Conv, b: &Bn, x: Mat<T>) -> Mat<T> {
+        let h = self.conv(c, x, true);
+        self.bn(b, h)
+    }
+    /// A ResNet block's shortcut: `bn(conv(x))` when the block projects, else `x`.
+    fn projection<T: Tape<f32, Dev>>(&mut self, sc: &Option<(Conv, Bn)>, x: Mat<T>) -> Mat<T> {
+        match sc {
+            Some((c, bn)) => self.conv_bn(c, bn, x),
+            None => x,
+        }
+    }
     fn dropout<T: Tape<f32, Dev>>(&mut self, x: Mat<T>, p: f32) -> Mat<T> {
         if self.mode == Mode::Eval || p == 0.0 {
             return x;
@@ -1013,17 +1088,9 @@ impl Fwd<'_> {
                 shortcut,
             } => {
                 let (a, b) = fork(x);
-                let h = self.conv(conv1, a, true);
-                let h = self.bn(bn1, h).relu();
-                let h = self.conv(conv2, h, true);
-                let h = self.bn(bn2, h);
-                let s = match shortcut {
-                    Some((c, bn)) => {
-                        let s = self.conv(c, b, true);
-                        self.bn(bn, s)
-                    }
-                    None => b,
-                };
+                let h = self.conv_bn(conv1, bn1, a).relu();
+                let h = self.conv_bn(conv2, bn2, h);
+                let s = self.projection(shortcut, b);
                 (h + s).relu()
             }
             Block::Bottleneck {
@@ -1036,19 +1103,10 @@ impl Fwd<'_> {
                 shortcut,
             } => {
                 let (a, b) = fork(x);
-                let h = self.conv(conv1, a, true);
-                let h = self.bn(bn1, h).relu();
-                let h = self.conv(conv2, h, true);
-                let h = self.bn(bn2, h).relu();
-                let h = self.conv(conv3, h, true);
-                let h = self.bn(bn3, h);
-                let s = match shortcut {
-                    Some((c, bn)) => {
-                        let s = self.conv(c, b, true);
-                        self.bn(bn, s)
-                    }
-                    None => b,
-                };
+                let h = self.conv_bn(conv1, bn1, a).relu();
+                let h = self.conv_bn(conv2, bn2, h).relu();
+                let h = self.conv_bn(conv3, bn3, h);
+                let s = self.projection(shortcut, b);
                 (h + s).relu()
             }
         }

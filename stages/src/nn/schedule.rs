@@ -1,6 +1,9 @@
-//! Learning-rate schedules, evaluated per iteration.
+//! Learning-rate schedules, evaluated per iteration: constant, step decay at epoch
+//! milestones, and cosine annealing (Loshchilov & Hutter 2017, without restarts).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::bounds::MAX_EPOCHS;
 
 fn default_gamma() -> f32 {
     0.1
@@ -16,6 +19,7 @@ pub enum Schedule {
     /// Multiply by `gamma` (default 0.1) at each of the `milestones` (epochs, 0-based:
     /// a milestone m applies from the first iteration of epoch m on).
     Step {
+        #[serde(deserialize_with = "milestones")]
         milestones: Vec<usize>,
         #[serde(default = "default_gamma")]
         gamma: f32,
@@ -24,6 +28,19 @@ pub enum Schedule {
     /// lr · ½(1 + cos(π·t/T)), t the iteration, T the phase's iteration count
     /// (GLC's CIFAR schedule).
     Cosine,
+}
+
+/// Epoch milestones, each at most [`MAX_EPOCHS`] (a larger one cannot be meant). The
+/// message names the field itself: the error path of a tagged enum ends at the enum
+/// (`schedule`).
+fn milestones<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    let m = Vec::<usize>::deserialize(d)?;
+    match m.iter().find(|&&e| e > MAX_EPOCHS) {
+        Some(e) => Err(serde::de::Error::custom(format!(
+            "`milestones`: epoch {e} cannot be meant (at most {MAX_EPOCHS})"
+        ))),
+        None => Ok(m),
+    }
 }
 
 impl Schedule {
@@ -62,5 +79,18 @@ mod tests {
         assert_eq!(Schedule::Cosine.lr(0.2, 0, 100, 10), 0.2);
         assert!((Schedule::Cosine.lr(0.2, 50, 100, 10) - 0.1).abs() < 1e-7);
         assert!(Schedule::Cosine.lr(0.2, 100, 100, 10).abs() < 1e-7);
+    }
+
+    #[test]
+    fn absurd_milestones_are_refused_with_their_field() {
+        let ok = serde_json::json!({"method": "ce", "schedule": {"kind": "step", "milestones": [40, 80]}});
+        crate::Kind::Train.validate(&ok).unwrap();
+        let bad = serde_json::json!({"method": "ce", "schedule": {"kind": "step", "milestones": [40, 1_000_000]}});
+        let e = crate::Kind::Train.validate(&bad).unwrap_err();
+        assert!(e.starts_with("field `schedule"), "{e}");
+        assert!(
+            e.contains("`milestones`: epoch 1000000 cannot be meant"),
+            "{e}"
+        );
     }
 }

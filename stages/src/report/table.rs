@@ -117,6 +117,17 @@ pub struct Row {
     pub summary: bool,
 }
 
+impl Row {
+    /// A row of data (not a summary) in `section`.
+    pub fn data(cells: Vec<Cell>, section: String) -> Row {
+        Row {
+            cells,
+            section,
+            summary: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
     /// File stem (`tables/<name>.csv` ...).
@@ -162,6 +173,27 @@ impl Table {
         groups
     }
 
+    /// The `Ours` columns of comparison group `g`, in column order.
+    fn group_columns<'a>(&'a self, g: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(move |(_, col)| {
+                col.kind == ColumnKind::Ours && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
+            })
+            .map(|(c, _)| c)
+    }
+
+    /// `(r, c, v)` with the number of cell (r, c) as shown (rounded to the column's
+    /// decimals), if the cell holds a number.
+    fn shown_at(&self, r: usize, c: usize) -> Option<(usize, usize, f64)> {
+        self.rows[r]
+            .cells
+            .get(c)
+            .and_then(|cell| cell.number())
+            .map(|v| (r, c, shown(v, self.columns[c].decimals)))
+    }
+
     /// `best[r][c]`: whether cell (r, c) is a best entry (ties all count).
     pub fn best(&self) -> Vec<Vec<bool>> {
         let mut best: Vec<Vec<bool>> = self
@@ -169,7 +201,11 @@ impl Table {
             .iter()
             .map(|r| vec![false; r.cells.len()])
             .collect();
+        // Marks the best of `vals` (two or more values compete; one alone is not bold).
         let pick = |vals: &[(usize, usize, f64)], better: Better, best: &mut Vec<Vec<bool>>| {
+            if vals.len() < 2 {
+                return;
+            }
             let target = match better {
                 Better::Lower => vals.iter().map(|v| v.2).fold(f64::INFINITY, f64::min),
                 Better::Higher => vals.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
@@ -184,26 +220,13 @@ impl Table {
         match self.emphasis {
             Emphasis::PerRow => {
                 let groups = self.compare_groups();
-                for (r, row) in self.rows.iter().enumerate() {
+                for r in 0..self.rows.len() {
                     for (better, g) in &groups {
                         let vals: Vec<(usize, usize, f64)> = self
-                            .columns
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, col)| {
-                                col.kind == ColumnKind::Ours
-                                    && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
-                            })
-                            .filter_map(|(c, col)| {
-                                row.cells
-                                    .get(c)
-                                    .and_then(|cell| cell.number())
-                                    .map(|v| (r, c, shown(v, col.decimals)))
-                            })
+                            .group_columns(g)
+                            .filter_map(|c| self.shown_at(r, c))
                             .collect();
-                        if vals.len() >= 2 {
-                            pick(&vals, *better, &mut best);
-                        }
+                        pick(&vals, *better, &mut best);
                     }
                 }
             }
@@ -227,16 +250,9 @@ impl Table {
                             .iter()
                             .enumerate()
                             .filter(|(_, row)| row.section == s && !row.summary)
-                            .filter_map(|(r, row)| {
-                                row.cells
-                                    .get(c)
-                                    .and_then(|cell| cell.number())
-                                    .map(|v| (r, c, shown(v, col.decimals)))
-                            })
+                            .filter_map(|(r, _)| self.shown_at(r, c))
                             .collect();
-                        if vals.len() >= 2 {
-                            pick(&vals, better, &mut best);
-                        }
+                        pick(&vals, better, &mut best);
                     }
                 }
             }
@@ -265,14 +281,8 @@ impl Table {
         for (r, row) in self.rows.iter().enumerate() {
             for (better, g) in &groups {
                 let stats: Vec<(usize, Stat)> = self
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, col)| {
-                        col.kind == ColumnKind::Ours
-                            && col.compare.as_ref().is_some_and(|(_, cg)| cg == g)
-                    })
-                    .filter_map(|(c, _)| match row.cells.get(c) {
+                    .group_columns(g)
+                    .filter_map(|c| match row.cells.get(c) {
                         Some(Cell::Stat(s)) => Some((c, *s)),
                         _ => None,
                     })
@@ -322,16 +332,7 @@ impl Table {
         }
         let vs = self.vs_best();
         let tested = vs.iter().flatten().any(|v| v.is_some());
-        let max_n = self
-            .rows
-            .iter()
-            .flat_map(|r| r.cells.iter())
-            .filter_map(|c| match c {
-                Cell::Stat(s) => Some(s.n),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
+        let max_n = self.stat_seed_counts().max().unwrap_or(0);
         Some(if tested {
             format!(
                 "{NOT_WORSE_MARK} marks an entry not significantly worse than the best of its row: one-sided Welch's t-test over seeds of whether the entry is worse than the best, p ≥ {ALPHA}; only entries with at least {MIN_SEEDS} seeds are tested."
@@ -368,17 +369,21 @@ fn shown(v: f64, decimals: usize) -> f64 {
 }
 
 impl Table {
-    /// The seed count shared by every mean ± std cell, if they all have the same n (then the
-    /// writers state n once instead of in every cell).
-    pub fn uniform_n(&self) -> Option<usize> {
-        let mut ns = self
-            .rows
+    /// The seed count n of every mean ± std cell, row by row.
+    fn stat_seed_counts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.rows
             .iter()
             .flat_map(|r| r.cells.iter())
             .filter_map(|c| match c {
                 Cell::Stat(s) => Some(s.n),
                 _ => None,
-            });
+            })
+    }
+
+    /// The seed count shared by every mean ± std cell, if they all have the same n (then the
+    /// writers state n once instead of in every cell).
+    pub fn uniform_n(&self) -> Option<usize> {
+        let mut ns = self.stat_seed_counts();
         let first = ns.next()?;
         ns.all(|n| n == first).then_some(first)
     }

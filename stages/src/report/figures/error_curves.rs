@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use crate::report::aggregate::{group_stats, num_key, Obs};
 use crate::report::figures::{palette, pe, Figure, FAMILY, PALETTE_LEN};
 use crate::report::format::{corruption_name, dataset_name, method_name, percent};
-use crate::report::layouts::{methods_present, sorted_settings, Setting};
+use crate::report::layouts::{methods_present, setting_across_strengths, sorted_settings, Setting};
 use crate::report::run::Run;
 
 /// One panel: its title and, per method, (strength, mean error %, std) points by strength.
@@ -67,16 +67,7 @@ impl ErrorCurves {
             ],
             &obs,
         )?;
-        let settings = sorted_settings(
-            runs.iter()
-                .map(|r| Setting {
-                    dataset: r.metrics.dataset.name.clone(),
-                    corruption: r.corruption().into(),
-                    strength: None,
-                    trusted: r.trusted_fraction(),
-                })
-                .collect(),
-        );
+        let settings = sorted_settings(runs.iter().map(|r| setting_across_strengths(r)).collect());
         let mut panels = Vec::new();
         for s in &settings {
             let mut series = Vec::new();

@@ -6,7 +6,9 @@
 use anyhow::Result;
 
 use crate::report::format::{dataset_name, method_name};
-use crate::report::layouts::{cell_key, ensure_unique, method_cells, Options, Setting};
+use crate::report::layouts::{
+    cell_key, ensure_unique, method_cells, methods_or_default, Options, Setting,
+};
 use crate::report::paper::soft_labels_gain;
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
@@ -15,11 +17,7 @@ use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
 pub const DEFAULT_METHODS: [&str; 3] = ["ce", "label_smoothing", "soft_labels"];
 
 pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
-    let methods: Vec<String> = if opts.methods.is_empty() {
-        DEFAULT_METHODS.iter().map(|s| s.to_string()).collect()
-    } else {
-        opts.methods.clone()
-    };
+    let methods = methods_or_default(opts, &DEFAULT_METHODS);
     let runs: Vec<&Run> = all
         .iter()
         .filter(|r| r.metrics.noise.is_none() && methods.contains(&r.metrics.method))
@@ -96,11 +94,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
                         .unwrap_or(Cell::Empty),
                 );
             }
-            Row {
-                cells,
-                section: s.dataset.clone(),
-                summary: false,
-            }
+            Row::data(cells, s.dataset.clone())
         })
         .collect();
     Ok(Table {

@@ -108,11 +108,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
                         .unwrap_or(Cell::Empty),
                 );
             }
-            Row {
-                cells,
-                section: s.dataset.clone(),
-                summary: false,
-            }
+            Row::data(cells, s.dataset.clone())
         })
         .collect();
     Ok(Table {

@@ -8,12 +8,12 @@ use anyhow::Result;
 
 use crate::report::format::method_name;
 use crate::report::layouts::{
-    list, method_cells, noise_setting, noise_setting_cells, noise_setting_columns,
+    list, method_cells, noise_row, noise_setting, noise_setting_cells, noise_setting_columns,
     noisy_label_runs, sorted_settings, stats_by_setting_method, Options,
 };
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
-use crate::report::table::{Better, ColumnSpec, Emphasis, Row, Table};
+use crate::report::table::{Better, ColumnSpec, Emphasis, Table};
 
 pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     let (runs, methods) = noisy_label_runs(all, opts)?;
@@ -45,11 +45,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         .map(|s| {
             let mut cells = noise_setting_cells(s);
             cells.extend(method_cells(&stats, s, &methods));
-            Row {
-                cells,
-                section: format!("{}/{}", s.dataset, s.corruption),
-                summary: false,
-            }
+            noise_row(s, cells)
         })
         .collect();
     let mut strengths: Vec<f64> = settings.iter().filter_map(|s| s.strength).collect();

@@ -18,7 +18,7 @@ use crate::report::aggregate::{group_stats, num_key, Obs, Stat};
 use crate::report::format::{corruption_name, dataset_name, percent};
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
-use crate::report::table::{Cell, ColumnSpec, Table};
+use crate::report::table::{Cell, ColumnSpec, Row, Table};
 
 pub mod clean;
 pub mod distill;
@@ -179,6 +179,29 @@ pub fn noise_setting(r: &Run) -> Setting {
         strength: r.strength(),
         trusted: r.trusted_fraction(),
     }
+}
+
+/// A run's setting without its strength (a table or figure that spans the strengths):
+/// dataset, corruption, trusted fraction.
+pub fn setting_across_strengths(r: &Run) -> Setting {
+    Setting {
+        strength: None,
+        ..noise_setting(r)
+    }
+}
+
+/// `opts.methods`, or `defaults` when none are given.
+pub fn methods_or_default(opts: &Options, defaults: &[&str]) -> Vec<String> {
+    if opts.methods.is_empty() {
+        defaults.iter().map(|s| s.to_string()).collect()
+    } else {
+        opts.methods.clone()
+    }
+}
+
+/// A data row of a noisy-label table: its section is the setting's dataset and corruption.
+pub fn noise_row(s: &Setting, cells: Vec<Cell>) -> Row {
+    Row::data(cells, format!("{}/{}", s.dataset, s.corruption))
 }
 
 /// The key columns of a noisy-label table, and a row's cells under them.

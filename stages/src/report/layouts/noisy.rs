@@ -9,12 +9,12 @@ use anyhow::Result;
 
 use crate::report::format::method_name;
 use crate::report::layouts::{
-    method_cells, noise_setting, noise_setting_cells, noise_setting_columns, noisy_label_runs,
-    sorted_settings, stats_by_setting_method, Options,
+    method_cells, noise_row, noise_setting, noise_setting_cells, noise_setting_columns,
+    noisy_label_runs, sorted_settings, stats_by_setting_method, Options,
 };
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
-use crate::report::table::{Better, ColumnSpec, Emphasis, Row, Table};
+use crate::report::table::{Better, ColumnSpec, Emphasis, Table};
 
 pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     let (runs, methods) = noisy_label_runs(all, opts)?;
@@ -58,11 +58,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
             let mut cells = noise_setting_cells(s);
             cells.extend(method_cells(&acc, s, &methods));
             cells.extend(method_cells(&lcr, s, &lcr_methods));
-            Row {
-                cells,
-                section: format!("{}/{}", s.dataset, s.corruption),
-                summary: false,
-            }
+            noise_row(s, cells)
         })
         .collect();
     Ok(Table {

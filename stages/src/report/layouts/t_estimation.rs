@@ -11,12 +11,15 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::report::aggregate::{group_stats, num_key, Obs};
-use crate::report::format::{corruption_name, dataset_name, method_name, percent};
-use crate::report::layouts::{cell_key, sorted_settings, Options, Setting};
+use crate::report::aggregate::{group_stats, num_key, Obs, Stat};
+use crate::report::format::method_name;
+use crate::report::layouts::{
+    cell_key, method_cells, noise_row, noise_setting, noise_setting_cells, noise_setting_columns,
+    sorted_settings, Options,
+};
 use crate::report::provenance::Provenance;
 use crate::report::run::Run;
-use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
+use crate::report::table::{Better, ColumnSpec, Emphasis, Table};
 
 /// (estimator shown, method whose runs carry it, extras prefix).
 pub const ESTIMATORS: [(&str, &str, &str); 5] = [
@@ -50,31 +53,80 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         .filter(|r| r.metrics.noise.is_some())
         .filter(|r| sk.is_empty() || sk.contains(&num_key(r.strength().unwrap_or(-1.0))))
         .collect();
-    let setting = |r: &Run| Setting {
-        dataset: r.metrics.dataset.name.clone(),
-        corruption: r.corruption().into(),
-        strength: r.strength(),
-        trusted: r.trusted_fraction(),
-    };
     let estimators = estimators(&opts.methods);
     let metrics = [
         ("frobenius", "Frobenius ‖T − C‖"),
         ("mean_row_l1", "Mean row L1"),
     ];
+    let (stats, present) = estimator_stats(&runs, &estimators, &metrics)?;
+    let estimators: Vec<_> = estimators
+        .into_iter()
+        .zip(&present)
+        .filter(|(_, p)| **p)
+        .map(|(e, _)| e)
+        .collect();
+    let settings = sorted_settings(
+        runs.iter()
+            .filter(|r| r.metrics.extra.keys().any(|k| k.ends_with("_to_true_c")))
+            .map(|r| noise_setting(r))
+            .collect(),
+    );
+    let mut columns = noise_setting_columns();
+    for (metric, title) in metrics {
+        for (est, _, _) in &estimators {
+            columns.push(
+                ColumnSpec::ours(&method_name(est), title, Some(Better::Lower), 3)
+                    .compare_within(metric),
+            );
+        }
+    }
+    let names: Vec<&str> = estimators.iter().map(|(est, _, _)| *est).collect();
+    let rows = settings
+        .iter()
+        .map(|s| {
+            let mut cells = noise_setting_cells(s);
+            for st in &stats {
+                cells.extend(method_cells(st, s, &names));
+            }
+            noise_row(s, cells)
+        })
+        .collect();
+    Ok(Table {
+        name: opts.name.clone(),
+        title: "Estimation error of the transition matrix".into(),
+        caption: "Distance between each method's estimate of the corruption matrix and the true C used to corrupt the labels (rows = true class): Frobenius norm and mean over rows of the L1 distance; lower is better. MLC: learned T at the end of training; GLC, Forward, Confusion: C-hat estimated before training; Identity: no correction. No paper reports these numbers.".into(),
+        columns,
+        rows,
+        emphasis: Emphasis::PerRow,
+        provenance: prov,
+        significance: false,
+    })
+}
+
+/// Per metric: mean ± std over seeds of each estimator's distance to the true C, per
+/// (setting, estimator); and whether each estimator has any value. The identity (method
+/// `*`) is read from every run, once per (setting, seed); another estimator's runs must be
+/// unique per (setting, seed).
+#[allow(clippy::type_complexity)]
+fn estimator_stats(
+    runs: &[&Run],
+    estimators: &[(&str, &str, &str)],
+    metrics: &[(&str, &str)],
+) -> Result<(Vec<BTreeMap<Vec<String>, Stat>>, Vec<bool>)> {
     let mut stats = Vec::new();
     let mut present = vec![false; estimators.len()];
     for (metric, _) in metrics {
         let mut obs: Vec<Obs> = Vec::new();
         let mut seen: BTreeMap<Vec<String>, ()> = BTreeMap::new();
         for (ei, (est, method, prefix)) in estimators.iter().enumerate() {
-            for r in &runs {
+            for r in runs {
                 if *method != "*" && r.metrics.method != *method {
                     continue;
                 }
                 let Some(v) = r.extra(&format!("{prefix}_{metric}_to_true_c")) else {
                     continue;
                 };
-                let mut k = cell_key(&setting(r), est);
+                let mut k = cell_key(&noise_setting(r), est);
                 // One value per (setting, estimator, seed) for the identity; others must be unique.
                 let mut dedupe = k.clone();
                 dedupe.push(r.metrics.seed.to_string());
@@ -98,65 +150,5 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
             &obs,
         )?);
     }
-    let estimators: Vec<_> = estimators
-        .into_iter()
-        .zip(&present)
-        .filter(|(_, p)| **p)
-        .map(|(e, _)| e)
-        .collect();
-    let settings = sorted_settings(
-        runs.iter()
-            .filter(|r| r.metrics.extra.keys().any(|k| k.ends_with("_to_true_c")))
-            .map(|r| setting(r))
-            .collect(),
-    );
-    let mut columns = vec![
-        ColumnSpec::key("Dataset"),
-        ColumnSpec::key("Corruption"),
-        ColumnSpec::key("Noise (%)"),
-        ColumnSpec::key("Trusted (%)"),
-    ];
-    for (metric, title) in metrics {
-        for (est, _, _) in &estimators {
-            columns.push(
-                ColumnSpec::ours(&method_name(est), title, Some(Better::Lower), 3)
-                    .compare_within(metric),
-            );
-        }
-    }
-    let rows = settings
-        .iter()
-        .map(|s| {
-            let mut cells = vec![
-                Cell::text(dataset_name(&s.dataset)),
-                Cell::text(corruption_name(&s.corruption)),
-                Cell::text(percent(s.strength.unwrap_or(0.0))),
-                Cell::text(percent(s.trusted.unwrap_or(0.0))),
-            ];
-            for st in &stats {
-                for (est, _, _) in &estimators {
-                    cells.push(
-                        st.get(&cell_key(s, est))
-                            .map(|x| Cell::Stat(*x))
-                            .unwrap_or(Cell::Empty),
-                    );
-                }
-            }
-            Row {
-                cells,
-                section: format!("{}/{}", s.dataset, s.corruption),
-                summary: false,
-            }
-        })
-        .collect();
-    Ok(Table {
-        name: opts.name.clone(),
-        title: "Estimation error of the transition matrix".into(),
-        caption: "Distance between each method's estimate of the corruption matrix and the true C used to corrupt the labels (rows = true class): Frobenius norm and mean over rows of the L1 distance; lower is better. MLC: learned T at the end of training; GLC, Forward, Confusion: C-hat estimated before training; Identity: no correction. No paper reports these numbers.".into(),
-        columns,
-        rows,
-        emphasis: Emphasis::PerRow,
-        provenance: prov,
-        significance: false,
-    })
+    Ok((stats, present))
 }

@@ -1,30 +1,23 @@
-//! Label noise: corruption matrices, the generators of GLC and of the official MLC code,
-//! and the [`NoisyLabels`] file format that `inject_noise` writes and training stages read.
+//! The label-noise generators: the trusted subset, then the corruption of every other
+//! label, then what the corruption measurably did (realized C, flip rate).
 //!
-//! File format (in a stage's output directory):
-//! * `noise.safetensors`: `noisy` (U32 `[N]`, the labels training sees: trusted examples
-//!   keep their clean label), `clean` (U32 `[N]`), `trusted` (U32 `[M]`, sorted indices
-//!   into the train split), `true_c` and `realized_c` (F64 `[K, K]`, row = true class,
-//!   column = observed class; `realized_c` is measured on the untrusted examples).
-//! * `noise.json`: [`NoiseMeta`].
-//!
-//! Generators (row = true class, column = observed class; K classes, strength p):
-//! * GLC (Hendrycks et al. 2018, `mmazeika/glc`), each untrusted label resampled from row
-//!   `C[y]`: [`uniform_mix_c`] `p/K·11ᵀ + (1−p)I` (flip rate p(K−1)/K); `flip`, diagonal
-//!   1−p and mass p on one other class per row, whose targets are drawn as GLC's code
-//!   draws them ([`FlipTargets::Glc`], the default: NumPy seeded with 1, the same matrix
-//!   for every seed, see [`crate::numpy_legacy`]) or per seed ([`FlipTargets::PerSeed`],
-//!   [`flip_c`]); [`hierarchical_c`] (CIFAR-100) p spread evenly over the other fine
-//!   classes of the same superclass.
+//! * GLC (Hendrycks et al. 2018, `mmazeika/glc`): each untrusted label `y` is resampled
+//!   from row `C[y]` of the model's matrix ([`sample_row`]; `uniform`, `flip`,
+//!   `hierarchical`, see [`super::transition`]). How `flip`'s targets are drawn is
+//!   [`FlipTargets`]: as GLC's code draws them ([`FlipTargets::Glc`], the default: the
+//!   same matrix for every seed) or per seed ([`FlipTargets::PerSeed`]).
 //! * The official MLC code (Wang et al. 2020; mlc-glc notes §2.2), exact counts per
 //!   class: of the `n_c` untrusted examples of class c, exactly `round(p·n_c)` are chosen
-//!   (seeded) and relabelled. [`Corruption::MlcUniform`]: from a shuffled list holding
-//!   every class equally often (`m/K` each; when K does not divide m the remaining
-//!   `m mod K` entries are distinct random classes), so a share 1/K keeps its label;
-//!   expected C = `uniform_mix_c(K, p)`. [`Corruption::MlcSymmetric`]: each chosen example
-//!   gets an independent uniformly random *other* class; expected C = [`symmetric_c`].
-//!   [`Corruption::MlcPair`] ("flip to one"): all chosen examples of class c go to one
-//!   seeded random other class t(c) (t need not be a permutation); C = [`pair_c`].
+//!   (seeded) and relabelled ([`mlc_count`]). [`Corruption::MlcUniform`]: from a shuffled
+//!   list holding every class equally often (`m/K` each; when K does not divide m the
+//!   remaining `m mod K` entries are distinct random classes), so a share 1/K keeps its
+//!   label; expected C = `uniform_mix_c(K, p)`. [`Corruption::MlcSymmetric`]: each chosen
+//!   example gets an independent uniformly random *other* class; expected C =
+//!   `symmetric_c(K, p)`. [`Corruption::MlcPair`] ("flip to one"): all chosen examples of
+//!   class c go to one seeded random other class t(c) (t need not be a permutation);
+//!   C = `pair_c(t, p)`.
+//! * Real noise ([`real`], Clothing1M): nothing is injected; C is estimated from the
+//!   verified examples.
 //!
 //! Randomness: one `ChaCha8Rng::seed_from_u64(seed)` per purpose, told apart by its
 //! stream ([`STREAM_TRUSTED`], [`STREAM_MATRIX`], [`STREAM_LABELS`]), so the trusted subset
@@ -32,201 +25,17 @@
 //! exception is GLC's flip targets, which GLC's code draws with NumPy's legacy generator
 //! seeded with a fixed 1 whatever the run's seed.
 
-use std::path::Path;
-
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::{read_u32, u32_bytes};
+use super::transition::{
+    fine_to_coarse, flip_c, glc_flip_c, hierarchical_c, other_class, pair_c, random_targets,
+    symmetric_c, uniform_mix_c,
+};
+use super::{Matrix, NoiseMeta, NoisyLabels};
 use crate::data::split;
-
-pub const TENSORS_FILE: &str = "noise.safetensors";
-pub const META_FILE: &str = "noise.json";
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NoiseMeta {
-    /// Corruption name as in params (`uniform`, `flip`, `hierarchical`, `mlc_uniform`, ...).
-    pub corruption: String,
-    pub strength: f64,
-    pub trusted_fraction: f64,
-    pub seed: u64,
-    pub num_classes: usize,
-    /// Share of untrusted examples whose noisy label differs from the clean one.
-    pub actual_noise_rate: f64,
-    pub num_trusted: usize,
-    pub num_untrusted: usize,
-    /// Name and identity of the dataset the labels belong to.
-    pub dataset: String,
-    pub dataset_identity: String,
-}
-
-/// A row-major K×K matrix.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Matrix {
-    pub k: usize,
-    pub data: Vec<f64>,
-}
-
-impl Matrix {
-    pub fn zeros(k: usize) -> Matrix {
-        Matrix {
-            k,
-            data: vec![0.0; k * k],
-        }
-    }
-    pub fn identity(k: usize) -> Matrix {
-        let mut m = Matrix::zeros(k);
-        for i in 0..k {
-            m.data[i * k + i] = 1.0;
-        }
-        m
-    }
-    pub fn at(&self, i: usize, j: usize) -> f64 {
-        self.data[i * self.k + j]
-    }
-    pub fn set(&mut self, i: usize, j: usize, v: f64) {
-        self.data[i * self.k + j] = v;
-    }
-    pub fn row(&self, i: usize) -> &[f64] {
-        &self.data[i * self.k..(i + 1) * self.k]
-    }
-    /// Frobenius norm of `self - other`.
-    pub fn frobenius_distance(&self, other: &Matrix) -> f64 {
-        self.data
-            .iter()
-            .zip(&other.data)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f64>()
-            .sqrt()
-    }
-    /// Mean over rows of the L1 distance between corresponding rows.
-    pub fn mean_row_l1_distance(&self, other: &Matrix) -> f64 {
-        (0..self.k)
-            .map(|i| {
-                self.row(i)
-                    .iter()
-                    .zip(other.row(i))
-                    .map(|(a, b)| (a - b).abs())
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / self.k as f64
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct NoisyLabels {
-    pub meta: NoiseMeta,
-    pub noisy: Vec<u32>,
-    pub clean: Vec<u32>,
-    pub trusted: Vec<u32>,
-    pub true_c: Matrix,
-    pub realized_c: Matrix,
-}
-
-impl NoisyLabels {
-    /// A boolean mask over the train split: true for trusted examples.
-    pub fn trusted_mask(&self) -> Vec<bool> {
-        let mut m = vec![false; self.noisy.len()];
-        for &i in &self.trusted {
-            m[i as usize] = true;
-        }
-        m
-    }
-
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let k = self.true_c.k;
-        let f64b = |m: &Matrix| {
-            m.data
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect::<Vec<u8>>()
-        };
-        let owned: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            (
-                "noisy",
-                Dtype::U32,
-                vec![self.noisy.len()],
-                u32_bytes(&self.noisy),
-            ),
-            (
-                "clean",
-                Dtype::U32,
-                vec![self.clean.len()],
-                u32_bytes(&self.clean),
-            ),
-            (
-                "trusted",
-                Dtype::U32,
-                vec![self.trusted.len()],
-                u32_bytes(&self.trusted),
-            ),
-            ("true_c", Dtype::F64, vec![k, k], f64b(&self.true_c)),
-            ("realized_c", Dtype::F64, vec![k, k], f64b(&self.realized_c)),
-        ];
-        let views: Vec<(&str, TensorView)> = owned
-            .iter()
-            .map(|(n, dt, s, b)| Ok((*n, TensorView::new(*dt, s.clone(), b)?)))
-            .collect::<Result<_>>()?;
-        safetensors::serialize_to_file(views, None, &dir.join(TENSORS_FILE))?;
-        std::fs::write(
-            dir.join(META_FILE),
-            serde_json::to_string_pretty(&self.meta)? + "\n",
-        )?;
-        Ok(())
-    }
-
-    pub fn load(dir: &Path) -> Result<NoisyLabels> {
-        let mp = dir.join(META_FILE);
-        let meta: NoiseMeta = serde_json::from_slice(
-            &std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?,
-        )
-        .with_context(|| format!("parsing {}", mp.display()))?;
-        let tp = dir.join(TENSORS_FILE);
-        let bytes = std::fs::read(&tp).with_context(|| format!("reading {}", tp.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("parsing {}", tp.display()))?;
-        let k = meta.num_classes;
-        let mat = |name: &str| -> Result<Matrix> {
-            let t = st.tensor(name)?;
-            ensure!(
-                t.shape() == [k, k],
-                "{}: {name} has shape {:?}, expected [{k}, {k}]",
-                tp.display(),
-                t.shape()
-            );
-            Ok(Matrix {
-                k,
-                data: t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            })
-        };
-        let nl = NoisyLabels {
-            noisy: read_u32(st.tensor("noisy")?.data()),
-            clean: read_u32(st.tensor("clean")?.data()),
-            trusted: read_u32(st.tensor("trusted")?.data()),
-            true_c: mat("true_c")?,
-            realized_c: mat("realized_c")?,
-            meta,
-        };
-        ensure!(
-            nl.noisy.len() == nl.clean.len(),
-            "{}: noisy and clean label counts differ",
-            tp.display()
-        );
-        Ok(nl)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Generators
-// ---------------------------------------------------------------------------------------
 
 /// RNG stream for drawing the trusted subset.
 pub const STREAM_TRUSTED: u64 = 1;
@@ -299,118 +108,6 @@ impl FlipTargets {
             FlipTargets::PerSeed => "per_seed",
         }
     }
-}
-
-/// The seed GLC's `flip_labels_C` gives NumPy (its default, and what every GLC script uses).
-pub const GLC_FLIP_SEED: u32 = 1;
-
-/// GLC `uniform_mix_C`: `p/K·11ᵀ + (1−p)I`.
-pub fn uniform_mix_c(k: usize, p: f64) -> Matrix {
-    let mut m = Matrix {
-        k,
-        data: vec![p / k as f64; k * k],
-    };
-    for i in 0..k {
-        m.data[i * k + i] += 1.0 - p;
-    }
-    m
-}
-
-/// Diagonal `1−p`, every other entry `p/(K−1)` (symmetric noise excluding the true class).
-pub fn symmetric_c(k: usize, p: f64) -> Matrix {
-    let mut m = Matrix {
-        k,
-        data: vec![if k > 1 { p / (k - 1) as f64 } else { 0.0 }; k * k],
-    };
-    for i in 0..k {
-        m.data[i * k + i] = if k > 1 { 1.0 - p } else { 1.0 };
-    }
-    m
-}
-
-/// Diagonal `1−p`, `p` at `(c, targets[c])` (`targets[c] != c`).
-pub fn pair_c(targets: &[usize], p: f64) -> Matrix {
-    let k = targets.len();
-    let mut m = Matrix::identity(k);
-    for (c, &t) in targets.iter().enumerate() {
-        m.set(c, c, 1.0 - p);
-        m.set(c, t, m.at(c, t) + p);
-    }
-    m
-}
-
-/// A uniformly random class other than `c` in `0..k` (`k ≥ 2`).
-pub fn other_class(c: usize, k: usize, rng: &mut ChaCha8Rng) -> usize {
-    let j = rng.random_range(0..k - 1);
-    if j >= c {
-        j + 1
-    } else {
-        j
-    }
-}
-
-/// One random other class per class, drawn in class order.
-pub fn random_targets(k: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    (0..k).map(|c| other_class(c, k, rng)).collect()
-}
-
-/// Flip noise with targets drawn from `rng` ([`FlipTargets::PerSeed`]): diagonal `1−p`,
-/// mass `p` on one random other class per row.
-pub fn flip_c(k: usize, p: f64, rng: &mut ChaCha8Rng) -> Matrix {
-    pair_c(&random_targets(k, rng), p)
-}
-
-/// GLC `flip_labels_C(p, k)` exactly ([`FlipTargets::Glc`]): diagonal `1−p`, mass `p` on
-/// the other class NumPy seeded with 1 picks for each row (`k ≥ 2`).
-pub fn glc_flip_c(k: usize, p: f64) -> Matrix {
-    pair_c(&crate::numpy_legacy::glc_flip_targets(k, GLC_FLIP_SEED), p)
-}
-
-/// The superclass of each fine class, read off (fine, coarse) label pairs. Errors when a
-/// fine class appears with two superclasses or never appears.
-pub fn fine_to_coarse(fine: &[u32], coarse: &[u32], k: usize) -> Result<Vec<u32>> {
-    ensure!(
-        fine.len() == coarse.len(),
-        "{} fine labels but {} coarse labels",
-        fine.len(),
-        coarse.len()
-    );
-    let mut map: Vec<Option<u32>> = vec![None; k];
-    for (&f, &c) in fine.iter().zip(coarse) {
-        match map[f as usize] {
-            None => map[f as usize] = Some(c),
-            Some(prev) if prev != c => {
-                bail!("fine class {f} appears under superclasses {prev} and {c}")
-            }
-            _ => {}
-        }
-    }
-    map.iter()
-        .enumerate()
-        .map(|(f, c)| {
-            c.with_context(|| format!("fine class {f} never appears, its superclass is unknown"))
-        })
-        .collect()
-}
-
-/// GLC hierarchical C: diagonal `1−p`, `p/(s−1)` on the other `s−1` fine classes of the
-/// same superclass. A fine class alone in its superclass keeps its label.
-pub fn hierarchical_c(fine_to_coarse: &[u32], p: f64) -> Matrix {
-    let k = fine_to_coarse.len();
-    let mut m = Matrix::identity(k);
-    for i in 0..k {
-        let sibs: Vec<usize> = (0..k)
-            .filter(|&j| j != i && fine_to_coarse[j] == fine_to_coarse[i])
-            .collect();
-        if sibs.is_empty() {
-            continue;
-        }
-        m.set(i, i, 1.0 - p);
-        for &j in &sibs {
-            m.set(i, j, p / sibs.len() as f64);
-        }
-    }
-    m
 }
 
 /// Draws a class from row `y` of `c` (inverse CDF on one uniform draw; the last class with
@@ -582,6 +279,17 @@ pub fn mlc_count(n: usize, p: f64) -> usize {
     ((p * n as f64).round() as usize).min(n)
 }
 
+/// What [`inject_with`] injects: the corruption and its strength, how `flip`'s targets
+/// are drawn, the trusted subset and the seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Injection {
+    pub corruption: Corruption,
+    pub flip_targets: FlipTargets,
+    pub strength: f64,
+    pub trusted: Trusted,
+    pub seed: u64,
+}
+
 /// [`inject_with`] with flip targets drawn as GLC's code draws them ([`FlipTargets::Glc`],
 /// the `inject_noise` default).
 #[allow(clippy::too_many_arguments)]
@@ -595,33 +303,33 @@ pub fn inject(
     seed: u64,
     dataset: (&str, &str),
 ) -> Result<NoisyLabels> {
-    inject_with(
-        clean,
-        coarse,
-        k,
+    let how = Injection {
         corruption,
-        FlipTargets::Glc,
-        p,
+        flip_targets: FlipTargets::Glc,
+        strength: p,
         trusted,
         seed,
-        dataset,
-    )
+    };
+    inject_with(clean, coarse, k, &how, dataset)
 }
 
-/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset,
-/// corrupts the rest (flip targets drawn as `flip_targets` says) and measures the result.
-#[allow(clippy::too_many_arguments)]
+/// Everything `inject_noise` computes, without the file I/O: draws the trusted subset of
+/// the train labels `clean` (K = `k` classes; `coarse`: the superclass labels, if any),
+/// corrupts the rest as `how` says and measures the result.
 pub fn inject_with(
     clean: &[u32],
     coarse: Option<&[u32]>,
     k: usize,
-    corruption: Corruption,
-    flip_targets: FlipTargets,
-    p: f64,
-    trusted: Trusted,
-    seed: u64,
+    how: &Injection,
     dataset: (&str, &str),
 ) -> Result<NoisyLabels> {
+    let Injection {
+        corruption,
+        flip_targets,
+        strength: p,
+        trusted,
+        seed,
+    } = *how;
     let n = clean.len();
     let trusted_idx = draw_trusted(clean, k, trusted, seed)?;
     let untrusted = split::complement(&trusted_idx, n);
@@ -744,49 +452,4 @@ pub fn real(
         realized_c: c.clone(),
         true_c: c,
     })
-}
-
-/// A K×K matrix as JSON (`c_hat.json`, `t_final.json`): `{"k": K, "rows": [[..], ..]}`,
-/// row = true class, column = observed class.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MatrixFile {
-    pub k: usize,
-    pub rows: Vec<Vec<f64>>,
-}
-
-impl MatrixFile {
-    pub fn from_matrix(m: &Matrix) -> MatrixFile {
-        MatrixFile {
-            k: m.k,
-            rows: (0..m.k).map(|i| m.row(i).to_vec()).collect(),
-        }
-    }
-
-    pub fn to_matrix(&self) -> Result<Matrix> {
-        ensure!(
-            self.rows.len() == self.k,
-            "matrix file: {} rows for k = {}",
-            self.rows.len(),
-            self.k
-        );
-        ensure!(
-            self.rows.iter().all(|r| r.len() == self.k),
-            "matrix file: a row is not {} long",
-            self.k
-        );
-        Ok(Matrix {
-            k: self.k,
-            data: self.rows.concat(),
-        })
-    }
-
-    pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))
-    }
-
-    pub fn load(path: &Path) -> Result<MatrixFile> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
-    }
 }
