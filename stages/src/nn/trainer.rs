@@ -88,12 +88,13 @@ use serde::Serialize;
 use super::batch::Decoder;
 use super::checkpoint::{self, LoopState, MethodState};
 use super::device::{Dev, Mat, Tp};
-use super::model::{Input, Mode, Network};
+use super::model::{Input, Mode, ModelSpec, Network};
 use super::optim::{Optimizer, OptimizerSpec};
 use super::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
 use super::schedule::Schedule;
 use crate::data::dataset::Dataset;
 use crate::metrics::{EpochMetrics, LOG_DIR};
+use crate::outputs::{MODEL_FILE, WEIGHTS_FILE};
 use crate::{Interrupted, StageContext};
 
 /// One mini-batch.
@@ -503,11 +504,21 @@ impl<'a, 'c> Session<'a, 'c> {
         Ok(())
     }
 
-    /// Writes `weights.safetensors` (parameters then buffers, by name, no metadata) and
-    /// `log/timings.json` into the output directory.
-    pub fn write_outputs(&self, params: &ParamSet, buffers: &Buffers) -> Result<()> {
+    /// Writes `weights.safetensors` (parameters then buffers, by name, no metadata),
+    /// `model.json` (the network's spec, so that a later stage can rebuild the network the
+    /// weights fit) and `log/timings.json` into the output directory.
+    pub fn write_outputs(
+        &self,
+        model: &ModelSpec,
+        params: &ParamSet,
+        buffers: &Buffers,
+    ) -> Result<()> {
         let out = &self.ctx.out_dir;
         write_safetensors(&out.join(WEIGHTS_FILE), &params.named(buffers), None)?;
+        std::fs::write(
+            out.join(MODEL_FILE),
+            serde_json::to_string_pretty(model)? + "\n",
+        )?;
         let log: PathBuf = out.join(LOG_DIR);
         std::fs::create_dir_all(&log).with_context(|| format!("creating {}", log.display()))?;
         let rows = self
@@ -532,8 +543,6 @@ impl<'a, 'c> Session<'a, 'c> {
         Ok(())
     }
 }
-
-pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
 /// Test-split accuracy in evaluation mode.
 pub fn evaluate(
