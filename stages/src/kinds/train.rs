@@ -44,8 +44,9 @@ use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::inputs;
-use crate::kinds::training::{labels_of, training_params, where_mask, Run};
+use crate::kinds::training::{
+    insert_distances, labels_of, run_with_optional_noise, training_params, where_mask, Run,
+};
 use crate::metrics::Metrics;
 use crate::nn::model::Network;
 use crate::nn::objectives::{LossObjective, Target};
@@ -148,10 +149,7 @@ impl Params {
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let ds = inputs::load_data(ctx)?;
-    let noise = inputs::load_noise_opt(ctx)?;
-    let metrics = train(p, ctx, &ds, noise.as_ref())?;
-    metrics.save(&ctx.out_dir)
+    run_with_optional_noise(ctx, |ds, noise| train(p, ctx, ds, noise))
 }
 
 /// Runs the method on `ds` (with `noise`, or the clean labels); writes the weights,
@@ -217,14 +215,7 @@ pub fn train(
     if let Some(c) = &c_hat {
         MatrixFile::from_matrix(c).save(&ctx.out_dir.join(C_HAT_FILE))?;
         if let Some(nl) = noise {
-            extra.insert(
-                "c_hat_frobenius_to_true_c".to_string(),
-                c.frobenius_distance(&nl.true_c),
-            );
-            extra.insert(
-                "c_hat_mean_row_l1_to_true_c".to_string(),
-                c.mean_row_l1_distance(&nl.true_c),
-            );
+            insert_distances(&mut extra, "c_hat", c, &nl.true_c);
         }
     }
     run.metrics("train", p.method.name(), noise, extra)

@@ -97,7 +97,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
 use crate::kinds::inputs;
-use crate::kinds::training::{training_params, where_mask, Run};
+use crate::kinds::training::{insert_distances, training_params, where_mask, Run};
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -369,21 +369,10 @@ fn final_extra(
     glc: Option<&Matrix>,
 ) -> BTreeMap<String, f64> {
     let mut extra = BTreeMap::new();
-    let id = Matrix::identity(t.k);
-    let mut distances = |name: &str, m: &Matrix| {
-        extra.insert(
-            format!("{name}_frobenius_to_true_c"),
-            m.frobenius_distance(true_c),
-        );
-        extra.insert(
-            format!("{name}_mean_row_l1_to_true_c"),
-            m.mean_row_l1_distance(true_c),
-        );
-    };
-    distances("t", t);
-    distances("identity", &id);
+    insert_distances(&mut extra, "t", t, true_c);
+    insert_distances(&mut extra, "identity", &Matrix::identity(t.k), true_c);
     if let Some(g) = glc {
-        distances("glc_c_hat", g);
+        insert_distances(&mut extra, "glc_c_hat", g, true_c);
     }
     let best = run
         .session
@@ -651,14 +640,7 @@ impl<'d> MetaCore<'d> {
                 pr.meta_loss_sum / pr.meta_loss_count as f64,
             );
         }
-        e.insert(
-            "t_frobenius_to_true_c".to_string(),
-            t.frobenius_distance(&self.true_c),
-        );
-        e.insert(
-            "t_mean_row_l1_to_true_c".to_string(),
-            t.mean_row_l1_distance(&self.true_c),
-        );
+        insert_distances(&mut e, "t", t, &self.true_c);
         pr.meta_loss_sum = 0.0;
         pr.meta_loss_count = 0;
         pr.history.push(TEpoch {
@@ -785,10 +767,7 @@ impl Objective for Mlc<'_> {
             adam_v: self.optimizer.v.clone(),
             t_steps: self.optimizer.steps.clone(),
         };
-        MethodState {
-            json: serde_json::to_value(st).expect("serializable"),
-            tensors: Vec::new(),
-        }
+        MethodState::of_json(&st)
     }
 
     fn load_state(
@@ -854,10 +833,7 @@ impl Objective for MlcOfficial<'_> {
             progress: self.core.progress.clone(),
             t: self.t.data.clone(),
         };
-        MethodState {
-            json: serde_json::to_value(st).expect("serializable"),
-            tensors: Vec::new(),
-        }
+        MethodState::of_json(&st)
     }
 
     fn load_state(

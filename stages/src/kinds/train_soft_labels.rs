@@ -80,8 +80,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::inputs;
-use crate::kinds::training::{labels_of, training_params, where_mask, Run};
+use crate::kinds::training::{
+    labels_of, run_with_optional_noise, training_params, where_mask, Run,
+};
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -284,10 +285,7 @@ pub fn init_scale_for_smoothing(eps: f64, k: usize) -> f64 {
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let ds = inputs::load_data(ctx)?;
-    let noise = inputs::load_noise_opt(ctx)?;
-    let metrics = train(p, ctx, &ds, noise.as_ref())?;
-    metrics.save(&ctx.out_dir)
+    run_with_optional_noise(ctx, |ds, noise| train(p, ctx, ds, noise))
 }
 
 /// Trains with learned labels; writes weights, labels, the class similarity and timings.

@@ -26,7 +26,7 @@ use crate::nn::optim::OptimizerSpec;
 use crate::nn::params::{read_safetensors, Buffers, ParamSet};
 use crate::nn::schedule::Schedule;
 use crate::nn::trainer::{Objective, PhaseSpec, Session};
-use crate::noise::NoisyLabels;
+use crate::noise::{Matrix, NoisyLabels};
 use crate::outputs::{MODEL_FILE, WEIGHTS_FILE};
 use crate::StageContext;
 
@@ -163,6 +163,35 @@ pub fn labels_of(ds: &Dataset, noise: Option<&NoisyLabels>) -> Result<(Vec<u32>,
         }
         None => (ds.train.y.clone(), vec![false; ds.train.len()]),
     })
+}
+
+/// `run` of a kind whose `noise` input is optional: loads `data` and `noise` (when
+/// given), trains and saves the metrics.
+pub fn run_with_optional_noise(
+    ctx: &StageContext,
+    train: impl FnOnce(&Dataset, Option<&NoisyLabels>) -> Result<Metrics>,
+) -> Result<()> {
+    let ds = inputs::load_data(ctx)?;
+    let noise = inputs::load_noise_opt(ctx)?;
+    train(&ds, noise.as_ref())?.save(&ctx.out_dir)
+}
+
+/// Inserts `{name}_frobenius_to_true_c` and `{name}_mean_row_l1_to_true_c`, the distances
+/// of `m` to the true corruption matrix, into `extra`.
+pub fn insert_distances(
+    extra: &mut BTreeMap<String, f64>,
+    name: &str,
+    m: &Matrix,
+    true_c: &Matrix,
+) {
+    extra.insert(
+        format!("{name}_frobenius_to_true_c"),
+        m.frobenius_distance(true_c),
+    );
+    extra.insert(
+        format!("{name}_mean_row_l1_to_true_c"),
+        m.mean_row_l1_distance(true_c),
+    );
 }
 
 /// Positions `i` with `mask[i] == want`, ascending.
