@@ -30,7 +30,7 @@
 //!
 //! - `ce`: `LossObjective { target: Hard }::step`, the `train` kind's `ce` step (forward,
 //!   cross-entropy, backward, Adam update).
-//! - `mlc_textbook`: `train_mlc::Mlc::step` with default params (`variant: textbook`,
+//! - `mlc_textbook`: `train_mlc::MlcTextbook::step` with default params (`variant: textbook`,
 //!   meta batch = training batch, capped at the trusted set's size, T updated every
 //!   step): virtual step,
 //!   meta loss at the look-ahead weights, finite-difference hypergradient of T, Adam step
@@ -62,7 +62,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use repro_stages::data::dataset::{Dataset, DatasetMeta, Encoding, Features, Split};
 use repro_stages::data::digits;
-use repro_stages::kinds::train_mlc::{self, MetaCore, Mlc, MlcOfficial};
+use repro_stages::kinds::train_mlc::{self, MetaCore, Mlc};
 use repro_stages::kinds::train_soft_labels::{self, label_schedule, MetaSet, SoftLabels};
 use repro_stages::nn::batch::{input_kind, Decoder};
 use repro_stages::nn::device::{host, Mat, Tp};
@@ -290,13 +290,13 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
     let p_off100 = mlc_params(r#"{"variant": "official_code", "meta_batch_size": 100}"#);
     let t0 = Matrix::identity(K);
     let core = |p: &train_mlc::Params| MetaCore::new(p, &s.ds, &s.nl, trusted_idx.clone());
-    let mut text = Mlc::new(&p_text, core(&p_text), t0.clone());
+    let mut text = Mlc::textbook(&p_text, core(&p_text), t0.clone());
     let p_text_b = mlc_params(&format!(
         r#"{{"batch_size": {bsz}, "meta_batch_size": 100}}"#
     ));
-    let mut text_b = Mlc::new(&p_text_b, core(&p_text_b), t0.clone());
-    let mut off = MlcOfficial::new(&p_off, core(&p_off));
-    let mut off100 = MlcOfficial::new(&p_off100, core(&p_off100));
+    let mut text_b = Mlc::textbook(&p_text_b, core(&p_text_b), t0.clone());
+    let mut off = Mlc::official(&p_off, core(&p_off));
+    let mut off100 = Mlc::official(&p_off100, core(&p_off100));
     let p_soft: train_soft_labels::Params = serde_json::from_str("{}").expect("params");
     let (label_lr, _) = label_schedule(&p_soft, MetaSet::Trusted);
     let mask = s.nl.trusted_mask();

@@ -27,7 +27,7 @@ use anyhow::{ensure, Context, Result};
 use dfdx::prelude::*;
 
 use crate::kinds::inputs;
-use crate::kinds::training::{labels_of, load_trained, training_params, Run};
+use crate::kinds::training::{defaults, labels_of, load_trained, training_params, Run};
 use crate::metrics::Metrics;
 use crate::nn::device::{Dev, Mat, Tp};
 use crate::nn::model::Mode;
@@ -63,11 +63,9 @@ impl Params {
     }
 }
 
-fn default_temperature() -> f32 {
-    4.0
-}
-fn default_alpha() -> f32 {
-    0.9
+defaults! {
+    default_temperature: f32 = 4.0,
+    default_alpha: f32 = 0.9,
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {

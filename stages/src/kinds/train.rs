@@ -45,7 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
 use crate::kinds::training::{
-    insert_distances, labels_of, run_with_optional_noise, training_params, where_mask, Run,
+    defaults, insert_distances, labels_of, run_with_optional_noise, training_params, where_mask,
+    Run,
 };
 use crate::metrics::Metrics;
 use crate::nn::model::Network;
@@ -86,14 +87,10 @@ impl Method {
     }
 }
 
-fn default_smoothing() -> f32 {
-    0.1
-}
-fn default_min_updates() -> usize {
-    2000
-}
-fn default_anchor_percentile() -> f64 {
-    97.0
+defaults! {
+    default_smoothing: f32 = 0.1,
+    default_min_updates: usize = 2000,
+    default_anchor_percentile: f64 = 97.0,
 }
 
 training_params! {

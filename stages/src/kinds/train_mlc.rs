@@ -54,8 +54,9 @@
 //! θ  ← SGD step on L_train(θ, T)
 //! ```
 //!
-//! with the whole trusted set as the meta set. It is its own objective ([`MlcOfficial`]);
-//! the textbook loop is [`Mlc`].
+//! with the whole trusted set as the meta set. Each loop is its own objective
+//! ([`MlcTextbook`], [`MlcOfficial`]), sharing the meta batches, the hypergradient and the
+//! record of T ([`MetaCore`]).
 //!
 //! ## The hypergradient without second derivatives
 //!
@@ -97,7 +98,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
 use crate::kinds::inputs;
-use crate::kinds::training::{insert_distances, training_params, where_mask, Run};
+use crate::kinds::training::{defaults, insert_distances, training_params, where_mask, Run};
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -215,26 +216,14 @@ impl Params {
     }
 }
 
-fn default_variant() -> Variant {
-    Variant::Textbook
-}
-fn default_t_optimizer() -> TOptimizer {
-    MetaOptimizerKind::Sgd
-}
-fn default_projection() -> Projection {
-    Projection::ClampNormalize
-}
-fn default_t_init() -> TInit {
-    TInit::Identity
-}
-fn one() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn default_eps0() -> f32 {
-    0.01
+defaults! {
+    default_variant: Variant = Variant::Textbook,
+    default_t_optimizer: TOptimizer = MetaOptimizerKind::Sgd,
+    default_projection: Projection = Projection::ClampNormalize,
+    default_t_init: TInit = TInit::Identity,
+    one: usize = 1,
+    yes: bool = true,
+    default_eps0: f32 = 0.01,
 }
 
 /// Smallest entry `clamp_normalize` leaves in T, so that every observed class keeps a
@@ -338,14 +327,14 @@ pub fn train(
     let core = MetaCore::new(p, ds, nl, trusted_idx);
     let (t, history) = match p.variant {
         Variant::Textbook => {
-            let mut obj = Mlc::new(p, core, t0);
+            let mut obj = Mlc::textbook(p, core, t0);
             run.run_phase(1, &spec, &mut params, &mut buffers, &mut obj)?;
             (obj.t_matrix(), obj.core.progress.history)
         }
         Variant::OfficialCode => {
-            let mut obj = MlcOfficial::new(p, core);
+            let mut obj = Mlc::official(p, core);
             run.run_phase(1, &spec, &mut params, &mut buffers, &mut obj)?;
-            (obj.t, obj.core.progress.history)
+            (obj.t_matrix(), obj.core.progress.history)
         }
     };
     run.write_outputs(&params, &buffers)?;
@@ -666,10 +655,78 @@ fn check_len(name: &str, v: &[f64], want: usize) -> Result<()> {
     Ok(())
 }
 
+/// One of MLC's two loops: its step (with the shared [`MetaCore`]), its current T and its
+/// own checkpointed state.
+pub trait TLoop {
+    type State: Serialize + serde::de::DeserializeOwned;
+    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut>;
+    fn t_matrix(&self) -> Matrix;
+    fn state(&self) -> Self::State;
+    fn restore(&mut self, st: Self::State) -> Result<()>;
+}
+
+/// The MLC method plugged into the training loop: a [`TLoop`] ([`Textbook`] or
+/// [`Official`]) and what the loops share.
+pub struct Mlc<'d, L> {
+    pub core: MetaCore<'d>,
+    pub t_loop: L,
+}
+
+/// The textbook loop as an objective.
+pub type MlcTextbook<'d> = Mlc<'d, Textbook>;
+/// The released code's loop as an objective.
+pub type MlcOfficial<'d> = Mlc<'d, Official>;
+
+/// The checkpointed state of an [`Mlc`]: every value is f64 and lives in the checkpoint's
+/// JSON, which `serde_json` (built with `float_roundtrip`) reads back to the very bits it
+/// wrote, so a resumed run continues exactly.
+#[derive(Serialize, Deserialize)]
+struct MlcState<S> {
+    progress: Progress,
+    t_loop: S,
+}
+
+impl<L: TLoop> Mlc<'_, L> {
+    /// The current T.
+    pub fn t_matrix(&self) -> Matrix {
+        self.t_loop.t_matrix()
+    }
+}
+
+impl<L: TLoop> Objective for Mlc<'_, L> {
+    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
+        self.t_loop.step(&mut self.core, s)
+    }
+
+    fn state(&self) -> MethodState {
+        MethodState::of_json(&MlcState {
+            progress: self.core.progress.clone(),
+            t_loop: self.t_loop.state(),
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        json: &serde_json::Value,
+        _tensors: &BTreeMap<String, NamedTensor>,
+    ) -> Result<()> {
+        let st: MlcState<L::State> =
+            serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
+        self.t_loop.restore(st.t_loop)?;
+        self.core.progress = st.progress;
+        Ok(())
+    }
+
+    fn epoch_extra(&mut self, _net: &Network, _params: &ParamSet) -> BTreeMap<String, f64> {
+        let t = self.t_loop.t_matrix();
+        self.core.epoch_extra(&t)
+    }
+}
+
 /// The textbook loop: a persistent T (or its row logits S), updated every
 /// `t_update_interval` steps by (5), then the real step (6) with the new T.
-pub struct Mlc<'d> {
-    pub core: MetaCore<'d>,
+pub struct Textbook {
+    k: usize,
     /// T (clamp projection) or its row logits S (softmax projection), row-major K×K.
     theta_t: Vec<f64>,
     projection: Projection,
@@ -677,50 +734,39 @@ pub struct Mlc<'d> {
     interval: usize,
 }
 
-/// The checkpointed state of [`Mlc`]. T (or S) and the Adam moments are f64 and live in
-/// the checkpoint's JSON: `serde_json` (built with `float_roundtrip`) reads back the very
-/// bits it wrote, so a resumed run continues exactly.
+/// [`Textbook`]'s checkpointed state.
 #[derive(Serialize, Deserialize)]
-struct MlcState {
-    progress: Progress,
+pub struct TextbookState {
     theta_t: Vec<f64>,
     adam_m: Vec<f64>,
     adam_v: Vec<f64>,
     t_steps: Vec<u32>,
 }
 
-impl<'d> Mlc<'d> {
-    pub fn new(p: &Params, core: MetaCore<'d>, t0: Matrix) -> Mlc<'d> {
+impl<'d> Mlc<'d, Textbook> {
+    /// The textbook loop from T = `t0`.
+    pub fn textbook(p: &Params, core: MetaCore<'d>, t0: Matrix) -> Self {
         let k = core.k;
         let theta_t = match p.projection {
             Projection::Softmax => t0.data.iter().map(|v| v.max(T_FLOOR).ln()).collect(),
             Projection::ClampNormalize => t0.data.clone(),
         };
-        Mlc {
-            core,
+        let t_loop = Textbook {
+            k,
             theta_t,
             projection: p.projection,
             optimizer: MetaOptimizer::new(p.t_optimizer, p.t_lr() as f64, 1, k * k),
             interval: p.t_update_interval,
-        }
+        };
+        Mlc { core, t_loop }
     }
+}
 
-    /// The current T (row-stochastic).
-    pub fn t_matrix(&self) -> Matrix {
-        let k = self.core.k;
-        match self.projection {
-            Projection::Softmax => softmax_rows(&self.theta_t, k),
-            Projection::ClampNormalize => Matrix {
-                k,
-                data: self.theta_t.clone(),
-            },
-        }
-    }
-
+impl Textbook {
     /// Step (5): the meta step on T (or S, through the softmax's Jacobian) and the
     /// projection.
     fn update_t(&mut self, h: &[f64]) {
-        let k = self.core.k;
+        let k = self.k;
         let grad: Vec<f64> = match self.projection {
             Projection::ClampNormalize => h.to_vec(),
             Projection::Softmax => {
@@ -746,11 +792,13 @@ impl<'d> Mlc<'d> {
     }
 }
 
-impl Objective for Mlc<'_> {
-    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
+impl TLoop for Textbook {
+    type State = TextbookState;
+
+    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
         if s.info.iteration % self.interval == 0 {
             let t = self.t_matrix();
-            let h = self.core.hypergradient(s, &t)?;
+            let h = core.hypergradient(s, &t)?;
             self.update_t(&h);
         }
         // (6) the real step with the new T.
@@ -759,67 +807,61 @@ impl Objective for Mlc<'_> {
         s.backward_and_update(textbook_loss(logits, &s.batch.labels, &s.batch.trusted, &t))
     }
 
-    fn state(&self) -> MethodState {
-        let st = MlcState {
-            progress: self.core.progress.clone(),
+    /// The current T (row-stochastic).
+    fn t_matrix(&self) -> Matrix {
+        match self.projection {
+            Projection::Softmax => softmax_rows(&self.theta_t, self.k),
+            Projection::ClampNormalize => Matrix {
+                k: self.k,
+                data: self.theta_t.clone(),
+            },
+        }
+    }
+
+    fn state(&self) -> TextbookState {
+        TextbookState {
             theta_t: self.theta_t.clone(),
             adam_m: self.optimizer.m.clone(),
             adam_v: self.optimizer.v.clone(),
             t_steps: self.optimizer.steps.clone(),
-        };
-        MethodState::of_json(&st)
+        }
     }
 
-    fn load_state(
-        &mut self,
-        json: &serde_json::Value,
-        _tensors: &BTreeMap<String, NamedTensor>,
-    ) -> Result<()> {
-        let st: MlcState = serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
+    fn restore(&mut self, st: TextbookState) -> Result<()> {
         check_len("theta_t", &st.theta_t, self.theta_t.len())?;
         self.optimizer
             .restore(st.adam_m, st.adam_v, st.t_steps)
             .context("MLC checkpoint")?;
-        self.core.progress = st.progress;
         self.theta_t = st.theta_t;
         Ok(())
-    }
-
-    fn epoch_extra(&mut self, _net: &Network, _params: &ParamSet) -> BTreeMap<String, f64> {
-        let t = self.t_matrix();
-        self.core.epoch_extra(&t)
     }
 }
 
 /// The released code's loop: every step, T = colnorm(max(I − β G, 0)) from the
 /// hypergradient G at T = I, then the real step on the summed loss (1') with that T.
-pub struct MlcOfficial<'d> {
-    pub core: MetaCore<'d>,
+pub struct Official {
     /// The T of the last step (the identity before the first).
-    pub t: Matrix,
+    t: Matrix,
     beta: f32,
 }
 
-#[derive(Serialize, Deserialize)]
-struct MlcOfficialState {
-    progress: Progress,
-    t: Vec<f64>,
-}
-
-impl<'d> MlcOfficial<'d> {
-    pub fn new(p: &Params, core: MetaCore<'d>) -> MlcOfficial<'d> {
-        MlcOfficial {
+impl<'d> Mlc<'d, Official> {
+    /// The released code's loop.
+    pub fn official(p: &Params, core: MetaCore<'d>) -> Self {
+        let t_loop = Official {
             t: Matrix::identity(core.k),
-            core,
             beta: p.t_lr(),
-        }
+        };
+        Mlc { core, t_loop }
     }
 }
 
-impl Objective for MlcOfficial<'_> {
-    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
-        let k = self.core.k;
-        let h = self.core.hypergradient(s, &Matrix::identity(k))?;
+impl TLoop for Official {
+    type State = Vec<f64>;
+
+    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
+        let k = self.t.k;
+        let h = core.hypergradient(s, &Matrix::identity(k))?;
         self.t = official_t(&h, k, self.beta as f64);
         let logits = s.forward(Mode::Train);
         let out = s.backward_and_update(official_loss(logits, &s.batch.labels, &self.t))?;
@@ -828,30 +870,18 @@ impl Objective for MlcOfficial<'_> {
         })
     }
 
-    fn state(&self) -> MethodState {
-        let st = MlcOfficialState {
-            progress: self.core.progress.clone(),
-            t: self.t.data.clone(),
-        };
-        MethodState::of_json(&st)
+    fn t_matrix(&self) -> Matrix {
+        self.t.clone()
     }
 
-    fn load_state(
-        &mut self,
-        json: &serde_json::Value,
-        _tensors: &BTreeMap<String, NamedTensor>,
-    ) -> Result<()> {
-        let st: MlcOfficialState =
-            serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
-        check_len("t", &st.t, self.t.data.len())?;
-        self.core.progress = st.progress;
-        self.t.data = st.t;
+    fn state(&self) -> Vec<f64> {
+        self.t.data.clone()
+    }
+
+    fn restore(&mut self, t: Vec<f64>) -> Result<()> {
+        check_len("t", &t, self.t.data.len())?;
+        self.t.data = t;
         Ok(())
-    }
-
-    fn epoch_extra(&mut self, _net: &Network, _params: &ParamSet) -> BTreeMap<String, f64> {
-        let t = self.t.clone();
-        self.core.epoch_extra(&t)
     }
 }
 

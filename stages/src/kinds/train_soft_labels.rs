@@ -81,7 +81,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
 use crate::kinds::training::{
-    labels_of, run_with_optional_noise, training_params, where_mask, Run,
+    defaults, labels_of, run_with_optional_noise, training_params, where_mask, Run,
 };
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
@@ -224,32 +224,16 @@ impl Params {
     }
 }
 
-fn default_granularity() -> Granularity {
-    Granularity::PerExample
-}
-fn default_init_smoothing() -> f64 {
-    0.1
-}
-fn default_temperature() -> f64 {
-    1.0
-}
-fn default_meta_set() -> MetaSet {
-    MetaSet::Auto
-}
-fn default_meta_batch_size() -> usize {
-    100
-}
-fn default_look_ahead() -> LookAheadScope {
-    LookAheadScope::Full
-}
-fn default_virtual_lr() -> f32 {
-    0.1
-}
-fn default_label_optimizer() -> LabelOptimizer {
-    MetaOptimizerKind::Adam
-}
-fn default_eps0() -> f32 {
-    0.01
+defaults! {
+    default_granularity: Granularity = Granularity::PerExample,
+    default_init_smoothing: f64 = 0.1,
+    default_temperature: f64 = 1.0,
+    default_meta_set: MetaSet = MetaSet::Auto,
+    default_meta_batch_size: usize = 100,
+    default_look_ahead: LookAheadScope = LookAheadScope::Full,
+    default_virtual_lr: f32 = 0.1,
+    default_label_optimizer: LabelOptimizer = MetaOptimizerKind::Adam,
+    default_eps0: f32 = 0.01,
 }
 
 /// The label learning rate β and the CE warm-up epochs a run uses: the params' values, or

@@ -131,6 +131,15 @@ macro_rules! training_params {
 }
 pub(crate) use training_params;
 
+/// Declares the serde default functions of a kind's own params: each `name: Type = value`
+/// becomes `fn name() -> Type { value }`.
+macro_rules! defaults {
+    ($($name:ident: $t:ty = $v:expr),* $(,)?) => {
+        $(fn $name() -> $t { $v })*
+    };
+}
+pub(crate) use defaults;
+
 /// The params every training kind shares (see [`training_params!`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Common<'p> {

@@ -214,6 +214,14 @@ struct Model<'m> {
     opt: &'m mut Optimizer,
 }
 
+/// The epoch a phase's loop is in: the phase's index and spec, and when the epoch (or
+/// its resumed part) started.
+struct Epoch<'s, 'l> {
+    phase: usize,
+    spec: &'s PhaseSpec<'l>,
+    started: Instant,
+}
+
 /// Per-run data the loop needs besides the phase.
 pub struct Session<'a, 'c> {
     pub ctx: &'a StageContext<'c>,
@@ -357,9 +365,13 @@ impl<'a, 'c> Session<'a, 'c> {
             opt: &mut opt,
         };
         while self.state.epoch < spec.epochs {
-            let started = Instant::now();
-            self.run_epoch(index, spec, &mut model, obj, started)?;
-            self.finish_epoch(index, spec, &mut model, obj, started)?;
+            let e = Epoch {
+                phase: index,
+                spec,
+                started: Instant::now(),
+            };
+            self.run_epoch(&e, &mut model, obj)?;
+            self.finish_epoch(&e, &mut model, obj)?;
         }
         Ok(())
     }
@@ -402,14 +414,8 @@ impl<'a, 'c> Session<'a, 'c> {
 
     /// The batches of the current epoch from the loop's position on; on a stop request,
     /// checkpoints and returns [`Interrupted`].
-    fn run_epoch(
-        &mut self,
-        index: usize,
-        spec: &PhaseSpec,
-        m: &mut Model,
-        obj: &mut dyn Objective,
-        started: Instant,
-    ) -> Result<()> {
+    fn run_epoch(&mut self, e: &Epoch, m: &mut Model, obj: &mut dyn Objective) -> Result<()> {
+        let (index, spec) = (e.phase, e.spec);
         let n = spec.examples.len();
         let per_epoch = n.div_ceil(spec.batch_size);
         let total = per_epoch * spec.epochs;
@@ -430,7 +436,7 @@ impl<'a, 'c> Session<'a, 'c> {
         while self.state.batch < per_epoch {
             if self.ctx.should_stop() {
                 self.state.rng_word_pos = rng.get_word_pos().to_string();
-                self.state.epoch_seconds += started.elapsed().as_secs_f64();
+                self.state.epoch_seconds += e.started.elapsed().as_secs_f64();
                 self.save(m.params, m.buffers, m.opt, obj)?;
                 return Err(Interrupted.into());
             }
@@ -485,14 +491,8 @@ impl<'a, 'c> Session<'a, 'c> {
 
     /// The end of an epoch: the divergence rule, the test evaluation, the epoch's metrics
     /// and timing, and the checkpoint.
-    fn finish_epoch(
-        &mut self,
-        index: usize,
-        spec: &PhaseSpec,
-        m: &mut Model,
-        obj: &mut dyn Objective,
-        started: Instant,
-    ) -> Result<()> {
+    fn finish_epoch(&mut self, e: &Epoch, m: &mut Model, obj: &mut dyn Objective) -> Result<()> {
+        let (index, spec) = (e.phase, e.spec);
         let epoch = self.state.epoch;
         let per_epoch = spec.examples.len().div_ceil(spec.batch_size);
         let base_lr = spec.optimizer.lr();
@@ -512,7 +512,7 @@ impl<'a, 'c> Session<'a, 'c> {
         }
         let acc = evaluate(m.net, m.params, m.buffers, self.data, self.eval_batch_size)?;
         let extra = obj.epoch_extra(m.net, m.params);
-        let seconds = self.state.epoch_seconds + started.elapsed().as_secs_f64();
+        let seconds = self.state.epoch_seconds + e.started.elapsed().as_secs_f64();
         self.ctx.progress.message(&format!(
             "{} epoch {}/{}: loss {train_loss:.4}, test accuracy {:.2}%",
             spec.name,
