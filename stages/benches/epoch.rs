@@ -111,7 +111,7 @@ fn main() {
         let t = Instant::now();
         train::train(&params, &ctx, &ds, None).unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        let bytes = std::fs::read(ctx.out_dir.join("weights.safetensors")).unwrap();
+        let bytes = std::fs::read(ctx.out_dir.join(repro_stages::outputs::WEIGHTS_FILE)).unwrap();
         digests.push(hex::encode(Sha256::digest(&bytes)));
     }
     assert!(

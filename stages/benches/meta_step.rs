@@ -1,6 +1,6 @@
 //! Cost of one meta-learning training step against one plain cross-entropy step, on the
-//! same model, the same training batch and the same optimiser (issue 5: "an MLC step ≤ 4×
-//! a plain CE step").
+//! same model, the same training batch and the same optimiser (target: an MLC step ≤ 4× a
+//! plain CE step). Every line times the kinds' own `Objective::step`.
 //!
 //! ```text
 //! cargo bench -p repro-stages --bench meta_step                     # all models
@@ -30,22 +30,21 @@
 //!
 //! - `ce`: `LossObjective { target: Hard }::step`, the `train` kind's `ce` step (forward,
 //!   cross-entropy, backward, Adam update).
-//! - `mlc_textbook`: `train_mlc::Mlc::step` with default params (`variant: textbook`,
+//! - `mlc_textbook`: `train_mlc::MlcTextbook::step` with default params (`variant: textbook`,
 //!   meta batch = training batch, capped at the trusted set's size, T updated every
 //!   step): virtual step,
 //!   meta loss at the look-ahead weights, finite-difference hypergradient of T, Adam step
 //!   and projection of T, real step with the new T.
 //! - `mlc_textbook_m100`: the same with `meta_batch_size: 100` (the meta batch's share
 //!   of the cost: on digits, 100 caps at the 65 trusted examples, twice the batch of 32).
-//! - `mlc_official`: `Mlc::step` with `variant: official_code` and its default meta set
+//! - `mlc_official`: `train_mlc::MlcOfficial::step` with `variant: official_code` and its
+//!   default meta set
 //!   (all trusted examples).
 //! - `mlc_official_m100`: the same with `meta_batch_size: 100` (separates the cost of the
 //!   method from the size of the meta set).
-//! - `soft_labels`: `train_soft_labels::label_hypergradient` (per-example labels, full
-//!   look-ahead, meta batch 100 capped at the trusted set's size) followed by the real
-//!   step on the soft cross-entropy. The stage's `SoftLabels` objective cannot be built
-//!   outside its module, so the glue around the two (soft targets of the batch, the
-//!   meta-batch draw, a per-row SGD step of the label logits) is done here; it is O(B·K).
+//! - `soft_labels`: `train_soft_labels::SoftLabels::step` with default params
+//!   (per-example labels, a `trusted` meta set, full look-ahead, meta batch 100 capped at
+//!   the trusted set's size, Adam on the label logits).
 //!
 //! Output, per model: `model variant meta_batch median_ms min_ms ratio` where `ratio` is
 //! the variant's median over the `ce` median. `--breakdown` adds, for `mlc_textbook`, the
@@ -63,12 +62,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use repro_stages::data::dataset::{Dataset, DatasetMeta, Encoding, Features, Split};
 use repro_stages::data::digits;
-use repro_stages::kinds::train_mlc::{self, Mlc, Variant};
-use repro_stages::kinds::train_soft_labels::{init_scale_for_smoothing, label_hypergradient};
+use repro_stages::kinds::train_mlc::{self, MetaCore, Mlc};
+use repro_stages::kinds::train_soft_labels::{self, label_schedule, MetaSet, SoftLabels};
 use repro_stages::nn::batch::{input_kind, Decoder};
 use repro_stages::nn::device::{host, Mat, Tp};
 use repro_stages::nn::hypergrad;
-use repro_stages::nn::loss;
 use repro_stages::nn::model::{Mode, ModelSpec, Network};
 use repro_stages::nn::objectives::{LossObjective, Target};
 use repro_stages::nn::optim::{Optimizer, OptimizerSpec};
@@ -279,101 +277,6 @@ impl State {
     }
 }
 
-/// The soft-label method's per-step state outside the stage: label logits of the
-/// batch's rows and the meta pool.
-struct SoftGlue<'d> {
-    logits: Vec<f32>,
-    tau: f64,
-    alpha: f32,
-    eps0: f32,
-    lr: f32,
-    meta_pool: Vec<u32>,
-    meta_batch: usize,
-    clean: &'d [u32],
-    decoder: Decoder<'d>,
-}
-
-impl<'d> SoftGlue<'d> {
-    fn new(s: &'d Setup) -> SoftGlue<'d> {
-        let c = init_scale_for_smoothing(0.1, K) as f32;
-        let mut logits = vec![0.0f32; s.batch.labels.len() * K];
-        for (i, &y) in s.batch.labels.iter().enumerate() {
-            logits[i * K + y as usize] = c;
-        }
-        SoftGlue {
-            logits,
-            tau: 1.0,
-            alpha: 0.1,
-            eps0: 0.01,
-            lr: 0.1,
-            meta_pool: s.nl.trusted.clone(),
-            meta_batch: 100.min(s.nl.trusted.len()),
-            clean: &s.ds.train.y,
-            decoder: Decoder::new(&s.ds, &s.ds.train),
-        }
-    }
-
-    /// Soft labels of the batch (trusted rows: one-hot clean label).
-    fn targets(&self, b: &Batch) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.logits.len());
-        for (bi, row) in self.logits.chunks_exact(K).enumerate() {
-            if b.trusted[bi] {
-                let mut r = [0.0f32; K];
-                r[self.clean[b.indices[bi] as usize] as usize] = 1.0;
-                out.extend(r);
-            } else {
-                let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-                let e: Vec<f64> = row
-                    .iter()
-                    .map(|&x| ((x as f64 - m) / self.tau).exp())
-                    .collect();
-                let z: f64 = e.iter().sum();
-                out.extend(e.iter().map(|x| (x / z) as f32));
-            }
-        }
-        out
-    }
-
-    fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
-        let targets = self.targets(s.batch);
-        let mut pool = self.meta_pool.clone();
-        for i in 0..self.meta_batch {
-            let j = s.rng.random_range(i..pool.len());
-            pool.swap(i, j);
-        }
-        pool.truncate(self.meta_batch);
-        pool.sort_unstable();
-        let meta = (
-            self.decoder.input(&pool, None)?,
-            pool.iter()
-                .map(|&i| self.clean[i as usize])
-                .collect::<Vec<u32>>(),
-        );
-        let (_meta_loss, h) = label_hypergradient(
-            s.net,
-            s.params,
-            s.buffers,
-            (
-                s.batch.input.clone(),
-                targets.as_slice(),
-                s.batch.trusted.as_slice(),
-            ),
-            self.tau,
-            meta,
-            self.alpha,
-            self.eps0,
-            None,
-            s.rng,
-        )?;
-        for (l, g) in self.logits.iter_mut().zip(&h) {
-            *l -= self.lr * g;
-        }
-        let targets = self.targets(s.batch);
-        let logits: Mat<Tp> = s.forward(Mode::Train);
-        s.backward_and_update(loss::soft_cross_entropy(logits, targets))
-    }
-}
-
 fn mlc_params(json: &str) -> train_mlc::Params {
     serde_json::from_str(json).expect("train_mlc params")
 }
@@ -386,14 +289,26 @@ fn bench(s: &Setup, rounds: usize, breakdown: bool) {
     let p_off = mlc_params(r#"{"variant": "official_code"}"#);
     let p_off100 = mlc_params(r#"{"variant": "official_code", "meta_batch_size": 100}"#);
     let t0 = Matrix::identity(K);
-    let mut text = Mlc::new(&p_text, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
+    let core = |p: &train_mlc::Params| MetaCore::new(p, &s.ds, &s.nl, trusted_idx.clone());
+    let mut text = Mlc::textbook(&p_text, core(&p_text), t0.clone());
     let p_text_b = mlc_params(&format!(
         r#"{{"batch_size": {bsz}, "meta_batch_size": 100}}"#
     ));
-    let mut text_b = Mlc::new(&p_text_b, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
-    let mut off = Mlc::new(&p_off, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
-    let mut off100 = Mlc::new(&p_off100, &s.ds, &s.nl, trusted_idx.clone(), t0.clone());
-    let mut soft = SoftGlue::new(s);
+    let mut text_b = Mlc::textbook(&p_text_b, core(&p_text_b), t0.clone());
+    let mut off = Mlc::official(&p_off, core(&p_off));
+    let mut off100 = Mlc::official(&p_off100, core(&p_off100));
+    let p_soft: train_soft_labels::Params = serde_json::from_str("{}").expect("params");
+    let (label_lr, _) = label_schedule(&p_soft, MetaSet::Trusted);
+    let mask = s.nl.trusted_mask();
+    let mut soft = SoftLabels::new(
+        &p_soft,
+        &s.ds,
+        (&s.nl.noisy, &mask),
+        MetaSet::Trusted,
+        trusted_idx.clone(),
+        label_lr,
+        None,
+    );
     let mut ce = LossObjective {
         target: Target::Hard,
     };
@@ -485,8 +400,7 @@ fn textbook_breakdown(s: &Setup, net: &Network, rounds: usize, ce_med: f64) {
             Mode::TrainFrozenBn,
             Some(&mut st.rng),
         );
-        let mut g =
-            train_mlc::train_loss(Variant::Textbook, logits, &b.labels, &b.trusted, &t).backward();
+        let mut g = train_mlc::textbook_loss(logits, &b.labels, &b.trusted, &t).backward();
         let g_theta = st.params.grads(&mut g);
         tick(&mut lap);
         let looked = hypergrad::look_ahead(&st.params, &g_theta, 0.1, None);
@@ -527,7 +441,7 @@ fn textbook_breakdown(s: &Setup, net: &Network, rounds: usize, ce_med: f64) {
             Mode::Train,
             Some(&mut st.rng),
         );
-        let l = train_mlc::train_loss(Variant::Textbook, logits, &b.labels, &b.trusted, &t);
+        let l = train_mlc::textbook_loss(logits, &b.labels, &b.trusted, &t);
         let mut g = l.backward();
         st.opt.update(&mut st.params, &mut g, 1e-3);
         tick(&mut lap);

@@ -82,7 +82,7 @@ pub fn training(
 }
 
 /// Widths, depth, and the parameter count of `m` on the smallest input, for the params
-/// field `field` (`model`, `teacher_model`).
+/// field `field` (`model`).
 pub fn model(field: &str, m: &ModelSpec) -> Result<(), String> {
     let wide = |sub: &str, v: usize| at_most(&format!("{field}.{sub}"), v, MAX_WIDTH, "units");
     let (smallest, counted_field) = match m {
@@ -246,8 +246,8 @@ mod tests {
             ),
             (
                 Kind::Distill,
-                json!({"teacher_model": {"arch": "mlp", "hidden": [1_000_000, 1_000_000]}}),
-                "teacher_model.hidden",
+                json!({"model": {"arch": "mlp", "hidden": [1_000_000, 1_000_000]}}),
+                "model.hidden",
             ),
             (
                 Kind::Download,

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod nn;
 pub mod noise;
 pub mod numpy_legacy;
+pub mod outputs;
 pub mod report;
 
 mod code_hashes {

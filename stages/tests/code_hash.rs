@@ -89,7 +89,7 @@ fn tables_code_hash_covers_noise_module() {
 fn training_kinds_reach_raw_data_through_init() {
     for kind in ["train", "train_mlc", "train_soft_labels", "distill"] {
         let s = sources(&src(), kind);
-        for f in ["data/raw.rs", "nn/init.rs", "lib.rs", "kinds/train.rs"] {
+        for f in ["data/raw.rs", "nn/init.rs", "lib.rs", "kinds/training.rs"] {
             assert!(s.iter().any(|x| x == f), "{kind} does not reach {f}: {s:?}");
         }
     }
@@ -114,6 +114,14 @@ fn the_dispatch_in_lib_does_not_join_the_kinds() {
             .any(|x| x == "kinds/tables.rs" || x == "kinds/train_mlc.rs"),
         "{train:?}"
     );
+}
+
+#[test]
+fn editing_the_train_kind_does_not_rerun_the_other_training_kinds() {
+    for kind in ["train_mlc", "train_soft_labels", "distill"] {
+        let s = sources(&src(), kind);
+        assert!(!s.iter().any(|x| x == "kinds/train.rs"), "{kind}: {s:?}");
+    }
 }
 
 /// Editing any file a kind reaches changes its hash; editing any other file does not.

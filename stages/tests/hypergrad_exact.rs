@@ -129,7 +129,7 @@ fn check(seed: u64, alpha: f32) -> f64 {
         &mut buffers,
         (mat(&pr.xs), &labels, &trusted),
         &t,
-        (mat(&pr.mx), meta_labels),
+        (mat(&pr.mx), &meta_labels),
         alpha,
         0.01,
         &mut rng,

@@ -12,6 +12,7 @@ use repro_stages::kinds::distill::{hinton_loss, tempered_softmax};
 use repro_stages::kinds::train_soft_labels::{
     self, init_scale_for_smoothing, initial_scale, label_hypergradient, label_schedule, MetaSet,
 };
+use repro_stages::nn::hypergrad::LookAhead;
 use repro_stages::nn::model::{Input, InputKind, ModelSpec, Network};
 use repro_stages::{NoProgress, StageContext};
 
@@ -77,10 +78,12 @@ fn label_hypergradient_matches_float64_central_differences() {
         &mut buffers,
         (mat(&xs), &targets, &trusted),
         tau,
-        (mat(&mx), meta_labels),
-        alpha,
-        0.01,
-        None,
+        (mat(&mx), &meta_labels),
+        LookAhead {
+            alpha,
+            eps0: 0.01,
+            mask: None,
+        },
         &mut rng,
     )
     .unwrap();

@@ -15,93 +15,57 @@
 //! `noise` input is given).
 //!
 //! Inputs: `data`, `teacher` (the output of a `train`, `train_mlc`, `train_soft_labels` or
-//! `distill` stage: `weights.safetensors` and `metrics.json`), optionally `noise`.
+//! `distill` stage: its network spec `model.json`, `weights.safetensors` and
+//! `metrics.json`), optionally `noise`.
 //! Outputs: `metrics.json` (extra `teacher_test_accuracy`), `teacher.json` (the teacher's
-//! method and model, `report::TeacherInfo`), `weights.safetensors`, `log/timings.json`.
+//! method and model, `report::TeacherInfo`), `weights.safetensors`, `model.json`,
+//! `log/timings.json`.
 
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context, Result};
 use dfdx::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::kinds::inputs;
-use crate::kinds::train::{
-    default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
-};
-use crate::metrics::{DatasetId, Metrics, NoiseId};
-use crate::nn::batch::input_kind;
+use crate::kinds::training::{defaults, labels_of, load_trained, training_params, Run};
+use crate::metrics::Metrics;
 use crate::nn::device::{Dev, Mat, Tp};
-use crate::nn::model::{Mode, ModelSpec, Network};
-use crate::nn::optim::OptimizerSpec;
-use crate::nn::params::read_safetensors;
-use crate::nn::schedule::Schedule;
-use crate::nn::trainer::{
-    logits_of, Objective, PhaseSpec, Session, StepCtx, StepOut, WEIGHTS_FILE,
-};
+use crate::nn::model::Mode;
+use crate::nn::trainer::{logits_of, Objective, StepCtx, StepOut};
 use crate::report::TeacherInfo;
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
 
-/// Params of a `distill` stage. Model and optimisation fields are the student's and mean
-/// what they mean for `train`, with the same defaults.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// The student network (default: MLP `[128, 128]`).
-    #[serde(default = "default_model")]
-    pub model: ModelSpec,
-    /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
-    /// Default: none (random initialisation from the seed).
-    #[serde(default)]
-    pub init: Option<crate::nn::init::InitWeights>,
-    /// The teacher's network: must match the teacher stage's `model` (default: MLP
-    /// `[128, 128]`).
-    #[serde(default = "default_model")]
-    pub teacher_model: ModelSpec,
-    /// Student optimizer (default Adam, lr 1e-3).
-    #[serde(default = "default_optimizer")]
-    pub optimizer: OptimizerSpec,
-    /// Student learning-rate schedule (default constant).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// Epochs (default 20).
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Batch size (default 32).
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Evaluation batch size (default 500; does not change results).
-    #[serde(default = "default_eval_batch_size")]
-    pub eval_batch_size: usize,
-    /// CIFAR augmentation (default false; the teacher's logits are those of the
-    /// unaugmented examples).
-    #[serde(default)]
-    pub augment: bool,
-    /// Temperature τ (default 4).
-    #[serde(default = "default_temperature")]
-    pub temperature: f32,
-    /// Weight α of the distillation term (default 0.9).
-    #[serde(default = "default_alpha")]
-    pub alpha: f32,
-}
-
-impl Params {
-    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, both networks.
-    pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{model, training};
-        training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
-        model("model", &self.model)?;
-        model("teacher_model", &self.teacher_model)
+training_params! {
+    /// Params of a `distill` stage: the student's network, optimizer, epochs and batches
+    /// are the training kinds' shared fields ([`crate::kinds::training`]); the teacher's
+    /// network is read from its output (`model.json`). With `augment`, the teacher's
+    /// logits are still those of the unaugmented examples.
+    pub struct Params {
+        @network
+        @batches
+        /// Temperature τ (default 4).
+        #[serde(default = "default_temperature")]
+        pub temperature: f32,
+        /// Weight α of the distillation term (default 0.9).
+        #[serde(default = "default_alpha")]
+        pub alpha: f32,
     }
 }
 
-fn default_temperature() -> f32 {
-    4.0
+impl Params {
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        use crate::bounds::{model, training};
+        training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
+        model("model", &self.model)
+    }
 }
-fn default_alpha() -> f32 {
-    0.9
+
+defaults! {
+    default_temperature: f32 = 4.0,
+    default_alpha: f32 = 0.9,
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
@@ -114,86 +78,39 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let k = ds.meta.num_classes;
     let n = ds.train.len();
     let noise = inputs::load_noise_opt(ctx)?;
-    let labels = match &noise {
-        Some(nl) => {
-            inputs::check_noise_fits(nl, &ds)?;
-            nl.noisy.clone()
-        }
-        None => ds.train.y.clone(),
-    };
+    let (labels, _) = labels_of(&ds, noise.as_ref())?;
 
     // The teacher: its network, weights and logits on every training example.
     let teacher_dir = &ctx.input("teacher")?.dir;
     let teacher_metrics = Metrics::load(teacher_dir).context("reading the teacher's metrics")?;
-    let (tnet, mut tparams, mut tbuffers) = Network::new(&p.teacher_model, &input_kind(&ds), k, 0)?;
-    let wpath = teacher_dir.join(WEIGHTS_FILE);
-    let (tensors, _) = read_safetensors(&wpath)?;
-    tparams
-        .load_named(&mut tbuffers, &tensors, &wpath.display().to_string())
-        .with_context(|| format!("loading the teacher's weights: does params.teacher_model match the teacher's model `{}`?", teacher_metrics.model))?;
+    let (tnet, tparams, mut tbuffers) = load_trained(teacher_dir, &ds, "input `teacher`")?;
     let all: Vec<u32> = (0..n as u32).collect();
     let teacher_logits = logits_of(&tnet, &tparams, &mut tbuffers, &ds, &all, p.eval_batch_size)?;
     let teacher_probs = tempered_softmax(&teacher_logits, k, p.temperature);
 
-    let (net, mut params, mut buffers) = Network::new(&p.model, &input_kind(&ds), k, ctx.seed)?;
-    crate::nn::init::start(p.init.as_ref(), ctx, &mut params, &mut buffers)?;
-    let mut session = Session::new(ctx, &ds, ctx.seed, p.eval_batch_size)?;
+    let (mut run, mut params, mut buffers) = Run::new(ctx, &ds, p.common())?;
     let trusted = vec![false; n];
-    let spec = PhaseSpec {
-        name: "main".into(),
-        examples: all,
-        labels: &labels,
-        trusted: &trusted,
-        epochs: p.epochs,
-        batch_size: p.batch_size,
-        optimizer: p.optimizer.clone(),
-        schedule: p.schedule.clone(),
-        augment: p.augment,
-    };
+    let spec = run.phase("main", all, &labels, &trusted, p.epochs);
     let mut obj = Distill {
         k,
         tau: p.temperature,
         alpha: p.alpha,
         teacher_probs,
     };
-    session.run_phase(0, &spec, &net, &mut params, &mut buffers, &mut obj)?;
-    session.write_outputs(&params, &buffers)?;
+    run.run_phase(0, &spec, &mut params, &mut buffers, &mut obj)?;
+    run.write_outputs(&params, &buffers)?;
     TeacherInfo {
         method: teacher_metrics.method.clone(),
         model: teacher_metrics.model.clone(),
     }
     .save(&ctx.out_dir)?;
-
-    let history = session.history().to_vec();
-    let last = history.last().context("no epoch was trained")?;
     let mut extra = BTreeMap::new();
     extra.insert(
         "teacher_test_accuracy".to_string(),
         teacher_metrics.final_test_accuracy,
     );
-    Metrics {
-        kind: "distill".into(),
-        method: "distill".into(),
-        dataset: DatasetId {
-            name: ds.meta.name.clone(),
-            identity: ds.meta.identity.clone(),
-        },
-        noise: noise.as_ref().map(|nl| NoiseId {
-            corruption: nl.meta.corruption.clone(),
-            strength: nl.meta.strength,
-            trusted_fraction: nl.meta.trusted_fraction,
-            actual_noise_rate: nl.meta.actual_noise_rate,
-        }),
-        model: crate::nn::init::model_label(&p.model, p.init.as_ref()),
-        profile: ctx.profile.clone(),
-        device: crate::BACKEND.into(),
-        seed: ctx.seed,
-        final_test_accuracy: last.test_accuracy,
-        final_test_error: last.test_error,
-        epochs: history,
-        extra,
-    }
-    .save(&ctx.out_dir)
+    run.metrics("distill", "distill", noise.as_ref(), extra)?
+        .save(&ctx.out_dir)
 }
 
 /// softmax(z / τ) per row.

@@ -12,3 +12,4 @@ pub mod tables;
 pub mod train;
 pub mod train_mlc;
 pub mod train_soft_labels;
+pub mod training;

@@ -17,8 +17,7 @@
 //!   CE on the untrusted examples, the same anchor estimate over them, phase 2 with CE on
 //!   trusted examples and the corrected loss on the untrusted ones.
 //! * `ideal`: the oracle: the true C of the noise input, one phase, CE on trusted and the
-//!   corrected loss on untrusted examples (GLC's `--method ideal`). (The issue text called
-//!   this oracle "forward_gold"; here the names follow GLC's code.)
+//!   corrected loss on untrusted examples (GLC's `--method ideal`).
 //! * `glc`: phase 1 CE on the untrusted examples; Ĉ[i, :] = mean softmax over the
 //!   trusted examples of true class i (a class with no trusted example gets a uniform
 //!   row); phase 2 from the same initial weights: Σ_trusted CE + Σ_untrusted
@@ -36,28 +35,29 @@
 //! the clean labels). Outputs: `metrics.json` (`metrics::Metrics`; final `extra` holds
 //! `c_hat_frobenius_to_true_c` and `c_hat_mean_row_l1_to_true_c` for methods that estimate
 //! C), `weights.safetensors` (parameters then batch-norm buffers, PyTorch names and
-//! layouts), `c_hat.json` (methods that estimate C: `{"k": K, "rows": [[..], ..]}`,
+//! layouts), `model.json` (the network's spec), `c_hat.json` (methods that estimate C: `{"k": K, "rows": [[..], ..]}`,
 //! row = true class), `log/timings.json` (seconds per epoch; outside the output digest).
 
-use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::inputs;
-use crate::metrics::{DatasetId, Metrics, NoiseId};
-use crate::nn::batch::input_kind;
-use crate::nn::model::{ModelSpec, Network};
+use crate::kinds::training::{
+    defaults, insert_distances, labels_of, run_with_optional_noise, training_params, where_mask,
+    Run,
+};
+use crate::metrics::Metrics;
+use crate::nn::model::Network;
 use crate::nn::objectives::{LossObjective, Target};
-use crate::nn::optim::OptimizerSpec;
-use crate::nn::schedule::Schedule;
-use crate::nn::trainer::{argmax_rows, logits_of, PhaseSpec, Session};
+use crate::nn::params::{Buffers, ParamSet};
+use crate::nn::trainer::{argmax_rows, logits_of};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
+use crate::outputs::C_HAT_FILE;
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
-
-/// The estimated corruption matrix of methods that estimate one (`noise::MatrixFile`).
-pub const C_HAT_FILE: &str = "c_hat.json";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,83 +87,32 @@ impl Method {
     }
 }
 
-pub(crate) fn default_model() -> ModelSpec {
-    ModelSpec::Mlp {
-        hidden: vec![128, 128],
-        dropout: 0.0,
-        embed_dim: None,
-    }
-}
-pub(crate) fn default_optimizer() -> OptimizerSpec {
-    OptimizerSpec::Adam {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    }
-}
-pub(crate) fn default_epochs() -> usize {
-    20
-}
-pub(crate) fn default_batch_size() -> usize {
-    32
-}
-pub(crate) fn default_eval_batch_size() -> usize {
-    500
-}
-fn default_smoothing() -> f32 {
-    0.1
-}
-fn default_min_updates() -> usize {
-    2000
-}
-fn default_anchor_percentile() -> f64 {
-    97.0
+defaults! {
+    default_smoothing: f32 = 0.1,
+    default_min_updates: usize = 2000,
+    default_anchor_percentile: f64 = 97.0,
 }
 
-/// Params of a `train` stage.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// The method (see the module docs). Required.
-    pub method: Method,
-    /// The network (default: MLP with hidden layers `[128, 128]`).
-    #[serde(default = "default_model")]
-    pub model: ModelSpec,
-    /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
-    /// Default: none (random initialisation from the seed).
-    #[serde(default)]
-    pub init: Option<crate::nn::init::InitWeights>,
-    /// Optimizer (default Adam, lr 1e-3, no weight decay).
-    #[serde(default = "default_optimizer")]
-    pub optimizer: OptimizerSpec,
-    /// Learning-rate schedule, per iteration within each phase (default constant).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// Epochs of each phase (default 20).
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Training batch size (default 32).
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Evaluation batch size (default 500; does not change results).
-    #[serde(default = "default_eval_batch_size")]
-    pub eval_batch_size: usize,
-    /// CIFAR augmentation: random crop with 4-pixel padding + horizontal flip (default false).
-    #[serde(default)]
-    pub augment: bool,
-    /// ε of `label_smoothing` (default 0.1).
-    #[serde(default = "default_smoothing")]
-    pub smoothing: f32,
-    /// `trusted_only`: least number of optimizer updates; epochs are raised to reach it
-    /// (default 2000, GLC's gold-only scripts).
-    #[serde(default = "default_min_updates")]
-    pub min_updates: usize,
-    /// `forward`, `forward_gold`: percentile above which anchor candidates are dropped
-    /// (default 97).
-    #[serde(default = "default_anchor_percentile")]
-    pub anchor_percentile: f64,
+training_params! {
+    /// Params of a `train` stage; the network, optimizer, epochs and batch fields are the
+    /// training kinds' shared ones ([`crate::kinds::training`]).
+    pub struct Params {
+        /// The method (see the module docs). Required.
+        pub method: Method,
+        @network
+        @batches
+        /// ε of `label_smoothing` (default 0.1).
+        #[serde(default = "default_smoothing")]
+        pub smoothing: f32,
+        /// `trusted_only`: least number of optimizer updates; epochs are raised to reach it
+        /// (default 2000, GLC's gold-only scripts).
+        #[serde(default = "default_min_updates")]
+        pub min_updates: usize,
+        /// `forward`, `forward_gold`: percentile above which anchor candidates are dropped
+        /// (default 97).
+        #[serde(default = "default_anchor_percentile")]
+        pub anchor_percentile: f64,
+    }
 }
 
 impl Params {
@@ -174,13 +123,30 @@ impl Params {
         at_most("min_updates", self.min_updates, MAX_UPDATES, "updates")?;
         model("model", &self.model)
     }
+
+    /// Refuses values the methods cannot use and inputs they cannot train on.
+    fn check(&self, trusted: &[u32], untrusted: &[u32]) -> Result<()> {
+        let name = self.method.name();
+        if matches!(
+            self.method,
+            Method::TrustedOnly | Method::Glc | Method::Confusion
+        ) && trusted.is_empty()
+        {
+            bail!("method {name} needs trusted examples, but the noise input has none");
+        }
+        if matches!(
+            self.method,
+            Method::ForwardGold | Method::Glc | Method::Confusion
+        ) && untrusted.is_empty()
+        {
+            bail!("method {name} trains phase 1 on untrusted examples, but there are none");
+        }
+        Ok(())
+    }
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let ds = inputs::load_data(ctx)?;
-    let noise = inputs::load_noise_opt(ctx)?;
-    let metrics = train(p, ctx, &ds, noise.as_ref())?;
-    metrics.save(&ctx.out_dir)
+    run_with_optional_noise(ctx, |ds, noise| train(p, ctx, ds, noise))
 }
 
 /// Runs the method on `ds` (with `noise`, or the clean labels); writes the weights,
@@ -191,10 +157,7 @@ pub fn train(
     ds: &Dataset,
     noise: Option<&NoisyLabels>,
 ) -> Result<Metrics> {
-    let k = ds.meta.num_classes;
-    let n = ds.train.len();
-    ensure!(p.epochs > 0, "params.epochs must be positive");
-    ensure!(p.batch_size > 0, "params.batch_size must be positive");
+    p.common().check()?;
     ensure!(
         (0.0..1.0).contains(&p.smoothing),
         "params.smoothing {} outside [0, 1)",
@@ -204,236 +167,162 @@ pub fn train(
         (0.0..=100.0).contains(&p.anchor_percentile),
         "params.anchor_percentile outside [0, 100]"
     );
-    let (labels, trusted): (Vec<u32>, Vec<bool>) = match noise {
-        Some(nl) => {
-            inputs::check_noise_fits(nl, ds)?;
-            (nl.noisy.clone(), nl.trusted_mask())
-        }
-        None => {
-            if !matches!(p.method, Method::Ce | Method::LabelSmoothing) {
-                bail!(
-                    "method {} needs a `noise` input (trusted set and noisy labels)",
-                    p.method.name()
-                );
-            }
-            (ds.train.y.clone(), vec![false; n])
-        }
+    if noise.is_none() && !matches!(p.method, Method::Ce | Method::LabelSmoothing) {
+        bail!(
+            "method {} needs a `noise` input (trusted set and noisy labels)",
+            p.method.name()
+        );
+    }
+    let (labels, trusted) = labels_of(ds, noise)?;
+    let l = Labels {
+        trusted_idx: where_mask(&trusted, true),
+        untrusted_idx: where_mask(&trusted, false),
+        all_idx: (0..labels.len() as u32).collect(),
+        labels,
+        trusted,
     };
-    let trusted_idx: Vec<u32> = (0..n as u32).filter(|&i| trusted[i as usize]).collect();
-    let untrusted_idx: Vec<u32> = (0..n as u32).filter(|&i| !trusted[i as usize]).collect();
-    let all_idx: Vec<u32> = (0..n as u32).collect();
-    let needs_trusted = matches!(
-        p.method,
-        Method::TrustedOnly | Method::Glc | Method::Confusion
-    );
-    if needs_trusted && trusted_idx.is_empty() {
-        bail!(
-            "method {} needs trusted examples, but the noise input has none",
-            p.method.name()
-        );
-    }
-    if matches!(
-        p.method,
-        Method::ForwardGold | Method::Glc | Method::Confusion
-    ) && untrusted_idx.is_empty()
-    {
-        bail!(
-            "method {} trains phase 1 on untrusted examples, but there are none",
-            p.method.name()
-        );
-    }
+    p.check(&l.trusted_idx, &l.untrusted_idx)?;
 
-    let (net, mut params0, mut buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
-    crate::nn::init::start(p.init.as_ref(), ctx, &mut params0, &mut buffers0)?;
-    let mut session = Session::new(ctx, ds, ctx.seed, p.eval_batch_size)?;
-    let phase = |name: &str, examples: Vec<u32>, epochs: usize| PhaseSpec {
-        name: name.to_string(),
-        examples,
-        labels: &labels,
-        trusted: &trusted,
-        epochs,
-        batch_size: p.batch_size,
-        optimizer: p.optimizer.clone(),
-        schedule: p.schedule.clone(),
-        augment: p.augment,
-    };
-    let (mut params, mut buffers) = (params0.deep_clone(), buffers0.clone());
-    let mut c_hat: Option<Matrix> = None;
-    match p.method {
-        Method::Ce | Method::LabelSmoothing => {
-            let target = if p.method == Method::Ce {
-                Target::Hard
-            } else {
-                Target::Smoothed(p.smoothing)
-            };
-            session.run_phase(
-                0,
-                &phase("main", all_idx, p.epochs),
-                &net,
-                &mut params,
-                &mut buffers,
-                &mut LossObjective { target },
-            )?;
-        }
-        Method::TrustedOnly => {
-            let per_epoch = trusted_idx.len().div_ceil(p.batch_size);
-            let epochs = p.epochs.max(p.min_updates.div_ceil(per_epoch));
-            let spec = phase("main", trusted_idx.clone(), epochs);
-            session.run_phase(
-                0,
-                &spec,
-                &net,
-                &mut params,
-                &mut buffers,
-                &mut LossObjective {
-                    target: Target::Hard,
-                },
-            )?;
-        }
-        Method::Ideal => {
-            let c = noise.expect("checked above").true_c.clone();
-            let target = Target::Forward {
-                c,
-                trusted_ce: true,
-            };
-            session.run_phase(
-                0,
-                &phase("main", all_idx, p.epochs),
-                &net,
-                &mut params,
-                &mut buffers,
-                &mut LossObjective { target },
-            )?;
-        }
+    let (mut run, params0, buffers0) = Run::new(ctx, ds, p.common())?;
+    let (params, buffers, c_hat) = match p.method {
         Method::Forward | Method::ForwardGold | Method::Glc | Method::Confusion => {
-            let phase1_examples = if p.method == Method::Forward {
-                all_idx.clone()
-            } else {
-                untrusted_idx.clone()
-            };
-            let c = match session.carry::<Vec<f64>>("c_hat")? {
-                Some(data) => Matrix { k, data },
-                None => {
-                    let spec = phase("phase1", phase1_examples.clone(), p.epochs);
-                    session.run_phase(
-                        0,
-                        &spec,
-                        &net,
-                        &mut params,
-                        &mut buffers,
-                        &mut LossObjective {
-                            target: Target::Hard,
-                        },
-                    )?;
-                    let c = match p.method {
-                        Method::Forward | Method::ForwardGold => {
-                            let probs = probabilities(
-                                &net,
-                                &params,
-                                &mut buffers,
-                                ds,
-                                &phase1_examples,
-                                p.eval_batch_size,
-                            )?;
-                            anchor_estimate(&probs, k, p.anchor_percentile)
-                        }
-                        Method::Glc => {
-                            let probs = probabilities(
-                                &net,
-                                &params,
-                                &mut buffers,
-                                ds,
-                                &trusted_idx,
-                                p.eval_batch_size,
-                            )?;
-                            let y: Vec<u32> =
-                                trusted_idx.iter().map(|&i| labels[i as usize]).collect();
-                            glc_estimate(&probs, &y, k)
-                        }
-                        _ => {
-                            let probs = probabilities(
-                                &net,
-                                &params,
-                                &mut buffers,
-                                ds,
-                                &trusted_idx,
-                                p.eval_batch_size,
-                            )?;
-                            let y: Vec<u32> =
-                                trusted_idx.iter().map(|&i| labels[i as usize]).collect();
-                            confusion_estimate(&probs, &y, k)
-                        }
-                    };
-                    session.set_carry("c_hat", &c.data)?;
-                    c
-                }
-            };
+            let c = estimate_c(p, &mut run, &l, &params0, &buffers0)?;
             // phase 2 restarts from the same initial weights
-            let (mut p2, mut b2) = (params0.deep_clone(), buffers0.clone());
+            let (mut params, mut buffers) = (params0, buffers0);
             let target = Target::Forward {
                 c: c.clone(),
                 trusted_ce: p.method != Method::Forward,
             };
-            session.run_phase(
-                1,
-                &phase("phase2", all_idx, p.epochs),
-                &net,
-                &mut p2,
-                &mut b2,
-                &mut LossObjective { target },
-            )?;
-            params = p2;
-            buffers = b2;
-            c_hat = Some(c);
+            let spec = run.phase("phase2", l.all_idx.clone(), &l.labels, &l.trusted, p.epochs);
+            let mut obj = LossObjective { target };
+            run.run_phase(1, &spec, &mut params, &mut buffers, &mut obj)?;
+            (params, buffers, Some(c))
         }
-    }
-
-    session.write_outputs(&params, &buffers)?;
-    let history = session.history().to_vec();
-    let last = history.last().context("no epoch was trained")?;
-    let mut extra = std::collections::BTreeMap::new();
+        _ => {
+            let (mut params, mut buffers) = (params0, buffers0);
+            let (examples, epochs, target) = one_phase(p, &l, noise);
+            let spec = run.phase("main", examples, &l.labels, &l.trusted, epochs);
+            let mut obj = LossObjective { target };
+            run.run_phase(0, &spec, &mut params, &mut buffers, &mut obj)?;
+            (params, buffers, None)
+        }
+    };
+    run.write_outputs(&params, &buffers)?;
+    let mut extra = BTreeMap::new();
     if let Some(c) = &c_hat {
         MatrixFile::from_matrix(c).save(&ctx.out_dir.join(C_HAT_FILE))?;
         if let Some(nl) = noise {
-            extra.insert(
-                "c_hat_frobenius_to_true_c".to_string(),
-                c.frobenius_distance(&nl.true_c),
-            );
-            extra.insert(
-                "c_hat_mean_row_l1_to_true_c".to_string(),
-                c.mean_row_l1_distance(&nl.true_c),
-            );
+            insert_distances(&mut extra, "c_hat", c, &nl.true_c);
         }
     }
-    Ok(Metrics {
-        kind: "train".into(),
-        method: p.method.name().into(),
-        dataset: DatasetId {
-            name: ds.meta.name.clone(),
-            identity: ds.meta.identity.clone(),
-        },
-        noise: noise.map(|nl| NoiseId {
-            corruption: nl.meta.corruption.clone(),
-            strength: nl.meta.strength,
-            trusted_fraction: nl.meta.trusted_fraction,
-            actual_noise_rate: nl.meta.actual_noise_rate,
-        }),
-        model: crate::nn::init::model_label(&p.model, p.init.as_ref()),
-        profile: ctx.profile.clone(),
-        device: crate::BACKEND.into(),
-        seed: ctx.seed,
-        final_test_accuracy: last.test_accuracy,
-        final_test_error: last.test_error,
-        epochs: history,
-        extra,
-    })
+    run.metrics("train", p.method.name(), noise, extra)
+}
+
+/// The labels a run trains on, its trusted mask and the example subsets the methods use.
+struct Labels {
+    labels: Vec<u32>,
+    trusted: Vec<bool>,
+    trusted_idx: Vec<u32>,
+    untrusted_idx: Vec<u32>,
+    all_idx: Vec<u32>,
+}
+
+/// The examples, epochs and loss of the one-phase methods (`ce`, `label_smoothing`,
+/// `trusted_only`, `ideal`).
+fn one_phase(p: &Params, l: &Labels, noise: Option<&NoisyLabels>) -> (Vec<u32>, usize, Target) {
+    match p.method {
+        Method::Ce => (l.all_idx.clone(), p.epochs, Target::Hard),
+        Method::LabelSmoothing => (l.all_idx.clone(), p.epochs, Target::Smoothed(p.smoothing)),
+        Method::TrustedOnly => {
+            let per_epoch = l.trusted_idx.len().div_ceil(p.batch_size);
+            let epochs = p.epochs.max(p.min_updates.div_ceil(per_epoch));
+            (l.trusted_idx.clone(), epochs, Target::Hard)
+        }
+        Method::Ideal => {
+            let c = noise.expect("checked in train").true_c.clone();
+            let target = Target::Forward {
+                c,
+                trusted_ce: true,
+            };
+            (l.all_idx.clone(), p.epochs, target)
+        }
+        _ => unreachable!("two-phase methods are run by estimate_c"),
+    }
+}
+
+/// Phase 1 of the two-phase methods and their estimate Ĉ, or the Ĉ the checkpoint
+/// carries when phase 1 is already done.
+fn estimate_c(
+    p: &Params,
+    run: &mut Run,
+    l: &Labels,
+    params0: &ParamSet,
+    buffers0: &Buffers,
+) -> Result<Matrix> {
+    let k = run.ds.meta.num_classes;
+    if let Some(data) = run.session.carry::<Vec<f64>>("c_hat")? {
+        return Ok(Matrix { k, data });
+    }
+    let phase1_examples = if p.method == Method::Forward {
+        l.all_idx.clone()
+    } else {
+        l.untrusted_idx.clone()
+    };
+    let (mut params, mut buffers) = (params0.deep_clone(), buffers0.clone());
+    let spec = run.phase(
+        "phase1",
+        phase1_examples.clone(),
+        &l.labels,
+        &l.trusted,
+        p.epochs,
+    );
+    let mut obj = LossObjective {
+        target: Target::Hard,
+    };
+    run.run_phase(0, &spec, &mut params, &mut buffers, &mut obj)?;
+    let eval = p.eval_batch_size;
+    let c = match p.method {
+        Method::Forward | Method::ForwardGold => {
+            let probs = probabilities(
+                &run.net,
+                &params,
+                &mut buffers,
+                run.ds,
+                &phase1_examples,
+                eval,
+            )?;
+            anchor_estimate(&probs, k, p.anchor_percentile)
+        }
+        _ => {
+            let probs = probabilities(
+                &run.net,
+                &params,
+                &mut buffers,
+                run.ds,
+                &l.trusted_idx,
+                eval,
+            )?;
+            let y: Vec<u32> = l
+                .trusted_idx
+                .iter()
+                .map(|&i| l.labels[i as usize])
+                .collect();
+            if p.method == Method::Glc {
+                glc_estimate(&probs, &y, k)
+            } else {
+                confusion_estimate(&probs, &y, k)
+            }
+        }
+    };
+    run.session.set_carry("c_hat", &c.data)?;
+    Ok(c)
 }
 
 /// Softmax outputs (evaluation mode) of the given train examples, row-major, in f64.
 fn probabilities(
     net: &Network,
-    params: &crate::nn::params::ParamSet,
-    buffers: &mut crate::nn::params::Buffers,
+    params: &ParamSet,
+    buffers: &mut Buffers,
     ds: &Dataset,
     examples: &[u32],
     batch: usize,

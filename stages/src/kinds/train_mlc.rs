@@ -28,38 +28,18 @@
 //! sum) or `softmax` (T is kept as logits `S`, `T = softmax_rows(S)`, and the step (5) is
 //! taken on `S` through the softmax's Jacobian).
 //!
-//! The step (5) is plain SGD with β = 1 by default. Adam (the default before) divides
-//! every entry's step by that entry's gradient RMS, so every entry of T moves by about β
-//! per step whatever the size of its hypergradient: off-diagonal entries whose
-//! hypergradient is tiny and mostly sampling noise move as fast as entries carrying
-//! signal, the clamp at 0 turns their zero-mean walk into an upward ratchet, and the row
-//! normalisation then drains the diagonal. On the digits with 5 % trusted (MLP 64-128-128,
-//! 20 epochs, mean test accuracy of 3 seeds over strengths 0, 0.3, 0.6, 0.9 of uniform and
-//! flip noise, meta batch 32) it went from 84.9 % (Adam, β = 0.01; 88.1 uniform, 81.6 flip)
-//! to 91.4 % (SGD, β = 1; 90.9 uniform, 92.0 flip), better on every seed and at zero noise
-//! (95.1 against 94.5 %), with CE at 71.0 % and GLC at 92.6 %; with all 64 trusted
-//! examples as meta batch, 82.4 → 91.3 %. β = 0.3 gives 90.0 %, β = 3 89.9 %, β = 0.1
-//! 87.3 %, β = 0.01 76.0 % (meta batch 64). SGD moves an entry in proportion to its
-//! hypergradient (≈ α times the alignment of that entry's training gradient with the meta
-//! gradient), so β ≈ 1 with α = 0.1 is where T moves enough to follow strong noise.
+//! The step (5) is plain SGD with β = 1 by default: SGD moves an entry of T in proportion
+//! to its hypergradient (≈ α times the alignment of that entry's training gradient with the
+//! meta gradient). Adam (`t_optimizer: adam`, β = 0.01) moves every entry by about β per
+//! step whatever the size of its hypergradient, so off-diagonal entries whose hypergradient
+//! is mostly sampling noise move as fast as entries carrying signal, and the clamp at 0
+//! turns their zero-mean walk into an upward ratchet that the row normalisation pays for
+//! with the diagonal.
 //!
-//! T is not an estimate of the true C. The meta objective (3) only asks that one step
-//! with T lowers the trusted loss; once T has moved far enough that the corrected
-//! gradients stop hurting the trusted set, the hypergradient vanishes, and many T do
-//! that equally well. Measured by the Frobenius distance to the true C (mean over the same
-//! grid), MLC's T ends at 1.6-1.9 whatever the T optimiser, against 0.41 for GLC's Ĉ; at
-//! zero noise it still leaves I (distance 2.4 with SGD β = 1, 2.6 with Adam β = 0.01, 0.5
-//! with SGD β = 0.01): with a 32-example meta batch the hypergradient of each entry is
-//! mostly sampling noise there, and the clamp at 0 keeps the upward half of every
-//! off-diagonal walk (a likely part of it too: the one-step objective rewards softening
-//! training gradients that do not align with the meta batch's). Its accuracy at zero
-//! noise (95 %) stays below CE's (98.2 %); training on the trusted examples too does not
-//! change that (95.1 % without) and helps under noise (mean 91.3 → 85.0 % without, SGD
-//! β = 1, meta batch 64).
-//! Only `projection: softmax` with Adam β = 0.01 keeps T = I at zero noise (98.3 %,
-//! distance 0.00), because its off-diagonal logits start at ln(1e-6) and Adam's bounded
-//! step cannot reach them without a consistent sign over >1000 steps; but it learns little
-//! under strong noise (mean 83.5 %).
+//! T is not an estimate of the true C: the meta objective (3) only asks that one step with
+//! T lowers the trusted loss, the hypergradient vanishes once the corrected gradients stop
+//! hurting the trusted set, and many T do that equally well. The metrics report T's
+//! distance to the true C beside the identity's and GLC's Ĉ's for that reason.
 //!
 //! ## `variant: official_code`
 //!
@@ -74,7 +54,9 @@
 //! θ  ← SGD step on L_train(θ, T)
 //! ```
 //!
-//! with the whole trusted set as the meta set.
+//! with the whole trusted set as the meta set. Each loop is its own objective
+//! ([`MlcTextbook`], [`MlcOfficial`]), sharing the meta batches, the hypergradient and the
+//! record of T ([`MetaCore`]).
 //!
 //! ## The hypergradient without second derivatives
 //!
@@ -85,7 +67,8 @@
 //! ∇_T L_meta(θ'(T)) ≈ −α · ( ∇_T L_train(θ + εv, T) − ∇_T L_train(θ − εv, T) ) / (2ε)
 //! ```
 //!
-//! implemented once in `nn::hypergrad` and shared with `train_soft_labels`.
+//! implemented once in [`crate::nn::hypergrad::hypergradient`] and shared with
+//! `train_soft_labels`.
 //!
 //! Both `∇_T L_train` at `θ ± εv` are closed forms of the softmax outputs (no backward
 //! pass through the network is needed):
@@ -102,42 +85,36 @@
 //! initialises T with `t_init: glc`, and its distance to the true C is reported beside
 //! MLC's). Outputs: `metrics.json` (per epoch: `meta_loss`, `t_frobenius_to_true_c`,
 //! `t_mean_row_l1_to_true_c`; final: the same for the final T, for the identity and for
-//! GLC's Ĉ when given, and `best_test_accuracy`), `weights.safetensors`, `t_final.json`
+//! GLC's Ĉ when given, and `best_test_accuracy`), `weights.safetensors`, `model.json`,
+//! `t_final.json`
 //! (`noise::MatrixFile`), `t_epochs.json` (T after every epoch), `log/timings.json`.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, ensure, Context, Result};
 use dfdx::prelude::*;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
 use crate::kinds::inputs;
-use crate::kinds::train::{
-    default_batch_size, default_epochs, default_eval_batch_size, default_model, default_optimizer,
-    C_HAT_FILE,
-};
-use crate::metrics::{DatasetId, Metrics, NoiseId};
-use crate::nn::batch::{input_kind, Decoder};
+use crate::kinds::training::{defaults, insert_distances, training_params, where_mask, Run};
+use crate::metrics::Metrics;
+use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
-use crate::nn::device::{host, Dev, Mat, Tp};
-use crate::nn::hypergrad;
+use crate::nn::device::{Dev, Mat, Tp};
+use crate::nn::hypergrad::{self, LookAhead, MetaSampler, TrainBatch};
 use crate::nn::loss;
-use crate::nn::model::{Input, Mode, ModelSpec, Network};
+use crate::nn::model::{Input, Mode, Network};
 use crate::nn::objectives::{LossObjective, Target};
-use crate::nn::optim::OptimizerSpec;
-use crate::nn::params::{Buffers, NamedTensor, ParamSet};
-use crate::nn::schedule::Schedule;
-use crate::nn::trainer::{Objective, PhaseSpec, Session, StepCtx, StepOut};
+use crate::nn::optim::{MetaOptimizer, MetaOptimizerKind};
+use crate::nn::params::{NamedTensor, ParamSet};
+use crate::nn::trainer::{Objective, StepCtx, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
+use crate::outputs::{C_HAT_FILE, T_EPOCHS_FILE, T_FINAL_FILE};
 use crate::StageContext;
 
 pub const VERSION: u32 = 1;
-
-pub const T_FINAL_FILE: &str = "t_final.json";
-pub const T_EPOCHS_FILE: &str = "t_epochs.json";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -163,84 +140,59 @@ pub enum TInit {
     Glc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TOptimizer {
-    Sgd,
-    Adam,
-}
+/// The optimizer of T: `sgd` or `adam` ([`MetaOptimizerKind`]).
+pub type TOptimizer = MetaOptimizerKind;
 
-/// Params of a `train_mlc` stage. Model and optimisation fields mean what they mean for
-/// `train` and have the same defaults.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// `textbook` (default) or `official_code`.
-    #[serde(default = "default_variant")]
-    pub variant: Variant,
-    /// The network (default: MLP `[128, 128]`).
-    #[serde(default = "default_model")]
-    pub model: ModelSpec,
-    /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
-    /// Default: none (random initialisation from the seed).
-    #[serde(default)]
-    pub init: Option<crate::nn::init::InitWeights>,
-    /// Model optimizer (default Adam, lr 1e-3).
-    #[serde(default = "default_optimizer")]
-    pub optimizer: OptimizerSpec,
-    /// Model learning-rate schedule (default constant).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// Epochs of MLC training (default 20).
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Epochs of plain CE before MLC starts (default 0; the released code warms up for
-    /// 30,000 of its 80,000 iterations).
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    /// Training batch size (default 32).
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Evaluation batch size (default 500; does not change results).
-    #[serde(default = "default_eval_batch_size")]
-    pub eval_batch_size: usize,
-    /// CIFAR augmentation (default false).
-    #[serde(default)]
-    pub augment: bool,
-    /// Trusted examples drawn for each meta batch (default: all trusted examples when
-    /// `official_code`, as the released code does; the training batch size otherwise, so
-    /// a step costs about 3.7× a CE step (`cargo bench --bench meta_step`); capped at the
-    /// trusted set's size).
-    #[serde(default)]
-    pub meta_batch_size: Option<usize>,
-    /// α of the virtual SGD step (2) (default 0.1 textbook, 1e-3 official on a summed loss).
-    #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt")]
-    pub virtual_lr: Option<f32>,
-    /// β, the learning rate of T (textbook: default 1.0 with `t_optimizer: sgd`, 0.01 with
-    /// `adam`; official: 0.11, a plain step). See the header for the measurements.
-    #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt")]
-    pub t_lr: Option<f32>,
-    /// Optimizer of T (textbook only; default sgd: its step follows the hypergradient's
-    /// size, where Adam's moves every entry by ~β per step, noise included; on the digits
-    /// 91.4 % mean accuracy against 84.9 % for Adam, see the header).
-    #[serde(default = "default_t_optimizer")]
-    pub t_optimizer: TOptimizer,
-    /// Projection Π onto row-stochastic matrices (textbook only; default clamp_normalize).
-    #[serde(default = "default_projection")]
-    pub projection: Projection,
-    /// Initial T (textbook only; default identity).
-    #[serde(default = "default_t_init")]
-    pub t_init: TInit,
-    /// Update T every this many steps (textbook only; default 1).
-    #[serde(default = "one")]
-    pub t_update_interval: usize,
-    /// eps0 of the finite difference, ε = eps0 / ‖v‖ (default 0.01).
-    #[serde(default = "default_eps0")]
-    pub eps0: f32,
-    /// Train on trusted examples too, with plain CE, as GLC does (default true). When
-    /// false the trusted set only serves as the meta set.
-    #[serde(default = "yes")]
-    pub train_on_trusted: bool,
+training_params! {
+    /// Params of a `train_mlc` stage; the network, optimizer, epochs and batch fields are
+    /// the training kinds' shared ones ([`crate::kinds::training`]), `epochs` counting the
+    /// MLC epochs after the warm-up.
+    pub struct Params {
+        /// `textbook` (default) or `official_code`.
+        #[serde(default = "default_variant")]
+        pub variant: Variant,
+        @network
+        /// Epochs of plain CE before MLC starts (default 0; the released code warms up for
+        /// 30,000 of its 80,000 iterations).
+        #[serde(default)]
+        pub warmup_epochs: usize,
+        @batches
+        /// Trusted examples drawn for each meta batch (default: all trusted examples when
+        /// `official_code`, as the released code does; the training batch size otherwise, so
+        /// a step costs about 3.7× a CE step (`cargo bench --bench meta_step`); capped at the
+        /// trusted set's size).
+        #[serde(default)]
+        pub meta_batch_size: Option<usize>,
+        /// α of the virtual SGD step (2) (default 0.1 textbook, 1e-3 official on a summed
+        /// loss).
+        #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt")]
+        pub virtual_lr: Option<f32>,
+        /// β, the learning rate of T (textbook: default 1.0 with `t_optimizer: sgd`, 0.01
+        /// with `adam`; official: 0.11, a plain step).
+        #[serde(default, deserialize_with = "crate::nn::optim::learning_rate_opt")]
+        pub t_lr: Option<f32>,
+        /// Optimizer of T (textbook only; default sgd: its step follows the hypergradient's
+        /// size, where Adam's moves every entry by ~β per step, noise included).
+        #[serde(default = "default_t_optimizer")]
+        pub t_optimizer: TOptimizer,
+        /// Projection Π onto row-stochastic matrices (textbook only; default
+        /// clamp_normalize).
+        #[serde(default = "default_projection")]
+        pub projection: Projection,
+        /// Initial T (textbook only; default identity).
+        #[serde(default = "default_t_init")]
+        pub t_init: TInit,
+        /// Update T every this many steps (textbook only; default 1).
+        #[serde(default = "one")]
+        pub t_update_interval: usize,
+        /// eps0 of the finite difference, ε = eps0 / ‖v‖ (default 0.01).
+        #[serde(default = "default_eps0")]
+        pub eps0: f32,
+        /// Train on trusted examples too, with plain CE, as GLC does (default true). When
+        /// false the trusted set only serves as the meta set.
+        #[serde(default = "yes")]
+        pub train_on_trusted: bool,
+    }
 }
 
 impl Params {
@@ -264,26 +216,14 @@ impl Params {
     }
 }
 
-fn default_variant() -> Variant {
-    Variant::Textbook
-}
-fn default_t_optimizer() -> TOptimizer {
-    TOptimizer::Sgd
-}
-fn default_projection() -> Projection {
-    Projection::ClampNormalize
-}
-fn default_t_init() -> TInit {
-    TInit::Identity
-}
-fn one() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn default_eps0() -> f32 {
-    0.01
+defaults! {
+    default_variant: Variant = Variant::Textbook,
+    default_t_optimizer: TOptimizer = MetaOptimizerKind::Sgd,
+    default_projection: Projection = Projection::ClampNormalize,
+    default_t_init: TInit = TInit::Identity,
+    one: usize = 1,
+    yes: bool = true,
+    default_eps0: f32 = 0.01,
 }
 
 /// Smallest entry `clamp_normalize` leaves in T, so that every observed class keeps a
@@ -299,8 +239,8 @@ impl Params {
     }
     fn t_lr(&self) -> f32 {
         self.t_lr.unwrap_or(match (self.variant, self.t_optimizer) {
-            (Variant::Textbook, TOptimizer::Sgd) => 1.0,
-            (Variant::Textbook, TOptimizer::Adam) => 0.01,
+            (Variant::Textbook, MetaOptimizerKind::Sgd) => 1.0,
+            (Variant::Textbook, MetaOptimizerKind::Adam) => 0.01,
             (Variant::OfficialCode, _) => 0.11,
         })
     }
@@ -340,9 +280,7 @@ pub fn train(
     glc: Option<&Matrix>,
 ) -> Result<Metrics> {
     let k = ds.meta.num_classes;
-    let n = ds.train.len();
-    ensure!(p.epochs > 0, "params.epochs must be positive");
-    ensure!(p.batch_size > 0, "params.batch_size must be positive");
+    p.common().check()?;
     ensure!(
         p.t_update_interval > 0,
         "params.t_update_interval must be positive"
@@ -357,11 +295,11 @@ pub fn train(
         );
     }
     let trusted = nl.trusted_mask();
-    let trusted_idx: Vec<u32> = (0..n as u32).filter(|&i| trusted[i as usize]).collect();
+    let trusted_idx = where_mask(&trusted, true);
     if trusted_idx.is_empty() {
         bail!("MLC needs a trusted (meta) set, but the noise input has no trusted examples");
     }
-    let train_idx: Vec<u32> = (0..n as u32)
+    let train_idx: Vec<u32> = (0..trusted.len() as u32)
         .filter(|&i| p.train_on_trusted || !trusted[i as usize])
         .collect();
     let t0 = match (p.variant, p.t_init) {
@@ -371,112 +309,69 @@ pub fn train(
         ),
     };
 
-    let (net, mut params0, mut buffers0) = Network::new(&p.model, &input_kind(ds), k, ctx.seed)?;
-    crate::nn::init::start(p.init.as_ref(), ctx, &mut params0, &mut buffers0)?;
-    let mut session = Session::new(ctx, ds, ctx.seed, p.eval_batch_size)?;
-    let (mut params, mut buffers) = (params0, buffers0);
-    let phase = |name: &str, epochs: usize| PhaseSpec {
-        name: name.to_string(),
-        examples: train_idx.clone(),
-        labels: &nl.noisy,
-        trusted: &trusted,
-        epochs,
-        batch_size: p.batch_size,
-        optimizer: p.optimizer.clone(),
-        schedule: p.schedule.clone(),
-        augment: p.augment,
-    };
+    let (mut run, mut params, mut buffers) = Run::new(ctx, ds, p.common())?;
     if p.warmup_epochs > 0 {
-        session.run_phase(
-            0,
-            &phase("warmup", p.warmup_epochs),
-            &net,
-            &mut params,
-            &mut buffers,
-            &mut LossObjective {
-                target: Target::Hard,
-            },
-        )?;
+        let spec = run.phase(
+            "warmup",
+            train_idx.clone(),
+            &nl.noisy,
+            &trusted,
+            p.warmup_epochs,
+        );
+        let mut obj = LossObjective {
+            target: Target::Hard,
+        };
+        run.run_phase(0, &spec, &mut params, &mut buffers, &mut obj)?;
     }
-    let mut obj = Mlc::new(p, ds, nl, trusted_idx, t0);
-    session.run_phase(
-        1,
-        &phase("mlc", p.epochs),
-        &net,
-        &mut params,
-        &mut buffers,
-        &mut obj,
-    )?;
-    session.write_outputs(&params, &buffers)?;
-
-    let t = obj.t_matrix();
+    let spec = run.phase("mlc", train_idx, &nl.noisy, &trusted, p.epochs);
+    let core = MetaCore::new(p, ds, nl, trusted_idx);
+    let (t, history) = match p.variant {
+        Variant::Textbook => {
+            let mut obj = Mlc::textbook(p, core, t0);
+            run.run_phase(1, &spec, &mut params, &mut buffers, &mut obj)?;
+            (obj.t_matrix(), obj.core.progress.history)
+        }
+        Variant::OfficialCode => {
+            let mut obj = Mlc::official(p, core);
+            run.run_phase(1, &spec, &mut params, &mut buffers, &mut obj)?;
+            (obj.t_matrix(), obj.core.progress.history)
+        }
+    };
+    run.write_outputs(&params, &buffers)?;
     MatrixFile::from_matrix(&t).save(&ctx.out_dir.join(T_FINAL_FILE))?;
-    let epochs_file = serde_json::to_string_pretty(&obj.history)? + "\n";
+    let epochs_file = serde_json::to_string_pretty(&history)? + "\n";
     std::fs::write(ctx.out_dir.join(T_EPOCHS_FILE), epochs_file)?;
+    let method = match p.variant {
+        Variant::Textbook => "mlc",
+        Variant::OfficialCode => "mlc_official",
+    };
+    let extra = final_extra(&run, &t, &nl.true_c, glc);
+    run.metrics("train_mlc", method, Some(nl), extra)
+}
 
-    let history = session.history().to_vec();
-    let last = history.last().context("no epoch was trained")?;
+/// The final metrics: distances to the true C of T, of the identity and of GLC's Ĉ (when
+/// given), and the best test accuracy of the MLC phase.
+fn final_extra(
+    run: &Run,
+    t: &Matrix,
+    true_c: &Matrix,
+    glc: Option<&Matrix>,
+) -> BTreeMap<String, f64> {
     let mut extra = BTreeMap::new();
-    let true_c = &nl.true_c;
-    let id = Matrix::identity(k);
-    extra.insert(
-        "t_frobenius_to_true_c".to_string(),
-        t.frobenius_distance(true_c),
-    );
-    extra.insert(
-        "t_mean_row_l1_to_true_c".to_string(),
-        t.mean_row_l1_distance(true_c),
-    );
-    extra.insert(
-        "identity_frobenius_to_true_c".to_string(),
-        id.frobenius_distance(true_c),
-    );
-    extra.insert(
-        "identity_mean_row_l1_to_true_c".to_string(),
-        id.mean_row_l1_distance(true_c),
-    );
+    insert_distances(&mut extra, "t", t, true_c);
+    insert_distances(&mut extra, "identity", &Matrix::identity(t.k), true_c);
     if let Some(g) = glc {
-        extra.insert(
-            "glc_c_hat_frobenius_to_true_c".to_string(),
-            g.frobenius_distance(true_c),
-        );
-        extra.insert(
-            "glc_c_hat_mean_row_l1_to_true_c".to_string(),
-            g.mean_row_l1_distance(true_c),
-        );
+        insert_distances(&mut extra, "glc_c_hat", g, true_c);
     }
-    let best = history
+    let best = run
+        .session
+        .history()
         .iter()
         .filter(|e| e.phase == "mlc")
         .map(|e| e.test_accuracy)
         .fold(0.0, f64::max);
     extra.insert("best_test_accuracy".to_string(), best);
-    Ok(Metrics {
-        kind: "train_mlc".into(),
-        method: match p.variant {
-            Variant::Textbook => "mlc",
-            Variant::OfficialCode => "mlc_official",
-        }
-        .into(),
-        dataset: DatasetId {
-            name: ds.meta.name.clone(),
-            identity: ds.meta.identity.clone(),
-        },
-        noise: Some(NoiseId {
-            corruption: nl.meta.corruption.clone(),
-            strength: nl.meta.strength,
-            trusted_fraction: nl.meta.trusted_fraction,
-            actual_noise_rate: nl.meta.actual_noise_rate,
-        }),
-        model: crate::nn::init::model_label(&p.model, p.init.as_ref()),
-        profile: ctx.profile.clone(),
-        device: crate::BACKEND.into(),
-        seed: ctx.seed,
-        final_test_accuracy: last.test_accuracy,
-        final_test_error: last.test_error,
-        epochs: history,
-        extra,
-    })
+    extra
 }
 
 /// Clamp at [`T_FLOOR`] and normalise each row to sum 1.
@@ -574,72 +469,70 @@ pub fn official_t_grad(logits: &[f32], labels: &[u32], t: &Matrix) -> Vec<f64> {
     g
 }
 
-/// The training loss (1) (textbook, batch mean) or (1') (official, batch sum) on taped
-/// logits.
-pub fn train_loss(
-    variant: Variant,
+/// The textbook training loss (1) (batch mean) on taped logits.
+pub fn textbook_loss(
     logits: Mat<Tp>,
     labels: &[u32],
     trusted: &[bool],
     t: &Matrix,
 ) -> Tensor<(), f32, Dev, Tp> {
-    match variant {
-        Variant::Textbook => loss::forward_corrected(logits, labels, t, Some(trusted)),
-        Variant::OfficialCode => {
-            let b = labels.len() as f32;
-            let k = t.k;
-            let tt: Mat = logits
-                .device()
-                .tensor_from_vec(t.data.iter().map(|&v| v as f32).collect(), (k, k));
-            loss::cross_entropy(logits.matmul(tt), labels) * b
-        }
-    }
+    loss::forward_corrected(logits, labels, t, Some(trusted))
+}
+
+/// The released code's training loss (1') (batch sum) on taped logits.
+pub fn official_loss(logits: Mat<Tp>, labels: &[u32], t: &Matrix) -> Tensor<(), f32, Dev, Tp> {
+    let b = labels.len() as f32;
+    let k = t.k;
+    let tt: Mat = logits
+        .device()
+        .tensor_from_vec(t.data.iter().map(|&v| v as f32).collect(), (k, k));
+    loss::cross_entropy(logits.matmul(tt), labels) * b
 }
 
 /// Steps (1)-(4): the meta loss at the looked-ahead weights and the hypergradient
 /// `∇_T L_meta(θ'(T))` at `t` (row-major K×K), for a training batch `(input, labels,
-/// trusted)` and a meta batch `(input, clean labels)`.
+/// trusted)` and a meta batch `(input, clean labels)`, with the loss of `variant`.
 #[allow(clippy::too_many_arguments)]
 pub fn hypergradient(
     variant: Variant,
     net: &Network,
     params: &ParamSet,
-    buffers: &mut Buffers,
+    buffers: &mut crate::nn::params::Buffers,
     batch: (Input, &[u32], &[bool]),
     t: &Matrix,
-    meta: (Input, Vec<u32>),
+    meta: (Input, &[u32]),
     alpha: f32,
     eps0: f32,
     rng: &mut ChaCha8Rng,
 ) -> Result<(f32, Vec<f64>)> {
     let (input, labels, trusted) = batch;
-    // (1) the training loss at θ and its gradient.
-    let logits = net.forward::<Tp>(
+    let loss = |z: Mat<Tp>| match variant {
+        Variant::Textbook => textbook_loss(z, labels, trusted, t),
+        Variant::OfficialCode => official_loss(z, labels, t),
+    };
+    let la = LookAhead {
+        alpha,
+        eps0,
+        mask: None,
+    };
+    let (meta_loss, h) = hypergrad::hypergradient(
+        net,
         params,
         buffers,
-        input.clone(),
-        Mode::TrainFrozenBn,
-        Some(rng),
-    );
-    let mut g = train_loss(variant, logits, labels, trusted, t).backward();
-    let g_theta = params.grads(&mut g);
-    // (2) the virtual step, (3) the meta loss and v.
-    let looked = hypergrad::look_ahead(params, &g_theta, alpha, None);
-    let (meta_loss, v) =
-        hypergrad::meta_gradient(net, &looked, buffers, meta.0, &meta.1, None, rng);
-    // (4) the finite difference of the closed-form ∇_T L_train.
-    let h = hypergrad::finite_difference(params, &v, alpha, eps0, |p| {
-        let z: Mat =
-            net.forward::<NoneTape>(p, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
-        let z = host(&z);
-        Ok(match variant {
-            Variant::Textbook => textbook_t_grad(&z, labels, trusted, t),
-            Variant::OfficialCode => official_t_grad(&z, labels, t),
-        }
-        .into_iter()
-        .map(|x| x as f32)
-        .collect())
-    })?;
+        TrainBatch { input, loss: &loss },
+        meta,
+        la,
+        rng,
+        |z| {
+            match variant {
+                Variant::Textbook => textbook_t_grad(z, labels, trusted, t),
+                Variant::OfficialCode => official_t_grad(z, labels, t),
+            }
+            .into_iter()
+            .map(|x| x as f32)
+            .collect()
+        },
+    )?;
     Ok((meta_loss, h.into_iter().map(|x| x as f64).collect()))
 }
 
@@ -650,111 +543,54 @@ pub struct TEpoch {
     pub rows: Vec<Vec<f64>>,
 }
 
-/// The MLC method plugged into the training loop.
-pub struct Mlc<'d> {
-    variant: Variant,
+/// What both MLC loops share: the meta batches, the hypergradient of T, the per-epoch
+/// meta loss and the record of T.
+pub struct MetaCore<'d> {
     k: usize,
-    /// T (textbook, clamp projection) or its row logits S (softmax projection); for the
-    /// official variant the T of the last step.
-    theta_t: Vec<f64>,
-    projection: Projection,
-    t_optimizer: TOptimizer,
-    adam_m: Vec<f64>,
-    adam_v: Vec<f64>,
-    t_steps: u64,
+    variant: Variant,
     alpha: f32,
-    beta: f32,
     eps0: f32,
-    interval: usize,
-    meta_batch: usize,
-    trusted_idx: Vec<u32>,
-    clean: &'d [u32],
-    decoder: Decoder<'d>,
+    sampler: MetaSampler<'d>,
     true_c: Matrix,
+    progress: Progress,
+}
+
+/// The checkpointed part of [`MetaCore`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Progress {
     meta_loss_sum: f64,
     meta_loss_count: u64,
     history: Vec<TEpoch>,
 }
 
-impl<'d> Mlc<'d> {
+impl<'d> MetaCore<'d> {
     pub fn new(
         p: &Params,
         ds: &'d Dataset,
-        nl: &'d NoisyLabels,
+        nl: &NoisyLabels,
         trusted_idx: Vec<u32>,
-        t0: Matrix,
-    ) -> Mlc<'d> {
-        let k = t0.k;
-        let theta_t = match p.projection {
-            Projection::Softmax if p.variant == Variant::Textbook => {
-                t0.data.iter().map(|v| v.max(T_FLOOR).ln()).collect()
-            }
-            _ => t0.data.clone(),
-        };
-        Mlc {
+    ) -> MetaCore<'d> {
+        let size = p.meta_batch_size(trusted_idx.len());
+        MetaCore {
+            k: ds.meta.num_classes,
             variant: p.variant,
-            k,
-            theta_t,
-            projection: p.projection,
-            t_optimizer: p.t_optimizer,
-            adam_m: vec![0.0; k * k],
-            adam_v: vec![0.0; k * k],
-            t_steps: 0,
             alpha: p.virtual_lr(),
-            beta: p.t_lr(),
             eps0: p.eps0,
-            interval: p.t_update_interval,
-            meta_batch: p.meta_batch_size(trusted_idx.len()),
-            trusted_idx,
-            clean: &nl.clean,
-            decoder: Decoder::new(ds, &ds.train),
+            sampler: MetaSampler::new(
+                trusted_idx,
+                size,
+                false,
+                nl.clean.clone(),
+                Decoder::new(ds, &ds.train),
+            ),
             true_c: nl.true_c.clone(),
-            meta_loss_sum: 0.0,
-            meta_loss_count: 0,
-            history: Vec::new(),
+            progress: Progress::default(),
         }
     }
 
-    /// The current T (row-stochastic for the textbook variant).
-    pub fn t_matrix(&self) -> Matrix {
-        match (self.variant, self.projection) {
-            (Variant::Textbook, Projection::Softmax) => softmax_rows(&self.theta_t, self.k),
-            _ => Matrix {
-                k: self.k,
-                data: self.theta_t.clone(),
-            },
-        }
-    }
-
-    /// A meta batch: `meta_batch` trusted examples drawn without replacement.
-    fn meta_indices(&self, rng: &mut impl Rng) -> Vec<u32> {
-        let m = self.meta_batch;
-        if m >= self.trusted_idx.len() {
-            return self.trusted_idx.clone();
-        }
-        let mut pool = self.trusted_idx.clone();
-        for i in 0..m {
-            let j = rng.random_range(i..pool.len());
-            pool.swap(i, j);
-        }
-        pool.truncate(m);
-        pool.sort_unstable();
-        pool
-    }
-
-    /// Steps (1)-(4) on the step's batch and a fresh meta batch.
-    fn hypergradient(&mut self, s: &mut StepCtx) -> Result<Vec<f64>> {
-        let t = match self.variant {
-            Variant::Textbook => self.t_matrix(),
-            Variant::OfficialCode => Matrix::identity(self.k),
-        };
-        let idx = self.meta_indices(s.rng);
-        let meta = (
-            self.decoder.input(&idx, None)?,
-            idx.iter()
-                .map(|&i| self.clean[i as usize])
-                .collect::<Vec<u32>>(),
-        );
+    /// Steps (1)-(4) at `t` on the step's batch and a fresh meta batch.
+    fn hypergradient(&mut self, s: &mut StepCtx, t: &Matrix) -> Result<Vec<f64>> {
+        let (meta_input, meta_labels) = self.sampler.draw(s.rng)?;
         let batch = (
             s.batch.input.clone(),
             s.batch.labels.as_slice(),
@@ -766,132 +602,107 @@ impl<'d> Mlc<'d> {
             s.params,
             s.buffers,
             batch,
-            &t,
-            meta,
+            t,
+            (meta_input, &meta_labels),
             self.alpha,
             self.eps0,
             s.rng,
         )?;
-        self.meta_loss_sum += meta_loss as f64;
-        self.meta_loss_count += 1;
+        self.progress.meta_loss_sum += meta_loss as f64;
+        self.progress.meta_loss_count += 1;
+        ensure!(
+            h.iter().all(|x| x.is_finite()),
+            "training diverged: the hypergradient of T is not finite at epoch {} batch {}",
+            s.info.epoch + 1,
+            s.info.batch + 1
+        );
         Ok(h)
     }
 
-    /// Step (5): the meta step on T and the projection.
-    fn update_t(&mut self, h: &[f64]) {
-        let k = self.k;
-        match self.variant {
-            Variant::OfficialCode => {
-                self.theta_t = official_t(h, k, self.beta as f64).data;
-            }
-            Variant::Textbook => {
-                // Gradient with respect to the stored parameter (T, or S for softmax).
-                let grad: Vec<f64> = match self.projection {
-                    Projection::ClampNormalize => h.to_vec(),
-                    Projection::Softmax => {
-                        let t = softmax_rows(&self.theta_t, k);
-                        let mut g = vec![0.0; k * k];
-                        for i in 0..k {
-                            let dot: f64 = (0..k).map(|j| t.at(i, j) * h[i * k + j]).sum();
-                            for j in 0..k {
-                                g[i * k + j] = t.at(i, j) * (h[i * k + j] - dot);
-                            }
-                        }
-                        g
-                    }
-                };
-                self.t_steps += 1;
-                let lr = self.beta as f64;
-                match self.t_optimizer {
-                    TOptimizer::Sgd => {
-                        for (p, g) in self.theta_t.iter_mut().zip(&grad) {
-                            *p -= lr * g;
-                        }
-                    }
-                    TOptimizer::Adam => {
-                        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-                        let t = self.t_steps as i32;
-                        for i in 0..k * k {
-                            self.adam_m[i] = b1 * self.adam_m[i] + (1.0 - b1) * grad[i];
-                            self.adam_v[i] = b2 * self.adam_v[i] + (1.0 - b2) * grad[i] * grad[i];
-                            let mh = self.adam_m[i] / (1.0 - b1.powi(t));
-                            let vh = self.adam_v[i] / (1.0 - b2.powi(t));
-                            self.theta_t[i] -= lr * mh / (vh.sqrt() + eps);
-                        }
-                    }
-                }
-                if self.projection == Projection::ClampNormalize {
-                    self.theta_t = project_rows(&Matrix {
-                        k,
-                        data: self.theta_t.clone(),
-                    })
-                    .data;
-                }
-            }
+    /// The epoch's mean meta loss and the distances of `t` to the true C; records `t`.
+    fn epoch_extra(&mut self, t: &Matrix) -> BTreeMap<String, f64> {
+        let pr = &mut self.progress;
+        let mut e = BTreeMap::new();
+        if pr.meta_loss_count > 0 {
+            e.insert(
+                "meta_loss".to_string(),
+                pr.meta_loss_sum / pr.meta_loss_count as f64,
+            );
         }
+        insert_distances(&mut e, "t", t, &self.true_c);
+        pr.meta_loss_sum = 0.0;
+        pr.meta_loss_count = 0;
+        pr.history.push(TEpoch {
+            epoch: pr.history.len() + 1,
+            rows: (0..self.k).map(|i| t.row(i).to_vec()).collect(),
+        });
+        e
+    }
+
+    /// T's history so far.
+    pub fn history(&self) -> &[TEpoch] {
+        &self.progress.history
     }
 }
 
-/// The method's checkpointed state. T (or its logits S) and the Adam moments are f64 and
-/// live here, in the checkpoint's JSON, rather than as (f32) tensors: `serde_json` writes
-/// the shortest decimal that reads back to the same f64 and, built with
-/// `float_roundtrip`, reads it back exactly, so a resumed run continues from the very
-/// bits it stopped at.
-#[derive(Serialize, Deserialize)]
-struct MlcState {
-    t_steps: u64,
-    meta_loss_sum: f64,
-    meta_loss_count: u64,
-    history: Vec<TEpoch>,
-    theta_t: Vec<f64>,
-    adam_m: Vec<f64>,
-    adam_v: Vec<f64>,
+/// Checks that a checkpointed vector holds `want` values.
+fn check_len(name: &str, v: &[f64], want: usize) -> Result<()> {
+    ensure!(
+        v.len() == want,
+        "MLC checkpoint: {name} has {} values, expected {want}",
+        v.len()
+    );
+    Ok(())
 }
 
-impl Objective for Mlc<'_> {
+/// One of MLC's two loops: its step (with the shared [`MetaCore`]), its current T and its
+/// own checkpointed state.
+pub trait TLoop {
+    type State: Serialize + serde::de::DeserializeOwned;
+    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut>;
+    fn t_matrix(&self) -> Matrix;
+    fn state(&self) -> Self::State;
+    fn restore(&mut self, st: Self::State) -> Result<()>;
+}
+
+/// The MLC method plugged into the training loop: a [`TLoop`] ([`Textbook`] or
+/// [`Official`]) and what the loops share.
+pub struct Mlc<'d, L> {
+    pub core: MetaCore<'d>,
+    pub t_loop: L,
+}
+
+/// The textbook loop as an objective.
+pub type MlcTextbook<'d> = Mlc<'d, Textbook>;
+/// The released code's loop as an objective.
+pub type MlcOfficial<'d> = Mlc<'d, Official>;
+
+/// The checkpointed state of an [`Mlc`]: every value is f64 and lives in the checkpoint's
+/// JSON, which `serde_json` (built with `float_roundtrip`) reads back to the very bits it
+/// wrote, so a resumed run continues exactly.
+#[derive(Serialize, Deserialize)]
+struct MlcState<S> {
+    progress: Progress,
+    t_loop: S,
+}
+
+impl<L: TLoop> Mlc<'_, L> {
+    /// The current T.
+    pub fn t_matrix(&self) -> Matrix {
+        self.t_loop.t_matrix()
+    }
+}
+
+impl<L: TLoop> Objective for Mlc<'_, L> {
     fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
-        let update = match self.variant {
-            Variant::Textbook => s.info.iteration % self.interval == 0,
-            Variant::OfficialCode => true,
-        };
-        if update {
-            let h = self.hypergradient(s)?;
-            ensure!(
-                h.iter().all(|x| x.is_finite()),
-                "training diverged: the hypergradient of T is not finite at epoch {} batch {}",
-                s.info.epoch + 1,
-                s.info.batch + 1
-            );
-            self.update_t(&h);
-        }
-        // (6) the real step with the new T.
-        let t = self.t_matrix();
-        let logits = s.forward(Mode::Train);
-        let l = train_loss(self.variant, logits, &s.batch.labels, &s.batch.trusted, &t);
-        let out = s.backward_and_update(l)?;
-        Ok(match self.variant {
-            Variant::OfficialCode => StepOut {
-                loss: out.loss / s.batch.labels.len() as f64,
-            },
-            Variant::Textbook => out,
-        })
+        self.t_loop.step(&mut self.core, s)
     }
 
     fn state(&self) -> MethodState {
-        let json = serde_json::to_value(MlcState {
-            t_steps: self.t_steps,
-            meta_loss_sum: self.meta_loss_sum,
-            meta_loss_count: self.meta_loss_count,
-            history: self.history.clone(),
-            theta_t: self.theta_t.clone(),
-            adam_m: self.adam_m.clone(),
-            adam_v: self.adam_v.clone(),
+        MethodState::of_json(&MlcState {
+            progress: self.core.progress.clone(),
+            t_loop: self.t_loop.state(),
         })
-        .expect("serializable");
-        MethodState {
-            json,
-            tensors: Vec::new(),
-        }
     }
 
     fn load_state(
@@ -899,53 +710,178 @@ impl Objective for Mlc<'_> {
         json: &serde_json::Value,
         _tensors: &BTreeMap<String, NamedTensor>,
     ) -> Result<()> {
-        let st: MlcState = serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
-        let kk = self.k * self.k;
-        for (name, v) in [
-            ("theta_t", &st.theta_t),
-            ("adam_m", &st.adam_m),
-            ("adam_v", &st.adam_v),
-        ] {
-            ensure!(
-                v.len() == kk,
-                "MLC checkpoint: {name} has {} values, expected {kk}",
-                v.len()
-            );
-        }
-        self.t_steps = st.t_steps;
-        self.meta_loss_sum = st.meta_loss_sum;
-        self.meta_loss_count = st.meta_loss_count;
-        self.history = st.history;
-        self.theta_t = st.theta_t;
-        self.adam_m = st.adam_m;
-        self.adam_v = st.adam_v;
+        let st: MlcState<L::State> =
+            serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
+        self.t_loop.restore(st.t_loop)?;
+        self.core.progress = st.progress;
         Ok(())
     }
 
     fn epoch_extra(&mut self, _net: &Network, _params: &ParamSet) -> BTreeMap<String, f64> {
-        let t = self.t_matrix();
-        let mut e = BTreeMap::new();
-        if self.meta_loss_count > 0 {
-            e.insert(
-                "meta_loss".to_string(),
-                self.meta_loss_sum / self.meta_loss_count as f64,
-            );
+        let t = self.t_loop.t_matrix();
+        self.core.epoch_extra(&t)
+    }
+}
+
+/// The textbook loop: a persistent T (or its row logits S), updated every
+/// `t_update_interval` steps by (5), then the real step (6) with the new T.
+pub struct Textbook {
+    k: usize,
+    /// T (clamp projection) or its row logits S (softmax projection), row-major K×K.
+    theta_t: Vec<f64>,
+    projection: Projection,
+    optimizer: MetaOptimizer<f64>,
+    interval: usize,
+}
+
+/// [`Textbook`]'s checkpointed state.
+#[derive(Serialize, Deserialize)]
+pub struct TextbookState {
+    theta_t: Vec<f64>,
+    adam_m: Vec<f64>,
+    adam_v: Vec<f64>,
+    t_steps: Vec<u32>,
+}
+
+impl<'d> Mlc<'d, Textbook> {
+    /// The textbook loop from T = `t0`.
+    pub fn textbook(p: &Params, core: MetaCore<'d>, t0: Matrix) -> Self {
+        let k = core.k;
+        let theta_t = match p.projection {
+            Projection::Softmax => t0.data.iter().map(|v| v.max(T_FLOOR).ln()).collect(),
+            Projection::ClampNormalize => t0.data.clone(),
+        };
+        let t_loop = Textbook {
+            k,
+            theta_t,
+            projection: p.projection,
+            optimizer: MetaOptimizer::new(p.t_optimizer, p.t_lr() as f64, 1, k * k),
+            interval: p.t_update_interval,
+        };
+        Mlc { core, t_loop }
+    }
+}
+
+impl Textbook {
+    /// Step (5): the meta step on T (or S, through the softmax's Jacobian) and the
+    /// projection.
+    fn update_t(&mut self, h: &[f64]) {
+        let k = self.k;
+        let grad: Vec<f64> = match self.projection {
+            Projection::ClampNormalize => h.to_vec(),
+            Projection::Softmax => {
+                let t = softmax_rows(&self.theta_t, k);
+                let mut g = vec![0.0; k * k];
+                for i in 0..k {
+                    let dot: f64 = (0..k).map(|j| t.at(i, j) * h[i * k + j]).sum();
+                    for j in 0..k {
+                        g[i * k + j] = t.at(i, j) * (h[i * k + j] - dot);
+                    }
+                }
+                g
+            }
+        };
+        self.optimizer.step_row(0, &mut self.theta_t, &grad);
+        if self.projection == Projection::ClampNormalize {
+            self.theta_t = project_rows(&Matrix {
+                k,
+                data: self.theta_t.clone(),
+            })
+            .data;
         }
-        e.insert(
-            "t_frobenius_to_true_c".to_string(),
-            t.frobenius_distance(&self.true_c),
-        );
-        e.insert(
-            "t_mean_row_l1_to_true_c".to_string(),
-            t.mean_row_l1_distance(&self.true_c),
-        );
-        self.meta_loss_sum = 0.0;
-        self.meta_loss_count = 0;
-        self.history.push(TEpoch {
-            epoch: self.history.len() + 1,
-            rows: (0..self.k).map(|i| t.row(i).to_vec()).collect(),
-        });
-        e
+    }
+}
+
+impl TLoop for Textbook {
+    type State = TextbookState;
+
+    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
+        if s.info.iteration % self.interval == 0 {
+            let t = self.t_matrix();
+            let h = core.hypergradient(s, &t)?;
+            self.update_t(&h);
+        }
+        // (6) the real step with the new T.
+        let t = self.t_matrix();
+        let logits = s.forward(Mode::Train);
+        s.backward_and_update(textbook_loss(logits, &s.batch.labels, &s.batch.trusted, &t))
+    }
+
+    /// The current T (row-stochastic).
+    fn t_matrix(&self) -> Matrix {
+        match self.projection {
+            Projection::Softmax => softmax_rows(&self.theta_t, self.k),
+            Projection::ClampNormalize => Matrix {
+                k: self.k,
+                data: self.theta_t.clone(),
+            },
+        }
+    }
+
+    fn state(&self) -> TextbookState {
+        TextbookState {
+            theta_t: self.theta_t.clone(),
+            adam_m: self.optimizer.m.clone(),
+            adam_v: self.optimizer.v.clone(),
+            t_steps: self.optimizer.steps.clone(),
+        }
+    }
+
+    fn restore(&mut self, st: TextbookState) -> Result<()> {
+        check_len("theta_t", &st.theta_t, self.theta_t.len())?;
+        self.optimizer
+            .restore(st.adam_m, st.adam_v, st.t_steps)
+            .context("MLC checkpoint")?;
+        self.theta_t = st.theta_t;
+        Ok(())
+    }
+}
+
+/// The released code's loop: every step, T = colnorm(max(I − β G, 0)) from the
+/// hypergradient G at T = I, then the real step on the summed loss (1') with that T.
+pub struct Official {
+    /// The T of the last step (the identity before the first).
+    t: Matrix,
+    beta: f32,
+}
+
+impl<'d> Mlc<'d, Official> {
+    /// The released code's loop.
+    pub fn official(p: &Params, core: MetaCore<'d>) -> Self {
+        let t_loop = Official {
+            t: Matrix::identity(core.k),
+            beta: p.t_lr(),
+        };
+        Mlc { core, t_loop }
+    }
+}
+
+impl TLoop for Official {
+    type State = Vec<f64>;
+
+    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
+        let k = self.t.k;
+        let h = core.hypergradient(s, &Matrix::identity(k))?;
+        self.t = official_t(&h, k, self.beta as f64);
+        let logits = s.forward(Mode::Train);
+        let out = s.backward_and_update(official_loss(logits, &s.batch.labels, &self.t))?;
+        Ok(StepOut {
+            loss: out.loss / s.batch.labels.len() as f64,
+        })
+    }
+
+    fn t_matrix(&self) -> Matrix {
+        self.t.clone()
+    }
+
+    fn state(&self) -> Vec<f64> {
+        self.t.data.clone()
+    }
+
+    fn restore(&mut self, t: Vec<f64>) -> Result<()> {
+        check_len("t", &t, self.t.data.len())?;
+        self.t.data = t;
+        Ok(())
     }
 }
 
@@ -956,7 +892,7 @@ mod tests {
     #[test]
     fn mlc_textbook_t_step_defaults_to_sgd_with_lr_1_and_adam_keeps_lr_001() {
         let p: Params = serde_json::from_str("{}").unwrap();
-        assert_eq!(p.t_optimizer, TOptimizer::Sgd);
+        assert_eq!(p.t_optimizer, MetaOptimizerKind::Sgd);
         assert_eq!(p.t_lr(), 1.0);
         let p: Params = serde_json::from_str(r#"{"t_optimizer": "adam"}"#).unwrap();
         assert_eq!(p.t_lr(), 0.01);

@@ -22,6 +22,16 @@ pub struct MethodState {
     pub tensors: Vec<NamedTensor>,
 }
 
+impl MethodState {
+    /// A state held in JSON only (f64 values read back to the same bits).
+    pub fn of_json<T: Serialize>(state: &T) -> MethodState {
+        MethodState {
+            json: serde_json::to_value(state).expect("a method state serializes"),
+            tensors: Vec::new(),
+        }
+    }
+}
+
 /// Where the loop stands and what it has produced so far.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoopState {

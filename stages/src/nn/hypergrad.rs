@@ -24,15 +24,134 @@
 //! A look-ahead may move only some parameters (`mask`, e.g. the last layer only): then
 //! θ' changes only there, v is zero elsewhere, and the same formula holds.
 //!
-//! One implementation serves every method: the method supplies `grad_phi(θ)`, the
-//! gradient of its training loss with respect to its own φ at given model parameters.
+//! One implementation serves every method ([`hypergradient`]): the method supplies its
+//! taped training loss and `grad_phi(z)`, the closed-form gradient of that loss with
+//! respect to its own φ given the batch's logits `z` at other model parameters. Meta
+//! batches are drawn by one [`MetaSampler`].
 
 use anyhow::{ensure, Result};
 use dfdx::prelude::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
+use super::batch::Decoder;
+use super::device::{host, Dev, Mat, Tp};
 use super::loss;
 use super::model::{Input, Mode, Network};
 use super::params::{Buffers, ParamSet};
+
+/// One training batch of a meta step: its input and the method's taped loss on its logits.
+pub struct TrainBatch<'b> {
+    pub input: Input,
+    pub loss: &'b dyn Fn(Mat<Tp>) -> Tensor<(), f32, Dev, Tp>,
+}
+
+/// The look-ahead settings: α of the virtual SGD step, eps0 of the finite difference and
+/// which parameters the look-ahead moves (`None`: all).
+#[derive(Clone, Copy, Debug)]
+pub struct LookAhead<'m> {
+    pub alpha: f32,
+    pub eps0: f32,
+    pub mask: Option<&'m [bool]>,
+}
+
+/// The meta loss at the looked-ahead weights and `∇_φ L_meta(θ'(φ))` for a training batch
+/// and a meta batch `(input, clean labels)`:
+///
+/// 1. the training loss at θ (training-mode forward with frozen batch-norm statistics) and
+///    its gradient;
+/// 2. the virtual step θ' = θ − α ∇_θ L_train ([`look_ahead`]);
+/// 3. the meta loss at θ' and v ([`meta_gradient`]);
+/// 4. the finite difference of `grad_phi` at θ ± εv ([`finite_difference`]), `grad_phi`
+///    receiving the batch's host logits (untaped forward, same mode).
+///
+/// Every forward draws its dropout from `rng`, in this order.
+#[allow(clippy::too_many_arguments)]
+pub fn hypergradient(
+    net: &Network,
+    params: &ParamSet,
+    buffers: &mut Buffers,
+    batch: TrainBatch,
+    meta: (Input, &[u32]),
+    la: LookAhead,
+    rng: &mut ChaCha8Rng,
+    mut grad_phi: impl FnMut(&[f32]) -> Vec<f32>,
+) -> Result<(f32, Vec<f32>)> {
+    let input = batch.input;
+    let logits = net.forward::<Tp>(
+        params,
+        buffers,
+        input.clone(),
+        Mode::TrainFrozenBn,
+        Some(rng),
+    );
+    let mut g = (batch.loss)(logits).backward();
+    let g_theta = params.grads(&mut g);
+    let looked = look_ahead(params, &g_theta, la.alpha, la.mask);
+    let (meta_loss, v) = meta_gradient(net, &looked, buffers, meta.0, meta.1, la.mask, rng);
+    let h = finite_difference(params, &v, la.alpha, la.eps0, |p| {
+        let z: Mat =
+            net.forward::<NoneTape>(p, buffers, input.clone(), Mode::TrainFrozenBn, Some(rng));
+        Ok(grad_phi(&host(&z)))
+    })?;
+    Ok((meta_loss, h))
+}
+
+/// Draws meta batches: `size` examples of `pool` (train-split positions) without
+/// replacement (a partial Fisher–Yates shuffle, then sorted), decoded unaugmented, with
+/// their `labels` (indexed by train position).
+pub struct MetaSampler<'d> {
+    pool: Vec<u32>,
+    size: usize,
+    /// Whether a batch of the whole pool is still drawn (consuming the random stream) or
+    /// taken as it is; each method keeps the random stream it was measured with.
+    draw_whole: bool,
+    labels: Vec<u32>,
+    decoder: Decoder<'d>,
+}
+
+impl<'d> MetaSampler<'d> {
+    /// `size` is capped at the pool's size.
+    pub fn new(
+        pool: Vec<u32>,
+        size: usize,
+        draw_whole: bool,
+        labels: Vec<u32>,
+        decoder: Decoder<'d>,
+    ) -> Self {
+        let size = size.min(pool.len());
+        MetaSampler {
+            pool,
+            size,
+            draw_whole,
+            labels,
+            decoder,
+        }
+    }
+
+    /// The train positions of one meta batch.
+    pub fn indices(&self, rng: &mut impl Rng) -> Vec<u32> {
+        let m = self.size;
+        if m >= self.pool.len() && !self.draw_whole {
+            return self.pool.clone();
+        }
+        let mut pool = self.pool.clone();
+        for i in 0..m {
+            let j = rng.random_range(i..pool.len());
+            pool.swap(i, j);
+        }
+        pool.truncate(m);
+        pool.sort_unstable();
+        pool
+    }
+
+    /// One meta batch: its input and labels.
+    pub fn draw(&self, rng: &mut impl Rng) -> Result<(Input, Vec<u32>)> {
+        let idx = self.indices(rng);
+        let labels = idx.iter().map(|&i| self.labels[i as usize]).collect();
+        Ok((self.decoder.input(&idx, None)?, labels))
+    }
+}
 
 /// The virtual step `θ' = θ − α g` (only where `mask` is true, when given).
 pub fn look_ahead(

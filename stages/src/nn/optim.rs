@@ -348,6 +348,116 @@ impl Optimizer {
     }
 }
 
+/// The optimizer of a method's own parameters (MLC's T, learned label logits): plain SGD,
+/// or Adam with β₁ 0.9, β₂ 0.999, ε 1e-8 and no weight decay, computed in f64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaOptimizerKind {
+    Sgd,
+    Adam,
+}
+
+/// A value a [`MetaOptimizer`] stores: the parameters and Adam moments are kept as `S`
+/// (f64, or f32 where a method keeps f32 tables), every update is computed in f64.
+pub trait MetaReal: Copy + std::ops::Sub<Output = Self> + Default {
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
+}
+impl MetaReal for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+impl MetaReal for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+/// [`MetaOptimizerKind`] over a table of rows of equal length, each row with its own Adam
+/// step count (a row is updated only when its gradient is given):
+///
+/// ```text
+/// SGD:  x ← x − S(lr·g)
+/// Adam: m ← S(β₁m + (1−β₁)g); v ← S(β₂v + (1−β₂)g²) (bias corrections from the f64 values)
+///       x ← x − S(lr · (m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε))
+/// ```
+///
+/// where `S` rounds to the stored type and t is the row's step count.
+#[derive(Clone, Debug)]
+pub struct MetaOptimizer<S> {
+    pub kind: MetaOptimizerKind,
+    pub lr: f64,
+    pub row_len: usize,
+    /// Adam's first and second moments, one per value (zeros for SGD).
+    pub m: Vec<S>,
+    pub v: Vec<S>,
+    /// Adam steps taken per row.
+    pub steps: Vec<u32>,
+}
+
+impl<S: MetaReal> MetaOptimizer<S> {
+    /// State for `rows` rows of `row_len` values.
+    pub fn new(kind: MetaOptimizerKind, lr: f64, rows: usize, row_len: usize) -> Self {
+        MetaOptimizer {
+            kind,
+            lr,
+            row_len,
+            m: vec![S::default(); rows * row_len],
+            v: vec![S::default(); rows * row_len],
+            steps: vec![0; rows],
+        }
+    }
+
+    /// One step of row `r`, whose values are `x`, along the gradient `g`.
+    pub fn step_row(&mut self, r: usize, x: &mut [S], g: &[f64]) {
+        let lr = self.lr;
+        match self.kind {
+            MetaOptimizerKind::Sgd => {
+                for (xj, gj) in x.iter_mut().zip(g) {
+                    *xj = *xj - S::from_f64(lr * gj);
+                }
+            }
+            MetaOptimizerKind::Adam => {
+                self.steps[r] += 1;
+                let t = self.steps[r] as i32;
+                let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+                for (j, (xj, gj)) in x.iter_mut().zip(g).enumerate() {
+                    let e = r * self.row_len + j;
+                    let m = b1 * self.m[e].to_f64() + (1.0 - b1) * gj;
+                    let v = b2 * self.v[e].to_f64() + (1.0 - b2) * gj * gj;
+                    self.m[e] = S::from_f64(m);
+                    self.v[e] = S::from_f64(v);
+                    let mh = m / (1.0 - b1.powi(t));
+                    let vh = v / (1.0 - b2.powi(t));
+                    *xj = *xj - S::from_f64(lr * mh / (vh.sqrt() + eps));
+                }
+            }
+        }
+    }
+
+    /// Restores the moments and step counts of a checkpoint, checking their sizes.
+    pub fn restore(&mut self, m: Vec<S>, v: Vec<S>, steps: Vec<u32>) -> Result<()> {
+        ensure!(
+            m.len() == self.m.len() && v.len() == self.v.len() && steps.len() == self.steps.len(),
+            "optimizer state: {} / {} moments and {} step counts, expected {} and {}",
+            m.len(),
+            v.len(),
+            steps.len(),
+            self.m.len(),
+            self.steps.len()
+        );
+        (self.m, self.v, self.steps) = (m, v, steps);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

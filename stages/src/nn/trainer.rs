@@ -26,18 +26,12 @@
 //! }
 //! ```
 //!
-//! A meta-learning method does more in `step`:
-//! * a look-ahead model: `let p2 = s.params.axpy(-a, &g)` (fresh tensor ids), then
-//!   `s.forward_with(&p2, Mode::TrainFrozenBn)` (batch statistics without touching the
-//!   running ones);
-//! * gradients with respect to tensors that are not parameters (a K×K matrix T, a B×K
-//!   block of label logits) in the *same* backward pass: keep the leaf as a plain
-//!   `Tensor` and use it on the right of an op whose left operand is taped (e.g.
-//!   `probs.matmul(t.clone())`); or, to start a chain from the leaf, `leaf.leaky_trace()`
-//!   and combine it with a taped tensor. The tape is leaky, so after
-//!   `let (v, mut g) = s.backward(loss)` both `s.params.grads(&mut g)` and
-//!   `g.get_or_alloc_mut(&t)` hold gradients;
-//! * updates with explicit gradients: `s.opt.update_with(s.params, &grads, s.lr)`.
+//! A meta-learning method (MLC's T, learned soft labels) computes, in `step`, the
+//! hypergradient of its own parameters through a one-step look-ahead with
+//! [`super::hypergrad::hypergradient`] (its taped training loss and the closed-form
+//! gradient of that loss with respect to its parameters), draws its meta batches with
+//! [`super::hypergrad::MetaSampler`], updates its parameters with
+//! [`super::optim::MetaOptimizer`], then takes the real step as above.
 //!
 //! State that must survive a kill (a learned T, a table of soft labels, moving averages)
 //! goes into [`Objective::state`] / [`Objective::load_state`]; values to report per epoch
@@ -88,12 +82,13 @@ use serde::Serialize;
 use super::batch::Decoder;
 use super::checkpoint::{self, LoopState, MethodState};
 use super::device::{Dev, Mat, Tp};
-use super::model::{Input, Mode, Network};
+use super::model::{Input, Mode, ModelSpec, Network};
 use super::optim::{Optimizer, OptimizerSpec};
 use super::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
 use super::schedule::Schedule;
 use crate::data::dataset::Dataset;
 use crate::metrics::{EpochMetrics, LOG_DIR};
+use crate::outputs::{MODEL_FILE, WEIGHTS_FILE};
 use crate::{Interrupted, StageContext};
 
 /// One mini-batch.
@@ -155,17 +150,6 @@ impl StepCtx<'_> {
         )
     }
 
-    /// Training forward of the batch with other parameters (θ ± εv, a look-ahead copy).
-    pub fn forward_with(&mut self, params: &ParamSet, mode: Mode) -> Mat<Tp> {
-        self.net.forward::<Tp>(
-            params,
-            self.buffers,
-            self.batch.input.clone(),
-            mode,
-            Some(self.rng),
-        )
-    }
-
     /// Backward pass: the loss value and the (leaky) gradient store.
     pub fn backward(&self, loss: Tensor<(), f32, Dev, Tp>) -> (f32, Gradients<f32, Dev>) {
         let v = loss.array();
@@ -220,6 +204,22 @@ pub struct PhaseSpec<'a> {
     pub optimizer: OptimizerSpec,
     pub schedule: Schedule,
     pub augment: bool,
+}
+
+/// The network, its parameters, buffers and optimizer, as a phase's loop holds them.
+struct Model<'m> {
+    net: &'m Network,
+    params: &'m mut ParamSet,
+    buffers: &'m mut Buffers,
+    opt: &'m mut Optimizer,
+}
+
+/// The epoch a phase's loop is in: the phase's index and spec, and when the epoch (or
+/// its resumed part) started.
+struct Epoch<'s, 'l> {
+    phase: usize,
+    spec: &'s PhaseSpec<'l>,
+    started: Instant,
 }
 
 /// Per-run data the loop needs besides the phase.
@@ -348,6 +348,44 @@ impl<'a, 'c> Session<'a, 'c> {
             return Ok(());
         }
         let mut opt = Optimizer::new(&spec.optimizer, params);
+        self.start_phase(index, params, buffers, &mut opt, obj)?;
+        if spec.batch_size == 0 {
+            bail!("phase {}: batch_size must be positive", spec.name);
+        }
+        if spec.examples.is_empty() {
+            bail!("phase {}: no training examples", spec.name);
+        }
+        let per_epoch = spec.examples.len().div_ceil(spec.batch_size);
+        let total = per_epoch * spec.epochs;
+        self.ctx.progress.phase(&spec.name, "batch", total as u64);
+        let mut model = Model {
+            net,
+            params,
+            buffers,
+            opt: &mut opt,
+        };
+        while self.state.epoch < spec.epochs {
+            let e = Epoch {
+                phase: index,
+                spec,
+                started: Instant::now(),
+            };
+            self.run_epoch(&e, &mut model, obj)?;
+            self.finish_epoch(&e, &mut model, obj)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the checkpoint's parameters, optimizer and method state when it was taken
+    /// in phase `index`; otherwise resets the loop's position to the phase's start.
+    fn start_phase(
+        &mut self,
+        index: usize,
+        params: &mut ParamSet,
+        buffers: &mut Buffers,
+        opt: &mut Optimizer,
+        obj: &mut dyn Objective,
+    ) -> Result<()> {
         if self.state.phase == index && self.resume.is_some() {
             let tensors = self.resume.take().unwrap();
             params.load_named(buffers, &tensors, "checkpoint")?;
@@ -371,143 +409,159 @@ impl<'a, 'c> Session<'a, 'c> {
             self.state.first_loss = None;
             self.state.epoch_seconds = 0.0;
         }
-        if spec.batch_size == 0 {
-            bail!("phase {}: batch_size must be positive", spec.name);
-        }
-        if spec.examples.is_empty() {
-            bail!("phase {}: no training examples", spec.name);
-        }
+        Ok(())
+    }
+
+    /// The batches of the current epoch from the loop's position on; on a stop request,
+    /// checkpoints and returns [`Interrupted`].
+    fn run_epoch(&mut self, e: &Epoch, m: &mut Model, obj: &mut dyn Objective) -> Result<()> {
+        let (index, spec) = (e.phase, e.spec);
         let n = spec.examples.len();
         let per_epoch = n.div_ceil(spec.batch_size);
         let total = per_epoch * spec.epochs;
+        let epoch = self.state.epoch;
         let decoder = Decoder::new(self.data, &self.data.train);
-        let progress = self.ctx.progress;
-        progress.phase(&spec.name, "batch", total as u64);
         let base_lr = spec.optimizer.lr();
-        while self.state.epoch < spec.epochs {
-            let epoch = self.state.epoch;
-            let started = Instant::now();
-            let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(self.seed, index, epoch));
-            let mut order = spec.examples.clone();
-            order.shuffle(&mut rng);
-            if self.state.batch > 0 {
-                let pos: u128 = self
-                    .state
-                    .rng_word_pos
-                    .parse()
-                    .context("checkpoint: rng position")?;
-                rng.set_word_pos(pos);
+        let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(self.seed, index, epoch));
+        let mut order = spec.examples.clone();
+        order.shuffle(&mut rng);
+        if self.state.batch > 0 {
+            let pos: u128 = self
+                .state
+                .rng_word_pos
+                .parse()
+                .context("checkpoint: rng position")?;
+            rng.set_word_pos(pos);
+        }
+        while self.state.batch < per_epoch {
+            if self.ctx.should_stop() {
+                self.state.rng_word_pos = rng.get_word_pos().to_string();
+                self.state.epoch_seconds += e.started.elapsed().as_secs_f64();
+                self.save(m.params, m.buffers, m.opt, obj)?;
+                return Err(Interrupted.into());
             }
-            while self.state.batch < per_epoch {
-                if self.ctx.should_stop() {
-                    self.state.rng_word_pos = rng.get_word_pos().to_string();
-                    self.state.epoch_seconds += started.elapsed().as_secs_f64();
-                    self.save(params, buffers, &opt, obj)?;
-                    return Err(Interrupted.into());
-                }
-                let b = self.state.batch;
-                let idx = &order[b * spec.batch_size..((b + 1) * spec.batch_size).min(n)];
-                let input = decoder.input(idx, spec.augment.then_some(&mut rng))?;
-                let batch = Batch {
-                    indices: idx.to_vec(),
-                    input,
-                    labels: idx.iter().map(|&i| spec.labels[i as usize]).collect(),
-                    trusted: idx.iter().map(|&i| spec.trusted[i as usize]).collect(),
-                };
-                let iteration = epoch * per_epoch + b;
-                let lr = spec.schedule.lr(base_lr, iteration, total, per_epoch);
-                let info = StepInfo {
-                    phase: index,
-                    epoch,
-                    batch: b,
-                    iteration,
-                    iterations_per_epoch: per_epoch,
-                    total_iterations: total,
-                };
-                let mut s = StepCtx {
-                    net,
-                    params,
-                    buffers,
-                    opt: &mut opt,
-                    lr,
-                    batch: &batch,
-                    rng: &mut rng,
-                    info,
-                };
-                let out = obj.step(&mut s)?;
-                if !out.loss.is_finite() {
-                    bail!(
-                        "training diverged: loss {} in phase {} ({}), epoch {}, batch {} (learning rate {lr})",
-                        out.loss,
-                        index + 1,
-                        spec.name,
-                        epoch + 1,
-                        b + 1
-                    );
-                }
-                self.state.first_loss.get_or_insert(out.loss);
-                self.state.loss_sum += out.loss;
-                self.state.loss_count += 1;
-                self.state.batch += 1;
-                progress.position((iteration + 1) as u64);
-            }
-            let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
-            let chance = (net.classes as f64).ln();
-            let first = self.state.first_loss.unwrap_or(chance);
-            let limit = DIVERGENCE_FACTOR * chance.max(first);
-            if train_loss > limit {
+            let b = self.state.batch;
+            let idx = &order[b * spec.batch_size..((b + 1) * spec.batch_size).min(n)];
+            let input = decoder.input(idx, spec.augment.then_some(&mut rng))?;
+            let batch = Batch {
+                indices: idx.to_vec(),
+                input,
+                labels: idx.iter().map(|&i| spec.labels[i as usize]).collect(),
+                trusted: idx.iter().map(|&i| spec.trusted[i as usize]).collect(),
+            };
+            let iteration = epoch * per_epoch + b;
+            let lr = spec.schedule.lr(base_lr, iteration, total, per_epoch);
+            let info = StepInfo {
+                phase: index,
+                epoch,
+                batch: b,
+                iteration,
+                iterations_per_epoch: per_epoch,
+                total_iterations: total,
+            };
+            let mut s = StepCtx {
+                net: m.net,
+                params: m.params,
+                buffers: m.buffers,
+                opt: m.opt,
+                lr,
+                batch: &batch,
+                rng: &mut rng,
+                info,
+            };
+            let out = obj.step(&mut s)?;
+            if !out.loss.is_finite() {
                 bail!(
-                    "training diverged: mean loss {train_loss:e} in phase {} ({}), epoch {} ({per_epoch} batches), \
-                     is above {DIVERGENCE_FACTOR} x max(ln K = {chance:.4}, first-batch loss {first:.4}) = {limit:.4} \
-                     (learning rate {base_lr})",
+                    "training diverged: loss {} in phase {} ({}), epoch {}, batch {} (learning rate {lr})",
+                    out.loss,
                     index + 1,
                     spec.name,
                     epoch + 1,
+                    b + 1
                 );
             }
-            let acc = evaluate(net, params, buffers, self.data, self.eval_batch_size)?;
-            let extra = obj.epoch_extra(net, params);
-            let seconds = self.state.epoch_seconds + started.elapsed().as_secs_f64();
-            progress.message(&format!(
-                "{} epoch {}/{}: loss {train_loss:.4}, test accuracy {:.2}%",
-                spec.name,
-                epoch + 1,
-                spec.epochs,
-                acc * 100.0
-            ));
-            self.state.history.push(EpochMetrics {
-                epoch: epoch + 1,
-                phase: spec.name.clone(),
-                train_loss,
-                test_accuracy: acc,
-                test_error: 1.0 - acc,
-                extra,
-            });
-            self.state.timings.push(seconds);
-            self.state.epoch += 1;
-            self.state.batch = 0;
-            self.state.loss_sum = 0.0;
-            self.state.loss_count = 0;
-            self.state.epoch_seconds = 0.0;
-            // A checkpoint after every epoch, but at most one per CHECKPOINT_INTERVAL
-            // seconds except at the end of the phase (hundreds of sub-second epochs,
-            // e.g. trusted-only training on a few dozen examples, would otherwise spend
-            // more time writing checkpoints than training). A stop request always
-            // checkpoints, so no work is lost on an orderly stop.
-            let last = self.state.epoch == spec.epochs;
-            if last || self.last_save.elapsed().as_secs_f64() >= CHECKPOINT_INTERVAL {
-                self.save(params, buffers, &opt, obj)?;
-                self.last_save = Instant::now();
-            }
+            self.state.first_loss.get_or_insert(out.loss);
+            self.state.loss_sum += out.loss;
+            self.state.loss_count += 1;
+            self.state.batch += 1;
+            self.ctx.progress.position((iteration + 1) as u64);
         }
         Ok(())
     }
 
-    /// Writes `weights.safetensors` (parameters then buffers, by name, no metadata) and
-    /// `log/timings.json` into the output directory.
-    pub fn write_outputs(&self, params: &ParamSet, buffers: &Buffers) -> Result<()> {
+    /// The end of an epoch: the divergence rule, the test evaluation, the epoch's metrics
+    /// and timing, and the checkpoint.
+    fn finish_epoch(&mut self, e: &Epoch, m: &mut Model, obj: &mut dyn Objective) -> Result<()> {
+        let (index, spec) = (e.phase, e.spec);
+        let epoch = self.state.epoch;
+        let per_epoch = spec.examples.len().div_ceil(spec.batch_size);
+        let base_lr = spec.optimizer.lr();
+        let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
+        let chance = (m.net.classes as f64).ln();
+        let first = self.state.first_loss.unwrap_or(chance);
+        let limit = DIVERGENCE_FACTOR * chance.max(first);
+        if train_loss > limit {
+            bail!(
+                "training diverged: mean loss {train_loss:e} in phase {} ({}), epoch {} ({per_epoch} batches), \
+                 is above {DIVERGENCE_FACTOR} x max(ln K = {chance:.4}, first-batch loss {first:.4}) = {limit:.4} \
+                 (learning rate {base_lr})",
+                index + 1,
+                spec.name,
+                epoch + 1,
+            );
+        }
+        let acc = evaluate(m.net, m.params, m.buffers, self.data, self.eval_batch_size)?;
+        let extra = obj.epoch_extra(m.net, m.params);
+        let seconds = self.state.epoch_seconds + e.started.elapsed().as_secs_f64();
+        self.ctx.progress.message(&format!(
+            "{} epoch {}/{}: loss {train_loss:.4}, test accuracy {:.2}%",
+            spec.name,
+            epoch + 1,
+            spec.epochs,
+            acc * 100.0
+        ));
+        self.state.history.push(EpochMetrics {
+            epoch: epoch + 1,
+            phase: spec.name.clone(),
+            train_loss,
+            test_accuracy: acc,
+            test_error: 1.0 - acc,
+            extra,
+        });
+        self.state.timings.push(seconds);
+        self.state.epoch += 1;
+        self.state.batch = 0;
+        self.state.loss_sum = 0.0;
+        self.state.loss_count = 0;
+        self.state.epoch_seconds = 0.0;
+        // A checkpoint after every epoch, but at most one per CHECKPOINT_INTERVAL
+        // seconds except at the end of the phase (hundreds of sub-second epochs,
+        // e.g. trusted-only training on a few dozen examples, would otherwise spend
+        // more time writing checkpoints than training). A stop request always
+        // checkpoints, so no work is lost on an orderly stop.
+        let last = self.state.epoch == spec.epochs;
+        if last || self.last_save.elapsed().as_secs_f64() >= CHECKPOINT_INTERVAL {
+            self.save(m.params, m.buffers, m.opt, obj)?;
+            self.last_save = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes `weights.safetensors` (parameters then buffers, by name, no metadata),
+    /// `model.json` (the network's spec, so that a later stage can rebuild the network the
+    /// weights fit) and `log/timings.json` into the output directory.
+    pub fn write_outputs(
+        &self,
+        model: &ModelSpec,
+        params: &ParamSet,
+        buffers: &Buffers,
+    ) -> Result<()> {
         let out = &self.ctx.out_dir;
         write_safetensors(&out.join(WEIGHTS_FILE), &params.named(buffers), None)?;
+        std::fs::write(
+            out.join(MODEL_FILE),
+            serde_json::to_string_pretty(model)? + "\n",
+        )?;
         let log: PathBuf = out.join(LOG_DIR);
         std::fs::create_dir_all(&log).with_context(|| format!("creating {}", log.display()))?;
         let rows = self
@@ -532,8 +586,6 @@ impl<'a, 'c> Session<'a, 'c> {
         Ok(())
     }
 }
-
-pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
 /// Test-split accuracy in evaluation mode.
 pub fn evaluate(

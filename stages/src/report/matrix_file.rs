@@ -8,12 +8,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::noise::Matrix;
 
-/// Estimated corruption matrix C (row = true class, column = observed class).
-pub const C_HAT_FILE: &str = "c_hat.json";
-/// Learned transition matrix T at the end of training, in the orientation of `true_c`.
-pub const T_FINAL_FILE: &str = "t_final.json";
-/// Class similarity of learned soft labels: row i = mean learned label of class i.
-pub const CLASS_SIMILARITY_FILE: &str = "class_similarity.json";
+pub use crate::outputs::{CLASS_SIMILARITY_FILE, C_HAT_FILE, T_FINAL_FILE};
 
 /// Writes `dir/file`.
 pub fn save(m: &Matrix, dir: &Path, file: &str) -> Result<()> {
