@@ -16,11 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::store::{entries_digest, hash_file, scan_dir_where};
 use repro_stages::Kind;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-use crate::store::{hash_file, scan_dir_where};
 
 /// Path as written -> digest, for every code file `params` of `kind` name under
 /// `project`. `Err` is a message in [`Kind::validate`]'s form (`field `deps[0]`: ...`).
@@ -55,14 +53,7 @@ pub fn digest(path: &Path) -> anyhow::Result<String> {
     let files = scan_dir_where(path, &|name| {
         !name.starts_with('.') && name != "__pycache__"
     })?;
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(f.path.as_bytes());
-        h.update([0u8]);
-        h.update(f.sha256.as_bytes());
-        h.update(b"\n");
-    }
-    Ok(hex::encode(h.finalize()))
+    Ok(entries_digest(&files))
 }
 
 #[cfg(test)]

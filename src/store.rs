@@ -80,8 +80,15 @@ impl Manifest {
 
 /// SHA-256 over `path \0 sha256 \n` of every content file, in path order.
 pub fn content_digest(files: &[FileEntry]) -> String {
+    entries_digest(files.iter().filter(|f| f.is_content()))
+}
+
+/// SHA-256 over `path \0 sha256 \n` of `files`, in the order given: the one digest of a
+/// list of files, for outputs ([`content_digest`]) and code folders
+/// ([`crate::code_files::digest`]).
+pub fn entries_digest<'a>(files: impl IntoIterator<Item = &'a FileEntry>) -> String {
     let mut h = Sha256::new();
-    for f in files.iter().filter(|f| f.is_content()) {
+    for f in files {
         h.update(f.path.as_bytes());
         h.update([0u8]);
         h.update(f.sha256.as_bytes());
