@@ -1,7 +1,7 @@
 //! Where a matrix product starts to gain from more threads: each product of the host
 //! kernels' shapes (the MLP 784-128-128-10 at batch 32 as the `cpu` profile trains it and
 //! at batch 500 as it evaluates, the batch-128 MLP 784-256-256-10, square sizes) timed on
-//! the calling thread (`gemm::Parallelism::None`) and on the rayon pool, alternately, so
+//! the calling thread and on the rayon pool, alternately, so
 //! that load from other processes hits both alike. This is the measurement behind
 //! [`repro_stages::nn::kernels::PAR_MIN_MULADDS`].
 //!
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use repro_stages::nn::kernels::{matmul_with, Operand, PAR_MIN_MULADDS};
+use repro_stages::nn::kernels::{matmul_with, Isa, Operand, PAR_MIN_MULADDS};
 
 /// `(name, m, n, k, a transposed, b transposed)`, as the linear layer calls them.
 const SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
@@ -61,13 +61,9 @@ fn main() {
         let iters = (3e8 / work as f64).clamp(5.0, 20_000.0) as usize;
         let (mut seq, mut pool) = (Vec::new(), Vec::new());
         for i in 0..2 * iters {
-            let p = if i % 2 == 0 {
-                gemm::Parallelism::None
-            } else {
-                gemm::Parallelism::Rayon(threads)
-            };
+            let p = if i % 2 == 0 { 1 } else { threads };
             let t = Instant::now();
-            matmul_with(oa, ob, &mut c, false, p);
+            matmul_with(oa, ob, &mut c, false, p, Isa::detect());
             let us = t.elapsed().as_secs_f64() * 1e6;
             if i % 2 == 0 { &mut seq } else { &mut pool }.push(us);
         }

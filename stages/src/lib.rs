@@ -22,6 +22,7 @@ pub mod code_graph;
 mod cuda_shim;
 pub mod data;
 pub mod kinds;
+pub mod math;
 pub mod metrics;
 pub mod nn;
 pub mod noise;

@@ -28,9 +28,11 @@ use dfdx::prelude::*;
 
 use crate::kinds::inputs;
 use crate::kinds::training::{defaults, labels_of, load_trained, training_params, Run};
+use crate::math::{exp, ln};
 use crate::metrics::Metrics;
 use crate::nn::device::{Dev, Mat, Tp};
 use crate::nn::model::Mode;
+use crate::nn::ops::{self, Ops};
 use crate::nn::trainer::{logits_of, Objective, StepCtx, StepOut};
 use crate::report::TeacherInfo;
 use crate::StageContext;
@@ -120,7 +122,7 @@ pub fn tempered_softmax(z: &[f32], k: usize, tau: f32) -> Vec<f32> {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         let e: Vec<f64> = row
             .iter()
-            .map(|&x| ((x as f64 - m) / tau as f64).exp())
+            .map(|&x| exp((x as f64 - m) / tau as f64))
             .collect();
         let s: f64 = e.iter().sum();
         out.extend(e.iter().map(|v| (v / s) as f32));
@@ -147,13 +149,13 @@ pub fn hinton_loss(
     let neg_entropy: f64 = teacher_probs
         .iter()
         .filter(|&&p| p > 0.0)
-        .map(|&p| p as f64 * (p as f64).ln())
+        .map(|&p| p as f64 * ln(p as f64))
         .sum::<f64>()
         / b as f64;
     let p = z.device().tensor_from_vec(teacher_probs.to_vec(), (b, k));
     // One tape through both terms: the distillation term first, then CE on the same logits.
     let (z0, tape) = z.split_tape();
-    let soft = ((z0.clone().put_tape(tape) * (1.0 / tau)).log_softmax::<Axis<1>>() * p)
+    let soft = (ops::log_softmax(Ops::default(), z0.clone().put_tape(tape) * (1.0 / tau)) * p)
         .sum::<(), _>()
         * (-alpha * tau * tau / b as f32);
     let (soft, tape) = soft.split_tape();

@@ -48,6 +48,7 @@ use crate::kinds::training::{
     defaults, insert_distances, labels_of, run_with_optional_noise, training_params, where_mask,
     Run,
 };
+use crate::math::exp;
 use crate::metrics::Metrics;
 use crate::nn::model::Network;
 use crate::nn::objectives::{LossObjective, Target};
@@ -332,7 +333,7 @@ fn probabilities(
     let mut out = Vec::with_capacity(logits.len());
     for row in logits.chunks_exact(k) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let e: Vec<f64> = row.iter().map(|&z| (z as f64 - m).exp()).collect();
+        let e: Vec<f64> = row.iter().map(|&z| exp(z as f64 - m)).collect();
         let s: f64 = e.iter().sum();
         out.extend(e.iter().map(|v| v / s));
     }

@@ -99,6 +99,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::dataset::Dataset;
 use crate::kinds::inputs;
 use crate::kinds::training::{defaults, insert_distances, training_params, where_mask, Run};
+use crate::math::{exp, ln};
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -107,6 +108,7 @@ use crate::nn::hypergrad::{self, LookAhead, MetaSampler, TrainBatch};
 use crate::nn::loss;
 use crate::nn::model::{Input, Mode, Network};
 use crate::nn::objectives::{LossObjective, Target};
+use crate::nn::ops::{self, Ops};
 use crate::nn::optim::{MetaOptimizer, MetaOptimizerKind};
 use crate::nn::params::{NamedTensor, ParamSet};
 use crate::nn::trainer::{Objective, StepCtx, StepOut};
@@ -410,7 +412,7 @@ fn softmax_rows(s: &[f64], k: usize) -> Matrix {
     let mut data = s.to_vec();
     for row in data.chunks_exact_mut(k) {
         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        row.iter_mut().for_each(|v| *v = (*v - m).exp());
+        row.iter_mut().for_each(|v| *v = exp(*v - m));
         let z: f64 = row.iter().sum();
         row.iter_mut().for_each(|v| *v /= z);
     }
@@ -421,7 +423,7 @@ fn softmax_host(z: &[f32], k: usize) -> Vec<f64> {
     let mut p: Vec<f64> = z.iter().map(|&v| v as f64).collect();
     for row in p.chunks_exact_mut(k) {
         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        row.iter_mut().for_each(|v| *v = (*v - m).exp());
+        row.iter_mut().for_each(|v| *v = exp(*v - m));
         let s: f64 = row.iter().sum();
         row.iter_mut().for_each(|v| *v /= s);
     }
@@ -483,10 +485,11 @@ pub fn textbook_loss(
 pub fn official_loss(logits: Mat<Tp>, labels: &[u32], t: &Matrix) -> Tensor<(), f32, Dev, Tp> {
     let b = labels.len() as f32;
     let k = t.k;
-    let tt: Mat = logits
-        .device()
-        .tensor_from_vec(t.data.iter().map(|&v| v as f32).collect(), (k, k));
-    loss::cross_entropy(logits.matmul(tt), labels) * b
+    // z·T as a linear layer without bias: its weight (out x in) is Tᵀ.
+    let w = (0..k * k).map(|o| t.at(o % k, o / k) as f32).collect();
+    let w = logits.device().tensor_from_vec(w, (k * k,));
+    let zt = ops::linear(Ops::default(), logits, &w, None, k, true);
+    loss::cross_entropy(zt, labels) * b
 }
 
 /// Steps (1)-(4): the meta loss at the looked-ahead weights and the hypergradient
@@ -748,7 +751,7 @@ impl<'d> Mlc<'d, Textbook> {
     pub fn textbook(p: &Params, core: MetaCore<'d>, t0: Matrix) -> Self {
         let k = core.k;
         let theta_t = match p.projection {
-            Projection::Softmax => t0.data.iter().map(|v| v.max(T_FLOOR).ln()).collect(),
+            Projection::Softmax => t0.data.iter().map(|v| ln(v.max(T_FLOOR))).collect(),
             Projection::ClampNormalize => t0.data.clone(),
         };
         let t_loop = Textbook {

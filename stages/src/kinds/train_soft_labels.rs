@@ -83,6 +83,7 @@ use crate::data::dataset::Dataset;
 use crate::kinds::training::{
     defaults, labels_of, run_with_optional_noise, training_params, where_mask, Run,
 };
+use crate::math::{exp, ln};
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -265,7 +266,7 @@ pub fn init_scale_for_smoothing(eps: f64, k: usize) -> f64 {
     let k = k as f64;
     let top = 1.0 - eps + eps / k;
     let other = eps / k;
-    (top / other).ln()
+    ln(top / other)
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
@@ -356,7 +357,7 @@ fn soft_rows(logits: &[f32], k: usize, tau: f64) -> Vec<f32> {
     let mut out = Vec::with_capacity(logits.len());
     for row in logits.chunks_exact(k) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let e: Vec<f64> = row.iter().map(|&x| ((x as f64 - m) / tau).exp()).collect();
+        let e: Vec<f64> = row.iter().map(|&x| exp((x as f64 - m) / tau)).collect();
         let s: f64 = e.iter().sum();
         out.extend(e.iter().map(|x| (x / s) as f32));
     }
@@ -375,7 +376,7 @@ pub fn label_logit_grad(z: &[f32], soft: &[f32], trusted: &[bool], k: usize, tau
         }
         let zr = &z[bi * k..(bi + 1) * k];
         let m = zr.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = m + zr.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+        let lse = m + ln(zr.iter().map(|&x| exp(x as f64 - m)).sum::<f64>());
         let g: Vec<f64> = zr.iter().map(|&x| -(x as f64 - lse) / b as f64).collect();
         let y = &soft[bi * k..(bi + 1) * k];
         let dot: f64 = (0..k).map(|j| y[j] as f64 * g[j]).sum();

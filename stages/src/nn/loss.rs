@@ -13,6 +13,8 @@
 use dfdx::prelude::*;
 
 use super::device::{Dev, Mat};
+use super::ops::{self, Ops};
+use crate::math::{expf, ln};
 use crate::noise::Matrix;
 
 /// log 0 stand-in: exp(−1e30) is exactly 0 in f32 and the logsumexp stays finite.
@@ -37,7 +39,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(logits: Mat<T>, labels: &[u32]) -> Tenso
         labels.len()
     );
     let target = logits.device().tensor_from_vec(one_hot(labels, k), (b, k));
-    (logits.log_softmax::<Axis<1>>() * target).sum::<(), _>() * (-1.0 / b as f32)
+    (ops::log_softmax(Ops::default(), logits) * target).sum::<(), _>() * (-1.0 / b as f32)
 }
 
 /// Mean cross-entropy with fixed soft targets (`batch x K`, row-major).
@@ -48,7 +50,7 @@ pub fn soft_cross_entropy<T: Tape<f32, Dev>>(
     let (b, k) = *logits.shape();
     assert_eq!(targets.len(), b * k, "soft_cross_entropy: target length");
     let target = logits.device().tensor_from_vec(targets, (b, k));
-    (logits.log_softmax::<Axis<1>>() * target).sum::<(), _>() * (-1.0 / b as f32)
+    (ops::log_softmax(Ops::default(), logits) * target).sum::<(), _>() * (-1.0 / b as f32)
 }
 
 /// Label-smoothed targets: (1 − ε)·onehot(y) + ε/K.
@@ -77,7 +79,7 @@ pub fn forward_corrected<T: Tape<f32, Dev>>(
     let log_c: Vec<f32> = c
         .data
         .iter()
-        .map(|&v| if v > 0.0 { (v.ln()) as f32 } else { LOG_ZERO })
+        .map(|&v| if v > 0.0 { ln(v) as f32 } else { LOG_ZERO })
         .collect();
     let mut cols = vec![0.0f32; b * k];
     for (bi, &y) in labels.iter().enumerate() {
@@ -94,7 +96,7 @@ pub fn forward_corrected<T: Tape<f32, Dev>>(
         }
     }
     let cols = logits.device().tensor_from_vec(cols, (b, k));
-    let lse = (logits.log_softmax::<Axis<1>>() + cols).logsumexp::<(usize,), Axis<1>>();
+    let lse = ops::logsumexp(Ops::default(), ops::log_softmax(Ops::default(), logits) + cols);
     lse.sum::<(), _>() * (-1.0 / b as f32)
 }
 
@@ -106,7 +108,7 @@ pub fn softmax_host(logits: &Mat) -> Vec<f32> {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0f32;
         row.iter_mut().for_each(|x| {
-            *x = (*x - m).exp();
+            *x = expf(*x - m);
             s += *x;
         });
         row.iter_mut().for_each(|x| *x /= s);

@@ -2,11 +2,14 @@
 //!
 //! dfdx 0.13 supplies the tensors, the tape and the gradient store; its convolution and
 //! pooling need a nightly compiler, so the heavy operators (linear, conv2d, pooling,
-//! batch norm, embedding, dropout) are written here, twice: as dfdx tape operators with
-//! host kernels on top of `gemm` (see [`kernels`]; the CPU build), and composed from dfdx's
-//! stable differentiable ops ([`portable`]; any device, the `cuda` build). [`ops`] picks
-//! one by [`device::Dev`]. Everything else (softmax, losses, any extra differentiable
-//! computation a method adds) uses dfdx's own ops on the same tape.
+//! batch norm, embedding, dropout, log-softmax) are written here, twice: as dfdx tape
+//! operators with host kernels whose arithmetic order is fixed in this crate (see
+//! [`kernels`] and [`softmax`]; the CPU build, the same bits on every CPU), and composed
+//! from dfdx's stable differentiable ops ([`portable`]; any device, the `cuda` build).
+//! [`ops`] picks one by [`device::Dev`]. Everything else (losses, any extra
+//! differentiable computation a method adds) uses dfdx's exact ops (sums, products,
+//! selections) on the same tape; anything that needs `exp` or `ln` goes through
+//! [`ops`] or [`crate::math`].
 //!
 //! Map: [`model::Network`] (architectures) + [`params::ParamSet`] (flat named
 //! parameters) -> [`loss`] -> [`optim::Optimizer`] under a [`schedule::Schedule`], driven
@@ -32,4 +35,5 @@ pub mod params;
 pub mod pool;
 pub mod portable;
 pub mod schedule;
+pub mod softmax;
 pub mod trainer;

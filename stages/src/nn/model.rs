@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::device::{dev, Dev, Mat};
+use crate::math::{cos, ln};
 use super::ops::{
     batch_norm2d, conv2d, embedding, global_avg_pool, linear, max_pool2d, mul_mask, BnMode,
     ConvGeom, Ops,
@@ -469,7 +470,7 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
     // Box–Muller from two uniforms in (0, 1].
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    ((-2.0 * ln(u1)).sqrt() * cos(2.0 * std::f64::consts::PI * u2)) as f32
 }
 
 #[derive(Clone, Copy)]

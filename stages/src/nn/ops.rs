@@ -1,6 +1,7 @@
 //! The network operators on [`Dev`], whichever device that is, in one of two
 //! implementations ([`Ops`]): the host kernels of [`super::linear`], [`super::conv`],
-//! [`super::pool`], [`super::batch_norm`] and [`super::elementwise`] (CPU only), or the
+//! [`super::pool`], [`super::batch_norm`], [`super::elementwise`] and [`super::softmax`]
+//! (CPU only; the same bits on every CPU), or the
 //! compositions of dfdx ops of [`super::portable`] (any device). A `cuda` build always
 //! takes the portable path; a CPU build takes the host kernels unless a network is told
 //! otherwise ([`super::model::Network::ops`]), which is how the tests compare whole
@@ -20,7 +21,7 @@ use super::portable;
 /// Which implementation of the operators a network runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ops {
-    /// Host kernels on top of `gemm` (CPU builds only; the fastest on a CPU).
+    /// Host kernels (CPU builds only; the fastest on a CPU, and the same bits on every CPU).
     Host,
     /// Compositions of dfdx's differentiable ops (any device).
     Portable,
@@ -45,6 +46,7 @@ mod host {
     pub use super::super::elementwise::{embedding, mul_mask};
     pub use super::super::linear::linear;
     pub use super::super::pool::{global_avg_pool, max_pool2d};
+    pub use super::super::softmax::{log_softmax, logsumexp};
 }
 
 /// Dispatches to the host kernel when `$ops` is [`Ops::Host`] (and the build has host
@@ -163,5 +165,19 @@ pub fn embedding<T: Tape<f32, Dev>>(
         ops,
         host::embedding(dev, ids, batch, w, dim, tape),
         portable::embedding(dev, ids, batch, w, dim, tape)
+    )
+}
+
+/// Log-softmax over each row of `batch x K` logits.
+pub fn log_softmax<T: Tape<f32, Dev>>(ops: Ops, x: Mat<T>) -> Mat<T> {
+    dispatch!(ops, host::log_softmax(x), x.log_softmax::<Axis<1>>())
+}
+
+/// Log-sum-exp of each row of a `batch x K` matrix.
+pub fn logsumexp<T: Tape<f32, Dev>>(ops: Ops, x: Mat<T>) -> Tensor<(usize,), f32, Dev, T> {
+    dispatch!(
+        ops,
+        host::logsumexp(x),
+        x.logsumexp::<(usize,), Axis<1>>()
     )
 }

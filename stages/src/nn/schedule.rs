@@ -56,7 +56,7 @@ impl Schedule {
             }
             Schedule::Cosine => {
                 let t = it as f64 / total.max(1) as f64;
-                (base as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+                (base as f64 * 0.5 * (1.0 + crate::math::cos(std::f64::consts::PI * t))) as f32
             }
         }
     }

@@ -497,7 +497,7 @@ impl<'a, 'c> Session<'a, 'c> {
         let per_epoch = spec.examples.len().div_ceil(spec.batch_size);
         let base_lr = spec.optimizer.lr();
         let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
-        let chance = (m.net.classes as f64).ln();
+        let chance = crate::math::ln(m.net.classes as f64);
         let first = self.state.first_loss.unwrap_or(chance);
         let limit = DIVERGENCE_FACTOR * chance.max(first);
         if train_loss > limit {

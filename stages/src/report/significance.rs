@@ -17,6 +17,7 @@
 //! converges fast (`x < (a + 1)/(a + b + 2)`). The `significance` tests hold the t CDF to
 //! values from SciPy.
 
+use crate::math::{exp, ln, sin};
 use crate::report::aggregate::Stat;
 
 /// The level below which a difference counts as real.
@@ -42,7 +43,7 @@ pub fn ln_gamma(x: f64) -> f64 {
     if x < 0.5 {
         // Reflection: Γ(x) Γ(1 − x) = π / sin(πx).
         let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+        return ln(pi / sin(pi * x)) - ln_gamma(1.0 - x);
     }
     let x = x - 1.0;
     let mut sum = LANCZOS[0];
@@ -50,7 +51,7 @@ pub fn ln_gamma(x: f64) -> f64 {
         sum += c / (x + i as f64);
     }
     let t = x + 7.5;
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+    0.5 * ln(2.0 * std::f64::consts::PI) + (x + 0.5) * ln(t) - t + ln(sum)
 }
 
 /// The continued fraction of `I_x(a, b)` (without its prefactor), by the modified Lentz
@@ -89,11 +90,11 @@ pub fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
     if x >= 1.0 {
         return 1.0;
     }
-    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * ln(x) + b * ln(1.0 - x);
     if x < (a + 1.0) / (a + b + 2.0) {
-        ln_front.exp() * beta_continued_fraction(a, b, x) / a
+        exp(ln_front) * beta_continued_fraction(a, b, x) / a
     } else {
-        1.0 - ln_front.exp() * beta_continued_fraction(b, a, 1.0 - x) / b
+        1.0 - exp(ln_front) * beta_continued_fraction(b, a, 1.0 - x) / b
     }
 }
 
