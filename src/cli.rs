@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 success (for `status`: everything fresh), 1 a stage failed / `status`
 //! found work / `verify` found a mismatch / the project is busy, 2 a bad pipeline file or
-//! command line, 130 interrupted.
+//! command line (a stage launcher that does not exist), 130 interrupted.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::EngineError;
 use crate::executor::slurm::cancel_leftover_jobs;
-use crate::executor::{exec_stage, Executor, LocalExecutor, SlurmExecutor};
+use crate::executor::{exec_stage, Executor, Launcher, LocalExecutor, SlurmExecutor};
 use crate::lock::LockFile;
 use crate::pipeline::{Pipeline, DEFAULT_PROFILE};
 use crate::plan::why::WhyReason;
@@ -82,6 +82,12 @@ pub enum Command {
         /// After a failure, keep running everything that does not depend on it.
         #[arg(short, long)]
         keep_going: bool,
+        /// Start every stage process as `CMD ARGS <repro> exec-stage <job>`: an emulator
+        /// (`qemu-x86_64 -cpu Nehalem`), `nice -n 19`, `taskset -c 0-3`, a container. Split on
+        /// whitespace, no shell (quote the whole string). Default: $REPRO_LAUNCHER;
+        /// `--launcher ""` for none. Not part of any fingerprint.
+        #[arg(long, value_name = "CMD ARGS")]
+        launcher: Option<String>,
     },
     /// What would run. Exit 0 when everything is fresh, 1 otherwise.
     Status {
@@ -221,12 +227,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             dry_run,
             keep_going,
             executor,
+            launcher,
         } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
             if *dry_run {
                 return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
             }
+            let launcher = stage_launcher(launcher.as_deref())?;
             let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
             // Jobs of a killed earlier run must stop before their staging dirs go.
             let leftover = cancel_leftover_jobs(project.store.root())?;
@@ -242,14 +250,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .unwrap_or(1),
             });
             let executor: Box<dyn Executor> = match kind {
-                ExecutorKind::Local => Box::new(LocalExecutor::new()?),
+                ExecutorKind::Local => Box::new(LocalExecutor::new(launcher.clone())?),
                 ExecutorKind::Slurm => Box::new(SlurmExecutor::new(
                     &project.dir,
                     project.store.root(),
                     p.resources.clone(),
+                    launcher.clone(),
                 )?),
             };
             let mut reporter = Reporter::new(cli.verbosity());
+            if let Some(l) = &launcher {
+                reporter.line(&format!(
+                    "stages start through `{}` (from {})",
+                    l.argv.join(" "),
+                    l.origin
+                ));
+            }
             if leftover > 0 {
                 reporter.line(&format!(
                     "cancelled {leftover} Slurm job(s) left running by an earlier run"
@@ -318,6 +334,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The stage launcher of `repro run` (`--launcher`, else `REPRO_LAUNCHER`), checked to exist
+/// before anything runs.
+fn stage_launcher(flag: Option<&str>) -> Result<Option<Launcher>> {
+    let usage = |e: crate::executor::launcher::LauncherError| EngineError::Usage(e.to_string());
+    let Some(l) = Launcher::from_flag_or_env(flag).map_err(usage)? else {
+        return Ok(None);
+    };
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let path = std::env::var_os("PATH");
+    Ok(Some(l.resolve(&cwd, path.as_deref()).map_err(usage)?))
 }
 
 /// Prints the plan; returns whether every selected member is fresh.

@@ -2,8 +2,8 @@
 //!
 //! - [`SpecError`]: `pipeline.yaml` is wrong. Names the file, the line, the stage and the
 //!   field. Exit code 2.
-//! - [`EngineError::Usage`]: the command line is wrong (unknown target, unknown profile).
-//!   Exit code 2.
+//! - [`EngineError::Usage`]: the command line is wrong (unknown target, unknown profile, a
+//!   stage launcher that does not exist). Exit code 2.
 //! - [`EngineError::Busy`]: another `repro run` holds the project. Exit code 1.
 //! - [`EngineError::StagesFailed`] / [`EngineError::Interrupted`]: exit codes 1 and 130.
 //!

@@ -1,7 +1,8 @@
 //! Running stages as Slurm batch jobs: `repro run --executor slurm`.
 //!
 //! Each stage the scheduler starts becomes one batch job running this same binary's
-//! `exec-stage` on the stage's job file, in the project directory, which must be on a
+//! `exec-stage` on the stage's job file (through the run's [`Launcher`], if any), in the
+//! project directory, which must be on a
 //! filesystem the compute nodes share (same absolute paths; the `repro` binary too). The
 //! stage writes into its staging dir as it does locally; the engine (this process) keeps the
 //! DAG, the fingerprints, the lock and the store, and commits a stage's outputs with the same
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{line_report, write_job_file, Event, Executor, Job, Outcome, Report};
+use super::{line_report, write_job_file, Event, Executor, Job, Launcher, Outcome, Report};
 use crate::run_config::ResourceTable;
 use client::{
     log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
@@ -69,6 +70,8 @@ const MAX_POLL_ERRORS: u32 = 3;
 pub struct SlurmExecutor {
     client: SlurmClient,
     exe: PathBuf,
+    /// What the batch script starts `exec-stage` through, if anything.
+    launcher: Option<Launcher>,
     project_dir: PathBuf,
     files_dir: PathBuf,
     resources: ResourceTable,
@@ -109,9 +112,15 @@ struct TrackedJob {
 
 impl SlurmExecutor {
     /// An executor for the project in `project_dir` whose job files go to `runs_root/slurm`
-    /// (`runs_root` is the run store, `results/.runs`). Checks that the Slurm controller
-    /// answers, so a run fails at once with a clear message when it does not.
-    pub fn new(project_dir: &Path, runs_root: &Path, resources: ResourceTable) -> Result<Self> {
+    /// (`runs_root` is the run store, `results/.runs`); each job's command starts through
+    /// `launcher` when there is one. Checks that the Slurm controller answers, so a run fails
+    /// at once with a clear message when it does not.
+    pub fn new(
+        project_dir: &Path,
+        runs_root: &Path,
+        resources: ResourceTable,
+        launcher: Option<Launcher>,
+    ) -> Result<Self> {
         let client = SlurmClient::from_env();
         client.check().context(
             "--executor slurm: the Slurm controller does not answer (is SLURM_CONF set, and \
@@ -124,6 +133,7 @@ impl SlurmExecutor {
         Ok(SlurmExecutor {
             client,
             exe,
+            launcher,
             project_dir: project_dir.to_path_buf(),
             files_dir,
             resources,
@@ -214,6 +224,9 @@ impl Executor for SlurmExecutor {
             resources.clone(),
         );
         spec.name = format!("repro:{}", job.member);
+        if let Some(l) = &self.launcher {
+            spec.argv = l.wrap(std::mem::take(&mut spec.argv));
+        }
         if !self.user_threads {
             let cpus = resources.cpus.unwrap_or(1);
             spec.env
