@@ -15,8 +15,11 @@
 //! [`executor`] runs stages: as local child processes or as Slurm batch jobs (through its
 //! Slurm client, and through a stage launcher when one is given), with the executor choice
 //! and resources of [`run_config`].
+//! [`check`] compares this project's runs with a reference lock (pure: one verdict per
+//! member, and the cells of published tables that moved), for `repro check`.
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod code_files;
 pub mod error;
