@@ -196,16 +196,10 @@ fn file_stem(member: &str, fp: &str) -> String {
     name
 }
 
-impl Executor for SlurmExecutor {
-    fn start(
-        &self,
-        id: usize,
-        job: &Job,
-        job_file: &Path,
-        _threads: usize,
-        tx: Sender<(usize, Report)>,
-    ) -> Result<()> {
-        write_job_file(job_file, job)?;
+impl SlurmExecutor {
+    /// The batch job of a stage whose job file is `job_file`: `exec-stage` of this binary
+    /// (through the launcher, if any), with the stage's resources and thread count.
+    fn job_spec(&self, job: &Job, job_file: &Path) -> JobSpec {
         let stage = job.member.split('[').next().unwrap_or(&job.member);
         let resources = self.resources.for_stage(stage, &job.kind);
         // The staging dir is `<fp>.<pid>`.
@@ -232,6 +226,21 @@ impl Executor for SlurmExecutor {
             spec.env
                 .push(("RAYON_NUM_THREADS".into(), cpus.to_string().into()));
         }
+        spec
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn start(
+        &self,
+        id: usize,
+        job: &Job,
+        job_file: &Path,
+        _threads: usize,
+        tx: Sender<(usize, Report)>,
+    ) -> Result<()> {
+        write_job_file(job_file, job)?;
+        let spec = self.job_spec(job, job_file);
         // Logs of an earlier attempt would be read as this job's progress or errors.
         for f in [&spec.stdout, &spec.stderr] {
             match std::fs::remove_file(f) {
@@ -535,6 +544,56 @@ fn poll_loop(shared: &Shared, client: &SlurmClient, project_dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launcher_starts_the_job_command() {
+        let executor = |launcher: Option<Launcher>| SlurmExecutor {
+            client: SlurmClient::from_env(),
+            exe: PathBuf::from("/opt/repro/bin/repro"),
+            launcher,
+            project_dir: PathBuf::from("/p"),
+            files_dir: PathBuf::from("/p/results/.runs/slurm"),
+            resources: ResourceTable::default(),
+            jobs_file: PathBuf::from("/p/results/.runs/slurm/jobs"),
+            user_threads: true,
+            shared: Arc::new(Shared {
+                state: Mutex::new(Tracked::default()),
+                wake: Condvar::new(),
+            }),
+            poller: Mutex::new(None),
+        };
+        let job = Job {
+            kind: "probe".into(),
+            params: serde_json::json!({}),
+            seed: 1,
+            member: "a".into(),
+            profile: "default".into(),
+            coords: Default::default(),
+            inputs: Default::default(),
+            out_dir: "/p/results/.runs/staging/ff.1/out".into(),
+            checkpoint_dir: "/p/results/.runs/checkpoints/ff".into(),
+            project_dir: "/p".into(),
+            download_dir: "/p/data/downloads".into(),
+        };
+        let job_file = Path::new("/p/results/.runs/staging/ff.1/job.json");
+        let exec_line = |spec: &JobSpec| {
+            let script = String::from_utf8(spec.batch_script()).unwrap();
+            script.lines().last().unwrap().to_string()
+        };
+        let plain = executor(None).job_spec(&job, job_file);
+        assert_eq!(
+            exec_line(&plain),
+            "exec '/opt/repro/bin/repro' 'exec-stage' '/p/results/.runs/staging/ff.1/job.json'"
+        );
+        let launcher = Launcher::choose(Some("qemu-x86_64 -cpu Nehalem"), None);
+        let wrapped = executor(launcher).job_spec(&job, job_file);
+        assert_eq!(
+            exec_line(&wrapped),
+            "exec 'qemu-x86_64' '-cpu' 'Nehalem' '/opt/repro/bin/repro' 'exec-stage' \
+             '/p/results/.runs/staging/ff.1/job.json'"
+        );
+        assert_eq!((wrapped.stdout, wrapped.name), (plain.stdout, plain.name));
+    }
 
     #[test]
     fn file_stems_are_safe_and_distinct() {
