@@ -21,9 +21,10 @@
 //!
 //! A launcher is how stages run, not what they compute: like the executor and the thread
 //! count, it enters no fingerprint, and a stage run under one is the same cached result as
-//! without. It must hand the stage's exit status back and let SIGTERM reach the stage (`exec`
-//! the rest, as `nice`, `taskset` and `qemu-*` do), or an interrupted stage cannot save its
-//! checkpoint.
+//! without. It must hand the stage's exit status back, and should let SIGTERM reach the stage
+//! (`exec` the rest, as `nice`, `taskset` and `qemu-*` do): a launcher that dies of it instead
+//! (`perf stat`) makes an interrupted stage report a failure, although the stage, told by its
+//! parent's death, still saves its checkpoint.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
