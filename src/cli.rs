@@ -1,9 +1,10 @@
-//! The command line: `repro run | status | why | dag | verify | gc` (and the hidden
+//! The command line: `repro run | status | why | dag | verify | check | gc` (and the hidden
 //! `exec-stage` and `bench`).
 //!
 //! Exit codes: 0 success (for `status`: everything fresh), 1 a stage failed / `status`
-//! found work / `verify` found a mismatch / the project is busy, 2 a bad pipeline file or
-//! command line, 130 interrupted.
+//! found work / `verify` found a mismatch / `check` found a member whose bytes differ from
+//! the reference's / the project is busy, 2 a bad pipeline file or command line (a stage
+//! launcher that does not exist, a `check` reference that cannot be read), 130 interrupted.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -13,9 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::check::reference::Reference;
+use crate::check::{self as checking, Here, NotComparable, TableChange, Verdict};
 use crate::error::EngineError;
 use crate::executor::slurm::cancel_leftover_jobs;
-use crate::executor::{exec_stage, Executor, LocalExecutor, SlurmExecutor};
+use crate::executor::{exec_stage, Executor, Launcher, LocalExecutor, SlurmExecutor};
 use crate::lock::LockFile;
 use crate::pipeline::{Pipeline, DEFAULT_PROFILE};
 use crate::plan::why::WhyReason;
@@ -82,6 +85,12 @@ pub enum Command {
         /// After a failure, keep running everything that does not depend on it.
         #[arg(short, long)]
         keep_going: bool,
+        /// Start every stage process as `CMD ARGS <repro> exec-stage <job>`: an emulator
+        /// (`qemu-x86_64 -cpu Nehalem`), `nice -n 19`, `taskset -c 0-3`, a container. Split on
+        /// whitespace, no shell (quote the whole string). Default: $REPRO_LAUNCHER;
+        /// `--launcher ""` for none. Not part of any fingerprint.
+        #[arg(long, value_name = "CMD ARGS")]
+        launcher: Option<String>,
     },
     /// What would run. Exit 0 when everything is fresh, 1 otherwise.
     Status {
@@ -117,6 +126,18 @@ pub enum Command {
         /// Default: every profile of the lock, and every run in the store.
         #[arg(short, long)]
         profile: Option<String>,
+    },
+    /// Did this run reproduce the reference's bit for bit? Compares each member's fingerprint
+    /// and output digest with a reference lock and prints the table cells that moved. Exit 1
+    /// when a member with the reference's fingerprint has other output bytes; members not run
+    /// here, or whose key changed, are listed, not failures.
+    Check {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// The reference: a lock file (when a file exists at that path), else a git revision
+        /// whose pipeline.lock is read. Default: HEAD.
+        #[arg(long, value_name = "FILE|REV")]
+        against: Option<String>,
     },
     /// Remove runs no profile of the lock refers to, and leftovers of killed runs.
     Gc {
@@ -221,12 +242,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             dry_run,
             keep_going,
             executor,
+            launcher,
         } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
             if *dry_run {
                 return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
             }
+            let launcher = stage_launcher(launcher.as_deref())?;
             let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
             // Jobs of a killed earlier run must stop before their staging dirs go.
             let leftover = cancel_leftover_jobs(project.store.root())?;
@@ -242,14 +265,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .unwrap_or(1),
             });
             let executor: Box<dyn Executor> = match kind {
-                ExecutorKind::Local => Box::new(LocalExecutor::new()?),
+                ExecutorKind::Local => Box::new(LocalExecutor::new(launcher.clone())?),
                 ExecutorKind::Slurm => Box::new(SlurmExecutor::new(
                     &project.dir,
                     project.store.root(),
                     p.resources.clone(),
+                    launcher.clone(),
                 )?),
             };
             let mut reporter = Reporter::new(cli.verbosity());
+            if let Some(l) = &launcher {
+                reporter.line(&format!(
+                    "stages start through `{}` (from {})",
+                    l.argv.join(" "),
+                    l.origin
+                ));
+            }
             if leftover > 0 {
                 reporter.line(&format!(
                     "cancelled {leftover} Slurm job(s) left running by an earlier run"
@@ -307,6 +338,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Verify { profile } => verify(&cli.project()?, profile.as_deref(), cli.verbosity()),
+        Command::Check { profile, against } => check(&cli, &profile.profile, against.as_deref()),
         Command::Gc { dry_run } => gc(&cli.project()?, *dry_run),
         Command::Bench {
             noop_members,
@@ -318,6 +350,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The stage launcher of `repro run` (`--launcher`, else `REPRO_LAUNCHER`), checked to exist
+/// before anything runs.
+fn stage_launcher(flag: Option<&str>) -> Result<Option<Launcher>> {
+    let usage = |e: crate::executor::launcher::LauncherError| EngineError::Usage(e.to_string());
+    let Some(l) = Launcher::from_flag_or_env(flag).map_err(usage)? else {
+        return Ok(None);
+    };
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let path = std::env::var_os("PATH");
+    Ok(Some(l.resolve(&cwd, path.as_deref()).map_err(usage)?))
 }
 
 /// Prints the plan; returns whether every selected member is fresh.
@@ -597,6 +641,240 @@ fn verify(project: &Project, only: Option<&str>, v: Verbosity) -> Result<i32> {
         Ok(0)
     } else {
         Err(EngineError::VerifyFailed(problems.len()).into())
+    }
+}
+
+/// `repro check`: the runs of one profile against a reference lock ([`crate::check`]).
+/// Prints the summary, the members that are not reproduced and why, and the cells of the
+/// published tables that moved; a member that differs fails the command (exit 1).
+fn check(cli: &Cli, profile: &str, against: Option<&str>) -> Result<i32> {
+    let v = cli.verbosity();
+    let project = cli.project()?;
+    let p = load(&project, profile)?;
+    // A file given to --against is found as --file is: from the -C directory.
+    let base = std::env::current_dir()
+        .context("reading the current directory")?
+        .join(cli.project.as_deref().unwrap_or(std::path::Path::new("")));
+    let lock_path = project.lock_path();
+    let reference = Reference::load(&project.dir, project.rel(&lock_path), &base, against)
+        .map_err(EngineError::from)?;
+    let theirs = reference.profile(&p.profile).map_err(EngineError::from)?;
+
+    let lock = LockFile::load(&lock_path)?;
+    let world = FsWorld::new(&project, &lock, &p.profile);
+    let ids = plan::identities();
+    let n = p.members.len();
+    let entries = plan::plan(&p, &vec![true; n], &vec![false; n], &ids, &world);
+    world.save();
+    let members: Vec<checking::Member> = p
+        .members
+        .iter()
+        .zip(&entries)
+        .map(|(m, e)| checking::Member {
+            name: m.name.clone(),
+            upstream: m.upstream(),
+            here: held_here(&project, &p, m, e),
+        })
+        .collect();
+    let report = checking::compare(&members, theirs);
+    let counts = report.counts();
+
+    let loud = v != Verbosity::Quiet;
+    if loud {
+        println!("{}", counts.line());
+        println!("against {}, profile {}", reference.label, p.profile);
+    }
+    let short = |s: &str| s[..12.min(s.len())].to_string();
+    let row = |label: &str, name: &str, why: &str| println!("{label:<14}  {name}  ({why})");
+    for (mi, verdict) in report.verdicts.iter().enumerate() {
+        let name = &members[mi].name;
+        match verdict {
+            Verdict::Reproduced if v == Verbosity::Verbose => {
+                println!("{:<14}  {name}", "reproduced")
+            }
+            Verdict::Reproduced => {}
+            Verdict::Differs {
+                fingerprint,
+                here,
+                reference: digest,
+            } => row(
+                "DIFFERS",
+                name,
+                &format!(
+                    "same fingerprint {}, output digest {} here, {} in the reference",
+                    short(fingerprint),
+                    short(here),
+                    short(digest)
+                ),
+            ),
+            Verdict::NotComparable(why) if loud => {
+                let why = match why {
+                    NotComparable::NotInReference => "not in the reference".to_string(),
+                    NotComparable::InputDiffers { upstream } => format!(
+                        "its input {} differs from the reference's",
+                        members[*upstream].name
+                    ),
+                    NotComparable::KeyChanged { reference: fp } => {
+                        key_changes(&project, entries[mi].key.as_ref(), fp)
+                    }
+                };
+                row("not comparable", name, &why);
+            }
+            Verdict::NotRun { reason } if loud => row("not run", name, reason),
+            Verdict::NotComparable(_) | Verdict::NotRun { .. } => {}
+        }
+    }
+    if loud && counts.members > 0 && counts.reproduced + counts.differ + counts.not_comparable == 0
+    {
+        let flag = if p.profile == DEFAULT_PROFILE {
+            String::new()
+        } else {
+            format!(" -p {}", p.profile)
+        };
+        println!(
+            "nothing to compare: no member of profile `{}` has its outputs here (`repro run{flag}` first)",
+            p.profile
+        );
+    }
+    if loud && !report.only_in_reference.is_empty() {
+        println!(
+            "{} member(s) of the reference are not in this pipeline",
+            report.only_in_reference.len()
+        );
+        if v == Verbosity::Verbose {
+            for name in &report.only_in_reference {
+                println!("  {name}");
+            }
+        }
+    }
+    if loud {
+        for t in checking::changed_tables(&members, theirs) {
+            print_table_change(&project, &p, &members, &reference, &t);
+        }
+    }
+    if counts.differ > 0 {
+        Err(EngineError::CheckFailed(counts.differ).into())
+    } else {
+        Ok(0)
+    }
+}
+
+/// What this project holds for member `m`, planned as `e`: its stored outputs when the store
+/// has those of its current key.
+fn held_here(
+    project: &Project,
+    p: &Pipeline,
+    m: &crate::pipeline::Member,
+    e: &plan::Entry,
+) -> Here {
+    use plan::RunReason;
+    match (&e.decision, &e.fingerprint, &e.digest) {
+        (Decision::Fresh | Decision::Restore(_), Some(fp), Some(digest)) => {
+            let published = match (&m.publish, project.store.manifest(fp)) {
+                (Some(rel), Some(man)) => man
+                    .files
+                    .iter()
+                    .filter(|f| f.is_content())
+                    .map(|f| (format!("{rel}/{}", f.path), f.sha256.clone()))
+                    .collect(),
+                _ => Default::default(),
+            };
+            Here::Ran {
+                fingerprint: fp.clone(),
+                digest: digest.clone(),
+                published,
+            }
+        }
+        (decision, _, _) => Here::NotRun {
+            reason: match decision {
+                Decision::Run(RunReason::NeverRun) => "never run here".to_string(),
+                // A clone carries the lock but not the store.
+                Decision::Run(RunReason::Changed { .. } | RunReason::OutputMissing) => {
+                    "no outputs for its current key in this store".to_string()
+                }
+                Decision::Run(RunReason::OutputDamaged) => {
+                    "its outputs in the store are damaged".to_string()
+                }
+                Decision::Pending { upstream } => {
+                    format!("waits for {}", p.members[*upstream].name)
+                }
+                other => other.explain(p),
+            },
+        },
+    }
+}
+
+/// What changed in a member's key since the reference's run (fingerprint `theirs`): the
+/// exact differences when that run is in this store, else the kinds of change it can be.
+fn key_changes(project: &Project, now: Option<&crate::fingerprint::Key>, theirs: &str) -> String {
+    let changes = match (now, project.store.key(theirs)) {
+        (Some(now), Some(old)) => now.diff(&old),
+        _ => Vec::new(),
+    };
+    if changes.is_empty() {
+        "its own key changed: code, params, seed, kind version, dfdx or backend".to_string()
+    } else {
+        let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        format!("its own key changed: {}", list.join("; "))
+    }
+}
+
+/// Prints how one published table differs from the reference's: the cells that moved, rows
+/// and columns only one side has, or why it cannot be compared.
+fn print_table_change(
+    project: &Project,
+    p: &Pipeline,
+    members: &[checking::Member],
+    reference: &Reference,
+    t: &checking::ChangedTable,
+) {
+    let owner = &members[t.member].name;
+    let head = format!("table {} ({owner})", t.path);
+    match t.change {
+        TableChange::OnlyHere => return println!("{head}: not in the reference"),
+        TableChange::OnlyInReference => return println!("{head}: only in the reference"),
+        TableChange::Changed => {}
+    }
+    // This run's copy, from the store: the published one may be stale.
+    let ours = match (&members[t.member].here, &p.members[t.member].publish) {
+        (Here::Ran { fingerprint, .. }, Some(rel)) => {
+            let inner = t.path.strip_prefix(&format!("{rel}/")).unwrap_or(&t.path);
+            let path = project.store.out_dir(fingerprint).join(inner);
+            std::fs::read(&path).map_err(|e| format!("{}: {e}", project.rel(&path).display()))
+        }
+        _ => Err("not published by this run".to_string()),
+    };
+    let (old, new) = match (reference.file(&t.path), ours) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(why), _) => {
+            return println!("{head}: differs; the reference's table is not available: {why}")
+        }
+        (_, Err(why)) => {
+            return println!("{head}: differs; this run's table cannot be read: {why}")
+        }
+    };
+    let d = checking::table::diff(
+        &String::from_utf8_lossy(&old),
+        &String::from_utf8_lossy(&new),
+    );
+    if d.comments_only() {
+        return println!("{head}: only its comment lines differ");
+    }
+    println!("{head}: {} cell(s) moved", d.cells.len());
+    for c in &d.cells {
+        println!("  {c}");
+    }
+    for r in &d.rows_added {
+        println!("  {r}: not in the reference");
+    }
+    for r in &d.rows_removed {
+        println!("  {r}: only in the reference");
+    }
+    for c in &d.columns_added {
+        println!("  column `{c}`: not in the reference");
+    }
+    for c in &d.columns_removed {
+        println!("  column `{c}`: only in the reference");
     }
 }
 

@@ -2,15 +2,21 @@
 //!
 //! - [`SpecError`]: `pipeline.yaml` is wrong. Names the file, the line, the stage and the
 //!   field. Exit code 2.
-//! - [`EngineError::Usage`]: the command line is wrong (unknown target, unknown profile).
+//! - [`EngineError::Usage`]: the command line is wrong (unknown target, unknown profile, a
+//!   stage launcher that does not exist). Exit code 2.
+//! - [`EngineError::Reference`]: the reference of `repro check` cannot be read or is no lock.
 //!   Exit code 2.
 //! - [`EngineError::Busy`]: another `repro run` holds the project. Exit code 1.
 //! - [`EngineError::StagesFailed`] / [`EngineError::Interrupted`]: exit codes 1 and 130.
+//! - [`EngineError::VerifyFailed`] / [`EngineError::CheckFailed`]: `verify` found a mismatch,
+//!   `check` a member whose bytes differ from the reference's. Exit code 1.
 //!
 //! Everything else (I/O) travels as `anyhow` errors with context and exits with 1.
 
 use std::fmt;
 use std::path::PathBuf;
+
+use crate::check::reference::ReferenceError;
 
 /// An error in `pipeline.yaml`, located as precisely as the parser allows.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,16 +102,21 @@ pub enum EngineError {
     Interrupted,
     #[error("verification failed: {0} problem(s)")]
     VerifyFailed(usize),
+    #[error("{0}")]
+    Reference(#[from] ReferenceError),
+    #[error("check failed: {0} member(s) differ from the reference")]
+    CheckFailed(usize),
 }
 
 impl EngineError {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> i32 {
         match self {
-            EngineError::Spec(_) | EngineError::Usage(_) => 2,
+            EngineError::Spec(_) | EngineError::Usage(_) | EngineError::Reference(_) => 2,
             EngineError::Busy { .. }
             | EngineError::StagesFailed(_)
-            | EngineError::VerifyFailed(_) => 1,
+            | EngineError::VerifyFailed(_)
+            | EngineError::CheckFailed(_) => 1,
             EngineError::Interrupted => 130,
         }
     }

@@ -13,9 +13,13 @@
 //! [`code_files`] digests the project files a stage's params name as its code (a
 //! `command` stage's `deps`) for its key.
 //! [`executor`] runs stages: as local child processes or as Slurm batch jobs (through its
-//! Slurm client), with the executor choice and resources of [`run_config`].
+//! Slurm client, and through a stage launcher when one is given), with the executor choice
+//! and resources of [`run_config`].
+//! [`check`] compares this project's runs with a reference lock (pure: one verdict per
+//! member, and the cells of published tables that moved), for `repro check`.
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod code_files;
 pub mod error;

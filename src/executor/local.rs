@@ -1,5 +1,6 @@
 //! The local executor: each stage in a child process of this binary (`repro exec-stage`) on
 //! this machine, its stdout read for progress lines and its stderr kept as the error message.
+//! With a [`Launcher`], the child is the launcher, given the same command line to start.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -10,11 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use super::{line_report, write_job_file, Executor, Job, Outcome, Report};
+use super::{line_report, write_job_file, Executor, Job, Launcher, Outcome, Report};
 
 /// Runs each job as a child process of this binary on this machine.
 pub struct LocalExecutor {
     exe: PathBuf,
+    /// What starts each stage process, if not this binary directly.
+    launcher: Option<Launcher>,
     /// Whether the user set `RAYON_NUM_THREADS` (then children inherit it).
     user_threads: bool,
     running: Arc<Mutex<HashMap<usize, u32>>>,
@@ -22,11 +25,12 @@ pub struct LocalExecutor {
 
 impl LocalExecutor {
     /// Children get `RAYON_NUM_THREADS` = the `threads` of each job, unless the user set
-    /// `RAYON_NUM_THREADS`.
-    pub fn new() -> Result<LocalExecutor> {
+    /// `RAYON_NUM_THREADS`; with a `launcher`, each child is started through it.
+    pub fn new(launcher: Option<Launcher>) -> Result<LocalExecutor> {
         let exe = std::env::current_exe().context("locating the repro binary")?;
         Ok(LocalExecutor {
             exe,
+            launcher,
             user_threads: std::env::var_os("RAYON_NUM_THREADS").is_some(),
             running: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -43,9 +47,16 @@ impl Executor for LocalExecutor {
         tx: Sender<(usize, Report)>,
     ) -> Result<()> {
         write_job_file(job_file, job)?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("exec-stage")
-            .arg(job_file)
+        let mut argv = vec![
+            self.exe.clone().into_os_string(),
+            "exec-stage".into(),
+            job_file.into(),
+        ];
+        if let Some(l) = &self.launcher {
+            argv = l.wrap(argv);
+        }
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -54,7 +65,7 @@ impl Executor for LocalExecutor {
         }
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("starting {}", self.exe.display()))?;
+            .with_context(|| format!("starting {}", argv[0].to_string_lossy()))?;
         let pid = child.id();
         self.running.lock().unwrap().insert(id, pid);
         let _ = tx.send((id, Report::Started { pid }));

@@ -5,6 +5,8 @@
 //!   through the Slurm [`slurm::client`].
 //! - [`child`]: the other end of both, `repro exec-stage <job.json>` (hidden subcommand,
 //!   [`exec_stage`]), which runs one stage.
+//! - [`launcher`]: an optional program both start that command through (`--launcher`,
+//!   `REPRO_LAUNCHER`: an emulator, `nice`, a container), outside every fingerprint.
 //!
 //! The [`Job`] file says everything the stage may know; the child reports progress as JSON
 //! lines on stdout ([`Event`]), an error message on stderr, and exits with 0 (success), 130
@@ -30,6 +32,7 @@
 //! `{"event":"position","done":3}`, `{"event":"message","text":"loss 0.31"}`.
 
 pub mod child;
+pub mod launcher;
 pub mod local;
 pub mod slurm;
 
@@ -43,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use child::exec_stage;
+pub use launcher::Launcher;
 pub use local::LocalExecutor;
 pub use slurm::SlurmExecutor;
 

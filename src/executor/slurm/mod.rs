@@ -1,7 +1,8 @@
 //! Running stages as Slurm batch jobs: `repro run --executor slurm`.
 //!
 //! Each stage the scheduler starts becomes one batch job running this same binary's
-//! `exec-stage` on the stage's job file, in the project directory, which must be on a
+//! `exec-stage` on the stage's job file (through the run's [`Launcher`], if any), in the
+//! project directory, which must be on a
 //! filesystem the compute nodes share (same absolute paths; the `repro` binary too). The
 //! stage writes into its staging dir as it does locally; the engine (this process) keeps the
 //! DAG, the fingerprints, the lock and the store, and commits a stage's outputs with the same
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{line_report, write_job_file, Event, Executor, Job, Outcome, Report};
+use super::{line_report, write_job_file, Event, Executor, Job, Launcher, Outcome, Report};
 use crate::run_config::ResourceTable;
 use client::{
     log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
@@ -69,6 +70,8 @@ const MAX_POLL_ERRORS: u32 = 3;
 pub struct SlurmExecutor {
     client: SlurmClient,
     exe: PathBuf,
+    /// What the batch script starts `exec-stage` through, if anything.
+    launcher: Option<Launcher>,
     project_dir: PathBuf,
     files_dir: PathBuf,
     resources: ResourceTable,
@@ -109,9 +112,15 @@ struct TrackedJob {
 
 impl SlurmExecutor {
     /// An executor for the project in `project_dir` whose job files go to `runs_root/slurm`
-    /// (`runs_root` is the run store, `results/.runs`). Checks that the Slurm controller
-    /// answers, so a run fails at once with a clear message when it does not.
-    pub fn new(project_dir: &Path, runs_root: &Path, resources: ResourceTable) -> Result<Self> {
+    /// (`runs_root` is the run store, `results/.runs`); each job's command starts through
+    /// `launcher` when there is one. Checks that the Slurm controller answers, so a run fails
+    /// at once with a clear message when it does not.
+    pub fn new(
+        project_dir: &Path,
+        runs_root: &Path,
+        resources: ResourceTable,
+        launcher: Option<Launcher>,
+    ) -> Result<Self> {
         let client = SlurmClient::from_env();
         client.check().context(
             "--executor slurm: the Slurm controller does not answer (is SLURM_CONF set, and \
@@ -124,6 +133,7 @@ impl SlurmExecutor {
         Ok(SlurmExecutor {
             client,
             exe,
+            launcher,
             project_dir: project_dir.to_path_buf(),
             files_dir,
             resources,
@@ -186,16 +196,10 @@ fn file_stem(member: &str, fp: &str) -> String {
     name
 }
 
-impl Executor for SlurmExecutor {
-    fn start(
-        &self,
-        id: usize,
-        job: &Job,
-        job_file: &Path,
-        _threads: usize,
-        tx: Sender<(usize, Report)>,
-    ) -> Result<()> {
-        write_job_file(job_file, job)?;
+impl SlurmExecutor {
+    /// The batch job of a stage whose job file is `job_file`: `exec-stage` of this binary
+    /// (through the launcher, if any), with the stage's resources and thread count.
+    fn job_spec(&self, job: &Job, job_file: &Path) -> JobSpec {
         let stage = job.member.split('[').next().unwrap_or(&job.member);
         let resources = self.resources.for_stage(stage, &job.kind);
         // The staging dir is `<fp>.<pid>`.
@@ -214,11 +218,29 @@ impl Executor for SlurmExecutor {
             resources.clone(),
         );
         spec.name = format!("repro:{}", job.member);
+        if let Some(l) = &self.launcher {
+            spec.argv = l.wrap(std::mem::take(&mut spec.argv));
+        }
         if !self.user_threads {
             let cpus = resources.cpus.unwrap_or(1);
             spec.env
                 .push(("RAYON_NUM_THREADS".into(), cpus.to_string().into()));
         }
+        spec
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn start(
+        &self,
+        id: usize,
+        job: &Job,
+        job_file: &Path,
+        _threads: usize,
+        tx: Sender<(usize, Report)>,
+    ) -> Result<()> {
+        write_job_file(job_file, job)?;
+        let spec = self.job_spec(job, job_file);
         // Logs of an earlier attempt would be read as this job's progress or errors.
         for f in [&spec.stdout, &spec.stderr] {
             match std::fs::remove_file(f) {
@@ -522,6 +544,56 @@ fn poll_loop(shared: &Shared, client: &SlurmClient, project_dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launcher_starts_the_job_command() {
+        let executor = |launcher: Option<Launcher>| SlurmExecutor {
+            client: SlurmClient::from_env(),
+            exe: PathBuf::from("/opt/repro/bin/repro"),
+            launcher,
+            project_dir: PathBuf::from("/p"),
+            files_dir: PathBuf::from("/p/results/.runs/slurm"),
+            resources: ResourceTable::default(),
+            jobs_file: PathBuf::from("/p/results/.runs/slurm/jobs"),
+            user_threads: true,
+            shared: Arc::new(Shared {
+                state: Mutex::new(Tracked::default()),
+                wake: Condvar::new(),
+            }),
+            poller: Mutex::new(None),
+        };
+        let job = Job {
+            kind: "probe".into(),
+            params: serde_json::json!({}),
+            seed: 1,
+            member: "a".into(),
+            profile: "default".into(),
+            coords: Default::default(),
+            inputs: Default::default(),
+            out_dir: "/p/results/.runs/staging/ff.1/out".into(),
+            checkpoint_dir: "/p/results/.runs/checkpoints/ff".into(),
+            project_dir: "/p".into(),
+            download_dir: "/p/data/downloads".into(),
+        };
+        let job_file = Path::new("/p/results/.runs/staging/ff.1/job.json");
+        let exec_line = |spec: &JobSpec| {
+            let script = String::from_utf8(spec.batch_script()).unwrap();
+            script.lines().last().unwrap().to_string()
+        };
+        let plain = executor(None).job_spec(&job, job_file);
+        assert_eq!(
+            exec_line(&plain),
+            "exec '/opt/repro/bin/repro' 'exec-stage' '/p/results/.runs/staging/ff.1/job.json'"
+        );
+        let launcher = Launcher::choose(Some("qemu-x86_64 -cpu Nehalem"), None);
+        let wrapped = executor(launcher).job_spec(&job, job_file);
+        assert_eq!(
+            exec_line(&wrapped),
+            "exec 'qemu-x86_64' '-cpu' 'Nehalem' '/opt/repro/bin/repro' 'exec-stage' \
+             '/p/results/.runs/staging/ff.1/job.json'"
+        );
+        assert_eq!((wrapped.stdout, wrapped.name), (plain.stdout, plain.name));
+    }
 
     #[test]
     fn file_stems_are_safe_and_distinct() {
