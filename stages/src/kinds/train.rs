@@ -31,7 +31,7 @@
 //! The final model is the last epoch's (no selection on the test split).
 //!
 //! Inputs: `data` (a dataset directory, `data::dataset`), `noise` (a `NoisyLabels`
-//! directory, `noise.rs`; optional for `ce` and `label_smoothing`, which then train on
+//! directory, `noise/file.rs`; optional for `ce` and `label_smoothing`, which then train on
 //! the clean labels). Outputs: `metrics.json` (`metrics::Metrics`; final `extra` holds
 //! `c_hat_frobenius_to_true_c` and `c_hat_mean_row_l1_to_true_c` for methods that estimate
 //! C), `weights.safetensors` (parameters then batch-norm buffers, PyTorch names and

@@ -41,13 +41,20 @@ fn default_eps() -> f32 {
 pub const MAX_LEARNING_RATE: f64 = 1e6;
 
 fn check_learning_rate<E: serde::de::Error>(v: f64) -> Result<f64, E> {
-    if v.is_finite() && (0.0..=MAX_LEARNING_RATE).contains(&v) {
-        Ok(v)
-    } else {
-        Err(E::custom(format!(
+    if !(v.is_finite() && (0.0..=MAX_LEARNING_RATE).contains(&v)) {
+        return Err(E::custom(format!(
             "learning rate {v:e} is outside [0, {MAX_LEARNING_RATE:e}]"
-        )))
+        )));
     }
+    // Rates are applied in f32: a positive rate below f32's smallest normal number would
+    // silently round to zero or lose its precision.
+    if v > 0.0 && v < f32::MIN_POSITIVE as f64 {
+        return Err(E::custom(format!(
+            "learning rate {v:e} is below {:e}, the smallest normal f32 (use 0 for none)",
+            f32::MIN_POSITIVE
+        )));
+    }
+    Ok(v)
 }
 
 /// Reads a learning rate (f32), refusing values outside [0, [`MAX_LEARNING_RATE`]].
