@@ -173,11 +173,15 @@ fn near(what: &str, a: &[f32], b: &[f32], tol: f64) {
     );
 }
 
-/// The two paths round differently (f32 sums in dfdx's kernels, f64 channel sums in the
-/// host batch norm), and at initialisation a deep network's gradient amplifies rounding:
-/// a 1e-6 relative change of the input moves ResNet-50's first-layer gradient by ~1% at
-/// batch 2. So each gradient may differ between the paths by 1e-3 or by 5× what that input
-/// change makes the host path itself differ, whichever is larger.
+/// The two paths round differently (f32 sums in dfdx's kernels, one FMA per term in the
+/// host products, f64 channel sums in the host batch norm), and at initialisation a deep
+/// network's gradient amplifies rounding: a 1e-6 relative change of the input moves
+/// ResNet-50's first-layer gradient by ~1% at batch 2. So each gradient may differ between
+/// the paths by a floor or by 5× what that input change makes the host path itself differ,
+/// whichever is larger. The floor is 1e-3, and 3e-2 for ResNet-50 at batch 2, whose last
+/// stages normalise each channel over a handful of values (2 images of 2×2): there middle
+/// layers' gradients differed by up to 1.04e-2 once the host products used FMA, while its
+/// logits, loss and running statistics agreed to 1e-4 (a wrong operator differs by O(1)).
 #[test]
 fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
     let dense = |shape: Vec<usize>, n: usize| {
@@ -218,6 +222,7 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
         (ModelSpec::Resnet50, dense(vec![3, 16, 16], 2)),
     ];
     for (spec, (kind, x)) in cases {
+        let floor = if matches!(spec, ModelSpec::Resnet50) { 3e-2 } else { 1e-3 };
         let (mut net, _, _) = Network::new(&spec, &kind, 10, 3).unwrap();
         let labels: Vec<u32> = (0..x.shape().0 as u32).map(|i| (3 * i + 1) % 10).collect();
         net.ops = Ops::Host;
@@ -234,7 +239,7 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
             p.1
         );
         for (i, (gh, gp)) in h.2.iter().zip(&p.2).enumerate() {
-            let tol = (5.0 * rel(gh, &hs.2[i])).max(1e-3);
+            let tol = (5.0 * rel(gh, &hs.2[i])).max(floor);
             near(&format!("{what}: gradient of parameter {i}"), gh, gp, tol);
         }
         near(&format!("{what}: running statistics"), &h.3, &p.3, 1e-4);
