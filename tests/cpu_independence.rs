@@ -18,21 +18,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::copy_dir;
+use common::project_copy as project;
 
-/// A copy of the project's pipeline and embedded data in a temporary directory.
-fn project() -> (tempfile::TempDir, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::copy(root.join("pipeline.yaml"), dir.join("pipeline.yaml")).unwrap();
-    copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
-    (tmp, dir)
-}
 
 /// The targets run under the emulator (see the module docs).
 const EMULATED_TARGETS: [&str; 2] = ["report_mlc_code", "distill_soft_labels"];

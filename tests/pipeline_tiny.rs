@@ -5,18 +5,9 @@
 
 mod common;
 
-use common::{copy_dir, repro};
+use common::{copy_dir, project_copy as project, repro};
 use std::path::{Path, PathBuf};
 
-fn project() -> (tempfile::TempDir, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::copy(root.join("pipeline.yaml"), dir.join("pipeline.yaml")).unwrap();
-    copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
-    (tmp, dir)
-}
 
 /// Cells of a CSV table (header excluded) that parse as numbers.
 fn numbers(csv_text: &str) -> Vec<f64> {

@@ -223,3 +223,15 @@ pub fn drain(lines: &Receiver<String>) -> Vec<String> {
     }
     out
 }
+
+/// A copy of this project's `pipeline.yaml` and embedded digits in a temporary directory
+/// (the directory, and the project folder inside it).
+pub fn project_copy() -> (tempfile::TempDir, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(root.join("pipeline.yaml"), dir.join("pipeline.yaml")).unwrap();
+    copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
+    (tmp, dir)
+}
