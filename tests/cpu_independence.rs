@@ -22,7 +22,6 @@ use std::process::Command;
 
 use common::project_copy as project;
 
-
 /// The targets run under the emulator (see the module docs).
 const EMULATED_TARGETS: [&str; 2] = ["report_mlc_code", "distill_soft_labels"];
 
@@ -73,7 +72,8 @@ fn qemu_available() -> bool {
 
 #[test]
 fn tiny_profile_has_the_same_bytes_on_every_cpu_and_thread_count() {
-    let mut variants: Vec<(&str, &str, &[&str])> = vec![("3 threads", "env RAYON_NUM_THREADS=3", &[])];
+    let mut variants: Vec<(&str, &str, &[&str])> =
+        vec![("3 threads", "env RAYON_NUM_THREADS=3", &[])];
     if qemu_available() {
         variants.push(("Nehalem", "qemu-x86_64 -cpu Nehalem", &EMULATED_TARGETS));
         #[cfg(target_arch = "x86_64")]
@@ -91,11 +91,22 @@ fn tiny_profile_has_the_same_bytes_on_every_cpu_and_thread_count() {
         let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         (native, results)
     });
-    assert_eq!(native.len(), 39, "the tiny profile's members: {:?}", native.keys());
+    assert_eq!(
+        native.len(),
+        39,
+        "the tiny profile's members: {:?}",
+        native.keys()
+    );
     for (name, digests) in &results {
-        assert!(digests.len() >= 10 || *name == "3 threads", "{name} ran {digests:?}");
+        assert!(
+            digests.len() >= 10 || *name == "3 threads",
+            "{name} ran {digests:?}"
+        );
         // Every member the variant ran, against the native run's.
-        let diff: Vec<&String> = digests.keys().filter(|m| native.get(*m) != digests.get(*m)).collect();
+        let diff: Vec<&String> = digests
+            .keys()
+            .filter(|m| native.get(*m) != digests.get(*m))
+            .collect();
         assert!(
             diff.is_empty(),
             "{} of {} members differ between the native 1-thread run and {name}: {diff:?}",

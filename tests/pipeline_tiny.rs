@@ -8,7 +8,6 @@ mod common;
 use common::{copy_dir, project_copy as project, repro};
 use std::path::{Path, PathBuf};
 
-
 /// Cells of a CSV table (header excluded) that parse as numbers.
 fn numbers(csv_text: &str) -> Vec<f64> {
     let mut r = csv::ReaderBuilder::new()

@@ -222,7 +222,11 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
         (ModelSpec::Resnet50, dense(vec![3, 16, 16], 2)),
     ];
     for (spec, (kind, x)) in cases {
-        let floor = if matches!(spec, ModelSpec::Resnet50) { 3e-2 } else { 1e-3 };
+        let floor = if matches!(spec, ModelSpec::Resnet50) {
+            3e-2
+        } else {
+            1e-3
+        };
         let (mut net, _, _) = Network::new(&spec, &kind, 10, 3).unwrap();
         let labels: Vec<u32> = (0..x.shape().0 as u32).map(|i| (3 * i + 1) % 10).collect();
         net.ops = Ops::Host;

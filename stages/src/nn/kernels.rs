@@ -171,7 +171,14 @@ impl Isa {
 pub fn matmul(a: Operand, b: Operand, c: &mut [f32], accumulate: bool, par: Par) {
     let (m, k) = a.shape();
     let n = b.shape().1;
-    matmul_with(a, b, c, accumulate, threads_for(m, n, k, par), Isa::detect())
+    matmul_with(
+        a,
+        b,
+        c,
+        accumulate,
+        threads_for(m, n, k, par),
+        Isa::detect(),
+    )
 }
 
 thread_local! {
@@ -272,7 +279,9 @@ fn pack_panels(b: Operand, k: usize, n: usize, nr: usize, bp: &mut Vec<f32>) {
         if b.t {
             // Row `p` of the panel gathers element `p` of `cols` stored rows, which stay
             // in the L1 cache while `p` advances.
-            let srcs: Vec<&[f32]> = (j0..j0 + cols).map(|j| &b.data[j * k..(j + 1) * k]).collect();
+            let srcs: Vec<&[f32]> = (j0..j0 + cols)
+                .map(|j| &b.data[j * k..(j + 1) * k])
+                .collect();
             for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
                 for (v, src) in row.iter_mut().zip(&srcs) {
                     *v = src[p];
@@ -399,7 +408,13 @@ fn block_kernel<const MR: usize, const NR: usize>(
     match blk.a {
         ABlock::Packed(ap) => {
             assert_eq!(ap.len(), terms * MR, "matmul: packed A block");
-            kernel::<MR, NR>(|p| ap[p * MR..(p + 1) * MR].try_into().unwrap(), blk.b, t, j0, fma)
+            kernel::<MR, NR>(
+                |p| ap[p * MR..(p + 1) * MR].try_into().unwrap(),
+                blk.b,
+                t,
+                j0,
+                fma,
+            )
         }
         ABlock::Rows {
             data,
@@ -682,11 +697,17 @@ mod tests {
                         let mut c = c0.clone();
                         matmul_with(a, b, &mut c, true, threads, isa);
                         let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(same, "{m}x{k}·{k}x{n} ({ta},{tb}) += on {isa:?}, {threads} threads");
+                        assert!(
+                            same,
+                            "{m}x{k}·{k}x{n} ({ta},{tb}) += on {isa:?}, {threads} threads"
+                        );
                         let mut c = c0.clone();
                         matmul_with(a, b, &mut c, false, threads, isa);
                         let same = c.iter().zip(&zero).all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(same, "{m}x{k}·{k}x{n} ({ta},{tb}) = on {isa:?}, {threads} threads");
+                        assert!(
+                            same,
+                            "{m}x{k}·{k}x{n} ({ta},{tb}) = on {isa:?}, {threads} threads"
+                        );
                     }
                 }
             }

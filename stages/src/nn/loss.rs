@@ -96,7 +96,10 @@ pub fn forward_corrected<T: Tape<f32, Dev>>(
         }
     }
     let cols = logits.device().tensor_from_vec(cols, (b, k));
-    let lse = ops::logsumexp(Ops::default(), ops::log_softmax(Ops::default(), logits) + cols);
+    let lse = ops::logsumexp(
+        Ops::default(),
+        ops::log_softmax(Ops::default(), logits) + cols,
+    );
     lse.sum::<(), _>() * (-1.0 / b as f32)
 }
 

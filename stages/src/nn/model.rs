@@ -23,12 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::device::{dev, Dev, Mat};
-use crate::math::{cos, ln};
 use super::ops::{
     batch_norm2d, conv2d, embedding, global_avg_pool, linear, max_pool2d, mul_mask, BnMode,
     ConvGeom, Ops,
 };
 use super::params::{Buffers, ParamSet};
+use crate::math::{cos, ln};
 
 fn default_cnn_channels() -> Vec<usize> {
     vec![32, 64]

@@ -175,9 +175,5 @@ pub fn log_softmax<T: Tape<f32, Dev>>(ops: Ops, x: Mat<T>) -> Mat<T> {
 
 /// Log-sum-exp of each row of a `batch x K` matrix.
 pub fn logsumexp<T: Tape<f32, Dev>>(ops: Ops, x: Mat<T>) -> Tensor<(usize,), f32, Dev, T> {
-    dispatch!(
-        ops,
-        host::logsumexp(x),
-        x.logsumexp::<(usize,), Axis<1>>()
-    )
+    dispatch!(ops, host::logsumexp(x), x.logsumexp::<(usize,), Axis<1>>())
 }
