@@ -214,7 +214,7 @@ pub fn matmul_with(
         // gathers the smaller A instead; `fma(x, y, s) = fma(y, x, s)`, so every output
         // gets the same terms in the same order.
         let mut ct = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().1));
-        ct.clear();
+        // Every element is overwritten by the transpose: no zeroing first.
         ct.resize(m * n, 0.0);
         transpose(c, m, n, &mut ct);
         let bt = Operand::n(b.data, b.rows, b.cols);

@@ -31,7 +31,12 @@ pub fn log_softmax<T: Tape<f32, Cpu>>(x: HostMat<T>) -> HostMat<T> {
             row.iter_mut().for_each(|v| *v = *v - m - ls);
         }
     }
-    let probs: Vec<f32> = y.iter().map(|&v| expf(v)).collect();
+    // The probabilities only serve the backward pass.
+    let probs: Vec<f32> = if T::OWNS_TAPE {
+        y.iter().map(|&v| expf(v)).collect()
+    } else {
+        Vec::new()
+    };
     let out = x.device().tensor_from_vec(y, (b, k));
     if T::OWNS_TAPE {
         let out_c = out.clone();
