@@ -26,6 +26,7 @@ pub mod error;
 pub mod executor;
 pub mod fingerprint;
 pub mod lock;
+pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;

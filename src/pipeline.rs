@@ -147,11 +147,17 @@ impl Pipeline {
 
     /// Reads and validates `file` for `profile`.
     pub fn load(file: &Path, profile: &str) -> Result<Pipeline, SpecError> {
+        let (text, spec) = Pipeline::read(file)?;
+        Pipeline::build(&spec, &text, file, profile)
+    }
+
+    /// Reads and parses `file`: its text and its [`Spec`].
+    pub fn read(file: &Path) -> Result<(String, Spec), SpecError> {
         let bytes = std::fs::read(file)
             .map_err(|e| SpecError::new(file, format!("cannot read the pipeline file: {e}")))?;
         let text = utf8_text(bytes, file)?;
         let spec = Spec::parse(&text, file)?;
-        Pipeline::build(&spec, &text, file, profile)
+        Ok((text, spec))
     }
 
     pub fn member_index(&self, name: &str) -> Option<usize> {
@@ -377,15 +383,10 @@ impl<'a> BuildCtx<'a> {
 
     /// Per stage (declaration order): whether the active profile has it.
     fn enabled_stages(&self, prof: &ProfileSpec) -> Vec<bool> {
-        let in_profile = |st: &StageSpec| {
-            st.profiles
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|p| p == self.profile))
-        };
         self.spec
             .stages
             .iter()
-            .map(|(n, st)| !prof.disable.iter().any(|d| d == n) && in_profile(st))
+            .map(|(n, st)| has_stage(prof, self.profile, n, st))
             .collect()
     }
 
@@ -886,24 +887,12 @@ fn effective_publish(st: &StageSpec, over: Option<&StageOverride>) -> Option<Str
 /// (profile, stage), whether the second's dir is a profile override). Each profile's
 /// stages are those it has (`profiles:` lists, `disable`), `default` included.
 fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, String), bool)> {
-    let mut profiles: Vec<&str> = vec![DEFAULT_PROFILE];
-    profiles.extend(
-        spec.profiles
-            .keys()
-            .map(|k| k.as_str())
-            .filter(|k| *k != DEFAULT_PROFILE),
-    );
     let empty = ProfileSpec::default();
     let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for pname in profiles {
+    for pname in profile_names(spec) {
         let prof = spec.profiles.get(pname).unwrap_or(&empty);
         for (sname, st) in spec.stages.iter() {
-            let member = st
-                .profiles
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|p| p == pname))
-                && !prof.disable.iter().any(|d| d == sname);
-            if !member {
+            if !has_stage(prof, pname, sname, st) {
                 continue;
             }
             let over = prof.stages.get(sname);
@@ -927,6 +916,42 @@ fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, Stri
         }
     }
     None
+}
+
+/// Whether profile `pname` (declared as `prof`; an undeclared `default` is empty) has stage
+/// `sname`: its `profiles:` list names the profile, or it has no list, and the profile does
+/// not disable it.
+fn has_stage(prof: &ProfileSpec, pname: &str, sname: &str, st: &StageSpec) -> bool {
+    st.profiles
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|p| p == pname))
+        && !prof.disable.iter().any(|d| d == sname)
+}
+
+/// Every profile of the file, `default` first (declared or not).
+fn profile_names(spec: &Spec) -> Vec<&str> {
+    let mut names = vec![DEFAULT_PROFILE];
+    names.extend(
+        spec.profiles
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| *k != DEFAULT_PROFILE),
+    );
+    names
+}
+
+/// The profiles of `spec` that have a stage named `stage` (`default` first): where to look
+/// for a stage the active profile lacks.
+pub fn profiles_with_stage(spec: &Spec, stage: &str) -> Vec<String> {
+    let Some(st) = spec.stages.get(stage) else {
+        return Vec::new();
+    };
+    let empty = ProfileSpec::default();
+    profile_names(spec)
+        .into_iter()
+        .filter(|p| has_stage(spec.profiles.get(p).unwrap_or(&empty), p, stage, st))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The file's text, or an error naming the line, the column and the first byte that is

@@ -230,6 +230,11 @@ impl Store {
         Ok(n)
     }
 
+    /// How many staging dirs there are (what [`Store::clean_staging`] would remove).
+    pub fn staging_count(&self) -> usize {
+        fs::read_dir(self.root.join("staging")).map_or(0, |rd| rd.count())
+    }
+
     /// The manifest of a committed run, if there is one.
     pub fn manifest(&self, fp: &str) -> Option<Manifest> {
         let bytes = fs::read(self.run_dir(fp).join("manifest.json")).ok()?;
