@@ -30,6 +30,7 @@ use crate::project_lock::ProjectLock;
 use crate::run_config::ExecutorKind;
 use crate::scheduler::{self, RunOptions};
 use crate::store::hash_file;
+use crate::strays;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -430,20 +431,73 @@ fn status(
             );
         }
     }
-    let all_fresh = counts.keys().all(|k| *k == "fresh");
+    let strays = stray_files(project, p, &lock, &entries);
+    if !json && v != Verbosity::Quiet {
+        for (path, why) in &strays {
+            outln!("stray    {path}  ({why})");
+        }
+    }
+    let all_fresh = counts.keys().all(|k| *k == "fresh") && strays.is_empty();
     if json {
-        let out = serde_json::json!({ "profile": p.profile, "all_fresh": all_fresh, "counts": counts, "members": rows });
+        let strays: Vec<_> = strays
+            .iter()
+            .map(|(path, why)| serde_json::json!({ "path": path, "reason": why }))
+            .collect();
+        let out = serde_json::json!({ "profile": p.profile, "all_fresh": all_fresh, "counts": counts, "members": rows, "stray": strays });
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else if v != Verbosity::Quiet {
         let total: usize = counts.values().sum();
         let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let stray = match strays.len() {
+            0 => String::new(),
+            n => format!("; {n} stray file(s)"),
+        };
         outln!(
-            "profile {}: {total} members: {}",
+            "profile {}: {total} members: {}{stray}",
             p.profile,
             parts.join(", ")
         );
     }
     Ok(all_fresh)
+}
+
+/// The stray files [`status`] lists, with why each is one ([`crate::strays`]): files in the
+/// `out/` of the stored runs the plan finds damaged, and in the profile's publish
+/// directories.
+fn stray_files(
+    project: &Project,
+    p: &Pipeline,
+    lock: &LockFile,
+    entries: &[plan::Entry],
+) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (m, e) in p.members.iter().zip(entries) {
+        let (Decision::Run(plan::RunReason::OutputDamaged), Some(fp)) =
+            (&e.decision, &e.fingerprint)
+        else {
+            continue;
+        };
+        let Some(man) = project.store.manifest(fp) else {
+            continue;
+        };
+        let out = project.store.out_dir(fp);
+        for f in strays::in_run(&project.store, fp, &man) {
+            found.push((
+                project.rel(&out.join(f)).display().to_string(),
+                format!("not in the manifest of the run of {}: it reruns", m.name),
+            ));
+        }
+    }
+    for f in strays::in_publish_dirs(project, p, lock) {
+        found.push((
+            f,
+            format!(
+                "published by no stage of profile `{}`: `repro run` removes it",
+                p.profile
+            ),
+        ));
+    }
+    found
 }
 
 /// Refuses targets that profile `p` has neither as stages nor as members
@@ -692,6 +746,23 @@ fn verify(project: &Project, only: Option<&str>, v: Verbosity) -> Result<i32> {
             }
         }
     }
+    // Stray files in the publish directories of the profiles checked that the file has.
+    if let Ok((text, spec)) = Pipeline::read(&project.file) {
+        for profile in lock.profiles.keys() {
+            if only.is_some_and(|o| o != profile) {
+                continue;
+            }
+            let Ok(p) = Pipeline::build(&spec, &text, &project.file, profile) else {
+                continue;
+            };
+            for f in strays::in_publish_dirs(project, &p, &lock) {
+                problems.push(format!(
+                    "{f}: in a publish directory of profile `{profile}`, but published by no \
+                     stage (`repro run -p {profile}` removes it)"
+                ));
+            }
+        }
+    }
     let mut runs = 0usize;
     for fp in &fps {
         if project.store.run_dir(fp).exists() {
@@ -855,12 +926,7 @@ fn held_here(
     match (&e.decision, &e.fingerprint, &e.digest) {
         (Decision::Fresh | Decision::Restore(_), Some(fp), Some(digest)) => {
             let published = match (&m.publish, project.store.manifest(fp)) {
-                (Some(rel), Some(man)) => man
-                    .files
-                    .iter()
-                    .filter(|f| f.is_content())
-                    .map(|f| (format!("{rel}/{}", f.path), f.sha256.clone()))
-                    .collect(),
+                (Some(rel), Some(man)) => man.published_under(rel),
                 _ => Default::default(),
             };
             Here::Ran {

@@ -82,6 +82,9 @@ pub struct Pipeline {
     pub executor: Option<ExecutorKind>,
     /// Slurm resources per stage; never part of a fingerprint.
     pub resources: ResourceTable,
+    /// The publish directories of the other profiles' stages: never this profile's to
+    /// judge, even inside one of its own (`results/tiny` inside `results`).
+    pub other_publish: Vec<String>,
     by_name: HashMap<String, usize>,
 }
 
@@ -141,6 +144,7 @@ impl Pipeline {
             members: b.members,
             executor,
             resources,
+            other_publish: other_publish_dirs(spec, profile),
             by_name,
         })
     }
@@ -853,18 +857,24 @@ fn expand_member(
     }
 }
 
-/// Why `dir` may not be a publish directory, if it may not.
+/// Why `dir` may not be a publish directory, if it may not: it must be a folder inside the
+/// project, not the project itself (a publish directory belongs to its stages: `run`
+/// removes the files they did not publish there) and not in the run store.
 fn check_publish_dir(dir: &str) -> Result<(), String> {
-    let d = Path::new(dir);
-    let bad = dir.trim().is_empty()
+    use std::path::Component;
+    let d = Path::new(dir.trim());
+    let parts: std::path::PathBuf = d
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let bad = parts.as_os_str().is_empty()
         || d.is_absolute()
-        || d.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        || d.starts_with("results/.runs");
+        || d.components().any(|c| matches!(c, Component::ParentDir))
+        || parts.starts_with("results/.runs");
     if bad {
         Err(format!(
-            "publish directory `{dir}` must be a relative path inside the project, \
-             outside results/.runs"
+            "publish directory `{dir}` must be a folder inside the project (not the project \
+             itself), outside results/.runs"
         ))
     } else {
         Ok(())
@@ -916,6 +926,22 @@ fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, Stri
         }
     }
     None
+}
+
+/// The publish directories of the stages of every profile but `profile` (sorted, without
+/// repeats).
+fn other_publish_dirs(spec: &Spec, profile: &str) -> Vec<String> {
+    let empty = ProfileSpec::default();
+    let mut dirs = std::collections::BTreeSet::new();
+    for pname in profile_names(spec).into_iter().filter(|p| *p != profile) {
+        let prof = spec.profiles.get(pname).unwrap_or(&empty);
+        for (sname, st) in spec.stages.iter() {
+            if has_stage(prof, pname, sname, st) {
+                dirs.extend(effective_publish(st, prof.stages.get(sname)));
+            }
+        }
+    }
+    dirs.into_iter().collect()
 }
 
 /// Whether profile `pname` (declared as `prof`; an undeclared `default` is empty) has stage
@@ -1448,7 +1474,15 @@ profiles:
 
     #[test]
     fn publish_must_stay_inside_the_project() {
-        for dir in ["/tmp/x", "../x", "results/.runs/x", "a/../../b"] {
+        for dir in [
+            "/tmp/x",
+            "../x",
+            "results/.runs/x",
+            "./results/.runs/x",
+            "a/../../b",
+            ".",
+            "./",
+        ] {
             let text = format!("stages:\n  a:\n    kind: probe\n    publish: {dir}\n");
             let e = build(&text, "default").unwrap_err();
             assert_eq!(

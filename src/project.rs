@@ -195,14 +195,23 @@ impl World for FsWorld<'_> {
             return Stored::Absent;
         };
         let mut c = self.cache.borrow_mut();
-        if m.files
+        let intact = m
+            .files
             .iter()
-            .all(|f| c.intact(&self.store_rel(fp, &f.path), f.size, &f.sha256))
-        {
+            .all(|f| c.intact(&self.store_rel(fp, &f.path), f.size, &f.sha256));
+        if intact && crate::strays::in_run(&self.project.store, fp, &m).is_empty() {
             Stored::Present { digest: m.digest }
         } else {
             Stored::Damaged
         }
+    }
+
+    fn lock_agrees(&self, fp: &str, entry: &LockEntry, rel: Option<&str>) -> bool {
+        let Some(m) = self.project.store.manifest(fp) else {
+            return false;
+        };
+        let published = rel.map(|r| m.published_under(r)).unwrap_or_default();
+        entry.digest == m.digest && entry.published == published
     }
 
     fn lock_entry(&self, member: &str) -> Option<LockEntry> {

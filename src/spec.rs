@@ -77,7 +77,9 @@
 //! under `DIR/<its matrix values>` (the bracketed part of its name). A profile may move it
 //! (`profiles: tiny: stages: report: { publish: results/tiny }`); two profiles may not
 //! publish into the same directory, or a run of one would overwrite the other's results
-//! (checked for every profile when the file is loaded).
+//! (checked for every profile when the file is loaded). The directory belongs to the stages
+//! publishing into it: `run` removes any other file there ([`crate::strays`]), so it must
+//! be a folder inside the project, not the project itself.
 //!
 //! **Profile membership**: a stage with `profiles: [a, b]` exists only in those profiles
 //! (`default` names the profile used without `--profile`); a stage without the field is

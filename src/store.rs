@@ -69,6 +69,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// What the lock records for these outputs published under `rel` (project-relative):
+    /// each content file's path there and its hash (`log/` left out).
+    pub fn published_under(&self, rel: &str) -> BTreeMap<String, String> {
+        self.files
+            .iter()
+            .filter(|f| f.is_content())
+            .map(|f| (format!("{rel}/{}", f.path), f.sha256.clone()))
+            .collect()
+    }
+
     pub fn from_files(mut files: Vec<FileEntry>) -> Manifest {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Manifest {
@@ -297,6 +307,12 @@ impl Store {
         if content_digest(&m.files) != m.digest {
             problems.push(format!(
                 "run {fp}: manifest digest does not match its file list"
+            ));
+        }
+        for f in crate::strays::in_run(self, fp, &m) {
+            problems.push(format!(
+                "{}: not in the run's manifest (a file added after the run)",
+                out.join(f).display()
             ));
         }
         problems
