@@ -23,6 +23,7 @@ mod cuda_shim;
 pub mod data;
 pub mod kinds;
 pub mod math;
+pub mod memory;
 pub mod metrics;
 pub mod nn;
 pub mod noise;
