@@ -31,6 +31,7 @@ pub mod lock;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod programs;
 pub mod progress;
 pub mod project;
 pub mod project_lock;

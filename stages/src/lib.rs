@@ -16,11 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use declared::{Declared, Inputs};
+
 pub mod bounds;
 pub mod code_graph;
 #[cfg(feature = "cuda")]
 mod cuda_shim;
 pub mod data;
+pub mod declared;
 pub mod kinds;
 pub mod math;
 pub mod memory;
@@ -138,7 +141,7 @@ impl Kind {
     pub fn validate(self, params: &Value) -> Result<(), String> {
         match self {
             Kind::Download => parse::<kinds::download::Params>(params)?.check_bounds(),
-            Kind::InjectNoise => parse::<kinds::inject_noise::Params>(params).map(|_| ()),
+            Kind::InjectNoise => parse::<kinds::inject_noise::Params>(params)?.check(),
             Kind::Train => parse::<kinds::train::Params>(params)?.check_bounds(),
             Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params)?.check_bounds(),
             Kind::TrainSoftLabels => {
@@ -148,6 +151,43 @@ impl Kind {
             Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
             Kind::Probe => parse::<kinds::probe::Params>(params)?.check_bounds(),
             Kind::Command => parse::<kinds::command::Params>(params)?.check(),
+        }
+    }
+
+    /// Checks, when the pipeline loads, what member `inputs.me` reads, as far as the
+    /// declared pipeline shows it ([`declared`]): the inputs the kind needs are there, of
+    /// kinds that make them, named as the kind reads them, and they can give it what it
+    /// needs (a training method that needs trusted examples against a noise stage that
+    /// draws none; a table's methods against the runs it reads). Call on validated params.
+    /// An error reads `field `PATH`: ...` or `input `NAME`: ...`.
+    pub fn check_inputs(self, inputs: &Inputs) -> Result<(), String> {
+        let params = inputs.member().params;
+        match self {
+            Kind::Download => inputs.only(&[]),
+            Kind::InjectNoise => kinds::inject_noise::check_inputs(inputs),
+            Kind::Train => parse::<kinds::train::Params>(params)?.check_inputs(inputs),
+            Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params)?.check_inputs(inputs),
+            Kind::TrainSoftLabels => {
+                parse::<kinds::train_soft_labels::Params>(params)?.check_inputs(inputs)
+            }
+            Kind::Distill => parse::<kinds::distill::Params>(params)?.check_inputs(inputs),
+            Kind::Tables | Kind::Probe | Kind::Command => Ok(()),
+        }
+    }
+
+    /// The programs `params` name to run, each with the params field naming it (a
+    /// `command` stage's `run[0]`, as written): the engine checks, when the pipeline
+    /// loads, that each is a project file, an absolute path or a name on `PATH`. Call on
+    /// validated params.
+    pub fn programs(self, params: &Value) -> Vec<(String, String)> {
+        match self {
+            Kind::Command => params
+                .get("run")
+                .and_then(|r| r.get(0))
+                .and_then(Value::as_str)
+                .map(|p| vec![("run[0]".to_string(), p.to_string())])
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
