@@ -1,8 +1,9 @@
 //! What can be known when the pipeline loads is refused then, before any stage runs, with
 //! the file, the line, the stage and the field: a method that needs trusted examples fed
 //! by a noise stage that draws none, sizes of zero, a program that is not there, names
-//! that are no folder name, inputs a kind does not read or lacks. Each rule runs the built
-//! `repro` binary on a pipeline in a temporary project.
+//! that are no folder name, inputs a kind does not read or lacks, a table's method that
+//! names no input run and a group of runs no table shows. Each rule runs the built `repro`
+//! binary on a pipeline in a temporary project.
 
 mod common;
 
@@ -208,4 +209,126 @@ fn inputs_a_kind_does_not_read_or_lacks_are_refused_at_load() {
         "  t:\n    kind: distill\n    inputs: { data: digits }\n",
     ));
     assert!(e.contains("a `distill` stage needs `teacher`"), "{e}");
+}
+
+/// Digits, 5 % trusted flip noise, CE and GLC, and a tables stage with `tables` and
+/// `inputs` as given.
+fn report(inputs: &str, tables: &str) -> String {
+    digits(
+        "0.05",
+        &format!(
+            "  base:
+    kind: train
+    inputs: {{ data: digits, noise: noisy }}
+    matrix: {{ method: [ce, glc] }}
+  clean:
+    kind: train
+    inputs: {{ data: digits }}
+    params: {{ method: ce }}
+  report:
+    kind: tables
+    inputs: {inputs}
+    params:
+      tables:
+{tables}"
+        ),
+    )
+}
+
+#[test]
+fn table_method_that_names_no_input_run_is_refused_at_load() {
+    let yaml = report(
+        "{ base: \"base[*]\", noise: \"noisy[*]\" }",
+        "        - { table: noisy, name: t4 }\n        - table: glc_table1\n          methods: [ce, soft_bootsrap]\n",
+    );
+    let e = refused(&yaml);
+    assert!(
+        e.contains("pipeline.yaml:24: stage `report`, field `params.tables[1].methods`: `soft_bootsrap` is the method of no input run (theirs: ce, glc)"),
+        "{e}"
+    );
+    // A distillation table's entries are teachers' methods.
+    let yaml = report(
+        "{ students: \"student[*]\" }",
+        "        - { table: distill, methods: [ce, label_smoothing] }\n",
+    )
+    .replace(
+        "  report:\n",
+        "  student:\n    kind: distill\n    inputs: { data: digits, teacher: clean }\n  report:\n",
+    );
+    let e = refused(&yaml);
+    assert!(
+        e.contains("field `params.tables[0].methods`: `label_smoothing` is the teacher of no distilled input run (theirs: ce)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn input_group_no_table_shows_is_refused_at_load() {
+    // Clean runs in a table of noisy labels only.
+    let yaml = report(
+        "{ base: \"base[*]\", clean: \"clean[*]\" }",
+        "        - { table: glc_table1, methods: [ce, glc] }\n",
+    );
+    let e = refused(&yaml);
+    assert!(
+        e.contains("pipeline.yaml:20: stage `report`, field `inputs.clean`: no table or figure shows its 1 run(s) (method(s): ce); list the method in a table's `methods`, or drop the input"),
+        "{e}"
+    );
+    // Shown by a table of clean runs, it loads.
+    let p = Proj::new(&yaml.replace(
+        "methods: [ce, glc] }\n",
+        "methods: [ce, glc] }\n        - { table: clean, methods: [ce] }\n",
+    ));
+    assert_eq!(
+        p.run(&["status"]).status.code(),
+        Some(1),
+        "{}",
+        err_text(&p.run(&["status"]))
+    );
+    // A stage that writes no metrics is no group of runs.
+    let yaml = report(
+        "{ base: \"base[*]\", data: \"digits[*]\" }",
+        "        - { table: noisy }\n",
+    );
+    let e = refused(&yaml);
+    assert!(
+        e.contains("field `inputs.data`: input `data` reads `digits`, a `download` stage, which writes no metrics.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn table_typo_knowable_only_from_the_metrics_is_refused_when_the_stage_runs() {
+    // A program's runs may be on clean or noisy labels: its metrics say which. These are on
+    // clean labels, so a table of noisy labels shows none of them.
+    let metrics = r#"{"kind": "command", "method": "mine", "dataset": {"name": "digits", "identity": "x"}, "noise": null, "model": "none", "profile": "default", "device": "cpu", "seed": 0, "epochs": [], "final_test_accuracy": 0.5, "final_test_error": 0.5}"#;
+    let yaml = "\
+stages:
+  mine:
+    kind: command
+    params: { run: [sh, write.sh], deps: [write.sh], method: mine }
+  report:
+    kind: tables
+    inputs: { mine: \"mine[*]\" }
+    publish: out/report
+    params:
+      tables:
+        - { table: glc_table1, methods: [mine] }
+";
+    let p = Proj::new(yaml);
+    p.file(
+        "write.sh",
+        &format!("cat > \"$REPRO_OUT/metrics.json\" <<'EOF'\n{metrics}\nEOF\n"),
+    );
+    let o = p.run(&["run"]);
+    let err = err_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("FAILED   report: ")
+            && err.contains(
+                "params: input `mine`: no table or figure shows its 1 run(s) (method(s): mine)"
+            ),
+        "{err}"
+    );
+    assert!(!p.dir.join("out/report").exists(), "a table was published");
 }

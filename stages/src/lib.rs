@@ -148,7 +148,7 @@ impl Kind {
                 parse::<kinds::train_soft_labels::Params>(params)?.check_bounds()
             }
             Kind::Distill => parse::<kinds::distill::Params>(params)?.check_bounds(),
-            Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
+            Kind::Tables => parse::<kinds::tables::Params>(params)?.check(),
             Kind::Probe => parse::<kinds::probe::Params>(params)?.check_bounds(),
             Kind::Command => parse::<kinds::command::Params>(params)?.check(),
         }
@@ -171,7 +171,26 @@ impl Kind {
                 parse::<kinds::train_soft_labels::Params>(params)?.check_inputs(inputs)
             }
             Kind::Distill => parse::<kinds::distill::Params>(params)?.check_inputs(inputs),
-            Kind::Tables | Kind::Probe | Kind::Command => Ok(()),
+            Kind::Tables => parse::<kinds::tables::Params>(params)?.check_inputs(inputs),
+            Kind::Probe | Kind::Command => Ok(()),
+        }
+    }
+
+    /// The method a member of this kind with `params` reports in its `metrics.json` (the
+    /// name tables list), as its params say; `None` for the kinds that write no metrics.
+    pub fn declared_method(self, params: &Value) -> Option<String> {
+        let name = |m: &str| Some(m.to_string());
+        match self {
+            Kind::Train => name(parse::<kinds::train::Params>(params).ok()?.method.name()),
+            Kind::TrainMlc => name(parse::<kinds::train_mlc::Params>(params).ok()?.method()),
+            Kind::TrainSoftLabels => name(
+                parse::<kinds::train_soft_labels::Params>(params)
+                    .ok()?
+                    .method(),
+            ),
+            Kind::Distill => name("distill"),
+            Kind::Command => name(params.get("method")?.as_str()?),
+            Kind::Download | Kind::InjectNoise | Kind::Tables | Kind::Probe => None,
         }
     }
 
