@@ -103,12 +103,17 @@
 //! `RAYON_NUM_THREADS` (1 when unset), unless the environment sets it.
 //!
 //! **Strictness**: unknown fields, unknown kinds, wrong types, duplicate keys, unknown
-//! inputs or profile entries, empty matrix axes, cycles and params a kind rejects are all
-//! errors naming the file, the line, the stage and the field (exit code 2). Syntax and
-//! type errors carry the line serde_yaml reports. Semantic errors (found after parsing)
-//! are located by [`locate`], which walks the block-style YAML text by indentation along
-//! the key path (`stages` > stage > field > ...) and returns the line of the deepest key
-//! it finds; inside flow mappings (`{ a: 1 }`) it stops at the enclosing key's line.
+//! inputs or profile entries, empty matrix axes, cycles, params a kind rejects and inputs
+//! a kind cannot use (`repro_stages::Kind::check_inputs`: an input it does not read or
+//! lacks, a method that needs trusted examples reading a noise stage that draws none, a
+//! table's method that names no input run) are all errors naming the file, the line, the
+//! stage and the field (exit code 2). So are a stage name that is no plain path component
+//! and a command's program that cannot be found (`crate::programs`). Syntax and type
+//! errors carry the line serde_yaml reports. Semantic errors (found after parsing) are
+//! located by [`locate`], which walks the block-style YAML text by indentation along the
+//! key path (`stages` > stage > field > ...) and returns the line of the deepest key it
+//! finds, or of a list item (`tables[1]`); inside flow mappings (`{ a: 1 }`) it stops at
+//! the enclosing key's line.
 //!
 //! **Limits**: a file must be UTF-8 (else the error names the line and column of the first
 //! bad byte), its collections may nest at most [`MAX_NESTING`] (64) deep, and its aliases

@@ -28,7 +28,7 @@
 //! the class count; here it is bounded from below with the smallest input (one feature,
 //! or a 1×8×8 image) and two classes, so a network refused here is too large for every
 //! dataset. [`crate::nn::model::Network::new`] checks the exact count against the limit
-//! and the memory available, before allocating anything.
+//! and the memory this process may take ([`crate::memory`]), before allocating anything.
 //!
 //! Each refusal reads `field `NAME`: ...`, the form `Kind::validate` uses for
 //! every field-level error, so the engine can point at the line of that field.
