@@ -129,6 +129,9 @@ impl plan::World for AllStored {
     fn published_ok(&self, _: &str, _: &str) -> bool {
         true
     }
+    fn lock_agrees(&self, _: &str, _: &crate::lock::LockEntry, _: Option<&str>) -> bool {
+        true
+    }
     fn stored_key(&self, _: &str) -> Option<crate::fingerprint::Key> {
         None
     }

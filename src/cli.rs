@@ -3,11 +3,12 @@
 //!
 //! Exit codes: 0 success (for `status`: everything fresh), 1 a stage failed / `status`
 //! found work / `verify` found a mismatch / `check` found a member whose bytes differ from
-//! the reference's / the project is busy, 2 a bad pipeline file or command line (a stage
-//! launcher that does not exist, a `check` reference that cannot be read), 130 interrupted.
+//! the reference's / the project is busy / the output could not be written (a full disk:
+//! one line on stderr, never a panic; `run` finishes first), 2 a bad pipeline file or
+//! command line (a stage launcher that does not exist, a `check` reference that cannot be
+//! read), 130 interrupted.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,7 +21,7 @@ use crate::error::EngineError;
 use crate::executor::slurm::cancel_leftover_jobs;
 use crate::executor::{exec_stage, Executor, Launcher, LocalExecutor, SlurmExecutor};
 use crate::lock::LockFile;
-use crate::pipeline::{Pipeline, DEFAULT_PROFILE};
+use crate::pipeline::{profiles_with_stage, Pipeline, DEFAULT_PROFILE};
 use crate::plan::why::WhyReason;
 use crate::plan::{self, Decision};
 use crate::progress::{Reporter, Verbosity};
@@ -29,6 +30,7 @@ use crate::project_lock::ProjectLock;
 use crate::run_config::ExecutorKind;
 use crate::scheduler::{self, RunOptions};
 use crate::store::hash_file;
+use crate::strays;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -165,6 +167,15 @@ pub enum Command {
     },
 }
 
+/// `println!` for what a command prints: a line stdout cannot take (a full disk) ends the
+/// command with an error ([`crate::output`]), not a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        crate::output::write(format_args!("{}\n", format_args!($($arg)*)))
+            .context("writing the output")?
+    };
+}
+
 /// `-j` of `--executor slurm` when not given.
 const SLURM_DEFAULT_JOBS: usize = 64;
 
@@ -211,19 +222,23 @@ fn quiet_on_closed_pipe(command: &Command) {
 /// Runs the command line: prints what went wrong, returns the exit code.
 pub fn main(cli: Cli) -> i32 {
     quiet_on_closed_pipe(&cli.command);
-    match dispatch(cli) {
+    let result = dispatch(cli).and_then(|code| {
+        crate::output::flush().context("writing the output")?;
+        Ok(code)
+    });
+    match result {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<EngineError>() {
             Some(EngineError::StagesFailed(_)) | Some(EngineError::Interrupted) => {
-                eprintln!("{e}");
+                crate::output::error_line(format_args!("{e}"));
                 e.downcast_ref::<EngineError>().unwrap().exit_code()
             }
             Some(ee) => {
-                eprintln!("error: {e}");
+                crate::output::error_line(format_args!("error: {e}"));
                 ee.exit_code()
             }
             None => {
-                eprintln!("error: {e:#}");
+                crate::output::error_line(format_args!("error: {e:#}"));
                 1
             }
         },
@@ -246,6 +261,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
+            check_targets(&project, &p, targets)?;
             if *dry_run {
                 return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
             }
@@ -300,13 +316,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let summary =
                 scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTED)?;
             if cli.verbosity() != Verbosity::Quiet {
-                // Not println!: a closed stdout must not turn a finished run into a panic.
-                let _ = writeln!(std::io::stdout(), "{}", summary.line());
+                // Not outln!: the output failing must not hide how the run went.
+                if let Err(e) = crate::output::write(format_args!("{}\n", summary.line())) {
+                    reporter.output_failed(e);
+                }
             }
             if summary.interrupted {
                 Err(EngineError::Interrupted.into())
             } else if summary.failed > 0 {
                 Err(EngineError::StagesFailed(summary.failed).into())
+            } else if let Some(e) = reporter.output_error() {
+                Err(anyhow::anyhow!(
+                    "writing the output: {e} (the run itself finished: {})",
+                    summary.line()
+                ))
             } else {
                 Ok(0)
             }
@@ -318,6 +341,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
+            check_targets(&project, &p, targets)?;
             let all_fresh = status(&project, &p, targets, *json, false, cli.verbosity())?;
             Ok(if all_fresh { 0 } else { 1 })
         }
@@ -334,7 +358,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
-            print!("{}", dag(&p, *dot, *mermaid));
+            crate::output::write(format_args!("{}", dag(&p, *dot, *mermaid)))
+                .context("writing the output")?;
             Ok(0)
         }
         Command::Verify { profile } => verify(&cli.project()?, profile.as_deref(), cli.verbosity()),
@@ -398,7 +423,7 @@ fn status(
         } else if (e.decision != Decision::Fresh || v == Verbosity::Verbose)
             && v != Verbosity::Quiet
         {
-            println!(
+            outln!(
                 "{:<8} {}  ({})",
                 e.decision.label(),
                 m.name,
@@ -406,20 +431,134 @@ fn status(
             );
         }
     }
-    let all_fresh = counts.keys().all(|k| *k == "fresh");
+    let strays = stray_files(project, p, &lock, &entries);
+    if !json && v != Verbosity::Quiet {
+        for (path, why) in &strays {
+            outln!("stray    {path}  ({why})");
+        }
+    }
+    let all_fresh = counts.keys().all(|k| *k == "fresh") && strays.is_empty();
     if json {
-        let out = serde_json::json!({ "profile": p.profile, "all_fresh": all_fresh, "counts": counts, "members": rows });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let strays: Vec<_> = strays
+            .iter()
+            .map(|(path, why)| serde_json::json!({ "path": path, "reason": why }))
+            .collect();
+        let out = serde_json::json!({ "profile": p.profile, "all_fresh": all_fresh, "counts": counts, "members": rows, "stray": strays });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else if v != Verbosity::Quiet {
         let total: usize = counts.values().sum();
         let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!(
-            "profile {}: {total} members: {}",
+        let stray = match strays.len() {
+            0 => String::new(),
+            n => format!("; {n} stray file(s)"),
+        };
+        outln!(
+            "profile {}: {total} members: {}{stray}",
             p.profile,
             parts.join(", ")
         );
     }
     Ok(all_fresh)
+}
+
+/// The stray files [`status`] lists, with why each is one ([`crate::strays`]): files in the
+/// `out/` of the stored runs the plan finds damaged, and in the profile's publish
+/// directories.
+fn stray_files(
+    project: &Project,
+    p: &Pipeline,
+    lock: &LockFile,
+    entries: &[plan::Entry],
+) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (m, e) in p.members.iter().zip(entries) {
+        let (Decision::Run(plan::RunReason::OutputDamaged), Some(fp)) =
+            (&e.decision, &e.fingerprint)
+        else {
+            continue;
+        };
+        let Some(man) = project.store.manifest(fp) else {
+            continue;
+        };
+        let out = project.store.out_dir(fp);
+        for f in strays::in_run(&project.store, fp, &man) {
+            found.push((
+                project.rel(&out.join(f)).display().to_string(),
+                format!("not in the manifest of the run of {}: it reruns", m.name),
+            ));
+        }
+    }
+    for f in strays::in_publish_dirs(project, p, lock) {
+        found.push((
+            f,
+            format!(
+                "published by no stage of profile `{}`: `repro run` removes it",
+                p.profile
+            ),
+        ));
+    }
+    found
+}
+
+/// Refuses targets that profile `p` has neither as stages nor as members
+/// ([`unknown_target`]).
+fn check_targets(project: &Project, p: &Pipeline, targets: &[String]) -> Result<()> {
+    match targets
+        .iter()
+        .find(|t| p.stage_index(t).is_none() && p.member_index(t).is_none())
+    {
+        Some(t) => Err(unknown_target(project, p, t).into()),
+        None => Ok(()),
+    }
+}
+
+/// The error for target `t`, which profile `p` has neither as a stage nor as a member. It
+/// names the profiles that have a stage of that name (a stage left out of the default
+/// profile is asked for without `-p`), else the stage's members when `p` has the stage,
+/// else the stages `p` has.
+fn unknown_target(project: &Project, p: &Pipeline, t: &str) -> EngineError {
+    let stage = t.split('[').next().unwrap_or(t);
+    let head = format!("no stage or member named `{t}` in profile `{}`", p.profile);
+    if let Some(si) = p.stage_index(stage) {
+        let members: Vec<&str> = p.stages[si]
+            .members
+            .iter()
+            .map(|&m| p.members[m].name.as_str())
+            .collect();
+        let shown = members
+            .iter()
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if members.len() > 5 { ", ..." } else { "" };
+        return EngineError::Usage(format!(
+            "{head} (stage `{stage}` has {} member(s): {shown}{more})",
+            members.len()
+        ));
+    }
+    let others: Vec<String> = Pipeline::read(&project.file)
+        .map(|(_, spec)| profiles_with_stage(&spec, stage))
+        .unwrap_or_default();
+    let hint = match others.as_slice() {
+        [] => format!(
+            " (stages: {})",
+            p.stages
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        [one] => format!("; profile `{one}` has stage `{stage}`: add `-p {one}`"),
+        many => format!(
+            "; profiles {} have stage `{stage}`: add `-p` and one of them",
+            many.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    EngineError::Usage(format!("{head}{hint}"))
 }
 
 fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
@@ -428,11 +567,7 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
     } else if let Some(mi) = p.member_index(target) {
         vec![mi]
     } else {
-        return Err(EngineError::Usage(format!(
-            "no stage or member named `{target}` in profile `{}`",
-            p.profile
-        ))
-        .into());
+        return Err(unknown_target(project, p, target).into());
     };
     let lock = LockFile::load(&project.lock_path())?;
     let world = FsWorld::new(project, &lock, &p.profile);
@@ -443,7 +578,7 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
     world.save();
     let short = |fp: &str| fp[..12.min(fp.len())].to_string();
     for mi in members {
-        println!(
+        outln!(
             "{}: {}",
             p.members[mi].name,
             entries[mi].decision.explain(p)
@@ -452,30 +587,30 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
             continue;
         };
         match reason {
-            WhyReason::NoLockEntry => println!(
+            WhyReason::NoLockEntry => outln!(
                 "  no run of this member is recorded in {}",
                 project.rel(&project.lock_path()).display()
             ),
-            WhyReason::OutputsGone { run } => println!(
+            WhyReason::OutputsGone { run } => outln!(
                 "  the outputs of run {} are missing or damaged in the store",
                 short(&run)
             ),
-            WhyReason::RecordedKeyGone { run } => println!(
+            WhyReason::RecordedKeyGone { run } => outln!(
                 "  the key of the last recorded run ({}) is no longer in the store",
                 short(&run)
             ),
-            WhyReason::UpstreamNotRun { upstream } => println!(
+            WhyReason::UpstreamNotRun { upstream } => outln!(
                 "  its key depends on {}, which has not run yet",
                 p.members[upstream].name
             ),
-            WhyReason::UnchangedItself { upstream } => println!(
+            WhyReason::UnchangedItself { upstream } => outln!(
                 "  unchanged itself; fresh again if {} reproduces its recorded bytes",
                 p.members[upstream].name
             ),
             WhyReason::Unchanged => {}
             WhyReason::KeyChanged(changes) => {
                 for change in changes {
-                    println!("  {change}");
+                    outln!("  {change}");
                 }
             }
         }
@@ -611,6 +746,23 @@ fn verify(project: &Project, only: Option<&str>, v: Verbosity) -> Result<i32> {
             }
         }
     }
+    // Stray files in the publish directories of the profiles checked that the file has.
+    if let Ok((text, spec)) = Pipeline::read(&project.file) {
+        for profile in lock.profiles.keys() {
+            if only.is_some_and(|o| o != profile) {
+                continue;
+            }
+            let Ok(p) = Pipeline::build(&spec, &text, &project.file, profile) else {
+                continue;
+            };
+            for f in strays::in_publish_dirs(project, &p, &lock) {
+                problems.push(format!(
+                    "{f}: in a publish directory of profile `{profile}`, but published by no \
+                     stage (`repro run -p {profile}` removes it)"
+                ));
+            }
+        }
+    }
     let mut runs = 0usize;
     for fp in &fps {
         if project.store.run_dir(fp).exists() {
@@ -619,24 +771,24 @@ fn verify(project: &Project, only: Option<&str>, v: Verbosity) -> Result<i32> {
         }
     }
     for pb in &problems {
-        eprintln!("MISMATCH {pb}");
+        crate::output::error_line(format_args!("MISMATCH {pb}"));
     }
     if v != Verbosity::Quiet {
         for (profile, names) in &not_here {
-            println!(
+            outln!(
                 "not built here: {} member(s) of profile `{profile}` (their runs are not in this store)",
                 names.len()
             );
             if v == Verbosity::Verbose {
                 for n in names {
-                    println!("  {n}");
+                    outln!("  {n}");
                 }
             }
         }
     }
     if problems.is_empty() {
         if v != Verbosity::Quiet {
-            println!("ok: {runs} runs and {published} published files verified");
+            outln!("ok: {runs} runs and {published} published files verified");
         }
         Ok(0)
     } else {
@@ -681,16 +833,19 @@ fn check(cli: &Cli, profile: &str, against: Option<&str>) -> Result<i32> {
 
     let loud = v != Verbosity::Quiet;
     if loud {
-        println!("{}", counts.line());
-        println!("against {}, profile {}", reference.label, p.profile);
+        outln!("{}", counts.line());
+        outln!("against {}, profile {}", reference.label, p.profile);
     }
     let short = |s: &str| s[..12.min(s.len())].to_string();
-    let row = |label: &str, name: &str, why: &str| println!("{label:<14}  {name}  ({why})");
+    let row = |label: &str, name: &str, why: &str| -> Result<()> {
+        outln!("{label:<14}  {name}  ({why})");
+        Ok(())
+    };
     for (mi, verdict) in report.verdicts.iter().enumerate() {
         let name = &members[mi].name;
         match verdict {
             Verdict::Reproduced if v == Verbosity::Verbose => {
-                println!("{:<14}  {name}", "reproduced")
+                outln!("{:<14}  {name}", "reproduced")
             }
             Verdict::Reproduced => {}
             Verdict::Differs {
@@ -706,7 +861,7 @@ fn check(cli: &Cli, profile: &str, against: Option<&str>) -> Result<i32> {
                     short(here),
                     short(digest)
                 ),
-            ),
+            )?,
             Verdict::NotComparable(why) if loud => {
                 let why = match why {
                     NotComparable::NotInReference => "not in the reference".to_string(),
@@ -718,9 +873,9 @@ fn check(cli: &Cli, profile: &str, against: Option<&str>) -> Result<i32> {
                         key_changes(&project, entries[mi].key.as_ref(), fp)
                     }
                 };
-                row("not comparable", name, &why);
+                row("not comparable", name, &why)?;
             }
-            Verdict::NotRun { reason } if loud => row("not run", name, reason),
+            Verdict::NotRun { reason } if loud => row("not run", name, reason)?,
             Verdict::NotComparable(_) | Verdict::NotRun { .. } => {}
         }
     }
@@ -731,25 +886,25 @@ fn check(cli: &Cli, profile: &str, against: Option<&str>) -> Result<i32> {
         } else {
             format!(" -p {}", p.profile)
         };
-        println!(
+        outln!(
             "nothing to compare: no member of profile `{}` has its outputs here (`repro run{flag}` first)",
             p.profile
         );
     }
     if loud && !report.only_in_reference.is_empty() {
-        println!(
+        outln!(
             "{} member(s) of the reference are not in this pipeline",
             report.only_in_reference.len()
         );
         if v == Verbosity::Verbose {
             for name in &report.only_in_reference {
-                println!("  {name}");
+                outln!("  {name}");
             }
         }
     }
     if loud {
         for t in checking::changed_tables(&members, theirs) {
-            print_table_change(&project, &p, &members, &reference, &t);
+            print_table_change(&project, &p, &members, &reference, &t)?;
         }
     }
     if counts.differ > 0 {
@@ -771,12 +926,7 @@ fn held_here(
     match (&e.decision, &e.fingerprint, &e.digest) {
         (Decision::Fresh | Decision::Restore(_), Some(fp), Some(digest)) => {
             let published = match (&m.publish, project.store.manifest(fp)) {
-                (Some(rel), Some(man)) => man
-                    .files
-                    .iter()
-                    .filter(|f| f.is_content())
-                    .map(|f| (format!("{rel}/{}", f.path), f.sha256.clone()))
-                    .collect(),
+                (Some(rel), Some(man)) => man.published_under(rel),
                 _ => Default::default(),
             };
             Here::Ran {
@@ -827,12 +977,18 @@ fn print_table_change(
     members: &[checking::Member],
     reference: &Reference,
     t: &checking::ChangedTable,
-) {
+) -> Result<()> {
     let owner = &members[t.member].name;
     let head = format!("table {} ({owner})", t.path);
     match t.change {
-        TableChange::OnlyHere => return println!("{head}: not in the reference"),
-        TableChange::OnlyInReference => return println!("{head}: only in the reference"),
+        TableChange::OnlyHere => {
+            outln!("{head}: not in the reference");
+            return Ok(());
+        }
+        TableChange::OnlyInReference => {
+            outln!("{head}: only in the reference");
+            return Ok(());
+        }
         TableChange::Changed => {}
     }
     // This run's copy, from the store: the published one may be stale.
@@ -847,10 +1003,12 @@ fn print_table_change(
     let (old, new) = match (reference.file(&t.path), ours) {
         (Ok(old), Ok(new)) => (old, new),
         (Err(why), _) => {
-            return println!("{head}: differs; the reference's table is not available: {why}")
+            outln!("{head}: differs; the reference's table is not available: {why}");
+            return Ok(());
         }
         (_, Err(why)) => {
-            return println!("{head}: differs; this run's table cannot be read: {why}")
+            outln!("{head}: differs; this run's table cannot be read: {why}");
+            return Ok(());
         }
     };
     let d = checking::table::diff(
@@ -858,24 +1016,26 @@ fn print_table_change(
         &String::from_utf8_lossy(&new),
     );
     if d.comments_only() {
-        return println!("{head}: only its comment lines differ");
+        outln!("{head}: only its comment lines differ");
+        return Ok(());
     }
-    println!("{head}: {} cell(s) moved", d.cells.len());
+    outln!("{head}: {} cell(s) moved", d.cells.len());
     for c in &d.cells {
-        println!("  {c}");
+        outln!("  {c}");
     }
     for r in &d.rows_added {
-        println!("  {r}: not in the reference");
+        outln!("  {r}: not in the reference");
     }
     for r in &d.rows_removed {
-        println!("  {r}: only in the reference");
+        outln!("  {r}: only in the reference");
     }
     for c in &d.columns_added {
-        println!("  column `{c}`: not in the reference");
+        outln!("  column `{c}`: not in the reference");
     }
     for c in &d.columns_removed {
-        println!("  column `{c}`: only in the reference");
+        outln!("  column `{c}`: only in the reference");
     }
+    Ok(())
 }
 
 fn gc(project: &Project, dry_run: bool) -> Result<i32> {
@@ -883,7 +1043,7 @@ fn gc(project: &Project, dry_run: bool) -> Result<i32> {
     if !dry_run {
         let n = cancel_leftover_jobs(project.store.root())?;
         if n > 0 {
-            println!("cancelled {n} Slurm job(s) left running by an earlier run");
+            outln!("cancelled {n} Slurm job(s) left running by an earlier run");
         }
     }
     let lock = LockFile::load(&project.lock_path())?;
@@ -898,7 +1058,7 @@ fn gc(project: &Project, dry_run: bool) -> Result<i32> {
         if !keep.contains(fp.as_str()) {
             removed += 1;
             if dry_run {
-                println!("would remove run {fp}");
+                outln!("would remove run {fp}");
             } else {
                 project.store.remove_run(&fp)?;
                 let dir = project.store.run_dir(&fp);
@@ -921,12 +1081,13 @@ fn gc(project: &Project, dry_run: bool) -> Result<i32> {
         }
     }
     let staged = if dry_run {
-        0
+        project.store.staging_count()
     } else {
         project.store.clean_staging()?
     };
-    println!(
-        "removed {removed} unreferenced run(s), {staged} staging dir(s), {ck} stale checkpoint(s)"
+    let verb = if dry_run { "would remove" } else { "removed" };
+    outln!(
+        "{verb} {removed} unreferenced run(s), {staged} staging dir(s), {ck} stale checkpoint(s)"
     );
     Ok(0)
 }

@@ -11,7 +11,10 @@
 //! [`project_lock`] keeps one run per project, [`progress`] draws, [`cli`] parses the
 //! command line, [`error`] maps outcomes to exit codes, [`bench`] measures overheads.
 //! [`code_files`] digests the project files a stage's params name as its code (a
-//! `command` stage's `deps`) for its key.
+//! `command` stage's `deps`) for its key; [`programs`] finds the programs they name to
+//! run. [`strays`] finds the files no run wrote where the cache keeps outputs (a run's
+//! `out/`, the publish directories); [`output`] writes what a command prints without
+//! panicking on a full disk.
 //! [`executor`] runs stages: as local child processes or as Slurm batch jobs (through its
 //! Slurm client, and through a stage launcher when one is given), with the executor choice
 //! and resources of [`run_config`].
@@ -26,8 +29,10 @@ pub mod error;
 pub mod executor;
 pub mod fingerprint;
 pub mod lock;
+pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod programs;
 pub mod progress;
 pub mod project;
 pub mod project_lock;
@@ -36,3 +41,4 @@ pub mod scheduler;
 pub mod spec;
 pub mod stat_cache;
 pub mod store;
+pub mod strays;

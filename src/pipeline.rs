@@ -13,11 +13,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use repro_stages::Kind;
+use repro_stages::{Declared, Inputs, Kind};
 use serde_json::{Map, Value};
 
 use crate::code_files;
 use crate::error::SpecError;
+use crate::programs;
 use crate::run_config::{ExecutorKind, ResourceTable};
 use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageOverride, StageSpec};
 
@@ -82,6 +83,9 @@ pub struct Pipeline {
     pub executor: Option<ExecutorKind>,
     /// Slurm resources per stage; never part of a fingerprint.
     pub resources: ResourceTable,
+    /// The publish directories of the other profiles' stages: never this profile's to
+    /// judge, even inside one of its own (`results/tiny` inside `results`).
+    pub other_publish: Vec<String>,
     by_name: HashMap<String, usize>,
 }
 
@@ -129,6 +133,7 @@ impl Pipeline {
         for &si in order.iter().filter(|&&si| enabled[si]) {
             b.add_stage(si, kinds[si], &decls[si])?;
         }
+        b.check_inputs()?;
         let by_name = b
             .members
             .iter()
@@ -141,17 +146,24 @@ impl Pipeline {
             members: b.members,
             executor,
             resources,
+            other_publish: other_publish_dirs(spec, profile),
             by_name,
         })
     }
 
     /// Reads and validates `file` for `profile`.
     pub fn load(file: &Path, profile: &str) -> Result<Pipeline, SpecError> {
+        let (text, spec) = Pipeline::read(file)?;
+        Pipeline::build(&spec, &text, file, profile)
+    }
+
+    /// Reads and parses `file`: its text and its [`Spec`].
+    pub fn read(file: &Path) -> Result<(String, Spec), SpecError> {
         let bytes = std::fs::read(file)
             .map_err(|e| SpecError::new(file, format!("cannot read the pipeline file: {e}")))?;
         let text = utf8_text(bytes, file)?;
         let spec = Spec::parse(&text, file)?;
-        Pipeline::build(&spec, &text, file, profile)
+        Ok((text, spec))
     }
 
     pub fn member_index(&self, name: &str) -> Option<usize> {
@@ -377,15 +389,10 @@ impl<'a> BuildCtx<'a> {
 
     /// Per stage (declaration order): whether the active profile has it.
     fn enabled_stages(&self, prof: &ProfileSpec) -> Vec<bool> {
-        let in_profile = |st: &StageSpec| {
-            st.profiles
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|p| p == self.profile))
-        };
         self.spec
             .stages
             .iter()
-            .map(|(n, st)| !prof.disable.iter().any(|d| d == n) && in_profile(st))
+            .map(|(n, st)| has_stage(prof, self.profile, n, st))
             .collect()
     }
 
@@ -412,12 +419,16 @@ impl<'a> BuildCtx<'a> {
 
     /// A stage's name, publish path, kind and matrix axes; returns its kind.
     fn check_stage(&self, name: &String, st: &StageSpec) -> Result<Kind, SpecError> {
-        if name.is_empty()
-            || name.contains(['[', ']', ',', '=', '*'])
-            || name.chars().any(char::is_whitespace)
-        {
+        let bad = |c: char| {
+            matches!(c, '[' | ']' | ',' | '=' | '*' | '/') || c.is_whitespace() || c.is_control()
+        };
+        if name.is_empty() || name == "." || name == ".." || name.chars().any(bad) {
             return Err(self
-                .err("a stage name may not contain `[ ] , = *` or spaces".into())
+                .err(
+                    "a stage name must be one plain path component (not empty, `.` or `..`; no \
+                     `/` or control characters) and may not contain `[ ] , = *` or spaces"
+                        .into(),
+                )
                 .line(self.at(&["stages", name]))
                 .stage(name.clone()));
         }
@@ -578,6 +589,9 @@ impl Expansion<'_> {
                     p
                 }
             });
+            if publish.is_some() && total > 1 {
+                self.check_label(name, &axes, &m)?;
+            }
             stage_members.push(self.members.len());
             self.members.push(Member {
                 name: m.name,
@@ -610,9 +624,73 @@ impl Expansion<'_> {
         Ok(())
     }
 
-    /// Checks member `m` of stage `name` with its kind's rules and digests the project files
-    /// its params name as code ([`code_files`]); a code file that does not exist is an
-    /// error of the params, located like one.
+    /// Checks what each member reads, as the declared pipeline shows it
+    /// ([`Kind::check_inputs`]); an error names the member's input, or the params field the
+    /// kind names, at its line.
+    fn check_inputs(&self) -> Result<(), SpecError> {
+        let members = &self.members;
+        let declared: Vec<Declared> = members
+            .iter()
+            .enumerate()
+            .map(|(index, m)| Declared {
+                index,
+                name: &m.name,
+                kind: m.kind,
+                params: &m.params,
+                coords: &m.coords,
+                inputs: &m.inputs,
+            })
+            .collect();
+        for (mi, m) in members.iter().enumerate() {
+            let inputs = Inputs {
+                me: mi,
+                all: &declared,
+            };
+            let Err(msg) = m.kind.check_inputs(&inputs) else {
+                continue;
+            };
+            let (file, text) = (self.ctx.file, self.ctx.text);
+            let stage = &self.stages[m.stage].name;
+            let whose = if m.name == *stage {
+                String::new()
+            } else {
+                format!("member `{}`: ", m.name)
+            };
+            if let Some((input, body)) = msg.strip_prefix("input `").and_then(|r| r.split_once("`"))
+            {
+                // The field names the input; the message need not, unless it reads on.
+                let said = match body.strip_prefix(": ") {
+                    Some(rest) => rest.to_string(),
+                    None => format!("input `{input}`{body}"),
+                };
+                return Err(self
+                    .ctx
+                    .err(format!("{whose}{said}"))
+                    .line(
+                        self.ctx
+                            .at(&["stages", stage, "inputs", input])
+                            .or_else(|| self.ctx.at(&["stages", stage])),
+                    )
+                    .stage(stage.clone())
+                    .field(format!("inputs.{input}")));
+            }
+            let layers = ParamLayers {
+                spec: self.ctx.spec,
+                prof: self.prof,
+                profile: self.ctx.profile,
+                stage,
+                kind: m.kind.name(),
+            };
+            let head = if whose.is_empty() { "" } else { "member" };
+            return Err(params_error(file, text, &layers, head, &m.name, &msg));
+        }
+        Ok(())
+    }
+
+    /// Checks member `m` of stage `name` with its kind's rules, digests the project files
+    /// its params name as code ([`code_files`]) and finds the programs they name
+    /// ([`programs`]); a code file or a program that does not exist is an error of the
+    /// params, located like one.
     fn check_params(
         &self,
         name: &str,
@@ -623,6 +701,7 @@ impl Expansion<'_> {
         let project = file.parent().unwrap_or(Path::new("."));
         kind.validate(&m.params)
             .and_then(|()| code_files::digests(kind, &m.params, project))
+            .and_then(|c| programs::check(kind, &m.params, project).map(|()| c))
             .map_err(|msg| {
                 let layers = ParamLayers {
                     spec: self.ctx.spec,
@@ -631,7 +710,14 @@ impl Expansion<'_> {
                     stage: name,
                     kind: kind.name(),
                 };
-                params_error(file, text, &layers, &m.name, &msg)
+                params_error(
+                    file,
+                    text,
+                    &layers,
+                    "invalid params for member",
+                    &m.name,
+                    &msg,
+                )
             })
     }
 
@@ -672,6 +758,43 @@ impl Expansion<'_> {
             axes.push(seed_axis);
         }
         (axes, own)
+    }
+
+    /// The matrix values of member `m` of stage `name` name its folder under the stage's
+    /// publish directory: no value may hold `/` or a control character, or be `.` or `..`
+    /// alone (the folder would be elsewhere, outside the project even).
+    fn check_label(
+        &self,
+        name: &String,
+        axes: &[(String, Vec<Value>)],
+        m: &Expanded,
+    ) -> Result<(), SpecError> {
+        let folder = m.label.join(",");
+        let bad =
+            folder == "." || folder == ".." || folder.chars().any(|c| c == '/' || c.is_control());
+        if !bad {
+            return Ok(());
+        }
+        let axis = axes
+            .iter()
+            .map(|(a, _)| a.clone())
+            .find(|a| {
+                m.coords.get(a).map(value_label).is_some_and(|v| {
+                    v == "." || v == ".." || v.chars().any(|c| c == '/' || c.is_control())
+                })
+            })
+            .unwrap_or_default();
+        Err(self
+            .ctx
+            .err(format!(
+                "matrix axis `{axis}`: member `{}` would publish into the folder `{folder}` of \
+                 the stage's publish directory, which is no plain folder name (a value may not \
+                 hold `/`, nor be `.` or `..`)",
+                m.name
+            ))
+            .line(self.ctx.at(&["stages", name, "matrix", &axis]))
+            .stage(name.clone())
+            .field(format!("matrix.{axis}")))
     }
 
     /// Axis values are scalars; `seed` values non-negative integers.
@@ -852,18 +975,24 @@ fn expand_member(
     }
 }
 
-/// Why `dir` may not be a publish directory, if it may not.
+/// Why `dir` may not be a publish directory, if it may not: it must be a folder inside the
+/// project, not the project itself (a publish directory belongs to its stages: `run`
+/// removes the files they did not publish there) and not in the run store.
 fn check_publish_dir(dir: &str) -> Result<(), String> {
-    let d = Path::new(dir);
-    let bad = dir.trim().is_empty()
+    use std::path::Component;
+    let d = Path::new(dir.trim());
+    let parts: std::path::PathBuf = d
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let bad = parts.as_os_str().is_empty()
         || d.is_absolute()
-        || d.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        || d.starts_with("results/.runs");
+        || d.components().any(|c| matches!(c, Component::ParentDir))
+        || parts.starts_with("results/.runs");
     if bad {
         Err(format!(
-            "publish directory `{dir}` must be a relative path inside the project, \
-             outside results/.runs"
+            "publish directory `{dir}` must be a folder inside the project (not the project \
+             itself), outside results/.runs"
         ))
     } else {
         Ok(())
@@ -886,24 +1015,12 @@ fn effective_publish(st: &StageSpec, over: Option<&StageOverride>) -> Option<Str
 /// (profile, stage), whether the second's dir is a profile override). Each profile's
 /// stages are those it has (`profiles:` lists, `disable`), `default` included.
 fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, String), bool)> {
-    let mut profiles: Vec<&str> = vec![DEFAULT_PROFILE];
-    profiles.extend(
-        spec.profiles
-            .keys()
-            .map(|k| k.as_str())
-            .filter(|k| *k != DEFAULT_PROFILE),
-    );
     let empty = ProfileSpec::default();
     let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for pname in profiles {
+    for pname in profile_names(spec) {
         let prof = spec.profiles.get(pname).unwrap_or(&empty);
         for (sname, st) in spec.stages.iter() {
-            let member = st
-                .profiles
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|p| p == pname))
-                && !prof.disable.iter().any(|d| d == sname);
-            if !member {
+            if !has_stage(prof, pname, sname, st) {
                 continue;
             }
             let over = prof.stages.get(sname);
@@ -927,6 +1044,58 @@ fn publish_clash(spec: &Spec) -> Option<(String, (String, String), (String, Stri
         }
     }
     None
+}
+
+/// The publish directories of the stages of every profile but `profile` (sorted, without
+/// repeats).
+fn other_publish_dirs(spec: &Spec, profile: &str) -> Vec<String> {
+    let empty = ProfileSpec::default();
+    let mut dirs = std::collections::BTreeSet::new();
+    for pname in profile_names(spec).into_iter().filter(|p| *p != profile) {
+        let prof = spec.profiles.get(pname).unwrap_or(&empty);
+        for (sname, st) in spec.stages.iter() {
+            if has_stage(prof, pname, sname, st) {
+                dirs.extend(effective_publish(st, prof.stages.get(sname)));
+            }
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// Whether profile `pname` (declared as `prof`; an undeclared `default` is empty) has stage
+/// `sname`: its `profiles:` list names the profile, or it has no list, and the profile does
+/// not disable it.
+fn has_stage(prof: &ProfileSpec, pname: &str, sname: &str, st: &StageSpec) -> bool {
+    st.profiles
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|p| p == pname))
+        && !prof.disable.iter().any(|d| d == sname)
+}
+
+/// Every profile of the file, `default` first (declared or not).
+fn profile_names(spec: &Spec) -> Vec<&str> {
+    let mut names = vec![DEFAULT_PROFILE];
+    names.extend(
+        spec.profiles
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| *k != DEFAULT_PROFILE),
+    );
+    names
+}
+
+/// The profiles of `spec` that have a stage named `stage` (`default` first): where to look
+/// for a stage the active profile lacks.
+pub fn profiles_with_stage(spec: &Spec, stage: &str) -> Vec<String> {
+    let Some(st) = spec.stages.get(stage) else {
+        return Vec::new();
+    };
+    let empty = ProfileSpec::default();
+    profile_names(spec)
+        .into_iter()
+        .filter(|p| has_stage(spec.profiles.get(p).unwrap_or(&empty), p, stage, st))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The file's text, or an error naming the line, the column and the first byte that is
@@ -1120,11 +1289,14 @@ impl ParamLayers<'_> {
 /// A kind's refusal of a member's params as a [`SpecError`]: the field comes from the
 /// message (`field `a.b`: ...` as [`Kind::validate`] writes it, or an unknown or missing
 /// field), the line from the layer that set the value ([`ParamLayers::source`]; for a
-/// nested field its deepest part that some layer sets), else the stage's `params:` line.
+/// nested field its deepest part that some layer sets; a list index such as `tables[1]`
+/// picks that item), else the stage's `params:` line. `head` starts the message (`invalid
+/// params for member`), followed by the member's name; an empty one leaves both out.
 fn params_error(
     file: &Path,
     text: &str,
     layers: &ParamLayers,
+    head: &str,
     member: &str,
     msg: &str,
 ) -> SpecError {
@@ -1142,15 +1314,26 @@ fn params_error(
     let stage = layers.stage;
     let mut line = None;
     if let Some(f) = &field {
-        // `files[0].sha256` -> files, sha256: the text has no indices.
-        let keys: Vec<&str> = f
+        // `tables[1].methods` -> (tables, [1]), (methods, []): the keys find the layer that
+        // set the value, the indices the item in its text.
+        let segs: Vec<(&str, Vec<&str>)> = f
             .split('.')
-            .map(|k| k.split('[').next().unwrap_or(k))
-            .filter(|k| !k.is_empty())
+            .map(|k| {
+                let mut parts = k.split('[');
+                let name = parts.next().unwrap_or(k);
+                (name, parts.map(|i| i.trim_end_matches(']')).collect())
+            })
+            .filter(|(name, _)| !name.is_empty())
             .collect();
+        let keys: Vec<&str> = segs.iter().map(|(name, _)| *name).collect();
         for n in (1..=keys.len()).rev() {
             if let Some(path) = layers.source(&keys[..n]) {
-                let refs: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+                let mut full: Vec<String> = path[..path.len() - n].to_vec();
+                for (name, idx) in &segs[..n] {
+                    full.push(name.to_string());
+                    full.extend(idx.iter().map(|i| format!("[{i}]")));
+                }
+                let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
                 line = locate(text, &refs);
                 break;
             }
@@ -1160,16 +1343,18 @@ fn params_error(
         line =
             locate(text, &["stages", stage, "params"]).or_else(|| locate(text, &["stages", stage]));
     }
-    SpecError::new(
-        file,
-        format!("invalid params for member `{member}`: {body}"),
-    )
-    .line(line)
-    .stage(stage)
-    .field(match field {
-        Some(f) => format!("params.{f}"),
-        None => "params".to_string(),
-    })
+    let message = if head.is_empty() {
+        body.to_string()
+    } else {
+        format!("{head} `{member}`: {body}")
+    };
+    SpecError::new(file, message)
+        .line(line)
+        .stage(stage)
+        .field(match field {
+            Some(f) => format!("params.{f}"),
+            None => "params".to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -1423,7 +1608,15 @@ profiles:
 
     #[test]
     fn publish_must_stay_inside_the_project() {
-        for dir in ["/tmp/x", "../x", "results/.runs/x", "a/../../b"] {
+        for dir in [
+            "/tmp/x",
+            "../x",
+            "results/.runs/x",
+            "./results/.runs/x",
+            "a/../../b",
+            ".",
+            "./",
+        ] {
             let text = format!("stages:\n  a:\n    kind: probe\n    publish: {dir}\n");
             let e = build(&text, "default").unwrap_err();
             assert_eq!(

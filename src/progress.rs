@@ -6,9 +6,14 @@
 //! plain lines, one when a stage starts and ends and one per stage message, so logs show
 //! e.g. `resumed from step 3`. `-v` adds phases and fresh/restored members; `-q` keeps
 //! only errors and the final summary line is dropped.
+//!
+//! A line stdout cannot take does not stop the run: hours of training are not lost to a
+//! closed pager or a full disk. A reader that went away is forgotten; any other failure
+//! (a full disk) is kept, and `repro run` reports it when it ends.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,6 +32,8 @@ pub struct Reporter {
     multi: Option<MultiProgress>,
     main: Option<ProgressBar>,
     bars: HashMap<usize, ProgressBar>,
+    /// The first failure to write a line to stdout, other than a reader that went away.
+    output_error: RefCell<Option<io::Error>>,
 }
 
 impl Reporter {
@@ -40,6 +47,7 @@ impl Reporter {
             multi,
             main: None,
             bars: HashMap::new(),
+            output_error: RefCell::new(None),
         }
     }
 
@@ -76,11 +84,26 @@ impl Reporter {
             Some(m) => {
                 let _ = m.println(msg);
             }
-            // A closed stdout (`repro run | head`) must not stop the run.
+            // A closed stdout (`repro run | head`) or a full disk must not stop the run.
             None => {
-                let _ = writeln!(std::io::stdout(), "{msg}");
+                if let Err(e) = crate::output::write(format_args!("{msg}\n")) {
+                    self.output_failed(e);
+                }
             }
         }
+    }
+
+    /// Keeps the first failure to write the output, unless the reader just went away.
+    pub fn output_failed(&self, e: io::Error) {
+        let mut kept = self.output_error.borrow_mut();
+        if e.kind() != io::ErrorKind::BrokenPipe && kept.is_none() {
+            *kept = Some(e);
+        }
+    }
+
+    /// The first failure to write the output that is worth reporting, if any.
+    pub fn output_error(&self) -> Option<String> {
+        self.output_error.borrow().as_ref().map(|e| e.to_string())
     }
 
     /// A line shown only with `-v`.

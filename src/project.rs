@@ -39,19 +39,24 @@ impl Project {
         let file = match file {
             Some(f) => {
                 let f = base.join(f);
-                if !f.is_file() {
+                if std::fs::symlink_metadata(&f).is_err() {
                     return Err(
                         EngineError::Usage(format!("no pipeline file {}", f.display())).into(),
                     );
                 }
+                not_a_regular_file(&f)?;
                 f
             }
             None => {
                 let mut here = Some(base.as_path());
                 let mut found = None;
                 while let Some(d) = here {
-                    if d.join(PIPELINE_FILE).is_file() {
-                        found = Some(d.join(PIPELINE_FILE));
+                    let candidate = d.join(PIPELINE_FILE);
+                    // The first entry of that name counts, whatever it is: a directory or a
+                    // device there is a mistake to name, not a reason to look further up.
+                    if std::fs::symlink_metadata(&candidate).is_ok() {
+                        not_a_regular_file(&candidate)?;
+                        found = Some(candidate);
                         break;
                     }
                     here = d.parent();
@@ -85,6 +90,52 @@ impl Project {
     pub fn rel<'a>(&self, p: &'a Path) -> &'a Path {
         p.strip_prefix(&self.dir).unwrap_or(p)
     }
+}
+
+/// Refuses a pipeline path that exists but is not a regular file (following links): a
+/// directory, a device such as `/dev/zero` (whose endless bytes would be read as text), a
+/// FIFO, a socket, or a link to nothing. The error says which.
+fn not_a_regular_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return Ok(()),
+        Ok(m) => {
+            let t = m.file_type();
+            if t.is_dir() {
+                "a directory"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a file"
+            }
+        }
+        Err(e) => {
+            return Err(EngineError::Usage(format!(
+                "the pipeline file {} cannot be read: {e}{}",
+                path.display(),
+                match std::fs::read_link(path) {
+                    Ok(to) => format!(" (it is a link to {})", to.display()),
+                    Err(_) => String::new(),
+                }
+            ))
+            .into())
+        }
+    };
+    let link = match std::fs::read_link(path) {
+        Ok(to) => format!(" (through the link to {})", to.display()),
+        Err(_) => String::new(),
+    };
+    Err(EngineError::Usage(format!(
+        "the pipeline file {} is not a regular file: it is {what}{link}",
+        path.display()
+    ))
+    .into())
 }
 
 /// The store and the lock of a project as the planner sees them. Files count as intact
@@ -144,14 +195,23 @@ impl World for FsWorld<'_> {
             return Stored::Absent;
         };
         let mut c = self.cache.borrow_mut();
-        if m.files
+        let intact = m
+            .files
             .iter()
-            .all(|f| c.intact(&self.store_rel(fp, &f.path), f.size, &f.sha256))
-        {
+            .all(|f| c.intact(&self.store_rel(fp, &f.path), f.size, &f.sha256));
+        if intact && crate::strays::in_run(&self.project.store, fp, &m).is_empty() {
             Stored::Present { digest: m.digest }
         } else {
             Stored::Damaged
         }
+    }
+
+    fn lock_agrees(&self, fp: &str, entry: &LockEntry, rel: Option<&str>) -> bool {
+        let Some(m) = self.project.store.manifest(fp) else {
+            return false;
+        };
+        let published = rel.map(|r| m.published_under(r)).unwrap_or_default();
+        entry.digest == m.digest && entry.published == published
     }
 
     fn lock_entry(&self, member: &str) -> Option<LockEntry> {

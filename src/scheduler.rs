@@ -18,7 +18,9 @@
 //!   the command exits with 130.
 //!
 //! The lock file is written once at the end (and only when its text changed): a killed
-//! scheduler leaves committed runs in the store that the next run restores for free.
+//! scheduler leaves committed runs in the store that the next run restores for free. Before
+//! it, unless interrupted, the files of the profile's publish directories that no member
+//! published there are removed ([`crate::strays`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -513,8 +515,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Counts the members not run, writes the lock (forgetting members no longer in the
-    /// pipeline when the whole pipeline was run) and the stat cache.
+    /// Counts the members not run, removes the stray files of the publish directories
+    /// ([`crate::strays`]) unless interrupted, writes the lock (forgetting members no longer
+    /// in the pipeline when the whole pipeline was run) and the stat cache.
     fn finish(mut self) -> Result<Summary> {
         let p = self.p;
         self.summary.skipped = self
@@ -535,6 +538,16 @@ impl<'a> Run<'a> {
             .is_some_and(|m| m.is_empty())
         {
             self.new_lock.profiles.remove(&p.profile);
+        }
+        if !self.summary.interrupted {
+            let strays = crate::strays::in_publish_dirs(self.project, p, &self.new_lock);
+            crate::strays::remove(self.project, p, &strays)?;
+            for f in &strays {
+                self.reporter.line(&format!(
+                    "removed  {f}  (a stray file: published by no stage of profile `{}`)",
+                    p.profile
+                ));
+            }
         }
         if self.world.rehashed() > 0 {
             self.reporter.detail(&format!(

@@ -77,7 +77,9 @@
 //! under `DIR/<its matrix values>` (the bracketed part of its name). A profile may move it
 //! (`profiles: tiny: stages: report: { publish: results/tiny }`); two profiles may not
 //! publish into the same directory, or a run of one would overwrite the other's results
-//! (checked for every profile when the file is loaded).
+//! (checked for every profile when the file is loaded). The directory belongs to the stages
+//! publishing into it: `run` removes any other file there ([`crate::strays`]), so it must
+//! be a folder inside the project, not the project itself.
 //!
 //! **Profile membership**: a stage with `profiles: [a, b]` exists only in those profiles
 //! (`default` names the profile used without `--profile`); a stage without the field is
@@ -101,12 +103,17 @@
 //! `RAYON_NUM_THREADS` (1 when unset), unless the environment sets it.
 //!
 //! **Strictness**: unknown fields, unknown kinds, wrong types, duplicate keys, unknown
-//! inputs or profile entries, empty matrix axes, cycles and params a kind rejects are all
-//! errors naming the file, the line, the stage and the field (exit code 2). Syntax and
-//! type errors carry the line serde_yaml reports. Semantic errors (found after parsing)
-//! are located by [`locate`], which walks the block-style YAML text by indentation along
-//! the key path (`stages` > stage > field > ...) and returns the line of the deepest key
-//! it finds; inside flow mappings (`{ a: 1 }`) it stops at the enclosing key's line.
+//! inputs or profile entries, empty matrix axes, cycles, params a kind rejects and inputs
+//! a kind cannot use (`repro_stages::Kind::check_inputs`: an input it does not read or
+//! lacks, a method that needs trusted examples reading a noise stage that draws none, a
+//! table's method that names no input run) are all errors naming the file, the line, the
+//! stage and the field (exit code 2). So are a stage name that is no plain path component
+//! and a command's program that cannot be found (`crate::programs`). Syntax and type
+//! errors carry the line serde_yaml reports. Semantic errors (found after parsing) are
+//! located by [`locate`], which walks the block-style YAML text by indentation along the
+//! key path (`stages` > stage > field > ...) and returns the line of the deepest key it
+//! finds, or of a list item (`tables[1]`); inside flow mappings (`{ a: 1 }`) it stops at
+//! the enclosing key's line.
 //!
 //! **Limits**: a file must be UTF-8 (else the error names the line and column of the first
 //! bad byte), its collections may nest at most [`MAX_NESTING`] (64) deep, and its aliases
@@ -685,15 +692,41 @@ pub fn backticked_after(s: &str, marker: &str) -> Option<String> {
 /// The 1-based line of the deepest key of `path` found in block-style YAML `text`.
 ///
 /// Walks down by indentation: the key `path[i]` is searched among the lines more
-/// indented than `path[i-1]`'s line, up to the first line indented as much or less.
-/// Returns the last key found (so an error on a field inside a flow mapping points at the
-/// line of the mapping's key), or None when even the first key is absent.
+/// indented than `path[i-1]`'s line, up to the first line indented as much or less. A
+/// step `[n]` is the n-th item (from 0) of a block sequence (`- ...` lines) under the key
+/// before it; the item's first key may sit on its own line (`- table: clean`). Returns the
+/// last key or item found (so an error on a field inside a flow mapping points at the line
+/// of the mapping's key or item), or None when even the first key is absent.
 pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let mut start = 0usize;
     let mut parent_indent: isize = -1;
     let mut found: Option<usize> = None;
+    // A list item just found: its line, the column of its content, and that content.
+    let mut item: Option<(usize, usize, &str)> = None;
     for key in path {
+        if let Some(n) = key
+            .strip_prefix('[')
+            .and_then(|k| k.strip_suffix(']'))
+            .and_then(|k| k.parse::<usize>().ok())
+        {
+            let Some((i, col, content)) = nth_item(&lines, start, parent_indent, n) else {
+                break;
+            };
+            found = Some(i + 1);
+            start = i + 1;
+            parent_indent = col as isize - 1;
+            item = Some((i, col, content));
+            continue;
+        }
+        if let Some((i, col, content)) = item.take() {
+            if key_matches(content, key) {
+                found = Some(i + 1);
+                start = i + 1;
+                parent_indent = col as isize;
+                continue;
+            }
+        }
         let mut hit = None;
         let mut child_indent: Option<usize> = None;
         for (i, raw) in lines.iter().enumerate().skip(start) {
@@ -728,6 +761,41 @@ pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
         }
     }
     found
+}
+
+/// The `n`-th item (from 0) of the block sequence starting at line `start` under a key
+/// indented `parent_indent`: its line, the column of its content, and the content.
+fn nth_item<'t>(
+    lines: &[&'t str],
+    start: usize,
+    parent_indent: isize,
+    n: usize,
+) -> Option<(usize, usize, &'t str)> {
+    let mut item_indent = None;
+    let mut count = 0;
+    for (i, raw) in lines.iter().enumerate().skip(start) {
+        let line = strip_comment(raw);
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = (line.len() - trimmed.len()) as isize;
+        let dash = trimmed.starts_with("- ") || trimmed == "-";
+        // An indentless sequence may sit at its key's own indentation.
+        if indent < parent_indent || (indent == parent_indent && !dash) {
+            break;
+        }
+        if !dash || *item_indent.get_or_insert(indent) != indent {
+            continue;
+        }
+        if count == n {
+            let content = trimmed.strip_prefix('-').unwrap_or("").trim_start();
+            let col = line.len() - content.len();
+            return Some((i, col, content));
+        }
+        count += 1;
+    }
+    None
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -819,6 +887,35 @@ mod tests {
         assert_eq!(locate(text, &["stages", "b", "inputs", "up"]), Some(11));
         // `value` under stage a is not found when looking under b.
         assert_eq!(locate(text, &["stages", "b", "value"]), Some(7));
+    }
+
+    #[test]
+    fn locate_finds_list_items() {
+        let text = "stages:\n  t:\n    params:\n      tables:\n        - { table: a }\n        # c\n        - table: b\n          methods: [x]\n        - { table: c, methods: [y] }\n      figures:\n      - figure: e\n";
+        let at = |path: &[&str]| locate(text, path);
+        assert_eq!(at(&["stages", "t", "params", "tables", "[0]"]), Some(5));
+        assert_eq!(
+            at(&["stages", "t", "params", "tables", "[1]", "table"]),
+            Some(7)
+        );
+        assert_eq!(
+            at(&["stages", "t", "params", "tables", "[1]", "methods"]),
+            Some(8)
+        );
+        assert_eq!(
+            at(&["stages", "t", "params", "tables", "[2]", "methods"]),
+            Some(9)
+        );
+        // No such item: the list's key.
+        assert_eq!(
+            at(&["stages", "t", "params", "tables", "[3]", "methods"]),
+            Some(4)
+        );
+        // An indentless sequence.
+        assert_eq!(
+            at(&["stages", "t", "params", "figures", "[0]", "figure"]),
+            Some(11)
+        );
     }
 }
 

@@ -69,6 +69,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// What the lock records for these outputs published under `rel` (project-relative):
+    /// each content file's path there and its hash (`log/` left out).
+    pub fn published_under(&self, rel: &str) -> BTreeMap<String, String> {
+        self.files
+            .iter()
+            .filter(|f| f.is_content())
+            .map(|f| (format!("{rel}/{}", f.path), f.sha256.clone()))
+            .collect()
+    }
+
     pub fn from_files(mut files: Vec<FileEntry>) -> Manifest {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Manifest {
@@ -230,6 +240,11 @@ impl Store {
         Ok(n)
     }
 
+    /// How many staging dirs there are (what [`Store::clean_staging`] would remove).
+    pub fn staging_count(&self) -> usize {
+        fs::read_dir(self.root.join("staging")).map_or(0, |rd| rd.count())
+    }
+
     /// The manifest of a committed run, if there is one.
     pub fn manifest(&self, fp: &str) -> Option<Manifest> {
         let bytes = fs::read(self.run_dir(fp).join("manifest.json")).ok()?;
@@ -292,6 +307,12 @@ impl Store {
         if content_digest(&m.files) != m.digest {
             problems.push(format!(
                 "run {fp}: manifest digest does not match its file list"
+            ));
+        }
+        for f in crate::strays::in_run(self, fp, &m) {
+            problems.push(format!(
+                "{}: not in the run's manifest (a file added after the run)",
+                out.join(f).display()
             ));
         }
         problems

@@ -209,11 +209,15 @@ fn command_failure_publishes_nothing_and_shows_log_tail() {
     assert!(!p.dir.join("out/fail").exists());
     assert_eq!(p.count("runs"), 0);
 
-    // A program that cannot be started fails the same way.
+    // A program that does not exist is refused when the pipeline loads.
     let yaml = yaml.replace("[python3, fail.py]", "[./no-such-program]");
     p.write(&yaml);
-    let out = fails(&p, &["run"], 1);
-    assert!(out.contains("cannot start `./no-such-program`"), "{out}");
+    let out = fails(&p, &["run"], 2);
+    assert!(
+        out.contains("stage `fail`, field `params.run[0]`")
+            && out.contains("`./no-such-program` does not exist in the project"),
+        "{out}"
+    );
 
     // Killed by a signal.
     let yaml = "\

@@ -5,11 +5,12 @@
 //! | forced | stored run of the current fingerprint | lock entry of the member | decision |
 //! |---|---|---|---|
 //! | yes | any | any | Run(forced) |
-//! | no | present | same fingerprint, published copies intact | **Fresh** |
-//! | no | present | same fingerprint, published copies missing or changed | Restore(published copies stale) |
+//! | no | present | same fingerprint and digest, published copies intact | **Fresh** |
+//! | no | present | same fingerprint and digest, published copies missing or changed | Restore(published copies stale) |
+//! | no | present | same fingerprint, another digest or list of published copies (a hand-edited lock) | Restore(lock disagrees): the entry is rewritten |
 //! | no | present | other fingerprint | Restore(lock differs): e.g. a reverted param; free |
 //! | no | present | none | Restore(not in lock): e.g. run by another profile or lost lock |
-//! | no | damaged (a listed file missing or its content changed) | any | Run(output damaged): never read |
+//! | no | damaged (a listed file missing or its content changed, or a file the manifest does not list) | any | Run(output damaged): never read |
 //! | no | absent | same fingerprint | Run(output missing): the store was cleaned |
 //! | no | absent | other fingerprint | Run(changed) |
 //! | no | absent | none | Run(never run) |
@@ -37,7 +38,8 @@ use crate::pipeline::Pipeline;
 pub enum Stored {
     Absent,
     /// A manifest exists but a listed file is missing or its content differs from the
-    /// manifest's hash: the run must not be read (nor restored from).
+    /// manifest's hash, or `out/` holds a file the manifest does not list
+    /// ([`crate::strays`]): the run must not be read (nor restored from).
     Damaged,
     /// Present, with its output content digest.
     Present {
@@ -54,6 +56,10 @@ pub trait World {
     /// Whether the published copies of run `fp` under `rel` are intact (the content hashes
     /// of the run's manifest).
     fn published_ok(&self, fp: &str, rel: &str) -> bool;
+    /// Whether lock entry `entry` of stored run `fp` says what the store says: the run's
+    /// output digest, and (published under `rel`) the hashes of its content files as
+    /// copies there.
+    fn lock_agrees(&self, fp: &str, entry: &LockEntry, rel: Option<&str>) -> bool;
     /// The key of stored run `fp` (its `key.json`), if the store still holds it.
     fn stored_key(&self, fp: &str) -> Option<Key>;
 }
@@ -74,8 +80,13 @@ pub enum RunReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RestoreReason {
     NotInLock,
-    LockDiffers { previous: String },
+    LockDiffers {
+        previous: String,
+    },
     PublishedStale,
+    /// The lock's entry has the run's fingerprint but another digest or list of published
+    /// copies than the store's (a hand-edited lock): restoring rewrites it.
+    LockDisagrees,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -115,6 +126,9 @@ impl Decision {
             Decision::Restore(RestoreReason::PublishedStale) => {
                 "restore: published copies missing or changed".into()
             }
+            Decision::Restore(RestoreReason::LockDisagrees) => {
+                "restore: the lock's digest or published hashes differ from the store's".into()
+            }
             Decision::Run(RunReason::Forced) => "run: forced".into(),
             Decision::Run(RunReason::NeverRun) => "run: never run".into(),
             Decision::Run(RunReason::Changed { .. }) => "run: key changed".into(),
@@ -131,20 +145,23 @@ impl Decision {
 }
 
 /// The decision for one member given its current fingerprint. The truth table of the
-/// module doc.
+/// module doc; `lock_agrees` is [`World::lock_agrees`] for the lock entry.
 pub fn decide(
     fp: &str,
     forced: bool,
     stored: &Stored,
     locked: Option<&LockEntry>,
     published_ok: bool,
+    lock_agrees: bool,
 ) -> Decision {
     if forced {
         return Decision::Run(RunReason::Forced);
     }
     match (stored, locked) {
         (Stored::Present { .. }, Some(l)) if l.fingerprint == fp => {
-            if published_ok {
+            if !lock_agrees {
+                Decision::Restore(RestoreReason::LockDisagrees)
+            } else if published_ok {
                 Decision::Fresh
             } else {
                 Decision::Restore(RestoreReason::PublishedStale)
@@ -236,7 +253,20 @@ pub fn decide_member(
         (Some(rel), Stored::Present { .. }) => world.published_ok(&fp, rel),
         _ => true,
     };
-    let decision = decide(&fp, forced, &stored, locked.as_ref(), published_ok);
+    let lock_agrees = match (&locked, &stored) {
+        (Some(l), Stored::Present { .. }) if l.fingerprint == fp => {
+            world.lock_agrees(&fp, l, m.publish.as_deref())
+        }
+        _ => true,
+    };
+    let decision = decide(
+        &fp,
+        forced,
+        &stored,
+        locked.as_ref(),
+        published_ok,
+        lock_agrees,
+    );
     let digest = match (&decision, &stored) {
         (Decision::Fresh | Decision::Restore(_), Stored::Present { digest }) => {
             Some(digest.clone())
@@ -362,11 +392,22 @@ mod tests {
         ];
         for (forced, stored, locked, pub_ok, want) in cases {
             assert_eq!(
-                decide("fp", forced, stored, locked, pub_ok),
+                decide("fp", forced, stored, locked, pub_ok, true),
                 want,
                 "{forced} {stored:?} {locked:?} {pub_ok}"
             );
         }
+        // A lock entry that disagrees with the store is rewritten, stale copies or not.
+        for pub_ok in [true, false] {
+            assert_eq!(
+                decide("fp", false, &present, Some(&same), pub_ok, false),
+                Restore(RestoreReason::LockDisagrees)
+            );
+        }
+        assert_eq!(
+            decide("fp", true, &present, Some(&same), true, false),
+            Run(RunReason::Forced)
+        );
     }
 
     /// A store and a lock in memory.
@@ -394,6 +435,9 @@ mod tests {
         }
         fn published_ok(&self, _: &str, _: &str) -> bool {
             true
+        }
+        fn lock_agrees(&self, fp: &str, entry: &LockEntry, _: Option<&str>) -> bool {
+            self.runs.get(fp) == Some(&entry.digest)
         }
         fn stored_key(&self, fp: &str) -> Option<Key> {
             self.keys.get(fp).cloned()

@@ -46,7 +46,8 @@ pub fn why(
     let decision = &entries[mi].decision;
     if matches!(
         decision,
-        Decision::Fresh | Decision::Restore(RestoreReason::PublishedStale)
+        Decision::Fresh
+            | Decision::Restore(RestoreReason::PublishedStale | RestoreReason::LockDisagrees)
     ) {
         return None;
     }

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `epochs`, `warmup_epochs`, `schedule.milestones` | [`MAX_EPOCHS`] = 100,000 | 10 to 200 |
 //! | `batch_size`, `eval_batch_size`, `meta_batch_size` | [`MAX_BATCH`] = 2^20 | 32 to 500 |
+//! | `epochs`, `batch_size`, `eval_batch_size` (at least) | 1 | 10 to 500 |
 //! | `min_updates`, `t_update_interval` | [`MAX_UPDATES`] = 10^9 | 1 to 2,000 |
 //! | a layer width (`hidden`, `channels`, `embed_dim`) | [`MAX_WIDTH`] = 2^20 | 128 to 2,048 |
 //! | hidden layers of an MLP, WRN `depth` | [`MAX_LAYERS`] = 1,000 | 2 to 40 |
@@ -27,7 +28,7 @@
 //! the class count; here it is bounded from below with the smallest input (one feature,
 //! or a 1×8×8 image) and two classes, so a network refused here is too large for every
 //! dataset. [`crate::nn::model::Network::new`] checks the exact count against the limit
-//! and the memory available, before allocating anything.
+//! and the memory this process may take ([`crate::memory`]), before allocating anything.
 //!
 //! Each refusal reads `field `NAME`: ...`, the form `Kind::validate` uses for
 //! every field-level error, so the engine can point at the line of that field.
@@ -56,6 +57,15 @@ pub const MAX_RETRIES: u32 = 20;
 /// Most steps of a `probe` stage.
 pub const MAX_PROBE_STEPS: usize = 1_000_000;
 
+/// `field` holds `v`, which must be at least 1 (`unit` names what is counted): a zero
+/// that would only fail (a batch of none) or do nothing (no epoch) when the stage runs.
+pub fn at_least_one(field: &str, v: usize, unit: &str) -> Result<(), String> {
+    if v == 0 {
+        return Err(format!("field `{field}`: 0 {unit}: must be at least 1"));
+    }
+    Ok(())
+}
+
 /// `field` holds `v`, which may be at most `max` (`unit` names what is counted).
 pub fn at_most(field: &str, v: usize, max: usize, unit: &str) -> Result<(), String> {
     if v > max {
@@ -66,7 +76,8 @@ pub fn at_most(field: &str, v: usize, max: usize, unit: &str) -> Result<(), Stri
     Ok(())
 }
 
-/// The epoch and batch-size fields every training kind has (0: the kind has no such field).
+/// The epoch and batch-size fields every training kind has (`warmup` and `meta_batch` 0:
+/// the kind has no such field).
 pub fn training(
     epochs: usize,
     warmup: usize,
@@ -74,6 +85,9 @@ pub fn training(
     eval_batch: usize,
     meta_batch: usize,
 ) -> Result<(), String> {
+    at_least_one("epochs", epochs, "epochs")?;
+    at_least_one("batch_size", batch, "examples")?;
+    at_least_one("eval_batch_size", eval_batch, "examples")?;
     at_most("epochs", epochs, MAX_EPOCHS, "epochs")?;
     at_most("warmup_epochs", warmup, MAX_EPOCHS, "epochs")?;
     at_most("batch_size", batch, MAX_BATCH, "examples")?;

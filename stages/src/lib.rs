@@ -16,13 +16,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use declared::{Declared, Inputs};
+
 pub mod bounds;
 pub mod code_graph;
 #[cfg(feature = "cuda")]
 mod cuda_shim;
 pub mod data;
+pub mod declared;
 pub mod kinds;
 pub mod math;
+pub mod memory;
 pub mod metrics;
 pub mod nn;
 pub mod noise;
@@ -137,16 +141,72 @@ impl Kind {
     pub fn validate(self, params: &Value) -> Result<(), String> {
         match self {
             Kind::Download => parse::<kinds::download::Params>(params)?.check_bounds(),
-            Kind::InjectNoise => parse::<kinds::inject_noise::Params>(params).map(|_| ()),
+            Kind::InjectNoise => parse::<kinds::inject_noise::Params>(params)?.check(),
             Kind::Train => parse::<kinds::train::Params>(params)?.check_bounds(),
             Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params)?.check_bounds(),
             Kind::TrainSoftLabels => {
                 parse::<kinds::train_soft_labels::Params>(params)?.check_bounds()
             }
             Kind::Distill => parse::<kinds::distill::Params>(params)?.check_bounds(),
-            Kind::Tables => parse::<kinds::tables::Params>(params).map(|_| ()),
+            Kind::Tables => parse::<kinds::tables::Params>(params)?.check(),
             Kind::Probe => parse::<kinds::probe::Params>(params)?.check_bounds(),
             Kind::Command => parse::<kinds::command::Params>(params)?.check(),
+        }
+    }
+
+    /// Checks, when the pipeline loads, what member `inputs.me` reads, as far as the
+    /// declared pipeline shows it ([`declared`]): the inputs the kind needs are there, of
+    /// kinds that make them, named as the kind reads them, and they can give it what it
+    /// needs (a training method that needs trusted examples against a noise stage that
+    /// draws none; a table's methods against the runs it reads). Call on validated params.
+    /// An error reads `field `PATH`: ...` or `input `NAME`: ...`.
+    pub fn check_inputs(self, inputs: &Inputs) -> Result<(), String> {
+        let params = inputs.member().params;
+        match self {
+            Kind::Download => inputs.only(&[]),
+            Kind::InjectNoise => kinds::inject_noise::check_inputs(inputs),
+            Kind::Train => parse::<kinds::train::Params>(params)?.check_inputs(inputs),
+            Kind::TrainMlc => parse::<kinds::train_mlc::Params>(params)?.check_inputs(inputs),
+            Kind::TrainSoftLabels => {
+                parse::<kinds::train_soft_labels::Params>(params)?.check_inputs(inputs)
+            }
+            Kind::Distill => parse::<kinds::distill::Params>(params)?.check_inputs(inputs),
+            Kind::Tables => parse::<kinds::tables::Params>(params)?.check_inputs(inputs),
+            Kind::Probe | Kind::Command => Ok(()),
+        }
+    }
+
+    /// The method a member of this kind with `params` reports in its `metrics.json` (the
+    /// name tables list), as its params say; `None` for the kinds that write no metrics.
+    pub fn declared_method(self, params: &Value) -> Option<String> {
+        let name = |m: &str| Some(m.to_string());
+        match self {
+            Kind::Train => name(parse::<kinds::train::Params>(params).ok()?.method.name()),
+            Kind::TrainMlc => name(parse::<kinds::train_mlc::Params>(params).ok()?.method()),
+            Kind::TrainSoftLabels => name(
+                parse::<kinds::train_soft_labels::Params>(params)
+                    .ok()?
+                    .method(),
+            ),
+            Kind::Distill => name("distill"),
+            Kind::Command => name(params.get("method")?.as_str()?),
+            Kind::Download | Kind::InjectNoise | Kind::Tables | Kind::Probe => None,
+        }
+    }
+
+    /// The programs `params` name to run, each with the params field naming it (a
+    /// `command` stage's `run[0]`, as written): the engine checks, when the pipeline
+    /// loads, that each is a project file, an absolute path or a name on `PATH`. Call on
+    /// validated params.
+    pub fn programs(self, params: &Value) -> Vec<(String, String)> {
+        match self {
+            Kind::Command => params
+                .get("run")
+                .and_then(|r| r.get(0))
+                .and_then(Value::as_str)
+                .map(|p| vec![("run[0]".to_string(), p.to_string())])
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 

@@ -574,6 +574,57 @@ fn stalled_mirror_fails_fast() {
 }
 
 #[test]
+fn mirror_that_stalls_after_its_headers_is_dropped_like_a_silent_one() {
+    // `slow` sends its headers, then nothing for 5 s: longer than the read timeout. It is
+    // tried once and dropped, not retried each round; a later mirror still serves the file.
+    let body = payload(4_000);
+    let srv = server_with("h.bin", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(tmp.path(), &NoProgress);
+    o.read_timeout = Duration::from_millis(300);
+    o.retries = 3;
+    let err = format!(
+        "{:#}",
+        fetch(&spec("h.bin", &body, vec![srv.url("slow", "h.bin")]), &o).unwrap_err()
+    );
+    assert!(
+        err.contains("slow/h.bin: answered, then sent no byte for 300ms: dropped like a mirror that does not answer"),
+        "{err}"
+    );
+    assert!(!err.contains("attempts"), "{err}");
+    assert_eq!(srv.requests(), vec!["GET /slow/h.bin"]);
+    let p = fetch(
+        &spec(
+            "h.bin",
+            &body,
+            vec![srv.url("slow", "h.bin"), srv.url("range", "h.bin")],
+        ),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), body);
+    // A transfer that stalls after part of the file is resumed in a later round instead.
+    let srv = server_with("i.bin", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(tmp.path(), &NoProgress);
+    o.read_timeout = Duration::from_millis(300);
+    o.retries = 1;
+    let err = format!(
+        "{:#}",
+        fetch(
+            &spec("i.bin", &body, vec![srv.url("halfstall", "i.bin")]),
+            &o
+        )
+        .unwrap_err()
+    );
+    assert!(err.contains("transfer failed after 2000 bytes"), "{err}");
+    assert_eq!(
+        srv.requests(),
+        vec!["GET /halfstall/i.bin", "GET /halfstall/i.bin range=2000"]
+    );
+}
+
+#[test]
 fn slow_live_transfer_is_not_cut_off() {
     // The body arrives over 1.2 s in pieces 100 ms apart: longer than the answer timeout
     // and than the read timeout, but no single wait comes near the read timeout.

@@ -1,6 +1,6 @@
 //! The `tables` kind end to end: params → tables and figures under the stage's out_dir,
 //! from runs and noise inputs written as the other kinds write them; same inputs, same
-//! bytes; bad params named.
+//! bytes; bad params named; typos in `methods` and groups no table shows refused.
 
 mod tables_common;
 
@@ -108,10 +108,19 @@ fn run_stage(
     noise: &[InputRef],
     out: &Path,
 ) -> anyhow::Result<()> {
+    let inputs = BTreeMap::from([
+        ("runs".to_string(), runs.to_vec()),
+        ("noise".to_string(), noise.to_vec()),
+    ]);
+    run_with_inputs(params, inputs, out)
+}
+
+fn run_with_inputs(
+    params: Value,
+    inputs: BTreeMap<String, Vec<InputRef>>,
+    out: &Path,
+) -> anyhow::Result<()> {
     let stop = AtomicBool::new(false);
-    let mut inputs = BTreeMap::new();
-    inputs.insert("runs".to_string(), runs.to_vec());
-    inputs.insert("noise".to_string(), noise.to_vec());
     std::fs::create_dir_all(out).unwrap();
     let ctx = StageContext {
         member: "tables[main]".into(),
@@ -342,4 +351,60 @@ fn a_report_restricted_to_a_dataset_and_trusted_share_refuses_other_runs() {
         );
         assert!(e.contains(needle) && e.contains("input run"), "{e}");
     }
+}
+
+#[test]
+fn a_typo_in_methods_or_a_group_no_table_shows_fails_the_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (runs, noise) = fixture(tmp.path());
+    let err = |params: Value, inputs: BTreeMap<String, Vec<InputRef>>, out: &str| {
+        let out = tmp.path().join(out);
+        let e = format!("{:#}", run_with_inputs(params, inputs, &out).unwrap_err());
+        assert!(!out.join("tables").exists(), "a table was written: {e}");
+        e
+    };
+    let both = || {
+        BTreeMap::from([
+            ("runs".to_string(), runs.clone()),
+            ("noise".to_string(), noise.clone()),
+        ])
+    };
+    let e = err(
+        json!({"tables": [{"table": "noisy"}, {"table": "glc_table1", "methods": ["ce", "glcc"]}]}),
+        both(),
+        "typo",
+    );
+    assert!(
+        e.contains("params: field `tables[1].methods`: `glcc` is the method of no input run (theirs: ce, glc, mlc, soft_labels)"),
+        "{e}"
+    );
+    let e = err(
+        json!({"figures": [{"figure": "error_curves", "methods": ["ce", "mlcc"]}]}),
+        both(),
+        "figure_typo",
+    );
+    assert!(e.contains("field `figures[0].methods`: `mlcc`"), "{e}");
+    // Noisy runs in a table of clean runs only: the group would be dropped.
+    let e = err(
+        json!({"tables": [{"table": "clean", "methods": ["ce"]}]}),
+        both(),
+        "unshown",
+    );
+    assert!(
+        e.contains("params: input `runs`: no table or figure shows its 40 run(s) (method(s): ce, glc, mlc, soft_labels)"),
+        "{e}"
+    );
+    // A group of inject_noise outputs under any name is read for the true C, not as runs.
+    let out = tmp.path().join("renamed");
+    let inputs = BTreeMap::from([
+        ("runs".to_string(), runs.clone()),
+        ("true_c".to_string(), noise.clone()),
+    ]);
+    run_with_inputs(
+        json!({"figures": [{"figure": "t_vs_true_c", "select": {"strength": 0.5, "seed": 1}}]}),
+        inputs,
+        &out,
+    )
+    .unwrap();
+    assert!(out.join("figures/t_vs_true_c.svg").is_file());
 }

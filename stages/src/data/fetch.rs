@@ -21,11 +21,15 @@
 //!    at once: a dead host does not come back within seconds, and trying it again each
 //!    round would hold a stage for minutes. So a dead set of N mirrors is reported after at
 //!    most about N × `timeout` (4 × 5 s with the `download` kind's defaults). A mirror that
-//!    answered and then failed (a 5xx, 408 or 429, a transfer that broke or stalled for
-//!    `read_timeout` between two reads) moves on to the next mirror and is tried again
-//!    after the round: the fetch waits `backoff × 2^round`, up to `retries` more rounds. A
-//!    mirror that answers 4xx or whose file does not exist is dropped too. No limit applies
-//!    to a whole transfer: a slow but live mirror is never cut off.
+//!    answers with its headers and then sends no byte of the file for `read_timeout` is
+//!    dropped the same way: it holds a fetch for at most the time to its headers plus
+//!    `read_timeout` (about 30 s with the defaults), not that once per round. A mirror
+//!    that answered and then failed otherwise (a 5xx, 408 or 429, a transfer that broke, or
+//!    stalled for `read_timeout` after sending part of the file) moves on to the next
+//!    mirror and is tried again after the round, resuming: the fetch waits
+//!    `backoff × 2^round`, up to `retries` more rounds. A mirror that answers 4xx or whose
+//!    file does not exist is dropped too. No limit applies to a whole transfer: a slow but
+//!    live mirror is never cut off.
 //! 5. The complete file is accepted when any checksum the spec gives matches: `sha256`
 //!    or `md5` of the file as fetched, or `raw_sha256` of its decompressed content (so a
 //!    re-gzipped copy with identical content, like Debian's Fashion-MNIST, is accepted).
@@ -461,6 +465,7 @@ fn stream(
 ) -> std::result::Result<u64, Failure> {
     opts.progress.phase("download", "bytes", total);
     opts.progress.position(done);
+    let start = done;
     let mut buf = vec![0u8; 1 << 16];
     loop {
         if opts.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
@@ -471,6 +476,14 @@ fn stream(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if done == start && is_timeout(&e) => {
+                let _ = out.flush();
+                return Err(Failure::Drop(format!(
+                    "answered, then sent no byte for {:?}: dropped like a mirror that does not \
+                     answer",
+                    opts.read_timeout
+                )));
+            }
             Err(e) => {
                 let _ = out.flush();
                 return Err(Failure::Retry(format!(
@@ -494,6 +507,15 @@ fn stream(
         )));
     }
     Ok(done)
+}
+
+/// Whether a read failed by waiting longer than the read timeout (the transport's own
+/// error, or the HTTP client's wrapped in an I/O error).
+fn is_timeout(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|x| x.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
 }
 
 /// Why a mirror gave no HTTP answer, in words.

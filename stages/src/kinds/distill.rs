@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use anyhow::{ensure, Context, Result};
 use dfdx::prelude::*;
 
-use crate::kinds::inputs;
+use crate::declared::Inputs;
+use crate::kinds::inputs::{self, check_data_and_noise};
 use crate::kinds::training::{defaults, labels_of, load_trained, training_params, Run};
 use crate::math::{exp, ln};
 use crate::metrics::Metrics;
@@ -35,7 +36,7 @@ use crate::nn::model::Mode;
 use crate::nn::ops::{self, Ops};
 use crate::nn::trainer::{logits_of, Objective, StepCtx, StepOut};
 use crate::report::TeacherInfo;
-use crate::StageContext;
+use crate::{Kind, StageContext};
 
 pub const VERSION: u32 = 1;
 
@@ -57,11 +58,38 @@ training_params! {
 }
 
 impl Params {
-    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
+    /// and values the loss cannot use (`temperature` not positive, `alpha` outside [0, 1]).
     pub fn check_bounds(&self) -> Result<(), String> {
         use crate::bounds::{model, training};
         training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "field `temperature`: {} must be positive",
+                self.temperature
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(format!("field `alpha`: {} is outside [0, 1]", self.alpha));
+        }
         model("model", &self.model)
+    }
+
+    /// Refuses, when the pipeline loads, inputs it cannot distill from: no `data`, no
+    /// `teacher`, a teacher that is no trained network.
+    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        check_data_and_noise(inputs, &["data", "teacher", "noise"])?;
+        inputs.require("teacher", "the trained network whose outputs it learns")?;
+        inputs.of_kinds(
+            "teacher",
+            &[
+                Kind::Train,
+                Kind::TrainMlc,
+                Kind::TrainSoftLabels,
+                Kind::Distill,
+                Kind::Command,
+            ],
+        )
     }
 }
 

@@ -102,7 +102,8 @@ pub struct Params {
     pub timeout_secs: f64,
     /// Seconds a transfer may wait for its next bytes once the mirror has answered (a
     /// limit between reads, not on the whole transfer: a slow but live mirror is never
-    /// cut off). Default 30.
+    /// cut off). A mirror that sends its headers and then no byte for this long is dropped
+    /// like one that does not answer. Default 30.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_secs: f64,
     /// Extra rounds over all mirrors after the first. Default 3.

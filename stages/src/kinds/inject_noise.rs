@@ -23,6 +23,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::data::dataset::Dataset;
 use crate::noise::{self, Corruption, FlipTargets, NoisyLabels, Trusted};
@@ -54,6 +55,79 @@ pub struct Params {
     /// Default `glc`.
     #[serde(default)]
     pub flip_targets: FlipTargets,
+}
+
+impl Params {
+    /// What deserializing cannot say: `real` noise takes no strength or trusted share, and
+    /// a trusted share is given one way only.
+    pub fn check(&self) -> Result<(), String> {
+        if self.corruption == Corruption::Real {
+            for (field, set) in [
+                ("strength", self.strength != 0.0),
+                ("trusted_fraction", self.trusted_fraction != 0.0),
+                ("trusted_per_class", self.trusted_per_class.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "field `{field}`: corruption `real` takes no {field}: the dataset's \
+                         verified examples are the trusted set"
+                    ));
+                }
+            }
+        }
+        if self.trusted_per_class.is_some() && self.trusted_fraction != 0.0 {
+            return Err(
+                "field `trusted_per_class`: give either trusted_fraction or \
+                 trusted_per_class, not both"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Refuses, when the pipeline loads, inputs other than `data`, a missing `data`, and a
+/// `data` input that reads no dataset.
+pub fn check_inputs(inputs: &crate::declared::Inputs) -> Result<(), String> {
+    use crate::Kind;
+    inputs.only(&["data"])?;
+    inputs.require("data", "the dataset whose labels it corrupts")?;
+    inputs.of_kinds("data", &[Kind::Download, Kind::Command])
+}
+
+/// The trusted set a member with `params` draws, as far as its params alone decide it:
+/// what the training kinds check their `noise` input against when the pipeline loads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrustedShare {
+    /// No trusted example (the reason, naming the field).
+    None(String),
+    /// Every example trusted, so none untrusted (the reason).
+    All(String),
+    /// Some, or the data decide (`real` noise, a share that rounds to zero on a small
+    /// dataset).
+    Unknown,
+}
+
+pub fn trusted_share(params: &Value) -> TrustedShare {
+    let Ok(p) = crate::parse::<Params>(params) else {
+        return TrustedShare::Unknown;
+    };
+    if p.corruption == Corruption::Real {
+        return TrustedShare::Unknown;
+    }
+    match p.trusted_per_class {
+        Some(0) => TrustedShare::None("its trusted_per_class is 0".into()),
+        Some(_) => TrustedShare::Unknown,
+        None if p.trusted_fraction == 0.0 => {
+            TrustedShare::None(if params.get("trusted_fraction").is_some() {
+                "its trusted_fraction is 0".into()
+            } else {
+                "it sets no trusted_fraction, whose default is 0".into()
+            })
+        }
+        None if p.trusted_fraction == 1.0 => TrustedShare::All("its trusted_fraction is 1".into()),
+        None => TrustedShare::Unknown,
+    }
 }
 
 fn unit_interval<'de, D: serde::Deserializer<'de>>(d: D, field: &str) -> Result<f64, D::Error> {

@@ -1,11 +1,23 @@
-//! The `data` and `noise` inputs of the training kinds: loading them, and checking that the
-//! noisy labels were made for the dataset the stage trains on.
+//! The `data` and `noise` inputs of the training kinds: loading them, checking that the
+//! noisy labels were made for the dataset the stage trains on, and, when the pipeline
+//! loads, that they are declared and read stages that make them.
 
 use anyhow::{ensure, Context, Result};
 
 use crate::data::dataset::Dataset;
+use crate::declared::Inputs;
 use crate::noise::NoisyLabels;
-use crate::StageContext;
+use crate::{Kind, StageContext};
+
+/// Checks a training stage's declared inputs: none but `known`, a `data` input reading a
+/// `download` stage (or a program's), a `noise` input, when present, reading an
+/// `inject_noise` stage (or a program's).
+pub fn check_data_and_noise(inputs: &Inputs, known: &[&str]) -> Result<(), String> {
+    inputs.only(known)?;
+    inputs.require("data", "the dataset (a `download` stage)")?;
+    inputs.of_kinds("data", &[Kind::Download, Kind::Command])?;
+    inputs.of_kinds("noise", &[Kind::InjectNoise, Kind::Command])
+}
 
 /// The `data` input (a `download` output).
 pub fn load_data(ctx: &StageContext) -> Result<Dataset> {

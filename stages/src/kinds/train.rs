@@ -44,6 +44,9 @@ use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
+use crate::declared::Inputs;
+use crate::kinds::inject_noise::{trusted_share, TrustedShare};
+use crate::kinds::inputs::check_data_and_noise;
 use crate::kinds::training::{
     defaults, insert_distances, labels_of, run_with_optional_noise, training_params, where_mask,
     Run,
@@ -86,6 +89,21 @@ impl Method {
             Method::LabelSmoothing => "label_smoothing",
         }
     }
+
+    /// Whether the method trains on (or estimates from) trusted examples.
+    fn needs_trusted(self) -> bool {
+        matches!(self, Method::TrustedOnly | Method::Glc | Method::Confusion)
+    }
+
+    /// Whether its first phase trains on the untrusted examples.
+    fn needs_untrusted(self) -> bool {
+        matches!(self, Method::ForwardGold | Method::Glc | Method::Confusion)
+    }
+
+    /// Whether it can train on clean labels, without a `noise` input.
+    fn runs_without_noise(self) -> bool {
+        matches!(self, Method::Ce | Method::LabelSmoothing)
+    }
 }
 
 defaults! {
@@ -117,29 +135,69 @@ training_params! {
 }
 
 impl Params {
-    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
+    /// and values the methods cannot use (`smoothing`, `anchor_percentile`).
     pub fn check_bounds(&self) -> Result<(), String> {
         use crate::bounds::{at_most, model, training, MAX_UPDATES};
         training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
         at_most("min_updates", self.min_updates, MAX_UPDATES, "updates")?;
+        if !(0.0..1.0).contains(&self.smoothing) {
+            return Err(format!(
+                "field `smoothing`: {} is outside [0, 1)",
+                self.smoothing
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.anchor_percentile) {
+            return Err(format!(
+                "field `anchor_percentile`: {} is outside [0, 100]",
+                self.anchor_percentile
+            ));
+        }
         model("model", &self.model)
+    }
+
+    /// Refuses, when the pipeline loads, inputs the method cannot train on: no `data`, no
+    /// `noise` for a method that needs one, a noise stage whose params draw no trusted (or
+    /// no untrusted) example for a method that needs them.
+    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        check_data_and_noise(inputs, &["data", "noise"])?;
+        let name = self.method.name();
+        let noise = inputs.bound("noise");
+        if noise.is_empty() && !self.method.runs_without_noise() {
+            return Err(format!(
+                "field `method`: method {name} needs a `noise` input (the trusted set and the \
+                 noisy labels); only ce and label_smoothing train on the clean labels alone"
+            ));
+        }
+        for n in noise.iter().filter(|n| n.kind == crate::Kind::InjectNoise) {
+            match trusted_share(n.params) {
+                TrustedShare::None(why) if self.method.needs_trusted() => {
+                    return Err(format!(
+                        "field `method`: method {name} needs trusted examples, but its `noise` \
+                         input `{}` draws none: {why}",
+                        n.name
+                    ))
+                }
+                TrustedShare::All(why) if self.method.needs_untrusted() => {
+                    return Err(format!(
+                        "field `method`: method {name} trains its first phase on untrusted \
+                         examples, but its `noise` input `{}` trusts every example: {why}",
+                        n.name
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Refuses values the methods cannot use and inputs they cannot train on.
     fn check(&self, trusted: &[u32], untrusted: &[u32]) -> Result<()> {
         let name = self.method.name();
-        if matches!(
-            self.method,
-            Method::TrustedOnly | Method::Glc | Method::Confusion
-        ) && trusted.is_empty()
-        {
+        if self.method.needs_trusted() && trusted.is_empty() {
             bail!("method {name} needs trusted examples, but the noise input has none");
         }
-        if matches!(
-            self.method,
-            Method::ForwardGold | Method::Glc | Method::Confusion
-        ) && untrusted.is_empty()
-        {
+        if self.method.needs_untrusted() && untrusted.is_empty() {
             bail!("method {name} trains phase 1 on untrusted examples, but there are none");
         }
         Ok(())

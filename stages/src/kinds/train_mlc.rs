@@ -138,7 +138,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::inputs;
+use crate::declared::Inputs;
+use crate::kinds::inject_noise::{trusted_share, TrustedShare};
+use crate::kinds::inputs::{self, check_data_and_noise};
 use crate::kinds::training::{defaults, insert_distances, training_params, where_mask, Run};
 use crate::math::{exp, ln};
 use crate::metrics::Metrics;
@@ -155,7 +157,7 @@ use crate::nn::params::{NamedTensor, ParamSet};
 use crate::nn::trainer::{Objective, StepCtx, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::{C_HAT_FILE, T_EPOCHS_FILE, T_FINAL_FILE};
-use crate::StageContext;
+use crate::{Kind, StageContext};
 
 pub const VERSION: u32 = 1;
 
@@ -246,9 +248,10 @@ training_params! {
 }
 
 impl Params {
-    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
+    /// and values the method cannot use (`t_update_interval` 0, `eps0` not positive).
     pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{at_most, model, training, MAX_UPDATES};
+        use crate::bounds::{at_least_one, at_most, model, training, MAX_UPDATES};
         training(
             self.epochs,
             self.warmup_epochs,
@@ -256,6 +259,7 @@ impl Params {
             self.eval_batch_size,
             self.meta_batch_size.unwrap_or(0),
         )?;
+        at_least_one("t_update_interval", self.t_update_interval, "steps")?;
         at_most(
             "t_update_interval",
             self.t_update_interval,
@@ -269,7 +273,44 @@ impl Params {
                 ));
             }
         }
+        if !(self.eps0 > 0.0 && self.eps0.is_finite()) {
+            return Err(format!("field `eps0`: {} must be positive", self.eps0));
+        }
         model("model", &self.model)
+    }
+
+    /// The method its metrics report (the name tables list).
+    pub fn method(&self) -> &'static str {
+        match self.variant {
+            Variant::Textbook => "mlc",
+            Variant::OfficialCode => "mlc_official",
+        }
+    }
+
+    /// Refuses, when the pipeline loads, inputs MLC cannot train on: no `data` or `noise`,
+    /// a noise stage whose params draw no trusted (meta) example, `t_init: glc` without a
+    /// `glc` input.
+    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        check_data_and_noise(inputs, &["data", "noise", "glc"])?;
+        inputs.require("noise", "the noisy labels and the trusted (meta) set")?;
+        inputs.of_kinds("glc", &[Kind::Train, Kind::Command])?;
+        if self.variant == Variant::Textbook && self.t_init == TInit::Glc {
+            inputs.require(
+                "glc",
+                "the estimate `t_init: glc` starts from (a `train` stage with method glc)",
+            )?;
+        }
+        for n in inputs.bound("noise") {
+            if let (Kind::InjectNoise, TrustedShare::None(why)) = (n.kind, trusted_share(n.params))
+            {
+                return Err(format!(
+                    "input `noise`: MLC needs a trusted (meta) set, but `{}` draws no trusted \
+                     example: {why}",
+                    n.name
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -398,12 +439,8 @@ pub fn train(
     MatrixFile::from_matrix(&t).save(&ctx.out_dir.join(T_FINAL_FILE))?;
     let epochs_file = serde_json::to_string_pretty(&history)? + "\n";
     std::fs::write(ctx.out_dir.join(T_EPOCHS_FILE), epochs_file)?;
-    let method = match p.variant {
-        Variant::Textbook => "mlc",
-        Variant::OfficialCode => "mlc_official",
-    };
     let extra = final_extra(&run, &t, &nl.true_c, glc);
-    run.metrics("train_mlc", method, Some(nl), extra)
+    run.metrics("train_mlc", p.method(), Some(nl), extra)
 }
 
 /// The final metrics: distances to the true C of T, of the identity and of GLC's Ĉ (when

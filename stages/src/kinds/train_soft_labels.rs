@@ -80,6 +80,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
+use crate::declared::Inputs;
+use crate::kinds::inject_noise::{trusted_share, TrustedShare};
+use crate::kinds::inputs::check_data_and_noise;
 use crate::kinds::training::{
     defaults, labels_of, run_with_optional_noise, training_params, where_mask, Run,
 };
@@ -97,7 +100,7 @@ use crate::nn::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
 use crate::nn::trainer::{argmax_rows, Objective, StepCtx, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::{CLASS_SIMILARITY_FILE, LABELS_FILE};
-use crate::StageContext;
+use crate::{Kind, StageContext};
 
 pub const VERSION: u32 = 1;
 
@@ -181,9 +184,10 @@ training_params! {
 }
 
 impl Params {
-    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network.
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
+    /// and values the method cannot use (those [`Params::check`] refuses when it runs).
     pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{model, training};
+        use crate::bounds::{at_least_one, model, training};
         training(
             self.epochs,
             self.warmup_epochs.unwrap_or(0),
@@ -191,7 +195,57 @@ impl Params {
             self.eval_batch_size,
             self.meta_batch_size,
         )?;
+        at_least_one("meta_batch_size", self.meta_batch_size, "examples")?;
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "field `temperature`: {} must be positive",
+                self.temperature
+            ));
+        }
+        if !(self.init_smoothing > 0.0 && self.init_smoothing < 1.0) {
+            return Err(format!(
+                "field `init_smoothing`: {} is outside (0, 1)",
+                self.init_smoothing
+            ));
+        }
         model("model", &self.model)
+    }
+
+    /// The method its metrics report (the name tables list).
+    pub fn method(&self) -> &'static str {
+        match self.granularity {
+            Granularity::PerExample => "soft_labels",
+            Granularity::PerClass => "soft_labels_per_class",
+        }
+    }
+
+    /// Refuses, when the pipeline loads, inputs the method cannot train on: no `data`,
+    /// `meta_set: trusted` without a `noise` input or with one whose params draw no trusted
+    /// example.
+    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        check_data_and_noise(inputs, &["data", "noise"])?;
+        if self.meta_set != MetaSet::Trusted {
+            return Ok(());
+        }
+        let noise = inputs.bound("noise");
+        if noise.is_empty() {
+            return Err(
+                "field `meta_set`: `trusted` needs a `noise` input, whose trusted \
+                 examples are the meta set; without one, use `next_batch` or `auto`"
+                    .into(),
+            );
+        }
+        for n in noise {
+            if let (Kind::InjectNoise, TrustedShare::None(why)) = (n.kind, trusted_share(n.params))
+            {
+                return Err(format!(
+                    "field `meta_set`: `trusted`, but the `noise` input `{}` draws no trusted \
+                     example: {why}",
+                    n.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses values the method cannot use.
@@ -325,11 +379,7 @@ pub fn train(
     if let Some(r) = obj.correction_rate() {
         extra.insert("label_correction_rate".to_string(), r);
     }
-    let method = match p.granularity {
-        Granularity::PerExample => "soft_labels",
-        Granularity::PerClass => "soft_labels_per_class",
-    };
-    run.metrics("train_soft_labels", method, noise, extra)
+    run.metrics("train_soft_labels", p.method(), noise, extra)
 }
 
 /// Initial logits: c·onehot of each example's given label (per example), or c·I (per class).

@@ -192,9 +192,9 @@ impl ModelSpec {
     /// Refuses, before anything is allocated, a network larger than
     /// [`crate::bounds::MAX_PARAMETERS`] or (on a CPU build, where the parameters live in
     /// host memory) one whose training state — weights, gradients and two optimizer
-    /// moments, 16 bytes per parameter — exceeds the memory available (`MemAvailable`
-    /// plus `SwapFree` of `/proc/meminfo`, when readable). The message names the params
-    /// field `model`.
+    /// moments, 16 bytes per parameter — exceeds the memory this process may still take:
+    /// the machine's, its own limits and its control group's, whichever is least
+    /// ([`crate::memory`]). The message names the params field `model` and the limit.
     pub fn check_fits(&self, input: &InputKind, classes: usize) -> Result<()> {
         let count = self.parameter_count(input, classes);
         let max = crate::bounds::MAX_PARAMETERS;
@@ -210,17 +210,18 @@ impl ModelSpec {
         if cfg!(feature = "cuda") {
             return Ok(());
         }
-        if let Some(avail) = available_memory() {
+        if let Some(room) = crate::memory::headroom() {
             let need = count * 16;
-            if need > avail as u128 {
+            if need > room.bytes as u128 {
                 let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
                 bail!(
                     "params field `model`: network {} has {count} parameters on this dataset's \
                      input; training them needs about {:.1} GiB (weights, gradients and two \
-                     optimizer moments in f32) but {:.1} GiB of memory is available",
+                     optimizer moments in f32) but {:.1} GiB of memory is available: {}",
                     self.label(),
                     gib(need),
-                    gib(avail as u128)
+                    gib(room.bytes as u128),
+                    room.limit
                 );
             }
         }
@@ -313,22 +314,6 @@ fn resnet_parameters(c: usize, h: usize, bottleneck: bool, classes: usize) -> Op
     sum.add(&[cur, classes])?;
     sum.add(&[classes])?;
     Some(sum.0)
-}
-
-/// `MemAvailable` + `SwapFree` of `/proc/meminfo` in bytes (None where it cannot be read).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
-    };
-    Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))
 }
 
 /// What a network reads.

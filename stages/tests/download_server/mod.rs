@@ -6,6 +6,7 @@
 //! * `drop`: announces the full length, sends half the bytes, closes the connection;
 //! * `wrong`: the right length, wrong bytes;
 //! * `slow`: sends the headers, then stalls for 5 s before the body;
+//! * `halfstall`: sends the headers and half the body, then stalls for 5 s;
 //! * `stall`: reads the request and never answers (holds the connection for 60 s);
 //! * `trickle`: sends the headers, then the body in 12 pieces 100 ms apart (1.2 s);
 //! * `flaky`: 503 for the first request of a path, then as `range`;
@@ -159,6 +160,13 @@ fn handle(
             w.write_all(head("200 OK", body.len(), "").as_bytes())?;
             let bad: Vec<u8> = body.iter().map(|b| b ^ 0x5a).collect();
             w.write_all(&bad)
+        }
+        "halfstall" => {
+            w.write_all(head("200 OK", body.len(), "").as_bytes())?;
+            w.write_all(&body[..body.len() / 2])?;
+            w.flush()?;
+            std::thread::sleep(Duration::from_secs(5));
+            w.write_all(&body[body.len() / 2..])
         }
         "slow" => {
             w.write_all(head("200 OK", body.len(), "").as_bytes())?;
