@@ -278,7 +278,11 @@ fn second_interrupt_kills_the_stage_at_once() {
 
 #[test]
 fn killed_stage_process_takes_its_program_group_with_it() {
+    // The stage's system temporary folder, this test's own.
     let p = spawner("ignore");
+    let tmp = p.dir.with_file_name("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let p = p.with_env("TMPDIR", &tmp);
     let (child, lines) = p.spawn(&["run", "-v"]);
     let stage = stage_pid(&lines, "c");
     let (prog, sleep) = program_pids(&p);
@@ -292,6 +296,13 @@ fn killed_stage_process_takes_its_program_group_with_it() {
     wait_gone("the program", prog);
     wait_gone("the program's child", sleep);
     assert!(!p.dir.join("out/c").exists());
+    // The killed stage process could not remove its program's TMPDIR; the next stage to
+    // start does.
+    let left = tmp.join(format!("repro-stage-{stage}-0"));
+    assert!(left.is_dir(), "{}", left.display());
+    p.ok(&["run"]);
+    assert!(!left.exists());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! | `REPRO_CHECKPOINT` | a folder kept across interruptions of the same fingerprint, removed on success |
 //! | `REPRO_SEED` | the seed |
 //! | `REPRO_THREADS` | the cores it may use; also given as each variable of [`THREAD_VARS`] the environment does not set already |
-//! | `TMPDIR`, `TMP`, `TEMP` | a private temporary folder, removed when the program ends |
+//! | `TMPDIR`, `TMP`, `TEMP` | a private temporary folder, removed when the program ends ([`PrivateTmp`]) |
 //!
 //! Its stdout and stderr go to `log/output.txt` in its outputs (the first and last
 //! [`capture::KEEP`] bytes, with a line saying how much was left out between them), its
@@ -377,16 +377,23 @@ fn check_metrics(path: &Path, method: Option<&str>, prog: &str) -> Result<()> {
     Ok(())
 }
 
-/// A temporary folder of the program's own (mode 0700), removed when dropped.
+/// The start of a private temporary folder's name; the stage process's pid follows.
+const TMP_PREFIX: &str = "repro-stage-";
+
+/// A temporary folder of the program's own (mode 0700), `repro-stage-<pid>-<n>` in the
+/// system's temporary folder (a short path: Unix sockets made in it stay within their
+/// length limit), removed when dropped. The folders of stage processes that were killed
+/// before removing theirs are removed when the next one is made.
 struct PrivateTmp(PathBuf);
 
 impl PrivateTmp {
     fn new() -> Result<PrivateTmp> {
         use std::os::unix::fs::DirBuilderExt;
         let base = std::env::temp_dir();
+        remove_dead_tmps(&base);
         let pid = std::process::id();
         for n in 0u32.. {
-            let dir = base.join(format!("repro-stage-{pid}-{n}"));
+            let dir = base.join(format!("{TMP_PREFIX}{pid}-{n}"));
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(PrivateTmp(dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => continue,
@@ -402,6 +409,31 @@ impl PrivateTmp {
 impl Drop for PrivateTmp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes the private temporary folders in `base` whose stage process no longer exists
+/// (best effort: another user's cannot be removed, and are left alone).
+fn remove_dead_tmps(base: &Path) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        let Some(pid) = pid.filter(|&p| p > 0) else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
