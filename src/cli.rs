@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -179,7 +179,8 @@ macro_rules! outln {
 /// `-j` of `--executor slurm` when not given.
 const SLURM_DEFAULT_JOBS: usize = 64;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGINT and SIGTERM received by `repro run`: one stops the run, two kill its stages.
+static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
 impl Cli {
     fn verbosity(&self) -> Verbosity {
@@ -229,7 +230,7 @@ pub fn main(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<EngineError>() {
-            Some(EngineError::StagesFailed(_)) | Some(EngineError::Interrupted) => {
+            Some(EngineError::StagesFailed(_)) | Some(EngineError::Interrupted { .. }) => {
                 crate::output::error_line(format_args!("{e}"));
                 e.downcast_ref::<EngineError>().unwrap().exit_code()
             }
@@ -266,12 +267,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
             }
             let launcher = stage_launcher(launcher.as_deref())?;
-            let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
-            // Jobs of a killed earlier run must stop before their staging dirs go.
+            let mut guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+            // Stages and jobs of a killed earlier run must stop before their staging dirs go.
+            let orphans = guard.end_left_over();
             let leftover = cancel_leftover_jobs(project.store.root())?;
             let cleaned = project.store.clean_staging()?;
-            ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
-                .context("installing the signal handler")?;
+            ctrlc::set_handler(|| {
+                INTERRUPTS.fetch_add(1, Ordering::SeqCst);
+            })
+            .context("installing the signal handler")?;
             let kind = executor.or(p.executor).unwrap_or_default();
             let jobs = jobs.unwrap_or_else(|| match kind {
                 // The cluster queues what it cannot run yet; this only bounds the queue.
@@ -281,7 +285,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .unwrap_or(1),
             });
             let executor: Box<dyn Executor> = match kind {
-                ExecutorKind::Local => Box::new(LocalExecutor::new(launcher.clone())?),
+                ExecutorKind::Local => {
+                    Box::new(LocalExecutor::new(launcher.clone(), Some(guard.groups()))?)
+                }
                 ExecutorKind::Slurm => Box::new(SlurmExecutor::new(
                     &project.dir,
                     project.store.root(),
@@ -295,6 +301,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     "stages start through `{}` (from {})",
                     l.argv.join(" "),
                     l.origin
+                ));
+            }
+            if orphans > 0 {
+                reporter.line(&format!(
+                    "ended {orphans} process group(s) of stages left running by an earlier run \
+                     that was killed"
                 ));
             }
             if leftover > 0 {
@@ -314,7 +326,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 keep_going: *keep_going,
             };
             let summary =
-                scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTED)?;
+                scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTS)?;
             if cli.verbosity() != Verbosity::Quiet {
                 // Not outln!: the output failing must not hide how the run went.
                 if let Err(e) = crate::output::write(format_args!("{}\n", summary.line())) {
@@ -322,7 +334,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
             }
             if summary.interrupted {
-                Err(EngineError::Interrupted.into())
+                Err(EngineError::Interrupted {
+                    killed: summary.killed,
+                    failed: summary.failed,
+                }
+                .into())
             } else if summary.failed > 0 {
                 Err(EngineError::StagesFailed(summary.failed).into())
             } else if let Some(e) = reporter.output_error() {
@@ -1039,8 +1055,18 @@ fn print_table_change(
 }
 
 fn gc(project: &Project, dry_run: bool) -> Result<i32> {
-    let _guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+    let mut guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+    if dry_run && guard.left_over() > 0 {
+        outln!(
+            "would end the process groups of stages left running by an earlier run ({} recorded)",
+            guard.left_over()
+        );
+    }
     if !dry_run {
+        let n = guard.end_left_over();
+        if n > 0 {
+            outln!("ended {n} process group(s) of stages left running by an earlier run");
+        }
         let n = cancel_leftover_jobs(project.store.root())?;
         if n > 0 {
             outln!("cancelled {n} Slurm job(s) left running by an earlier run");

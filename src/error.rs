@@ -98,14 +98,38 @@ pub enum EngineError {
     },
     #[error("{0} stage(s) failed")]
     StagesFailed(usize),
-    #[error("interrupted; running stages saved their checkpoints")]
-    Interrupted,
+    #[error("interrupted; {}", interrupted_detail(*killed, *failed))]
+    Interrupted {
+        /// Stages killed at a second interrupt.
+        killed: usize,
+        /// Stages that failed meanwhile (one that did not stop within its grace period).
+        failed: usize,
+    },
     #[error("verification failed: {0} problem(s)")]
     VerifyFailed(usize),
     #[error("{0}")]
     Reference(#[from] ReferenceError),
     #[error("check failed: {0} member(s) differ from the reference")]
     CheckFailed(usize),
+}
+
+/// What an interrupted run says of its stages: they saved their checkpoints, unless some
+/// were killed or failed.
+fn interrupted_detail(killed: usize, failed: usize) -> String {
+    let mut parts = Vec::new();
+    if killed > 0 {
+        parts.push(format!(
+            "{killed} stage(s) killed before saving a checkpoint"
+        ));
+    }
+    if failed > 0 {
+        parts.push(format!("{failed} stage(s) failed (see above)"));
+    }
+    if parts.is_empty() {
+        "running stages saved their checkpoints".to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 impl EngineError {
@@ -117,7 +141,7 @@ impl EngineError {
             | EngineError::StagesFailed(_)
             | EngineError::VerifyFailed(_)
             | EngineError::CheckFailed(_) => 1,
-            EngineError::Interrupted => 130,
+            EngineError::Interrupted { .. } => 130,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! | verbosity, progress | presentation only |
 //! | member name, stage name | a rename computes the same thing; the name only labels it |
 //! | `publish` path | where a copy goes does not change what is computed |
+//! | how a stage is run: the executor, Slurm `resources`, a stage launcher, a stage's `timeout` | a stage finishes with the same bytes whatever runs it and however long it may take, or fails and publishes nothing |
 //! | files under an output's `log/` | wall times; excluded from the output content digest |
 //!
 //! Numbers are compared as JSON: `1` and `1.0` are different params (YAML gives an

@@ -8,7 +8,8 @@
 //! [`plan::why`] says what changed for a member that is not fresh.
 //! [`project`] finds the project and gives the planner its view of the disk (through the
 //! [`stat_cache`], so files are judged by content without rehashing unchanged ones),
-//! [`project_lock`] keeps one run per project, [`progress`] draws, [`cli`] parses the
+//! [`project_lock`] keeps one run per project and records the process groups its stages
+//! run in, which [`process_groups`] ends when a killed run left them, [`progress`] draws, [`cli`] parses the
 //! command line, [`error`] maps outcomes to exit codes, [`bench`] measures overheads.
 //! [`code_files`] digests the project files a stage's params name as its code (a
 //! `command` stage's `deps`) for its key; [`programs`] finds the programs they name to
@@ -32,6 +33,7 @@ pub mod lock;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod process_groups;
 pub mod programs;
 pub mod progress;
 pub mod project;

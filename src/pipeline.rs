@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::code_files;
 use crate::error::SpecError;
 use crate::programs;
-use crate::run_config::{ExecutorKind, ResourceTable};
+use crate::run_config::{parse_timeout, ExecutorKind, ResourceTable};
 use crate::spec::{backticked_after, locate, ProfileSpec, Spec, StageOverride, StageSpec};
 
 /// The profile used when `--profile` is not given. It may be absent from the file.
@@ -39,6 +39,9 @@ pub struct Stage {
     pub members: Vec<usize>,
     /// Indices into [`Pipeline::stages`] of the stages this one reads.
     pub upstream: Vec<usize>,
+    /// The time limit of one run of a member, in seconds (`timeout:`, the profile's if it
+    /// sets one); in no fingerprint.
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +120,7 @@ impl Pipeline {
         ctx.check_profiles()?;
         ctx.check_stage_profile_lists()?;
         ctx.check_publish_paths()?;
+        ctx.check_timeouts()?;
         let executor = ResourceTable::executor(spec, prof, profile, text, file)?;
         let resources = ResourceTable::build(spec, prof, profile, text, file)?;
         let names: Vec<&String> = spec.stages.keys().collect();
@@ -300,6 +304,33 @@ impl<'a> BuildCtx<'a> {
                         .err(format!("profile `{pname}` disables unknown stage `{d}`"))
                         .line(self.at(&["profiles", pname, "disable"])));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `timeout` of the file, the stages' and each profile's, reads as a time limit
+    /// (a typo must not wait until its profile or stage is used).
+    fn check_timeouts(&self) -> Result<(), SpecError> {
+        let stages = self
+            .spec
+            .stages
+            .iter()
+            .map(|(n, st)| (n, &st.timeout, vec!["stages", n.as_str(), "timeout"]));
+        let overrides = self.spec.profiles.iter().flat_map(|(pn, p)| {
+            p.stages.iter().map(move |(n, o)| {
+                let path = vec!["profiles", pn.as_str(), "stages", n.as_str(), "timeout"];
+                (n, &o.timeout, path)
+            })
+        });
+        for (name, value, path) in stages.chain(overrides) {
+            if let Some(v) = value {
+                parse_timeout(v).map_err(|msg| {
+                    self.err(msg)
+                        .line(self.at(&path))
+                        .stage(name.clone())
+                        .field("timeout")
+                })?;
             }
         }
         Ok(())
@@ -568,6 +599,7 @@ impl Expansion<'_> {
         let (axes, own) = self.stage_axes(st, over, decls);
         self.check_axis_values(name, &axes)?;
         let base = self.base_params(kind, st, over);
+        let timeout = self.timeout(name, st, over)?;
         let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
         let total: usize = axes.iter().map(|(_, v)| v.len()).product();
         let mut stage_members = Vec::new();
@@ -620,6 +652,7 @@ impl Expansion<'_> {
             values: axes.iter().map(|(_, v)| v.clone()).collect(),
             members: stage_members,
             upstream: upstream_stages,
+            timeout,
         });
         Ok(())
     }
@@ -685,6 +718,32 @@ impl Expansion<'_> {
             return Err(params_error(file, text, &layers, head, &m.name, &msg));
         }
         Ok(())
+    }
+
+    /// The stage's time limit in seconds: the profile's `timeout`, else the stage's.
+    fn timeout(
+        &self,
+        name: &str,
+        st: &StageSpec,
+        over: Option<&StageOverride>,
+    ) -> Result<Option<u64>, SpecError> {
+        let (value, path) = match over.and_then(|o| o.timeout.as_ref()) {
+            Some(v) => (
+                v,
+                vec!["profiles", self.ctx.profile, "stages", name, "timeout"],
+            ),
+            None => match &st.timeout {
+                Some(v) => (v, vec!["stages", name, "timeout"]),
+                None => return Ok(None),
+            },
+        };
+        parse_timeout(value).map(Some).map_err(|msg| {
+            self.ctx
+                .err(msg)
+                .line(self.ctx.at(&path))
+                .stage(name)
+                .field("timeout")
+        })
     }
 
     /// Checks member `m` of stage `name` with its kind's rules, digests the project files
@@ -1343,10 +1402,17 @@ fn params_error(
         line =
             locate(text, &["stages", stage, "params"]).or_else(|| locate(text, &["stages", stage]));
     }
+    // A stage field written among the params.
+    let hint = match field.as_deref() {
+        Some("timeout") if body.contains("unknown field") => {
+            "; `timeout` is a field of the stage, beside `params:` (`timeout: 10m`)"
+        }
+        _ => "",
+    };
     let message = if head.is_empty() {
-        body.to_string()
+        format!("{body}{hint}")
     } else {
-        format!("{head} `{member}`: {body}")
+        format!("{head} `{member}`: {body}{hint}")
     };
     SpecError::new(file, message)
         .line(line)

@@ -171,6 +171,8 @@ impl Reporter {
                 }
                 None => self.line(&format!("         {member}: {text}")),
             },
+            // Bookkeeping of the executor, nothing to show.
+            Event::ProcessGroup { .. } => {}
         }
     }
 

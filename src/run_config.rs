@@ -1,7 +1,8 @@
 //! How a pipeline's stages are run, as opposed to what they compute: the executor
-//! (`executor:`) and the Slurm resources per stage (`resources:`). None of it enters a
-//! fingerprint (see `fingerprint.rs`): the same stage run locally or on a cluster, with 2 or
-//! 8 CPUs, is the same cached result. The format is documented in [`crate::spec`].
+//! (`executor:`), the Slurm resources per stage (`resources:`) and a stage's time limit
+//! (`timeout:`, [`parse_timeout`]). None of it enters a fingerprint (see `fingerprint.rs`):
+//! the same stage run locally or on a cluster, with 2 or 8 CPUs, within a time limit or
+//! without, is the same cached result. The format is documented in [`crate::spec`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +45,77 @@ impl fmt::Display for ExecutorKind {
             ExecutorKind::Slurm => "slurm",
         })
     }
+}
+
+/// The largest time limit: 365 days.
+const MAX_TIMEOUT: u64 = 365 * 24 * 3600;
+
+/// A stage's time limit in seconds, from `timeout:` in pipeline.yaml: a whole number of
+/// seconds (`90`, or `"90"`), or numbers with units `d`, `h`, `m`, `s`, largest first (`45s`, `10m`,
+/// `1h30m`, `2d`). Between 1 second and 365 days.
+pub fn parse_timeout(v: &serde_json::Value) -> Result<u64, String> {
+    let shown = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let bad = || {
+        format!(
+            "`{shown}` is not a time limit: write seconds (`90`) or numbers with units d, h, m, \
+             s (`45s`, `10m`, `1h30m`)"
+        )
+    };
+    let secs = match v {
+        serde_json::Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+        serde_json::Value::String(text) => {
+            let units = [('d', 86_400u64), ('h', 3600), ('m', 60), ('s', 1)];
+            let (mut total, mut digits, mut next_unit) = (0u64, String::new(), 0usize);
+            for c in text.trim().chars() {
+                if c.is_ascii_digit() {
+                    digits.push(c);
+                    continue;
+                }
+                let at = units[next_unit..]
+                    .iter()
+                    .position(|(u, _)| *u == c)
+                    .ok_or_else(bad)?;
+                let n: u64 = digits.parse().map_err(|_| bad())?;
+                let unit = units[next_unit + at].1;
+                total = n
+                    .checked_mul(unit)
+                    .and_then(|x| x.checked_add(total))
+                    .ok_or_else(bad)?;
+                digits.clear();
+                next_unit += at + 1;
+            }
+            match (digits.is_empty(), next_unit) {
+                // Digits alone are seconds.
+                (false, 0) => digits.parse().map_err(|_| bad())?,
+                (true, n) if n > 0 => total,
+                _ => return Err(bad()),
+            }
+        }
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > MAX_TIMEOUT {
+        return Err(format!(
+            "{} is not a time limit: it must be between 1 second and 365 days",
+            format_timeout(secs)
+        ));
+    }
+    Ok(secs)
+}
+
+/// Seconds as [`parse_timeout`] reads them: `1h30m`, `45s`, `2d`.
+pub fn format_timeout(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
 }
 
 /// The key of the resources every stage gets.
@@ -226,6 +298,40 @@ profiles:
             k2.profile = k1.profile.clone();
             assert_eq!(k1, k2);
         }
+    }
+
+    #[test]
+    fn timeouts_read_seconds_or_units_and_print_back_the_same() {
+        use serde_json::json;
+        for (v, secs) in [
+            (json!(90), 90),
+            (json!("45s"), 45),
+            (json!("10m"), 600),
+            (json!("1h30m"), 5400),
+            (json!("2d"), 172_800),
+            (json!("1d2h3m4s"), 93_784),
+            (json!(" 5m "), 300),
+            (json!("120"), 120),
+        ] {
+            assert_eq!(parse_timeout(&v), Ok(secs), "{v}");
+            assert_eq!(parse_timeout(&json!(format_timeout(secs))), Ok(secs));
+        }
+        for v in [
+            json!(0),
+            json!("0s"),
+            json!(-5),
+            json!(1.5),
+            json!(""),
+            json!("m"),
+            json!("5x"),
+            json!("30s1m"),
+            json!("1m1m"),
+            json!("400d"),
+            json!(true),
+        ] {
+            assert!(parse_timeout(&v).is_err(), "{v}");
+        }
+        assert_eq!(format_timeout(5400), "1h30m");
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!   it, only members downstream of the failure are skipped.
 //! - **Interrupt** (SIGINT/SIGTERM to `repro`): running stages get SIGTERM, save their
 //!   checkpoint and stop; nothing half-written is published; the lock keeps what finished;
-//!   the command exits with 130.
+//!   the command exits with 130. A second interrupt kills the running stages at once
+//!   ([`Executor::kill_all`]); each is reported as killed, not as having saved a checkpoint.
+//! - **Time limit**: a stage's `timeout` travels in its job; the stage process stops the
+//!   stage when it is reached, and it ends as a failure naming the limit.
 //!
 //! The lock file is written once at the end (and only when its text changed): a killed
 //! scheduler leaves committed runs in the store that the next run restores for free. Before
@@ -24,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -58,6 +61,8 @@ pub struct Summary {
     pub failed: usize,
     pub skipped: usize,
     pub interrupted: bool,
+    /// Stages killed at a second interrupt, before they could save a checkpoint.
+    pub killed: usize,
 }
 
 impl Summary {
@@ -74,7 +79,9 @@ impl Summary {
             parts.push(format!("{} not run", self.skipped));
         }
         let mut s = parts.join(", ");
-        if self.interrupted {
+        if self.killed > 0 {
+            s.push_str(&format!(" (interrupted; {} killed)", self.killed));
+        } else if self.interrupted {
             s.push_str(" (interrupted)");
         }
         s
@@ -119,14 +126,16 @@ pub fn stage_threads(
     (cores / sharing).min(cores.saturating_sub(held)).max(1)
 }
 
-/// Runs the selected members of `p`; the caller holds the project lock.
+/// Runs the selected members of `p`; the caller holds the project lock. `interrupts`
+/// counts the interrupts (SIGINT, SIGTERM) `repro` received: one stops the run, two kill
+/// its stages.
 pub fn run(
     project: &Project,
     p: &Pipeline,
     opts: &RunOptions,
     executor: &dyn Executor,
     reporter: &mut Reporter,
-    interrupted: &AtomicBool,
+    interrupts: &AtomicUsize,
 ) -> Result<Summary> {
     let old_lock = LockFile::load(&project.lock_path())?;
     let (selected, direct) = p
@@ -147,8 +156,12 @@ pub fn run(
                 r.reporter.grow(newly);
             }
         }
-        if interrupted.load(Ordering::SeqCst) && !r.stopping {
+        let n = interrupts.load(Ordering::SeqCst);
+        if n >= 1 && !r.asked_to_stop {
             r.stop();
+        }
+        if n >= 2 && !r.killing {
+            r.kill();
         }
         r.start_queued();
         if r.running.is_empty() && (r.queue.is_empty() || r.stopping || r.halted) && !r.dirty {
@@ -164,7 +177,7 @@ pub fn run(
         }
     }
     r.reporter.end();
-    if interrupted.load(Ordering::SeqCst) {
+    if interrupts.load(Ordering::SeqCst) > 0 {
         r.summary.interrupted = true;
     }
     r.finish()
@@ -200,6 +213,10 @@ struct Run<'a> {
     cores: usize,
     /// Interrupted: no new member starts, running ones are asked to stop.
     stopping: bool,
+    /// The executor was asked to stop its running stages.
+    asked_to_stop: bool,
+    /// Interrupted twice: running members were killed.
+    killing: bool,
     /// A member failed without `--keep-going`: no new member starts.
     halted: bool,
     /// A member finished or failed: waiting members may be decided.
@@ -255,6 +272,8 @@ impl<'a> Run<'a> {
                 .map(|n| n.get())
                 .unwrap_or(1),
             stopping: false,
+            asked_to_stop: false,
+            killing: false,
             halted: false,
             dirty: true,
         }
@@ -372,11 +391,23 @@ impl<'a> Run<'a> {
     /// Asks the running stages to save a checkpoint and stop.
     fn stop(&mut self) {
         self.stopping = true;
+        self.asked_to_stop = true;
         if !self.running.is_empty() {
             self.reporter
                 .line("interrupted: asking running stages to save a checkpoint and stop");
         }
         self.executor.stop_all();
+    }
+
+    /// Kills the running stages at once (a second interrupt).
+    fn kill(&mut self) {
+        self.stopping = true;
+        self.killing = true;
+        if !self.running.is_empty() {
+            self.reporter
+                .line("interrupted again: killing the running stages without a checkpoint");
+        }
+        self.executor.kill_all();
     }
 
     /// Starts queued members while a `-j` slot is free (unless stopping or halted).
@@ -444,6 +475,7 @@ impl<'a> Run<'a> {
             checkpoint_dir: store.checkpoint_dir(fp),
             project_dir: self.project.dir.clone(),
             download_dir: self.project.download_dir(),
+            timeout: p.stages[m.stage].timeout,
         };
         let job_file = staging.join("job.json");
         self.executor
@@ -476,6 +508,19 @@ impl<'a> Run<'a> {
         let secs = r.started.elapsed().as_secs_f64();
         self.dirty = true;
         let committed = match outcome {
+            Outcome::Failed(_) if self.killing => {
+                let _ = std::fs::remove_dir_all(&r.staging);
+                let line = format!(
+                    "killed   {}  after {secs:.1}s (interrupted twice: its checkpoint holds only \
+                     what it had saved before)",
+                    m.name
+                );
+                self.reporter.finished(mi, Some(&line));
+                self.state[mi] = State::Skipped;
+                self.summary.interrupted = true;
+                self.summary.killed += 1;
+                return;
+            }
             Outcome::Success => commit(self.project, self.p, mi, &r, self.old_lock),
             Outcome::Interrupted => {
                 let _ = std::fs::remove_dir_all(&r.staging);

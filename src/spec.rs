@@ -25,6 +25,7 @@
 //!     inputs: { runs: "train_ce[*]" } # ... or `stage[*]`: a whole matrix group
 //!     publish: results/tables     # copy the outputs here after a run or a restore
 //!     seed: 0                     # optional seed of a stage without a `seed` axis (default 0)
+//!     timeout: 10m                # optional time limit of one run of a member (`90`, `45s`, `1h30m`)
 //!   mnist:
 //!     kind: download
 //!     params: { dataset: mnist }
@@ -33,7 +34,7 @@
 //!   tiny:
 //!     defaults: { train: { epochs: 1 } }
 //!     stages:
-//!       train_ce: { params: { lr: 0.05 }, matrix: { seed: [1] } }
+//!       train_ce: { params: { lr: 0.05 }, matrix: { seed: [1] }, timeout: 2m }
 //!     disable: [table1]           # stages left out of this profile
 //!   cluster:
 //!     executor: slurm             # optional: `local` or `slurm` for this profile
@@ -80,6 +81,16 @@
 //! (checked for every profile when the file is loaded). The directory belongs to the stages
 //! publishing into it: `run` removes any other file there ([`crate::strays`]), so it must
 //! be a folder inside the project, not the project itself.
+//!
+//! **Timeout**: `timeout: 10m` on a stage (or on its entry in a profile's `stages:`, which
+//! replaces it) limits each run of each of its members: seconds (`90`) or numbers with units
+//! `d`, `h`, `m`, `s`, largest first (`45s`, `1h30m`, `2d`), from 1 s to 365 days. A stage
+//! that reaches it is asked to stop as by Ctrl-C and fails naming the limit; its checkpoint
+//! is kept, so the next run resumes where it stopped (each run gets the whole limit again).
+//! It applies to every kind, locally and in a Slurm job (where the job's own `time` resource
+//! still applies too). Like the executor and the resources, it says how a stage is run,
+//! not what it computes: it is in no fingerprint, and adding, changing or removing it
+//! reruns nothing.
 //!
 //! **Profile membership**: a stage with `profiles: [a, b]` exists only in those profiles
 //! (`default` names the profile used without `--profile`); a stage without the field is
@@ -173,6 +184,10 @@ pub struct StageSpec {
     /// absent = every profile.
     #[serde(default)]
     pub profiles: Option<Vec<String>>,
+    /// The time limit of one run of each member: seconds or `1h30m` (checked when the
+    /// pipeline is built, [`crate::run_config::parse_timeout`]); never in a fingerprint.
+    #[serde(default)]
+    pub timeout: Option<Value>,
 }
 
 /// One entry of `profiles:`.
@@ -204,6 +219,9 @@ pub struct StageOverride {
     /// Where this profile publishes the stage, instead of the stage's `publish`.
     #[serde(default)]
     pub publish: Option<String>,
+    /// This profile's time limit for the stage, instead of the stage's `timeout`.
+    #[serde(default)]
+    pub timeout: Option<Value>,
 }
 
 /// A mapping that keeps declaration order and rejects duplicate keys (serde_yaml would

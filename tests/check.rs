@@ -324,7 +324,7 @@ const TABLE_STAGE: &str = "\
 stages:
   report:
     kind: command
-    params: { run: [sh, table.sh], deps: [table.sh], method: report }
+    params: { run: [sh, table.sh], deps: [table.sh], outputs: [tables/t1.csv] }
     publish: results/report
 ";
 

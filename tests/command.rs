@@ -34,7 +34,7 @@ fn digits_project(yaml: &str) -> Proj {
 /// its dep) and publishes under `out/<name>`; and its pipeline text.
 fn one_program(name: &str, program: &str) -> (Proj, String) {
     let yaml = format!(
-        "stages:\n  {name}:\n    kind: command\n    params: {{ run: [python3, {name}.py], deps: [{name}.py], method: {name} }}\n    publish: out/{name}\n"
+        "stages:\n  {name}:\n    kind: command\n    params: {{ run: [python3, {name}.py], deps: [{name}.py] }}\n    publish: out/{name}\n"
     );
     (project(&yaml, &[(&format!("{name}.py"), program)]), yaml)
 }
@@ -88,7 +88,6 @@ stages:
     params:
       run: [python3, show.py]
       deps: [show.py]
-      method: shown
       args: { shrink: 0.25, nested: { a: [1, 2] } }
     publish: out/show
 ";
@@ -124,7 +123,8 @@ stages:
         p.dir.canonicalize().unwrap()
     );
     let params = &seen["params"];
-    assert_eq!(params["method"], "shown");
+    // A stage that is no method (no `method` param) gets none.
+    assert_eq!(params["method"], Value::Null);
     assert_eq!(
         params["args"],
         serde_json::json!({"shrink": 0.25, "nested": {"a": [1, 2]}})
@@ -151,10 +151,10 @@ const TWO_PROGRAMS: &str = "\
 stages:
   a:
     kind: command
-    params: { run: [python3, a.py], deps: [a.py], method: a }
+    params: { run: [python3, a.py], deps: [a.py] }
   b:
     kind: command
-    params: { run: [python3, b.py], deps: [lib], method: b }
+    params: { run: [python3, b.py], deps: [lib], version: 0 }
   after_b:
     kind: probe
     inputs: { up: b }
@@ -189,7 +189,7 @@ fn command_dep_edit_reruns_only_its_stages() {
     p.file("lib/__pycache__/util.cpython-311.pyc", "cache");
     assert_eq!(started(&p.ok(&["run"])), Vec::<String>::new());
     // `version` reruns without an edit.
-    p.write(&TWO_PROGRAMS.replace("method: b }", "method: b, version: 1 }"));
+    p.write(&TWO_PROGRAMS.replace("version: 0 }", "version: 1 }"));
     assert_eq!(started(&p.ok(&["run"])), ["b"]);
 }
 
@@ -251,12 +251,6 @@ except KeyboardInterrupt:
 open(os.path.join(os.environ["REPRO_OUT"], "resumed_from.txt"), "w").write(str(start))
 "#;
 
-fn checkpoint_file(dir: &Path, name: &str) -> Option<String> {
-    let rd = std::fs::read_dir(dir.join("results/.runs/checkpoints")).ok()?;
-    rd.flatten()
-        .find_map(|e| std::fs::read_to_string(e.path().join("state").join(name)).ok())
-}
-
 #[test]
 fn command_interrupt_resumes_from_its_checkpoint() {
     let (p, _) = one_program("counter", COUNTER);
@@ -269,12 +263,14 @@ fn command_interrupt_resumes_from_its_checkpoint() {
         .spawn()
         .unwrap();
     wait_for("10 steps", Duration::from_secs(60), || {
-        checkpoint_file(&p.dir, "step").is_some_and(|s| s.parse::<u32>().unwrap_or(0) >= 10)
+        p.program_checkpoint("step")
+            .is_some_and(|s| s.parse::<u32>().unwrap_or(0) >= 10)
     });
     // SAFETY: signalling the process group of a child this test started.
     assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    let stopped: u32 = checkpoint_file(&p.dir, "interrupted")
+    let stopped: u32 = p
+        .program_checkpoint("interrupted")
         .expect("the program was signalled")
         .parse()
         .unwrap();
@@ -352,7 +348,7 @@ fn command_metrics_join_the_tables() {
         );
     }
 
-    // A file that breaks the schema fails the table stage, naming the file and the field.
+    // A file that breaks the schema fails its own stage, naming the file and the field.
     let broken = "import json, os\np = os.path.join(os.environ['REPRO_OUT'], 'metrics.json')\nm = json.load(open(os.environ['REPRO_PARAMS']))\nsrc = os.environ['REPRO_INPUT_LIKE']\nd = json.load(open(os.path.join(src, 'metrics.json')))\nd['method'] = 'broken'\nd['final_test_error'] = 'low'\njson.dump(d, open(p, 'w'))\n";
     p.file("broken.py", broken);
     let yaml = format!(
@@ -366,10 +362,12 @@ fn command_metrics_join_the_tables() {
     p.write(&yaml);
     let out = fails(&p, &["run"], 1);
     assert!(
-        out.contains("metrics.json does not match docs/metrics.schema.json: field `final_test_error`: must be a number"),
+        out.contains("the metrics.json `python3 broken.py` left in REPRO_OUT does not match docs/metrics.schema.json: field `final_test_error`: must be a number"),
         "{out}"
     );
-    assert!(out.contains("input broken["), "{out}");
+    // It fails as it exits: nothing of it is stored, and the tables never read it.
+    assert!(out.contains("FAILED   broken["), "{out}");
+    assert!(!out.contains("input broken["), "{out}");
 }
 
 #[test]

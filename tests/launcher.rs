@@ -168,3 +168,41 @@ fn a_failing_launcher_fails_its_stages_and_publishes_nothing() {
     // The same stages run without it.
     assert_eq!(sorted(ran(&p.ok(&["run"]))), ["a", "b", "c"]);
 }
+
+#[test]
+fn stage_error_text_keeps_its_first_and_last_mebibyte() {
+    use std::os::unix::fs::PermissionsExt;
+    // A launcher that writes 3,000,000 bytes of `x` lines to stderr, then starts a stage
+    // that fails: the error text the run keeps is bounded like a program's log.
+    let p = Proj::new(
+        "stages:\n  bad:\n    kind: probe\n    params: { value: x, steps: 2, fail_at_step: 1 }\n",
+    );
+    p.file(
+        "tools/noisy.sh",
+        "#!/bin/sh\nyes xxxxxxxxx | head -c 3000000 >&2\nexec \"$@\"\n",
+    );
+    let script = p.dir.join("tools/noisy.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = p.run(&["run", "--launcher", script.to_str().unwrap()]);
+    let err = err_text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        &err[err.len().saturating_sub(2000)..]
+    );
+    assert!(err.len() < 2 * (1 << 20) + 4096, "{} bytes", err.len());
+    assert!(
+        err.contains(
+            "bytes of output left out here; the log keeps the first 1 MiB and the last 1 MiB]"
+        ),
+        "{}",
+        err.get((1 << 20) - 200..(1 << 20) + 300).unwrap_or(&err)
+    );
+    // The stage's own message, at the end, is kept.
+    assert!(
+        err.contains("probe asked to fail at step 1"),
+        "{}",
+        &err[err.len().saturating_sub(500)..]
+    );
+}

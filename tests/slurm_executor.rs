@@ -445,3 +445,24 @@ fn slurm_killed_run_cancels_its_jobs_on_the_next_run() {
         "s\nf"
     );
 }
+
+#[test]
+fn slurm_stage_timeout_fails_naming_the_limit_and_resumes() {
+    let Some(conf) = cluster() else { return };
+    let slow =
+        "stages:\n  slow:\n    kind: probe\n    params: { value: s, steps: 40, sleep_ms: 100 }\n";
+    let p = proj(conf, &format!("{slow}    timeout: 1s\n"));
+    let o = p.run(&["run", "--executor", "slurm"]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The limit is the stage's own, enforced inside the job, not Slurm's `time`.
+    assert!(
+        stderr.contains("stage slow reached its time limit (timeout: 1s) and was stopped"),
+        "{stderr}"
+    );
+    let k = p.checkpoint_step();
+    assert!((1..40).contains(&k), "stopped at step {k}");
+    p.write(slow);
+    let s = p.ok(&["run", "--executor", "slurm"]);
+    assert!(s.contains(&format!("slow: resumed from step {k}")), "{s}");
+}

@@ -1,17 +1,45 @@
 //! The child side of both executors: `repro exec-stage <job.json>` runs the one stage its job
 //! file describes, prints progress as JSON lines on stdout and exits 0, 130 (stopped by SIGTERM
 //! or Ctrl-C, checkpoint saved) or 1 (error, message on stderr).
+//!
+//! - **Interrupts.** The first SIGINT, SIGTERM or SIGHUP asks the stage to save a checkpoint
+//!   and stop, as does the death of the parent (`repro run`, or the launcher); a second one
+//!   ends it at once: a `command` stage's program is killed
+//!   ([`repro_stages::kinds::command::kill_now`]), a built-in stage's process exits (its
+//!   checkpoints are written whole or not at all, so the last complete one stays).
+//! - **Time limit.** With a `timeout` in the job, the stage is asked to stop when it is
+//!   reached; it then fails naming the limit, its checkpoint kept for the next run. A stage
+//!   still running [`command::GRACE`] and 10 s more after that is ended as by a second
+//!   interrupt.
+//! - **Programs.** A `command` stage's program leads a process group of its own; its id is
+//!   printed as a `process_group` event before the program runs, so that the executor can
+//!   end the group should this process die without doing so.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
+use repro_stages::kinds::command;
 use repro_stages::{Interrupted, Kind, Progress, StageContext};
 
 use super::{Event, Job};
+use crate::run_config::format_timeout;
+
+/// Writes one progress line on stdout.
+fn emit(ev: &Event) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, ev);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Reports a program's process group (see [`command::on_program_start`]).
+fn report_group(pgid: u32) {
+    emit(&Event::ProcessGroup { pgid });
+}
 
 /// Progress of a running stage written as JSON lines on stdout (child side). Position
 /// updates are throttled to one per 50 ms.
@@ -21,10 +49,7 @@ struct JsonLines {
 
 impl JsonLines {
     fn emit(&self, ev: &Event) {
-        let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer(&mut out, ev);
-        let _ = out.write_all(b"\n");
-        let _ = out.flush();
+        emit(ev);
     }
 }
 
@@ -53,6 +78,10 @@ impl Progress for JsonLines {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Interrupts received (SIGINT, SIGTERM, SIGHUP, the parent's death).
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+/// The stage was stopped by its time limit.
+static TIMED_OUT: AtomicBool = AtomicBool::new(false);
 
 /// The child side: runs the job in `job_file` and returns the exit code.
 pub fn exec_stage(job_file: &Path) -> i32 {
@@ -66,6 +95,47 @@ pub fn exec_stage(job_file: &Path) -> i32 {
     }
 }
 
+/// One interrupt: the first asks the stage to stop, a second ends it at once.
+fn interrupt(is_command: bool) {
+    let n = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+    STOP.store(true, Ordering::SeqCst);
+    if n >= 2 {
+        end_now(is_command, "at a second interrupt");
+    }
+}
+
+/// Ends the stage without waiting for a checkpoint: a program is killed (its stage then
+/// fails saying so); a built-in stage's process exits here.
+fn end_now(is_command: bool, why: &str) {
+    if is_command {
+        command::kill_now();
+    } else {
+        eprintln!(
+            "stopped {why} without waiting for a checkpoint; the stage's last complete \
+             checkpoint is kept"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Stops the stage when `limit` has passed; ends it if it is still running long after.
+fn watchdog(limit: Duration, is_command: bool) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        TIMED_OUT.store(true, Ordering::SeqCst);
+        STOP.store(true, Ordering::SeqCst);
+        std::thread::sleep(command::GRACE + Duration::from_secs(10));
+        if is_command {
+            eprintln!(
+                "the stage did not stop within {} s of reaching its time limit (timeout: {})",
+                command::GRACE.as_secs() + 10,
+                format_timeout(limit.as_secs())
+            );
+        }
+        end_now(is_command, "long after reaching its time limit");
+    });
+}
+
 fn exec_inner(job_file: &Path) -> Result<()> {
     let job: Job = serde_json::from_slice(
         &std::fs::read(job_file)
@@ -74,19 +144,24 @@ fn exec_inner(job_file: &Path) -> Result<()> {
     .with_context(|| format!("parsing job file {}", job_file.display()))?;
     let kind =
         Kind::from_name(&job.kind).with_context(|| format!("unknown kind `{}`", job.kind))?;
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
-        .context("installing the signal handler")?;
+    let is_command = kind == Kind::Command;
+    #[cfg(target_os = "linux")]
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    ctrlc::set_handler(move || interrupt(is_command)).context("installing the signal handler")?;
     #[cfg(target_os = "linux")]
     {
-        // Stop (and checkpoint) if the scheduler dies.
+        // Stop (and checkpoint) if the parent dies: `repro run`, or the launcher.
         // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal to receive.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            if libc::getppid() == 1 {
-                STOP.store(true, Ordering::SeqCst);
+            // The parent died before that was set: this process was handed to another.
+            if libc::getppid() != parent {
+                interrupt(is_command);
             }
         }
     }
+    command::on_program_start(report_group);
     std::fs::create_dir_all(&job.out_dir)
         .with_context(|| format!("creating {}", job.out_dir.display()))?;
     std::fs::create_dir_all(&job.checkpoint_dir)
@@ -109,5 +184,23 @@ fn exec_inner(job_file: &Path) -> Result<()> {
         progress: &progress,
         stop: &STOP,
     };
-    kind.run(&job.params, &ctx)
+    if let Some(secs) = job.timeout {
+        watchdog(Duration::from_secs(secs), is_command);
+    }
+    let result = kind.run(&job.params, &ctx);
+    match (result, job.timeout) {
+        (Err(e), Some(secs)) if TIMED_OUT.load(Ordering::SeqCst) => {
+            let limit = format!("its time limit (timeout: {})", format_timeout(secs));
+            Err(if e.chain().any(|c| c.is::<Interrupted>()) {
+                anyhow!(
+                    "stage {} reached {limit} and was stopped; its checkpoint is kept, so the \
+                     next run resumes from it",
+                    job.member
+                )
+            } else {
+                e.context(format!("stopped at {limit}"))
+            })
+        }
+        (result, _) => result,
+    }
 }

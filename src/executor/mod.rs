@@ -28,8 +28,20 @@
 //!   "project_dir": "/p", "download_dir": "/p/data/downloads" }
 //! ```
 //!
+//! `"timeout": 600` (seconds) is present when the stage has a time limit: `exec-stage` stops
+//! the stage when it is reached and fails it naming the limit, with the checkpoint kept.
+//!
 //! Progress lines: `{"event":"phase","name":"train","unit":"epoch","total":10}`,
-//! `{"event":"position","done":3}`, `{"event":"message","text":"loss 0.31"}`.
+//! `{"event":"position","done":3}`, `{"event":"message","text":"loss 0.31"}`, and
+//! `{"event":"process_group","pgid":4242}` when a `command` stage has started its program in
+//! process group 4242 (the local executor ends that group if the stage process dies before
+//! it could, and records it with the project lock meanwhile).
+//!
+//! Signals: the local executor starts each stage process in a process group of its own, so
+//! a terminal's Ctrl-C reaches `repro` alone, which passes it on: a first interrupt sends
+//! each stage's group SIGTERM (save a checkpoint and stop), a second SIGKILL
+//! ([`Executor::kill_all`]). A stage process that receives a second SIGINT or SIGTERM
+//! itself stops at once, killing its program.
 
 pub mod child;
 pub mod launcher;
@@ -64,6 +76,9 @@ pub struct Job {
     pub checkpoint_dir: PathBuf,
     pub project_dir: PathBuf,
     pub download_dir: PathBuf,
+    /// The stage's time limit in seconds (`timeout:` in pipeline.yaml), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 /// A progress line of a running stage.
@@ -80,6 +95,10 @@ pub enum Event {
     },
     Message {
         text: String,
+    },
+    /// A program the stage started leads process group `pgid`.
+    ProcessGroup {
+        pgid: u32,
     },
 }
 
@@ -120,6 +139,11 @@ pub trait Executor: Send + Sync {
     ) -> Result<()>;
     /// Asks every running job to checkpoint and stop (they then report `Interrupted`).
     fn stop_all(&self);
+    /// Ends every running job at once, without waiting for a checkpoint (a second
+    /// interrupt). By default the same as [`Executor::stop_all`].
+    fn kill_all(&self) {
+        self.stop_all();
+    }
 }
 
 /// Writes `job` to `job_file`, where `repro exec-stage` reads it.

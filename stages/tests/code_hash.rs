@@ -201,3 +201,21 @@ fn command_and_schema_check_join_no_training_kind() {
         .iter()
         .any(|x| x == "kinds/metrics_schema.rs"));
 }
+
+/// The `command` kind's own modules (its program's process, sandbox and log) are code of
+/// that kind alone: editing them reruns `command` stages and no others.
+#[test]
+fn command_modules_join_no_other_kind() {
+    let own = [
+        "kinds/command/capture.rs",
+        "kinds/command/process.rs",
+        "kinds/command/sandbox.rs",
+    ];
+    for kind in kinds() {
+        let s = sources(&src(), kind);
+        for f in own {
+            let reached = s.iter().any(|x| x == f);
+            assert_eq!(reached, kind == "command", "{kind} and {f}: {s:?}");
+        }
+    }
+}

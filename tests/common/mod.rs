@@ -133,6 +133,13 @@ impl Proj {
             .unwrap_or(0)
     }
 
+    /// The file `name` in a `command` stage's `REPRO_CHECKPOINT` folder, of any fingerprint.
+    pub fn program_checkpoint(&self, name: &str) -> Option<String> {
+        let rd = std::fs::read_dir(self.dir.join("results/.runs/checkpoints")).ok()?;
+        rd.flatten()
+            .find_map(|e| std::fs::read_to_string(e.path().join("state").join(name)).ok())
+    }
+
     /// The largest step recorded in any probe checkpoint.
     pub fn checkpoint_step(&self) -> u64 {
         let mut best = 0;

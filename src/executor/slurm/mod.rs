@@ -574,6 +574,7 @@ mod tests {
             checkpoint_dir: "/p/results/.runs/checkpoints/ff".into(),
             project_dir: "/p".into(),
             download_dir: "/p/data/downloads".into(),
+            timeout: None,
         };
         let job_file = Path::new("/p/results/.runs/staging/ff.1/job.json");
         let exec_line = |spec: &JobSpec| {
