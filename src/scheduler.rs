@@ -476,6 +476,7 @@ impl<'a> Run<'a> {
             project_dir: self.project.dir.clone(),
             download_dir: self.project.download_dir(),
             timeout: p.stages[m.stage].timeout,
+            code: crate::executor::code_identity(m.kind),
         };
         let job_file = staging.join("job.json");
         self.executor

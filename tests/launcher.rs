@@ -206,3 +206,32 @@ fn stage_error_text_keeps_its_first_and_last_mebibyte() {
         &err[err.len().saturating_sub(500)..]
     );
 }
+
+#[test]
+fn stage_process_with_other_code_than_the_run_refuses_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    // What a binary rebuilt during a run looks like to the stage process it starts: the
+    // job names the code the run planned with, and the process has other code. A launcher
+    // stands in for the rebuild by rewriting the job file's `code` before the stage starts.
+    let p = Proj::new(CHAIN);
+    p.file(
+        "tools/rebuilt.sh",
+        "#!/bin/sh\nfor last; do :; done\n\
+         sed -i 's/\"code\": *\"[^\"]*\"/\"code\": \"older build\"/' \"$last\"\nexec \"$@\"\n",
+    );
+    let script = p.dir.join("tools/rebuilt.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = p.run(&["run", "-j", "1", "--launcher", script.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err_text(&o));
+    let e = err_text(&o);
+    assert!(
+        e.contains("this stage process has other `probe` code than the run that started it")
+            && e.contains("older build")
+            && e.contains("Nothing was run"),
+        "{e}"
+    );
+    assert_eq!(p.count("runs"), 0);
+    assert!(!p.dir.join("out/b").exists());
+    // The same binary, started directly, runs them.
+    assert_eq!(sorted(ran(&p.ok(&["run"]))), ["a", "b", "c"]);
+}

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use repro_stages::kinds::command;
 use repro_stages::{Interrupted, Kind, Progress, StageContext};
 
@@ -144,6 +144,16 @@ fn exec_inner(job_file: &Path) -> Result<()> {
     .with_context(|| format!("parsing job file {}", job_file.display()))?;
     let kind =
         Kind::from_name(&job.kind).with_context(|| format!("unknown kind `{}`", job.kind))?;
+    let here = super::code_identity(kind);
+    ensure!(
+        job.code == here,
+        "this stage process has other `{}` code than the run that started it (the run's: {}; \
+         this binary's: {here}): the repro binary was replaced while the run was going \
+         (rebuilt?), and its results would be stored under a key naming the old code. \
+         Nothing was run; start the run again",
+        job.kind,
+        job.code
+    );
     let is_command = kind == Kind::Command;
     #[cfg(target_os = "linux")]
     // SAFETY: getppid has no preconditions.

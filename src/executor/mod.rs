@@ -79,6 +79,23 @@ pub struct Job {
     /// The stage's time limit in seconds (`timeout:` in pipeline.yaml), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// [`code_identity`] of the kind in the binary that planned the run: the stage process
+    /// refuses to run other code under the run's fingerprint.
+    pub code: String,
+}
+
+/// What a member's fingerprint says about the code that computes it (the kind's code hash,
+/// dfdx's version, the backend), as one string. The run writes its own into each job; the
+/// stage process compares it with its own before it starts, so that a binary rebuilt while
+/// a run is going (or a stale one on a cluster node) cannot publish its results under a key
+/// that names other code.
+pub fn code_identity(kind: repro_stages::Kind) -> String {
+    format!(
+        "{} dfdx {} {}",
+        kind.code_hash(),
+        repro_stages::DFDX_VERSION,
+        repro_stages::BACKEND
+    )
 }
 
 /// A progress line of a running stage.

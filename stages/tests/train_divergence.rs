@@ -79,6 +79,64 @@ fn exploding_finite_loss_fails_the_stage() {
     assert_diverges("distill", &inputs, |ctx| distill::run(&p, ctx));
 }
 
+/// The meta-parameters' divergence rules: a meta learning rate off by orders of magnitude
+/// rewrites T at every step, or a label at its first, while every loss stays finite
+/// (`t_lr: 1e6` used to finish near chance and publish). The run stops within the first
+/// epoch, and nothing is written.
+fn assert_meta_step_diverges(
+    label: &str,
+    rule: &str,
+    lr_field: &str,
+    run: impl Fn(&StageContext) -> anyhow::Result<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let ctx = context(dir.path(), 3, &NoProgress, &stop);
+    let e = format!("{:#}", run(&ctx).expect_err(label));
+    assert!(
+        e.contains(&format!("training diverged: {rule}"))
+            && e.contains(&format!("`{lr_field}` is too large"))
+            && e.contains("epoch 1"),
+        "{label}: {e}"
+    );
+    assert!(
+        output_files(&ctx.out_dir).is_empty(),
+        "{label}: a diverged run wrote outputs"
+    );
+}
+
+#[test]
+fn meta_step_that_rewrites_t_or_the_labels_fails_the_stage() {
+    let ds = digits();
+    let nl = noisy(&ds, "flip", 0.6, 0.05, 5);
+    for variant in ["textbook", "official_code"] {
+        let p: train_mlc::Params = serde_json::from_value(
+            serde_json::json!({"variant": variant, "epochs": 1, "t_lr": 1.0e6}),
+        )
+        .unwrap();
+        let rule = "each meta step changed the rows of T by a mean L1 of";
+        assert_meta_step_diverges(&format!("train_mlc {variant}"), rule, "t_lr", |ctx| {
+            train_mlc::train(&p, ctx, &ds, &nl, None)?.save(&ctx.out_dir)
+        });
+    }
+    let p: train_soft_labels::Params = serde_json::from_value(
+        serde_json::json!({"epochs": 1, "warmup_epochs": 0, "label_lr": 1.0e6}),
+    )
+    .unwrap();
+    let rule = "one meta step moved a soft label's logit by";
+    assert_meta_step_diverges("train_soft_labels", rule, "label_lr", |ctx| {
+        train_soft_labels::train(&p, ctx, &ds, Some(&nl))?.save(&ctx.out_dir)
+    });
+    // A bounded step is no rewrite: the same t_lr with `t_max_step` trains.
+    let p: train_mlc::Params =
+        serde_json::from_value(serde_json::json!({"epochs": 1, "t_lr": 1.0e6, "t_max_step": 0.02}))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let ctx = context(dir.path(), 3, &NoProgress, &stop);
+    train_mlc::train(&p, &ctx, &ds, &nl, None).unwrap();
+}
+
 #[test]
 fn absurd_learning_rate_is_refused_by_every_training_kind() {
     for kind in [

@@ -575,6 +575,7 @@ mod tests {
             project_dir: "/p".into(),
             download_dir: "/p/data/downloads".into(),
             timeout: None,
+            code: crate::executor::code_identity(repro_stages::Kind::Probe),
         };
         let job_file = Path::new("/p/results/.runs/staging/ff.1/job.json");
         let exec_line = |spec: &JobSpec| {

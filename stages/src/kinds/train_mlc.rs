@@ -77,6 +77,13 @@
 //! from 5.7 to 7.6 (flip) and 10.2 to 11.5 (uniform). The default stays the unbounded
 //! textbook step.
 //!
+//! A run whose meta steps change the rows of T by a mean L1 of more than
+//! [`T_CHURN_LIMIT`] (0.5, of at most 2) over an epoch fails as diverged, naming `t_lr`: T
+//! is then rewritten at every step instead of learned (`t_lr: 1e6` used to finish near
+//! chance with every loss finite). A rule on a single step would not do: the default's
+//! heavy-tailed hypergradient moves an entry of T by more than 1,000 now and then (1,337
+//! at epoch 7 of a digits run), and the projection turns that into a rewritten row.
+//!
 //! T is not an estimate of the true C: the meta objective (3) only asks that one step with
 //! T lowers the trusted loss, the hypergradient vanishes once the corrected gradients stop
 //! hurting the trusted set, and many T do that equally well. The metrics report T's
@@ -154,7 +161,7 @@ use crate::nn::objectives::{LossObjective, Target};
 use crate::nn::ops::{self, Ops};
 use crate::nn::optim::{MetaOptimizer, MetaOptimizerKind};
 use crate::nn::params::{NamedTensor, ParamSet};
-use crate::nn::trainer::{Objective, StepCtx, StepOut};
+use crate::nn::trainer::{Objective, StepCtx, StepInfo, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::{C_HAT_FILE, T_EPOCHS_FILE, T_FINAL_FILE};
 use crate::{Kind, StageContext};
@@ -656,7 +663,20 @@ struct Progress {
     meta_loss_sum: f64,
     meta_loss_count: u64,
     history: Vec<TEpoch>,
+    /// This epoch's sum over meta steps of T's mean row L1 change, and their count.
+    #[serde(default)]
+    churn_sum: f64,
+    #[serde(default)]
+    churn_steps: u64,
 }
+
+/// The largest mean, over an epoch's meta steps, of the L1 change of a row of T (averaged
+/// over rows) before the run is called diverged. A row's L1 change is at most 2: at 0.5 a
+/// step replaces a quarter of every row's mass, every step, so T is rewritten rather than
+/// learned. The meta learning rate is then off by orders of magnitude (`t_lr: 1e6` used to
+/// finish near chance with every loss finite). The default's heavy-tailed steps rewrite a
+/// row now and then, which a mean over the epoch absorbs.
+pub const T_CHURN_LIMIT: f64 = 0.5;
 
 impl<'d> MetaCore<'d> {
     pub fn new(
@@ -712,6 +732,38 @@ impl<'d> MetaCore<'d> {
             s.info.batch + 1
         );
         Ok(h)
+    }
+
+    /// Records one meta step's change of T, from `before` to `after`.
+    fn record_churn(&mut self, before: &Matrix, after: &Matrix) {
+        let l1: f64 = before
+            .data
+            .iter()
+            .zip(&after.data)
+            .map(|(b, a)| (a - b).abs())
+            .sum();
+        self.progress.churn_sum += l1 / self.k as f64;
+        self.progress.churn_steps += 1;
+    }
+
+    /// The divergence rule of T ([`T_CHURN_LIMIT`]), at the last batch of an epoch.
+    fn check_churn(&mut self, info: &StepInfo) -> Result<()> {
+        if info.batch + 1 < info.iterations_per_epoch {
+            return Ok(());
+        }
+        let pr = &mut self.progress;
+        let (sum, n) = (pr.churn_sum, pr.churn_steps);
+        pr.churn_sum = 0.0;
+        pr.churn_steps = 0;
+        let mean = sum / n.max(1) as f64;
+        ensure!(
+            mean <= T_CHURN_LIMIT,
+            "training diverged: each meta step changed the rows of T by a mean L1 of {mean:.3} \
+             over epoch {} ({n} steps; the limit is {T_CHURN_LIMIT}, of at most 2): T is \
+             rewritten, not learned, and `t_lr` is too large",
+            info.epoch + 1
+        );
+        Ok(())
     }
 
     /// The epoch's mean meta loss and the distances of `t` to the true C; records `t`.
@@ -903,7 +955,9 @@ impl TLoop for Textbook {
             let t = self.t_matrix();
             let h = core.hypergradient(s, &t)?;
             self.update_t(&h);
+            core.record_churn(&t, &self.t_matrix());
         }
+        core.check_churn(&s.info)?;
         // (6) the real step with the new T.
         let t = self.t_matrix();
         let logits = s.forward(Mode::Train);
@@ -965,7 +1019,10 @@ impl TLoop for Official {
     fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
         let k = self.t.k;
         let h = core.hypergradient(s, &Matrix::identity(k))?;
-        self.t = official_t(&h, k, self.beta as f64);
+        let t = official_t(&h, k, self.beta as f64);
+        core.record_churn(&self.t, &t);
+        core.check_churn(&s.info)?;
+        self.t = t;
         let logits = s.forward(Mode::Train);
         let out = s.backward_and_update(official_loss(logits, &s.batch.labels, &self.t))?;
         Ok(StepOut {

@@ -62,6 +62,11 @@
 //! hypergradient's scale, so with the initial logits τ·c (the smoothing ε at any τ) a
 //! temperature τ acts like dividing β by τ.
 //!
+//! A meta step that moves a label logit by more than
+//! [`crate::nn::hypergrad::META_STEP_LIMIT`] (1,000) fails the stage as diverged, naming
+//! `label_lr`: such a step rewrites the label instead of adjusting it (`label_lr: 1e6`
+//! used to finish far below CE with every loss finite).
+//!
 //! Metrics name the method `soft_labels` (per example) or `soft_labels_per_class`.
 //!
 //! Inputs: `data`, optionally `noise` (without it: clean labels, `meta_set` must be
@@ -616,8 +621,9 @@ impl<'d> SoftLabels<'d> {
         (total > 0).then(|| hit as f64 / total as f64)
     }
 
-    /// Applies the batch's label-logit hypergradient `h` (B×K) to the rows it touches.
-    fn update_rows(&mut self, idx: &[u32], h: &[f32]) {
+    /// Applies the batch's label-logit hypergradient `h` (B×K) to the rows it touches;
+    /// returns the largest change of a logit.
+    fn update_rows(&mut self, idx: &[u32], h: &[f32]) -> f64 {
         let k = self.k;
         // Sum per row first (per-class rows collect many examples).
         let mut per_row: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -632,10 +638,15 @@ impl<'d> SoftLabels<'d> {
                 acc[j] += h[bi * k + j] as f64;
             }
         }
+        let mut moved = 0.0f64;
         for (r, g) in per_row {
-            self.optimizer
-                .step_row(r, &mut self.logits[r * k..(r + 1) * k], &g);
+            let row = &mut self.logits[r * k..(r + 1) * k];
+            let before: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            self.optimizer.step_row(r, row, &g);
+            let after: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            moved = moved.max(hypergrad::largest_step(&before, &after));
         }
+        moved
     }
 }
 
@@ -680,7 +691,8 @@ impl Objective for SoftLabels<'_> {
             s.info.epoch + 1,
             s.info.batch + 1
         );
-        self.update_rows(&idx, &h);
+        let moved = self.update_rows(&idx, &h);
+        hypergrad::check_meta_step("a soft label's logit", moved, "label_lr", &s.info)?;
         // (6): the real step with the updated labels.
         let targets = self.batch_targets(&idx);
         let logits: Mat<Tp> = s.forward(Mode::Train);
