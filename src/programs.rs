@@ -33,14 +33,7 @@ pub fn find(
 ) -> Result<PathBuf, String> {
     let p = Path::new(program);
     if p.is_relative() && p.components().count() == 1 {
-        let dirs: Vec<PathBuf> = path_var
-            .map(|v| std::env::split_paths(v).collect())
-            .unwrap_or_default();
-        return dirs
-            .iter()
-            .map(|d| d.join(program))
-            .find(|c| std::fs::metadata(c).is_ok_and(|m| runnable(&m)))
-            .ok_or_else(|| {
+        return on_path(program, path_var, Path::new("")).ok_or_else(|| {
                 format!("`{program}` is no program on PATH (nor is it a path: write `./{program}` for a project file)")
             });
     }
@@ -65,8 +58,19 @@ pub fn find(
     }
 }
 
+/// The first `dir/name` that is [`runnable`], for the directories of `path_var` (a `PATH`
+/// value) in order, a relative one taken against `base`.
+pub fn on_path(name: &str, path_var: Option<&std::ffi::OsStr>, base: &Path) -> Option<PathBuf> {
+    let dirs: Vec<PathBuf> = path_var
+        .map(|v| std::env::split_paths(v).collect())
+        .unwrap_or_default();
+    dirs.iter()
+        .map(|d| base.join(d).join(name))
+        .find(|c| std::fs::metadata(c).is_ok_and(|m| runnable(&m)))
+}
+
 /// A regular file (or a link to one) with an execute bit.
-fn runnable(m: &std::fs::Metadata) -> bool {
+pub fn runnable(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     m.is_file() && m.permissions().mode() & 0o111 != 0
 }

@@ -131,7 +131,7 @@ impl Launcher {
                         path,
                     })
                 }
-                Ok(m) if !is_executable(&m) => {
+                Ok(m) if !crate::programs::runnable(&m) => {
                     return Err(LauncherError::NotExecutable {
                         program,
                         origin,
@@ -143,13 +143,7 @@ impl Launcher {
             self.argv[0] = path.to_string_lossy().into_owned();
             return Ok(self);
         }
-        let found = path_var
-            .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|dir| cwd.join(dir).join(&program))
-            .any(|p| std::fs::metadata(&p).is_ok_and(|m| is_executable(&m)));
-        if found {
+        if crate::programs::on_path(&program, path_var, cwd).is_some() {
             Ok(self)
         } else {
             Err(LauncherError::NotOnPath { program, origin })
@@ -161,12 +155,6 @@ impl Launcher {
     pub fn wrap(&self, rest: Vec<OsString>) -> Vec<OsString> {
         self.argv.iter().map(OsString::from).chain(rest).collect()
     }
-}
-
-/// A regular file (or a link to one) with an execute bit.
-fn is_executable(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    m.is_file() && m.permissions().mode() & 0o111 != 0
 }
 
 #[cfg(test)]

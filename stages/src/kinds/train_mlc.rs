@@ -241,7 +241,8 @@ training_params! {
         /// in one meta step, before the projection (textbook only; default none: the step
         /// is β h, unbounded). The hypergradient is heavy-tailed; a bound such as 0.02
         /// stops one batch from rewriting T, which helps at low noise on a large training
-        /// set and hurts at extreme noise on a small one: see "Bounding the meta step".
+        /// set and hurts at extreme noise on a small one: see "What T does at low noise,
+        /// and bounding the meta step" above.
         #[serde(default)]
         pub t_max_step: Option<f64>,
         /// eps0 of the finite difference, ε = eps0 / ‖v‖ (default 0.01).
@@ -951,15 +952,18 @@ impl TLoop for Textbook {
     type State = TextbookState;
 
     fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
-        if s.info.iteration % self.interval == 0 {
-            let t = self.t_matrix();
-            let h = core.hypergradient(s, &t)?;
+        let t = if s.info.iteration % self.interval == 0 {
+            let before = self.t_matrix();
+            let h = core.hypergradient(s, &before)?;
             self.update_t(&h);
-            core.record_churn(&t, &self.t_matrix());
-        }
+            let after = self.t_matrix();
+            core.record_churn(&before, &after);
+            after
+        } else {
+            self.t_matrix()
+        };
         core.check_churn(&s.info)?;
         // (6) the real step with the new T.
-        let t = self.t_matrix();
         let logits = s.forward(Mode::Train);
         s.backward_and_update(textbook_loss(logits, &s.batch.labels, &s.batch.trusted, &t))
     }

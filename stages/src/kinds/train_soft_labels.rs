@@ -62,8 +62,7 @@
 //! hypergradient's scale, so with the initial logits τ·c (the smoothing ε at any τ) a
 //! temperature τ acts like dividing β by τ.
 //!
-//! A meta step that moves a label logit by more than
-//! [`crate::nn::hypergrad::META_STEP_LIMIT`] (1,000) fails the stage as diverged, naming
+//! A meta step that moves a label logit by more than [`META_STEP_LIMIT`] (1,000) fails the stage as diverged, naming
 //! `label_lr`: such a step rewrites the label instead of adjusting it (`label_lr: 1e6`
 //! used to finish far below CE with every loss finite).
 //!
@@ -102,7 +101,7 @@ use crate::nn::model::{Input, Mode, Network};
 use crate::nn::objectives::{LossObjective, Target};
 use crate::nn::optim::{MetaOptimizer, MetaOptimizerKind};
 use crate::nn::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
-use crate::nn::trainer::{argmax_rows, Objective, StepCtx, StepOut};
+use crate::nn::trainer::{argmax_rows, Objective, StepCtx, StepInfo, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::{CLASS_SIMILARITY_FILE, LABELS_FILE};
 use crate::{Kind, StageContext};
@@ -641,13 +640,39 @@ impl<'d> SoftLabels<'d> {
         let mut moved = 0.0f64;
         for (r, g) in per_row {
             let row = &mut self.logits[r * k..(r + 1) * k];
-            let before: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            let before = row.to_vec();
             self.optimizer.step_row(r, row, &g);
-            let after: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-            moved = moved.max(hypergrad::largest_step(&before, &after));
+            for (a, b) in row.iter().zip(&before) {
+                moved = moved.max((a - b).abs() as f64);
+            }
         }
         moved
     }
+}
+
+/// The largest change one meta step may make to one soft label's logit before the run is
+/// called diverged.
+///
+/// A logit that moves by more than a few tens takes a probability from 1 to nothing; a step
+/// of 1,000 is no adjustment but a rewrite: the label learning rate is off by orders of
+/// magnitude (`label_lr: 1e6`), and what follows trains on garbage targets while every
+/// loss stays finite. The default Adam steps are at most about the label learning rate
+/// (≤ 0.5). (MLC's T has its own rule, on the mean change per epoch, since its default SGD
+/// step is heavy-tailed: `train_mlc::T_CHURN_LIMIT`.)
+pub const META_STEP_LIMIT: f64 = 1000.0;
+
+/// The divergence rule of the labels ([`META_STEP_LIMIT`]), for a step whose largest logit
+/// change was `moved`.
+fn check_label_step(moved: f64, info: &StepInfo) -> Result<()> {
+    ensure!(
+        moved.is_finite() && moved <= META_STEP_LIMIT,
+        "training diverged: one meta step moved a soft label's logit by {moved:.3e} at epoch \
+         {} batch {} (more than {META_STEP_LIMIT}, a rewrite rather than a step): `label_lr` \
+         is too large",
+        info.epoch + 1,
+        info.batch + 1
+    );
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -692,7 +717,7 @@ impl Objective for SoftLabels<'_> {
             s.info.batch + 1
         );
         let moved = self.update_rows(&idx, &h);
-        hypergrad::check_meta_step("a soft label's logit", moved, "label_lr", &s.info)?;
+        check_label_step(moved, &s.info)?;
         // (6): the real step with the updated labels.
         let targets = self.batch_targets(&idx);
         let logits: Mat<Tp> = s.forward(Mode::Train);

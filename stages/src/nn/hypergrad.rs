@@ -39,44 +39,11 @@ use super::device::{host, Dev, Mat, Tp};
 use super::loss;
 use super::model::{Input, Mode, Network};
 use super::params::{Buffers, ParamSet};
-use super::trainer::StepInfo;
 
 /// One training batch of a meta step: its input and the method's taped loss on its logits.
 pub struct TrainBatch<'b> {
     pub input: Input,
     pub loss: &'b dyn Fn(Mat<Tp>) -> Tensor<(), f32, Dev, Tp>,
-}
-
-/// The largest change one meta step may make to one soft label's logit before the run is
-/// called diverged.
-///
-/// A logit that moves by more than a few tens takes a probability from 1 to nothing; a step
-/// of 1,000 is no adjustment but a rewrite: the label learning rate is off by orders of
-/// magnitude (`label_lr: 1e6`), and what follows trains on garbage targets while every
-/// loss stays finite. Soft labels' default Adam steps are at most about the label learning
-/// rate (≤ 0.5). (MLC's T has its own rule, on the mean change per epoch: its default SGD
-/// step is heavy-tailed, see `train_mlc`.)
-pub const META_STEP_LIMIT: f64 = 1000.0;
-
-/// The largest absolute change between `before` and `after`.
-pub fn largest_step(before: &[f64], after: &[f64]) -> f64 {
-    before
-        .iter()
-        .zip(after)
-        .fold(0.0f64, |m, (b, a)| m.max((a - b).abs()))
-}
-
-/// The meta-step divergence rule ([`META_STEP_LIMIT`]): `Err` naming what moved, how far,
-/// the learning rate's field and where.
-pub fn check_meta_step(what: &str, step: f64, lr_field: &str, info: &StepInfo) -> Result<()> {
-    ensure!(
-        step.is_finite() && step <= META_STEP_LIMIT,
-        "training diverged: one meta step moved {what} by {step:.3e} at epoch {} batch {} (more \
-         than {META_STEP_LIMIT}, a rewrite rather than a step): `{lr_field}` is too large",
-        info.epoch + 1,
-        info.batch + 1
-    );
-    Ok(())
 }
 
 /// The look-ahead settings: α of the virtual SGD step, eps0 of the finite difference and
