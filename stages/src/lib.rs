@@ -227,6 +227,7 @@ impl Kind {
     pub fn run(self, params: &Value, ctx: &StageContext) -> anyhow::Result<()> {
         use anyhow::Context as _;
         let ctx_msg = || format!("stage {} (kind {})", ctx.member, self.name());
+        nn::float_env::enter();
         match self {
             Kind::Download => kinds::download::run(&parse_ok(params)?, ctx),
             Kind::InjectNoise => kinds::inject_noise::run(&parse_ok(params)?, ctx),

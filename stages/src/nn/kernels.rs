@@ -7,8 +7,10 @@
 //! Every element of a product is `c_ij ← fma(a_i0, b_0j, c_ij)`, then
 //! `fma(a_i1, b_1j, ·)`, … up to `p = k − 1`: one fused multiply-add per term (the exact
 //! product plus the running sum, rounded once, as IEEE 754 defines it), in the order of
-//! `p`, starting from the output's value (zero, or what is there with `accumulate`).
-//! Nothing else about the computation may change that order:
+//! `p`, starting from the output's value (zero, or what is there with `accumulate`), in the
+//! stages' floating-point environment (subnormal operands read as zero, tiny results
+//! flushed to zero; see [`super::float_env`]). Nothing else about the computation may
+//! change that order:
 //!
 //! * **Vector width.** The micro-kernel keeps an `MR × NR` block of outputs in
 //!   accumulators and walks `p` once; the vector lanes run across the `NR` columns, never
@@ -658,8 +660,42 @@ mod tests {
 
     #[test]
     fn matmul_has_the_reference_bits_on_every_isa_and_thread_count() {
+        matmul_meets_reference(7, -8..8);
+    }
+
+    /// The same in the stages' floating-point environment, on values whose products and
+    /// sums fall below the smallest normal number (flushed alike on every path).
+    #[test]
+    fn matmul_flushes_subnormals_alike_on_every_isa_and_thread_count() {
+        let digest = std::thread::spawn(|| {
+            super::super::float_env::enter();
+            matmul_meets_reference(8, -70..-56)
+        })
+        .join()
+        .unwrap();
+        // Every CPU computes these bits: with the FMA instruction (AVX2, AVX-512) or the
+        // software one (`qemu-x86_64 -cpu Nehalem` runs this test on the latter).
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            digest, FLUSHED_PRODUCTS,
+            "the flushed products' bits differ from every other CPU's"
+        );
+        let _ = digest;
+    }
+
+    /// SHA-256 of the reference products of the test above, as every x86-64 CPU computes them.
+    #[cfg(target_arch = "x86_64")]
+    const FLUSHED_PRODUCTS: &str =
+        "f0d87456b3bfd24a6d825770d73bb2eff3389b18d34183d521ae5fc176256ba3";
+
+    /// Compares every instruction set and thread count with [`reference`] on random
+    /// operands whose magnitudes are `2^e` for `e` in `exponents`; returns the SHA-256 of
+    /// the reference products' bits.
+    fn matmul_meets_reference(seed: u64, exponents: std::ops::Range<i32>) -> String {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        use sha2::Digest;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut hash = sha2::Sha256::new();
         let isas = Isa::available();
         assert_eq!(isas.last(), Some(&Isa::Base));
         // Edges of every block shape, a long reduction, and the MLP's training shapes.
@@ -676,7 +712,10 @@ mod tests {
                 // Values of mixed sign and scale, so that the order of the sum shows.
                 let mut draw = |len: usize| -> Vec<f32> {
                     (0..len)
-                        .map(|_| (rng.random::<f32>() - 0.5) * 2f32.powi(rng.random_range(-8..8)))
+                        .map(|_| {
+                            (rng.random::<f32>() - 0.5)
+                                * 2f32.powi(rng.random_range(exponents.clone()))
+                        })
                         .collect()
                 };
                 let (ad, bd, c0) = (draw(m * k), draw(k * n), draw(m * n));
@@ -692,6 +731,9 @@ mod tests {
                 };
                 let want = reference(a, b, &c0);
                 let zero = reference(a, b, &vec![0.0; m * n]);
+                for v in want.iter().chain(&zero) {
+                    hash.update(v.to_bits().to_le_bytes());
+                }
                 for &isa in &isas {
                     for threads in [1, 2, 3, 5] {
                         let mut c = c0.clone();
@@ -712,6 +754,7 @@ mod tests {
                 }
             }
         }
+        hex::encode(hash.finalize())
     }
 
     #[test]

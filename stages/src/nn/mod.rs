@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod conv;
 pub mod device;
 pub mod elementwise;
+pub mod float_env;
 pub mod hypergrad;
 pub mod init;
 pub mod kernels;

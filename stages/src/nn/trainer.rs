@@ -268,6 +268,7 @@ impl<'a, 'c> Session<'a, 'c> {
         seed: u64,
         eval_batch_size: usize,
     ) -> Result<Self> {
+        super::float_env::enter();
         let (state, resume) = match checkpoint::load(&ctx.checkpoint_dir)? {
             Some(c) => (c.state, Some(c.tensors)),
             None => (LoopState::default(), None),
