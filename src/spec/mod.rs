@@ -149,7 +149,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::SpecError;
-use crate::executor::slurm::client::SlurmResources;
 
 mod guard;
 mod locate;
@@ -173,7 +172,7 @@ pub struct Spec {
     pub executor: Option<String>,
     /// `default`, kind or stage name -> Slurm resources.
     #[serde(default)]
-    pub resources: OrderedMap<SlurmResources>,
+    pub resources: OrderedMap<ResourcesSpec>,
 }
 
 /// One entry of `stages:`.
@@ -216,7 +215,7 @@ pub struct ProfileSpec {
     #[serde(default)]
     pub executor: Option<String>,
     #[serde(default)]
-    pub resources: OrderedMap<SlurmResources>,
+    pub resources: OrderedMap<ResourcesSpec>,
 }
 
 /// What a profile may change in a stage.
@@ -235,6 +234,53 @@ pub struct StageOverride {
     /// This profile's time limit for the stage, instead of the stage's `timeout`.
     #[serde(default)]
     pub timeout: Option<Value>,
+}
+
+/// One entry of `resources:` (top-level or a profile's): what the Slurm executor asks for a
+/// stage. The executor's Slurm client has its own type for them; [`crate::run_config`]
+/// converts, so the file's format is the spec's to define.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    // What the parse's errors have always said.
+    expecting = "struct SlurmResources"
+)]
+pub struct ResourcesSpec {
+    /// `--cpus-per-task`; also the stage's `RAYON_NUM_THREADS`.
+    pub cpus: Option<u32>,
+    /// `--mem`: `16G`, or a number of MB.
+    #[serde(deserialize_with = "string_or_integer")]
+    pub mem: Option<String>,
+    /// `--gpus`.
+    pub gpus: Option<u32>,
+    /// `--gres`, e.g. `gpu:a100:1`.
+    pub gres: Option<String>,
+    /// `--time`: `M`, `H:M:S`, `D-H:M:S`, ...
+    #[serde(deserialize_with = "string_or_integer")]
+    pub time: Option<String>,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// Further `sbatch` options, one argument each (`--account=ml`).
+    pub extra_args: Vec<String>,
+}
+
+/// `mem: 4000` and `time: 30` are integers in YAML; Slurm reads them as text (MB, minutes).
+fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Some(
+        match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a string or a non-negative integer"))?
+        {
+            Raw::Text(s) => s,
+            Raw::Number(n) => n.to_string(),
+        },
+    ))
 }
 
 /// A mapping that keeps declaration order and rejects duplicate keys (serde_yaml would
@@ -439,6 +485,21 @@ mod tests {
         let e = parse(text).unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
         assert_eq!(e.stage.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn resource_fields_are_optional_and_unknown_ones_rejected() {
+        let r: ResourcesSpec = serde_yaml::from_str("cpus: 2\ntime: '30'\n").unwrap();
+        assert_eq!(r.cpus, Some(2));
+        assert_eq!(r.time.as_deref(), Some("30"));
+        assert_eq!(r.mem, None);
+        let r: ResourcesSpec = serde_yaml::from_str("mem: 4000\ntime: 30\n").unwrap();
+        assert_eq!(r.mem.as_deref(), Some("4000"));
+        assert_eq!(r.time.as_deref(), Some("30"));
+        let err = serde_yaml::from_str::<ResourcesSpec>("cpu: 2\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
+        let err = serde_yaml::from_str::<ResourcesSpec>("lots").unwrap_err();
+        assert!(err.to_string().contains("struct SlurmResources"), "{err}");
     }
 
     #[test]
