@@ -62,38 +62,42 @@ pub struct ProfileArg {
     pub profile: String,
 }
 
+/// What `repro run` is asked: the targets, the profile, and how to run them.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stage names (all their members) or member names, e.g. `train[flip,0.5,seed=1]`.
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Stages run at once. Default: the number of cores (local), 64 (slurm).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Where stages run: `local` (child processes) or `slurm` (one batch job per stage on
+    /// the cluster of SLURM_CONF; the project must be on a shared filesystem). Default:
+    /// `executor:` of the profile or of pipeline.yaml, else local.
+    #[arg(long, value_name = "local|slurm")]
+    pub executor: Option<ExecutorKind>,
+    /// Rerun the targets (all members without targets) even when fresh.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Show what would run, run nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// After a failure, keep running everything that does not depend on it.
+    #[arg(short, long)]
+    pub keep_going: bool,
+    /// Start every stage process as `CMD ARGS <repro> exec-stage <job>`: an emulator
+    /// (`qemu-x86_64 -cpu Nehalem`), `nice -n 19`, `taskset -c 0-3`, a container. Split on
+    /// whitespace, no shell (quote the whole string). Default: $REPRO_LAUNCHER;
+    /// `--launcher ""` for none. Not part of any fingerprint.
+    #[arg(long, value_name = "CMD ARGS")]
+    pub launcher: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run what is stale (all members, or the targets and their upstream).
-    Run {
-        /// Stage names (all their members) or member names, e.g. `train[flip,0.5,seed=1]`.
-        targets: Vec<String>,
-        #[command(flatten)]
-        profile: ProfileArg,
-        /// Stages run at once. Default: the number of cores (local), 64 (slurm).
-        #[arg(short, long)]
-        jobs: Option<usize>,
-        /// Where stages run: `local` (child processes) or `slurm` (one batch job per stage on
-        /// the cluster of SLURM_CONF; the project must be on a shared filesystem). Default:
-        /// `executor:` of the profile or of pipeline.yaml, else local.
-        #[arg(long, value_name = "local|slurm")]
-        executor: Option<ExecutorKind>,
-        /// Rerun the targets (all members without targets) even when fresh.
-        #[arg(short, long)]
-        force: bool,
-        /// Show what would run, run nothing.
-        #[arg(short = 'n', long)]
-        dry_run: bool,
-        /// After a failure, keep running everything that does not depend on it.
-        #[arg(short, long)]
-        keep_going: bool,
-        /// Start every stage process as `CMD ARGS <repro> exec-stage <job>`: an emulator
-        /// (`qemu-x86_64 -cpu Nehalem`), `nice -n 19`, `taskset -c 0-3`, a container. Split on
-        /// whitespace, no shell (quote the whole string). Default: $REPRO_LAUNCHER;
-        /// `--launcher ""` for none. Not part of any fingerprint.
-        #[arg(long, value_name = "CMD ARGS")]
-        launcher: Option<String>,
-    },
+    Run(RunArgs),
     /// What would run. Exit 0 when everything is fresh, 1 otherwise.
     Status {
         targets: Vec<String>,
@@ -211,7 +215,7 @@ fn load(project: &Project, profile: &str) -> Result<Pipeline> {
 fn quiet_on_closed_pipe(command: &Command) {
     if !matches!(
         command,
-        Command::Run { dry_run: false, .. } | Command::ExecStage { .. }
+        Command::Run(RunArgs { dry_run: false, .. }) | Command::ExecStage { .. }
     ) {
         // SAFETY: sets a signal disposition before any thread is started.
         unsafe {
@@ -250,106 +254,7 @@ pub fn main(cli: Cli) -> i32 {
 fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::ExecStage { job } => Ok(exec_stage(job)),
-        Command::Run {
-            targets,
-            profile,
-            jobs,
-            force,
-            dry_run,
-            keep_going,
-            executor,
-            launcher,
-        } => {
-            let project = cli.project()?;
-            let p = load(&project, &profile.profile)?;
-            check_targets(&project, &p, targets)?;
-            if *dry_run {
-                return status(&project, &p, targets, false, *force, cli.verbosity()).map(|_| 0);
-            }
-            let launcher = stage_launcher(launcher.as_deref())?;
-            let mut guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
-            // Stages and jobs of a killed earlier run must stop before their staging dirs go.
-            let orphans = guard.end_left_over();
-            let leftover = cancel_leftover_jobs(project.store.root())?;
-            let cleaned = project.store.clean_staging()?;
-            ctrlc::set_handler(|| {
-                INTERRUPTS.fetch_add(1, Ordering::SeqCst);
-            })
-            .context("installing the signal handler")?;
-            let kind = executor.or(p.executor).unwrap_or_default();
-            let jobs = jobs.unwrap_or_else(|| match kind {
-                // The cluster queues what it cannot run yet; this only bounds the queue.
-                ExecutorKind::Slurm => SLURM_DEFAULT_JOBS,
-                ExecutorKind::Local => std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            });
-            let executor: Box<dyn Executor> = match kind {
-                ExecutorKind::Local => {
-                    Box::new(LocalExecutor::new(launcher.clone(), Some(guard.groups()))?)
-                }
-                ExecutorKind::Slurm => Box::new(SlurmExecutor::new(
-                    &project.dir,
-                    project.store.root(),
-                    p.resources.clone(),
-                    launcher.clone(),
-                )?),
-            };
-            let mut reporter = Reporter::new(cli.verbosity());
-            if let Some(l) = &launcher {
-                reporter.line(&format!(
-                    "stages start through `{}` (from {})",
-                    l.argv.join(" "),
-                    l.origin
-                ));
-            }
-            if orphans > 0 {
-                reporter.line(&format!(
-                    "ended {orphans} process group(s) of stages left running by an earlier run \
-                     that was killed"
-                ));
-            }
-            if leftover > 0 {
-                reporter.line(&format!(
-                    "cancelled {leftover} Slurm job(s) left running by an earlier run"
-                ));
-            }
-            if cleaned > 0 {
-                reporter.detail(&format!(
-                    "removed {cleaned} staging dir(s) left by an earlier run"
-                ));
-            }
-            let opts = RunOptions {
-                targets: targets.clone(),
-                jobs,
-                force: *force,
-                keep_going: *keep_going,
-            };
-            let summary =
-                scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTS)?;
-            if cli.verbosity() != Verbosity::Quiet {
-                // Not outln!: the output failing must not hide how the run went.
-                if let Err(e) = crate::output::write(format_args!("{}\n", summary.line())) {
-                    reporter.output_failed(e);
-                }
-            }
-            if summary.interrupted {
-                Err(EngineError::Interrupted {
-                    killed: summary.killed,
-                    failed: summary.failed,
-                }
-                .into())
-            } else if summary.failed > 0 {
-                Err(EngineError::StagesFailed(summary.failed).into())
-            } else if let Some(e) = reporter.output_error() {
-                Err(anyhow::anyhow!(
-                    "writing the output: {e} (the run itself finished: {})",
-                    summary.line()
-                ))
-            } else {
-                Ok(0)
-            }
-        }
+        Command::Run(args) => run(&cli, args),
         Command::Status {
             targets,
             profile,
@@ -390,6 +295,107 @@ fn dispatch(cli: Cli) -> Result<i32> {
             crate::bench::run(*noop_members, *plan_members, *hash_mb, *rounds)?;
             Ok(0)
         }
+    }
+}
+
+/// `repro run`: runs what is stale of the targets (all members without targets) under the
+/// project lock, after ending what a killed earlier run left (its stages' process groups,
+/// its Slurm jobs, its staging dirs); `--dry-run` shows the plan instead.
+fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
+    let project = cli.project()?;
+    let p = load(&project, &args.profile.profile)?;
+    check_targets(&project, &p, &args.targets)?;
+    if args.dry_run {
+        let v = cli.verbosity();
+        return status(&project, &p, &args.targets, false, args.force, v).map(|_| 0);
+    }
+    let launcher = stage_launcher(args.launcher.as_deref())?;
+    let mut guard = ProjectLock::acquire(project.store.root(), &project.dir)?;
+    // Stages and jobs of a killed earlier run must stop before their staging dirs go.
+    let orphans = guard.end_left_over();
+    let leftover = cancel_leftover_jobs(project.store.root())?;
+    let cleaned = project.store.clean_staging()?;
+    ctrlc::set_handler(|| {
+        INTERRUPTS.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the signal handler")?;
+    let kind = args.executor.or(p.executor).unwrap_or_default();
+    let jobs = args.jobs.unwrap_or_else(|| match kind {
+        // The cluster queues what it cannot run yet; this only bounds the queue.
+        ExecutorKind::Slurm => SLURM_DEFAULT_JOBS,
+        ExecutorKind::Local => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    });
+    let executor: Box<dyn Executor> = match kind {
+        ExecutorKind::Local => {
+            Box::new(LocalExecutor::new(launcher.clone(), Some(guard.groups()))?)
+        }
+        ExecutorKind::Slurm => Box::new(SlurmExecutor::new(
+            &project.dir,
+            project.store.root(),
+            p.resources.clone(),
+            launcher.clone(),
+        )?),
+    };
+    let mut reporter = Reporter::new(cli.verbosity());
+    if let Some(l) = &launcher {
+        reporter.line(&format!(
+            "stages start through `{}` (from {})",
+            l.argv.join(" "),
+            l.origin
+        ));
+    }
+    report_left_over(&mut reporter, orphans, leftover, cleaned);
+    let opts = RunOptions {
+        targets: args.targets.clone(),
+        jobs,
+        force: args.force,
+        keep_going: args.keep_going,
+    };
+    let summary = scheduler::run(&project, &p, &opts, &*executor, &mut reporter, &INTERRUPTS)?;
+    if cli.verbosity() != Verbosity::Quiet {
+        // Not outln!: the output failing must not hide how the run went.
+        if let Err(e) = crate::output::write(format_args!("{}\n", summary.line())) {
+            reporter.output_failed(e);
+        }
+    }
+    if summary.interrupted {
+        Err(EngineError::Interrupted {
+            killed: summary.killed,
+            failed: summary.failed,
+        }
+        .into())
+    } else if summary.failed > 0 {
+        Err(EngineError::StagesFailed(summary.failed).into())
+    } else if let Some(e) = reporter.output_error() {
+        Err(anyhow::anyhow!(
+            "writing the output: {e} (the run itself finished: {})",
+            summary.line()
+        ))
+    } else {
+        Ok(0)
+    }
+}
+
+/// Says what an earlier run that was killed left and this one ended: `orphans` process
+/// groups of its stages, `leftover` Slurm jobs, `cleaned` staging dirs.
+fn report_left_over(reporter: &mut Reporter, orphans: usize, leftover: usize, cleaned: usize) {
+    if orphans > 0 {
+        reporter.line(&format!(
+            "ended {orphans} process group(s) of stages left running by an earlier run \
+             that was killed"
+        ));
+    }
+    if leftover > 0 {
+        reporter.line(&format!(
+            "cancelled {leftover} Slurm job(s) left running by an earlier run"
+        ));
+    }
+    if cleaned > 0 {
+        reporter.detail(&format!(
+            "removed {cleaned} staging dir(s) left by an earlier run"
+        ));
     }
 }
 

@@ -31,10 +31,10 @@
 //! Numbers are compared as JSON: `1` and `1.0` are different params (YAML gives an
 //! integer and a float), so writing `lr: 1` where `lr: 1.0` was reruns the stage.
 //!
-//! **Test-only override**: the environment variable `REPRO_TEST_KIND_VERSIONS`
-//! (`probe=7,train=2`) replaces the manual version of the named kinds when keys are
-//! built. It exists so an integration test can check that a version bump invalidates
-//! only that kind's stages without editing source; never set it in normal use.
+//! A kind's identity (its manual version and code hash) is what the binary was built with,
+//! and nothing overrides it: the planner takes the identities as a parameter
+//! ([`crate::plan::identities`] gives the real ones), so its tests check what a version bump
+//! reruns by handing it bumped ones.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -79,22 +79,10 @@ pub struct KindIdentity {
 }
 
 impl KindIdentity {
-    /// The compiled-in identity, with the test-only version override applied.
+    /// The compiled-in identity.
     pub fn of(kind: Kind) -> KindIdentity {
-        let mut version = kind.version();
-        if let Ok(spec) = std::env::var("REPRO_TEST_KIND_VERSIONS") {
-            for part in spec.split(',') {
-                if let Some((k, v)) = part.split_once('=') {
-                    if k.trim() == kind.name() {
-                        if let Ok(v) = v.trim().parse() {
-                            version = v;
-                        }
-                    }
-                }
-            }
-        }
         KindIdentity {
-            version,
+            version: kind.version(),
             code_hash: kind.code_hash().to_string(),
         }
     }

@@ -16,9 +16,10 @@
 //! run. [`strays`] finds the files no run wrote where the cache keeps outputs (a run's
 //! `out/`, the publish directories); [`output`] writes what a command prints without
 //! panicking on a full disk.
-//! [`executor`] runs stages: as local child processes or as Slurm batch jobs (through its
-//! Slurm client, and through a stage launcher when one is given), with the executor choice
-//! and resources of [`run_config`].
+//! [`executor`] runs stages: as local child processes or as Slurm batch jobs (through the
+//! [`slurm_client`] crate, which talks to Slurm and knows nothing of the engine, and through a
+//! stage launcher when one is given), with the executor choice and resources of
+//! [`run_config`] (the file's resources converted to the client's there).
 //! [`check`] compares this project's runs with a reference lock (pure: one verdict per
 //! member, and the cells of published tables that moved), for `repro check`.
 

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::str::FromStr;
 
 use repro_stages::Kind;
+use slurm_client::SlurmResources;
 
 use crate::error::SpecError;
-use crate::executor::slurm::client::SlurmResources;
-use crate::spec::{locate, OrderedMap, ProfileSpec, Spec};
+use crate::spec::{locate, OrderedMap, ProfileSpec, ResourcesSpec, Spec};
 
 /// Where the stages of a run execute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -171,7 +171,7 @@ impl ResourceTable {
         text: &str,
         file: &Path,
     ) -> Result<ResourceTable, SpecError> {
-        let check = |table: &OrderedMap<SlurmResources>, at: &[&str]| -> Result<(), SpecError> {
+        let check = |table: &OrderedMap<ResourcesSpec>, at: &[&str]| -> Result<(), SpecError> {
             for (key, r) in table.iter() {
                 let mut path = at.to_vec();
                 path.push(key);
@@ -188,7 +188,7 @@ impl ResourceTable {
                     .line(locate(text, &path))
                     .field(format!("resources.{key}")));
                 }
-                r.validate().map_err(|e| {
+                slurm_resources(r).validate().map_err(|e| {
                     SpecError::new(file, e.to_string())
                         .line(locate(text, &path))
                         .field(format!("resources.{key}"))
@@ -203,10 +203,14 @@ impl ResourceTable {
         let mut entries: BTreeMap<String, SlurmResources> = spec
             .resources
             .iter()
-            .map(|(k, r)| (k.clone(), r.clone()))
+            .map(|(k, r)| (k.clone(), slurm_resources(r)))
             .collect();
         for (k, r) in prof.resources.iter() {
-            let merged = entries.get(k).cloned().unwrap_or_default().overlay(r);
+            let merged = entries
+                .get(k)
+                .cloned()
+                .unwrap_or_default()
+                .overlay(&slurm_resources(r));
             entries.insert(k.clone(), merged);
         }
         let table = ResourceTable { entries };
@@ -230,6 +234,20 @@ impl ResourceTable {
             }
         }
         r
+    }
+}
+
+/// An entry of `resources:` as the Slurm client takes it: the boundary between the file's
+/// format ([`ResourcesSpec`]) and the client's ([`SlurmResources`]).
+fn slurm_resources(r: &ResourcesSpec) -> SlurmResources {
+    SlurmResources {
+        cpus: r.cpus,
+        mem: r.mem.clone(),
+        gpus: r.gpus,
+        gres: r.gres.clone(),
+        time: r.time.clone(),
+        partition: r.partition.clone(),
+        extra_args: r.extra_args.clone(),
     }
 }
 

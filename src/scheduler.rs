@@ -5,7 +5,9 @@
 //! then are their output digests, and so its key, known: an upstream that reran and
 //! reproduced identical bytes leaves it Fresh (early cutoff). Members to run wait in a
 //! queue for one of the `-j` slots and go to the [`Executor`]; independent members run in
-//! parallel.
+//! parallel. One `Scheduler` holds a run: per member one `MemberState` (its phase, whether
+//! it is forced, its upstream, fingerprint, decision and, while queued, its key), the
+//! members running, the queue, and the lock being written.
 //!
 //! - **Success**: the staged outputs are committed to the store (hash, key, manifest
 //!   last, rename), published, the checkpoint dir is removed, the lock entry set, and the
@@ -88,8 +90,9 @@ impl Summary {
     }
 }
 
+/// Where a member is in the run.
 #[derive(Clone, Debug, PartialEq)]
-enum State {
+enum Phase {
     NotSelected,
     Waiting,
     Queued,
@@ -100,6 +103,48 @@ enum State {
     Skipped,
 }
 
+/// What a run knows of one member.
+struct MemberState {
+    phase: Phase,
+    /// Run even when fresh (`--force` names it, or names nothing).
+    forced: bool,
+    /// Its upstream members, deduplicated ([`crate::pipeline::Member::upstream`]).
+    upstream: Vec<usize>,
+    /// Its fingerprint, once it is decided.
+    fingerprint: Option<String>,
+    /// What the planner decided, shown when it starts.
+    decision: Option<Decision>,
+    /// The key of a member queued to run, until it starts.
+    key: Option<Key>,
+}
+
+/// The members of `p` before the run: the `selected` ones waiting, those the targets name
+/// (`direct`) forced when `force` is given.
+fn member_states(
+    p: &Pipeline,
+    selected: &[bool],
+    direct: &[bool],
+    force: bool,
+) -> Vec<MemberState> {
+    p.members
+        .iter()
+        .enumerate()
+        .map(|(mi, m)| MemberState {
+            phase: if selected[mi] {
+                Phase::Waiting
+            } else {
+                Phase::NotSelected
+            },
+            forced: direct[mi] && force,
+            upstream: m.upstream(),
+            fingerprint: None,
+            decision: None,
+            key: None,
+        })
+        .collect()
+}
+
+/// A member whose stage runs.
 struct Running {
     key: Key,
     fp: String,
@@ -141,8 +186,8 @@ pub fn run(
     let (selected, direct) = p
         .select(&opts.targets)
         .map_err(crate::error::EngineError::Usage)?;
-    let mut r = Run::new(project, p, opts, executor, reporter, &old_lock, &selected);
-    r.forced = direct.iter().map(|d| *d && opts.force).collect();
+    let states = member_states(p, &selected, &direct, opts.force);
+    let mut r = Scheduler::new(project, p, opts, executor, reporter, &old_lock, states);
     let mut first_pass = true;
     loop {
         if r.dirty {
@@ -184,7 +229,7 @@ pub fn run(
 }
 
 /// The state of one `repro run`: what each member is doing, what the new lock holds.
-struct Run<'a> {
+struct Scheduler<'a> {
     project: &'a Project,
     p: &'a Pipeline,
     opts: &'a RunOptions,
@@ -194,13 +239,11 @@ struct Run<'a> {
     new_lock: LockFile,
     world: FsWorld<'a>,
     ids: HashMap<Kind, KindIdentity>,
-    forced: Vec<bool>,
-    upstream: Vec<Vec<usize>>,
-    state: Vec<State>,
+    /// Per member of the pipeline (indexed as [`Pipeline::members`]).
+    states: Vec<MemberState>,
+    /// The output digest of each member once it is done: apart from [`MemberState`]
+    /// because the planner reads them as one slice ([`plan::decide_member`]).
     digests: Vec<Option<String>>,
-    fps: Vec<Option<String>>,
-    decisions: Vec<Option<Decision>>,
-    keys: HashMap<usize, Key>,
     /// Fingerprints queued or running: a second member with the same key (two stages
     /// computing the same thing) waits for the first and is then restored from it.
     inflight: HashSet<String>,
@@ -223,7 +266,7 @@ struct Run<'a> {
     dirty: bool,
 }
 
-impl<'a> Run<'a> {
+impl<'a> Scheduler<'a> {
     fn new(
         project: &'a Project,
         p: &'a Pipeline,
@@ -231,11 +274,11 @@ impl<'a> Run<'a> {
         executor: &'a dyn Executor,
         reporter: &'a mut Reporter,
         old_lock: &'a LockFile,
-        selected: &[bool],
-    ) -> Run<'a> {
+        states: Vec<MemberState>,
+    ) -> Scheduler<'a> {
         let n = p.members.len();
         let (tx, rx) = channel::<(usize, Report)>();
-        Run {
+        Scheduler {
             project,
             p,
             opts,
@@ -245,22 +288,8 @@ impl<'a> Run<'a> {
             new_lock: old_lock.clone(),
             world: FsWorld::new(project, old_lock, &p.profile),
             ids: plan::identities(),
-            forced: vec![false; n],
-            upstream: p.members.iter().map(|m| m.upstream()).collect(),
-            state: selected
-                .iter()
-                .map(|&s| {
-                    if s {
-                        State::Waiting
-                    } else {
-                        State::NotSelected
-                    }
-                })
-                .collect(),
+            states,
             digests: vec![None; n],
-            fps: vec![None; n],
-            decisions: vec![None; n],
-            keys: HashMap::new(),
             inflight: HashSet::new(),
             queue: VecDeque::new(),
             running: HashMap::new(),
@@ -284,18 +313,18 @@ impl<'a> Run<'a> {
     fn decide_ready(&mut self) -> u64 {
         let mut newly = 0u64;
         for mi in 0..self.p.members.len() {
-            if self.state[mi] != State::Waiting {
+            if self.states[mi].phase != Phase::Waiting {
                 continue;
             }
-            let ups = &self.upstream[mi];
+            let ups = &self.states[mi].upstream;
             if ups
                 .iter()
-                .any(|&u| matches!(self.state[u], State::Failed | State::Skipped))
+                .any(|&u| matches!(self.states[u].phase, Phase::Failed | Phase::Skipped))
             {
-                self.state[mi] = State::Skipped;
+                self.states[mi].phase = Phase::Skipped;
                 continue;
             }
-            if !ups.iter().all(|&u| self.state[u] == State::Done) {
+            if !ups.iter().all(|&u| self.states[u].phase == Phase::Done) {
                 continue;
             }
             let e = plan::decide_member(
@@ -303,7 +332,7 @@ impl<'a> Run<'a> {
                 mi,
                 &self.digests,
                 &self.ids,
-                self.forced[mi],
+                self.states[mi].forced,
                 &self.world,
             );
             let fp = e.fingerprint.clone().expect("all upstream done");
@@ -313,8 +342,8 @@ impl<'a> Run<'a> {
             match &e.decision {
                 Decision::Fresh => {
                     self.digests[mi] = e.digest.clone();
-                    self.fps[mi] = Some(fp);
-                    self.state[mi] = State::Done;
+                    self.states[mi].fingerprint = Some(fp);
+                    self.states[mi].phase = Phase::Done;
                     self.summary.fresh += 1;
                     let name = &self.p.members[mi].name;
                     self.reporter.detail(&format!("fresh    {name}"));
@@ -325,10 +354,10 @@ impl<'a> Run<'a> {
                     }
                 }
                 Decision::Run(_) => {
-                    self.keys.insert(mi, e.key.clone().expect("decided"));
+                    self.states[mi].key = Some(e.key.clone().expect("decided"));
                     self.inflight.insert(fp.clone());
-                    self.fps[mi] = Some(fp);
-                    self.state[mi] = State::Queued;
+                    self.states[mi].fingerprint = Some(fp);
+                    self.states[mi].phase = Phase::Queued;
                     self.queue.push_back(mi);
                     newly += 1;
                 }
@@ -336,7 +365,7 @@ impl<'a> Run<'a> {
                     unreachable!("upstream done")
                 }
             }
-            self.decisions[mi] = Some(e.decision);
+            self.states[mi].decision = Some(e.decision);
         }
         newly
     }
@@ -367,8 +396,8 @@ impl<'a> Run<'a> {
         );
         self.world.record(&fp, &manifest, m.publish.as_deref());
         self.digests[mi] = Some(manifest.digest);
-        self.fps[mi] = Some(fp);
-        self.state[mi] = State::Done;
+        self.states[mi].fingerprint = Some(fp);
+        self.states[mi].phase = Phase::Done;
         self.summary.restored += 1;
         self.reporter.line(&format!(
             "restore  {}  ({})",
@@ -383,7 +412,7 @@ impl<'a> Run<'a> {
     fn fail(&mut self, mi: usize, msg: &str) {
         let name = &self.p.members[mi].name;
         self.reporter.error(&format!("FAILED   {name}: {msg}"));
-        self.state[mi] = State::Failed;
+        self.states[mi].phase = Phase::Failed;
         self.summary.failed += 1;
         self.halted |= !self.opts.keep_going;
     }
@@ -416,7 +445,7 @@ impl<'a> Run<'a> {
             let Some(mi) = self.queue.pop_front() else {
                 break;
             };
-            let fp = self.fps[mi].clone().unwrap();
+            let fp = self.states[mi].fingerprint.clone().unwrap();
             let held = self.running.values().map(|r| r.threads).sum();
             let threads = stage_threads(
                 self.cores,
@@ -427,9 +456,9 @@ impl<'a> Run<'a> {
             );
             match self.launch(mi, &fp, threads) {
                 Ok(staging) => {
-                    self.state[mi] = State::Running;
+                    self.states[mi].phase = Phase::Running;
                     let running = Running {
-                        key: self.keys.remove(&mi).unwrap(),
+                        key: self.states[mi].key.take().unwrap(),
                         fp,
                         staging,
                         started: Instant::now(),
@@ -456,7 +485,7 @@ impl<'a> Run<'a> {
             let refs = ups
                 .iter()
                 .map(|&u| InputRef {
-                    dir: store.out_dir(self.fps[u].as_ref().unwrap()),
+                    dir: store.out_dir(self.states[u].fingerprint.as_ref().unwrap()),
                     member: p.members[u].name.clone(),
                     coords: p.members[u].coords.clone(),
                 })
@@ -489,7 +518,8 @@ impl<'a> Run<'a> {
         let m = &self.p.members[mi];
         match report {
             Report::Started { pid } => {
-                let why = self.decisions[mi]
+                let why = self.states[mi]
+                    .decision
                     .as_ref()
                     .map(|d| d.explain(self.p))
                     .unwrap_or_default();
@@ -517,7 +547,7 @@ impl<'a> Run<'a> {
                     m.name
                 );
                 self.reporter.finished(mi, Some(&line));
-                self.state[mi] = State::Skipped;
+                self.states[mi].phase = Phase::Skipped;
                 self.summary.interrupted = true;
                 self.summary.killed += 1;
                 return;
@@ -527,7 +557,7 @@ impl<'a> Run<'a> {
                 let _ = std::fs::remove_dir_all(&r.staging);
                 let line = format!("stopped  {}  after {secs:.1}s (checkpoint saved)", m.name);
                 self.reporter.finished(mi, Some(&line));
-                self.state[mi] = State::Skipped;
+                self.states[mi].phase = Phase::Skipped;
                 self.summary.interrupted = true;
                 self.stopping = true;
                 return;
@@ -548,7 +578,7 @@ impl<'a> Run<'a> {
                 self.new_lock
                     .profile_mut(&self.p.profile)
                     .insert(m.name.clone(), entry);
-                self.state[mi] = State::Done;
+                self.states[mi].phase = Phase::Done;
                 self.summary.ran += 1;
                 let line = format!("done     {}  in {secs:.1}s", m.name);
                 self.reporter.finished(mi, Some(&line));
@@ -567,9 +597,9 @@ impl<'a> Run<'a> {
     fn finish(mut self) -> Result<Summary> {
         let p = self.p;
         self.summary.skipped = self
-            .state
+            .states
             .iter()
-            .filter(|s| matches!(s, State::Skipped | State::Waiting | State::Queued))
+            .filter(|s| matches!(s.phase, Phase::Skipped | Phase::Waiting | Phase::Queued))
             .count();
         if self.opts.targets.is_empty() {
             let names: HashSet<&str> = p.members.iter().map(|m| m.name.as_str()).collect();

@@ -62,38 +62,6 @@ fn identical_upstream_output_keeps_downstream_fresh() {
 }
 
 #[test]
-fn version_bump_invalidates_only_that_kind() {
-    let p = Proj::new(CHAIN);
-    p.ok(&["run"]);
-    let status = |versions: &str| {
-        p.cmd(&["status"])
-            .env("REPRO_TEST_KIND_VERSIONS", versions)
-            .output()
-            .unwrap()
-    };
-    // Another kind's version: every probe stays fresh.
-    assert_eq!(status("train=99").status.code(), Some(0));
-    // The probe's version: every probe stage is stale.
-    let o = status("probe=99");
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        out_text(&o).contains("run      a") && out_text(&o).contains("run      c"),
-        "{}",
-        out_text(&o)
-    );
-    let o = p
-        .cmd(&["why", "c"])
-        .env("REPRO_TEST_KIND_VERSIONS", "probe=99")
-        .output()
-        .unwrap();
-    assert!(
-        out_text(&o).contains("version of probe: 1 -> 99"),
-        "{}",
-        out_text(&o)
-    );
-}
-
-#[test]
 fn reverting_params_restores_previous_run_without_running() {
     let yaml = format!("{CHAIN}    publish: out/c\n");
     let p = Proj::new(&yaml);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use repro::executor::slurm::client::{
+use slurm_client::{
     log_tail, FailReason, JobExit, JobId, JobSpec, JobState, JobStatus, LogFollower, PollInterval,
     SlurmClient, SlurmCommands, SlurmError, SlurmResources,
 };

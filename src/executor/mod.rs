@@ -2,7 +2,7 @@
 //!
 //! - [`local`]: each stage in a child process of this binary on this machine.
 //! - [`slurm`]: each stage as a Slurm batch job on a cluster sharing the project directory,
-//!   through the Slurm [`slurm::client`].
+//!   through the [`slurm_client`] crate (which knows nothing of the engine).
 //! - [`child`]: the other end of both, `repro exec-stage <job.json>` (hidden subcommand,
 //!   [`exec_stage`]), which runs one stage.
 //! - [`launcher`]: an optional program both start that command through (`--launcher`,

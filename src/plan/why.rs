@@ -144,6 +144,40 @@ mod tests {
     }
 
     #[test]
+    fn a_version_bump_is_named_on_the_members_of_that_kind_only() {
+        let p = pipeline(CHAIN);
+        let mut w = Mem::default();
+        let ids = identities();
+        run_all(&p, &mut w, &ids);
+        let with_version = |kind: Kind, version: u32| {
+            let mut bumped = ids.clone();
+            bumped.get_mut(&kind).unwrap().version = version;
+            let n = p.members.len();
+            let entries = plan(&p, &vec![true; n], &vec![false; n], &bumped, &w);
+            (0..n)
+                .map(|mi| why(&p, mi, &entries, &bumped, &w))
+                .collect::<Vec<_>>()
+        };
+        assert!(with_version(Kind::Train, 99).iter().all(Option::is_none));
+        let old = ids[&Kind::Probe].version;
+        let changed = Some(WhyReason::KeyChanged(vec![KeyChange::Version {
+            kind: "probe".into(),
+            old,
+            new: 99,
+        }]));
+        assert!(with_version(Kind::Probe, 99).iter().all(|r| *r == changed));
+        assert_eq!(
+            KeyChange::Version {
+                kind: "probe".into(),
+                old,
+                new: 99
+            }
+            .to_string(),
+            format!("version of probe: {old} -> 99")
+        );
+    }
+
+    #[test]
     fn a_changed_upstream_output_is_an_input_change() {
         let p = pipeline(CHAIN);
         let mut w = Mem::default();

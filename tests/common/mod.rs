@@ -71,8 +71,7 @@ impl Proj {
         let mut c = Command::new(env!("CARGO_BIN_EXE_repro"));
         c.current_dir(&self.dir)
             .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("REPRO_TEST_KIND_VERSIONS");
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

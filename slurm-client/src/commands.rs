@@ -7,7 +7,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use super::{parse_squeue, JobId, JobSpec, JobStatus, SlurmError, SQUEUE_FORMAT};
+use crate::{parse_squeue, JobId, JobSpec, JobStatus, SlurmError, SQUEUE_FORMAT};
 
 /// At most this many ids go into one `squeue -j` call (command-line length); a run with more
 /// outstanding jobs polls in several calls.
@@ -113,7 +113,7 @@ impl SlurmClient {
 
     /// The state of every job in `ids` in one `squeue` call (chunks of 500 ids), in the order
     /// of `ids`. A job Slurm no longer knows comes back as failed with
-    /// [`super::FailReason::Vanished`]. Errors are usually transient
+    /// [`crate::FailReason::Vanished`]. Errors are usually transient
     /// ([`SlurmError::is_transient`]): retry at the next poll.
     pub fn poll(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, SlurmError> {
         let mut all = Vec::with_capacity(ids.len());

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use super::{JobId, SlurmError};
+use crate::{JobId, SlurmError};
 
 /// The `squeue -O` format this module reads: `|`-separated, the reason last.
 /// A line looks like `4|FAILED|768|NonZeroExitCode|`.

@@ -2,14 +2,14 @@
 //!
 //! The batch script only sets the environment, changes to the working directory and `exec`s
 //! the command, so the job's exit status *is* the command's: exit code 0, 1 or 130, or the
-//! signal that killed it. Slurm reports it unchanged (see [`super::JobState`]).
+//! signal that killed it. Slurm reports it unchanged (see [`crate::JobState`]).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{SlurmError, SlurmResources};
+use crate::{SlurmError, SlurmResources};
 
 /// A Slurm job id as printed by `sbatch --parsable`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,11 +45,11 @@ pub struct JobSpec {
     /// `[A-Za-z_][A-Za-z0-9_]*`.
     pub env: Vec<(String, OsString)>,
     /// File receiving the command's stdout (`--output`), absolute. A stage writes its
-    /// progress lines there; see [`super::LogFollower`].
+    /// progress lines there; see [`crate::LogFollower`].
     pub stdout: PathBuf,
     /// File receiving the command's stderr (`--error`), absolute; may equal `stdout`. Slurm's
     /// own messages about the job ("*** JOB 12 ON node CANCELLED AT ... ***") land here too;
-    /// see [`super::log_tail`].
+    /// see [`crate::log_tail`].
     pub stderr: PathBuf,
     /// Where the batch script is written before submission, absolute. Kept for debugging: it
     /// can be resubmitted by hand with the same `sbatch` options.

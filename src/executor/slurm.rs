@@ -34,8 +34,6 @@
 //! itself is killed (SIGKILL), its jobs keep running to their end but nothing they write is
 //! published; the next run cleans their staging dirs and resumes from their checkpoints.
 
-pub mod client;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -44,12 +42,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use slurm_client::{
+    log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
+};
 
 use super::{line_report, write_job_file, Event, Executor, Job, Launcher, Outcome, Report};
 use crate::run_config::ResourceTable;
-use client::{
-    log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
-};
 
 /// The list of job ids submitted by the run in progress, under the run store.
 const JOBS_FILE: &str = "slurm/jobs";

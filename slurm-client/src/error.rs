@@ -29,11 +29,11 @@ pub enum SlurmError {
         detail: String,
         output: String,
     },
-    /// A [`super::SlurmResources`] field has a value Slurm would reject or that would clash with
+    /// A [`crate::SlurmResources`] field has a value Slurm would reject or that would clash with
     /// the options this module sets itself.
     #[error("invalid Slurm resources: {0}")]
     Resources(String),
-    /// A [`super::JobSpec`] cannot be submitted as it is (relative path, empty command, ...).
+    /// A [`crate::JobSpec`] cannot be submitted as it is (relative path, empty command, ...).
     #[error("invalid Slurm job `{name}`: {detail}")]
     Spec { name: String, detail: String },
     /// Reading or writing a file of a job (batch script, log) failed.

@@ -1,5 +1,10 @@
-//! The Slurm client: the part of the Slurm executor that talks to Slurm (`sbatch`, `squeue`,
-//! `scancel`, the job log files).
+//! A Slurm client: submits batch jobs, follows their states and logs, and cancels them,
+//! through Slurm's own commands (`sbatch`, `squeue`, `scancel`) and the jobs' log files.
+//!
+//! It is the part of `repro`'s Slurm executor that talks to Slurm, a crate of its own
+//! because it knows nothing of the engine: no stage, fingerprint or pipeline file, only
+//! jobs. The engine reads the resources a stage asks for from `pipeline.yaml` and hands
+//! them over as [`SlurmResources`].
 //!
 //! The executor submits each ready stage as one batch job running `repro exec-stage <job.json>`
 //! in the project directory (a shared filesystem), polls all of the run's jobs in one call,

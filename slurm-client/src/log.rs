@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::SlurmError;
+use crate::SlurmError;
 
 /// At most this many bytes from the end of a log are read by [`log_tail`].
 const TAIL_BYTES: u64 = 64 * 1024;

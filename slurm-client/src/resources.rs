@@ -1,81 +1,36 @@
-//! What a stage asks Slurm for: CPUs, memory, GPUs, time, partition, extra `sbatch` options.
+//! What a job asks Slurm for: CPUs, memory, GPUs, time, partition, extra `sbatch` options.
 //!
-//! Resources come from a profile (defaults for every stage, or per stage kind) and from a
-//! stage's declaration; [`SlurmResources::overlay`] combines them. They only say *where and
-//! how* a stage runs, never *what* it computes, so they are never part of a fingerprint: the
-//! same stage run with 4 or 8 CPUs, on any partition, is the same cached result.
+//! Resources come in layers (defaults for every job, for a group of jobs, for one job);
+//! [`SlurmResources::overlay`] combines them. They say where and how a job runs, never what
+//! it computes: `repro` keeps them out of every fingerprint, so the same stage run with 4 or
+//! 8 CPUs, on any partition, is the same cached result.
 
-use serde::{Deserialize, Serialize};
-
-use super::SlurmError;
+use crate::SlurmError;
 
 /// Slurm resources of one job. Every field is optional: a missing field means "the cluster's
 /// default" and adds no `sbatch` option.
-///
-/// In YAML:
-/// ```yaml
-/// slurm:
-///   cpus: 4
-///   mem: 16G
-///   gpus: 1
-///   time: "2:00:00"
-///   partition: gpu
-///   extra_args: ["--account=ml", "--qos=normal"]
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlurmResources {
     /// CPUs for the stage process (`--cpus-per-task`). Default: the cluster's default, usually 1.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u32>,
     /// Memory for the job (`--mem`): an integer with an optional unit K, M, G or T (Slurm's
     /// default unit is M), e.g. `"16G"` or `"4000"`. `"0"` asks for all the node's memory.
     /// Default: the cluster's default.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "string_or_integer"
-    )]
     pub mem: Option<String>,
     /// Number of GPUs of any type (`--gpus`). For a GPU type use `gres` instead. Default: none.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpus: Option<u32>,
     /// Generic resources (`--gres`), e.g. `"gpu:a100:1"`. Default: none.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gres: Option<String>,
     /// Wall-clock limit (`--time`) in one of Slurm's forms: `"M"`, `"M:S"`, `"H:M:S"`, `"D-H"`,
     /// `"D-H:M"`, `"D-H:M:S"`, or `"UNLIMITED"`. A stage over its limit ends as TIMEOUT (a failure).
     /// Default: the partition's default limit.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "string_or_integer"
-    )]
     pub time: Option<String>,
     /// Partition (`--partition`). Default: the cluster's default partition.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
     /// More `sbatch` options, passed as they are after the ones above (each element one
     /// argument, e.g. `"--account=ml"`, `"--constraint=a100"`, `"--exclusive"`). Options this
     /// module sets itself (job name, output files, working dir, ...) are rejected. Default: none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
-}
-
-/// `mem: 4000` and `time: 30` are integers in YAML; Slurm reads them as text (MB, minutes).
-fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Number(u64),
-    }
-    Ok(Some(
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected a string or a non-negative integer"))?
-        {
-            Raw::Text(s) => s,
-            Raw::Number(n) => n.to_string(),
-        },
-    ))
 }
 
 /// Options the submission sets itself; `extra_args` may not override them.
@@ -272,19 +227,6 @@ mod tests {
                 "--exclusive"
             ]
         );
-    }
-
-    #[test]
-    fn yaml_fields_are_optional_and_unknown_ones_rejected() {
-        let r: SlurmResources = serde_yaml::from_str("cpus: 2\ntime: '30'\n").unwrap();
-        assert_eq!(r.cpus, Some(2));
-        assert_eq!(r.time.as_deref(), Some("30"));
-        assert_eq!(r.mem, None);
-        let r: SlurmResources = serde_yaml::from_str("mem: 4000\ntime: 30\n").unwrap();
-        assert_eq!(r.mem.as_deref(), Some("4000"));
-        assert_eq!(r.time.as_deref(), Some("30"));
-        let err = serde_yaml::from_str::<SlurmResources>("cpu: 2\n").unwrap_err();
-        assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
     }
 
     #[test]

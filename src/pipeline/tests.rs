@@ -1,0 +1,290 @@
+//! The rules of [`Pipeline::build`](super::Pipeline::build), each a test on a small file.
+
+use super::*;
+
+fn build(text: &str, profile: &str) -> Result<Pipeline, SpecError> {
+    let file = Path::new("pipeline.yaml");
+    let spec = Spec::parse(text, file)?;
+    Pipeline::build(&spec, text, file, profile)
+}
+
+const GRID: &str = "\
+stages:
+  data:
+    kind: probe
+    params: { value: d }
+  noisy:
+    kind: probe
+    inputs: { data: data }
+    matrix: { value: [u, f], seed: [1, 2] }
+  train:
+    kind: probe
+    inputs: { data: data, noise: noisy }
+    params: { steps: 2 }
+    matrix: { value: [u, f], note: [a, b], seed: [1, 2] }
+  table:
+    kind: probe
+    inputs: { runs: \"train[*]\" }
+profiles:
+  tiny:
+    stages:
+      train: { params: { steps: 1 }, matrix: { seed: [1] } }
+";
+
+#[test]
+fn matrix_members_are_named_in_axis_order() {
+    let p = build(GRID, "default").unwrap();
+    let names: Vec<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names[0], "data");
+    assert_eq!(
+        names[1..5],
+        [
+            "noisy[u,seed=1]",
+            "noisy[u,seed=2]",
+            "noisy[f,seed=1]",
+            "noisy[f,seed=2]"
+        ]
+    );
+    assert_eq!(names[5], "train[u,a,seed=1]");
+    assert_eq!(names.len(), 1 + 4 + 8 + 1);
+    let m = &p.members[p.member_index("train[f,b,seed=2]").unwrap()];
+    assert_eq!(m.seed, 2);
+    assert_eq!(m.params["value"], "f");
+    assert_eq!(m.params["note"], "b");
+    assert_eq!(m.params["steps"], 2);
+    assert!(m.params.get("seed").is_none(), "seed is not a param");
+}
+
+#[test]
+fn inputs_bind_on_shared_axes() {
+    let p = build(GRID, "default").unwrap();
+    let m = &p.members[p.member_index("train[f,b,seed=2]").unwrap()];
+    let noise: Vec<&str> = m.inputs["noise"]
+        .iter()
+        .map(|&i| p.members[i].name.as_str())
+        .collect();
+    assert_eq!(noise, ["noisy[f,seed=2]"]);
+    assert_eq!(m.inputs["data"], vec![0]);
+    let t = &p.members[p.member_index("table").unwrap()];
+    assert_eq!(t.inputs["runs"].len(), 8);
+    // Topological: every input comes earlier.
+    for (i, m) in p.members.iter().enumerate() {
+        assert!(m.upstream().iter().all(|&u| u < i));
+    }
+}
+
+#[test]
+fn profile_replaces_axis_and_merges_params() {
+    let p = build(GRID, "tiny").unwrap();
+    let train: Vec<&Member> = p
+        .members
+        .iter()
+        .filter(|m| m.name.starts_with("train["))
+        .collect();
+    assert_eq!(train.len(), 4);
+    assert!(train.iter().all(|m| m.seed == 1 && m.params["steps"] == 1));
+}
+
+#[test]
+fn single_input_inherits_the_upstream_axes() {
+    let text = "stages:\n  a:\n    kind: probe\n    matrix: { seed: [1, 2], x_c: [u, f] }\n  b:\n    kind: probe\n    inputs:\n      up: a\n    matrix: { x_m: [p, q] }\n";
+    let p = build(text, "default").unwrap();
+    let names: Vec<&str> = p
+        .members
+        .iter()
+        .filter(|m| m.name.starts_with("b["))
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "b[p,u,seed=1]",
+            "b[p,u,seed=2]",
+            "b[p,f,seed=1]",
+            "b[p,f,seed=2]",
+            "b[q,u,seed=1]",
+            "b[q,u,seed=2]",
+            "b[q,f,seed=1]",
+            "b[q,f,seed=2]"
+        ]
+    );
+    let m = &p.members[p.member_index("b[q,f,seed=2]").unwrap()];
+    assert_eq!(m.seed, 2);
+    assert_eq!(m.params["x_m"], "q");
+    assert!(
+        m.params.get("x_c").is_none(),
+        "an inherited axis is not a param"
+    );
+    let up: Vec<&str> = m.inputs["up"]
+        .iter()
+        .map(|&i| p.members[i].name.as_str())
+        .collect();
+    assert_eq!(up, ["a[f,seed=2]"]);
+}
+
+#[test]
+fn cycle_is_named_in_full() {
+    let text = "stages:\n  a:\n    kind: probe\n    inputs: { x: c }\n  b:\n    kind: probe\n    inputs: { x: a }\n  c:\n    kind: probe\n    inputs: { x: b }\n";
+    let e = build(text, "default").unwrap_err();
+    assert!(e.message.contains("cycle: a -> c -> b -> a"), "{e}");
+}
+
+#[test]
+fn unknown_kind_and_input_and_empty_axis() {
+    let e = build("stages:\n  a:\n    kind: nope\n", "default").unwrap_err();
+    assert_eq!((e.line, e.field.as_deref()), (Some(3), Some("kind")));
+    let e = build(
+        "stages:\n  a:\n    kind: probe\n    inputs:\n      d: zz\n",
+        "default",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.field.as_deref()), (Some(5), Some("inputs.d")));
+    let e = build(
+        "stages:\n  a:\n    kind: probe\n    matrix:\n      seed: []\n",
+        "default",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.field.as_deref()), (Some(5), Some("matrix.seed")));
+}
+
+#[test]
+fn kind_params_are_validated_with_line() {
+    let text = "stages:\n  a:\n    kind: probe\n    params:\n      value: x\n      colour: red\n";
+    let e = build(text, "default").unwrap_err();
+    assert_eq!(e.line, Some(6), "{e}");
+    assert_eq!(e.field.as_deref(), Some("params.colour"));
+    let text = "stages:\n  a:\n    kind: probe\n    params:\n      steps: many\n";
+    let e = build(text, "default").unwrap_err();
+    assert_eq!(e.stage.as_deref(), Some("a"));
+    assert!(e.line == Some(5) || e.line == Some(4), "{e}");
+}
+
+#[test]
+fn defaults_are_per_kind_and_profiles_can_disable() {
+    let text = "defaults:\n  probe: { steps: 3 }\nstages:\n  a:\n    kind: probe\n  b:\n    kind: probe\n    params: { steps: 4 }\nprofiles:\n  small:\n    disable: [b]\n";
+    let p = build(text, "default").unwrap();
+    assert_eq!(p.members[0].params["steps"], 3);
+    assert_eq!(p.members[1].params["steps"], 4);
+    let p = build(text, "small").unwrap();
+    assert_eq!(p.members.len(), 1);
+    let e = build(text, "nope").unwrap_err();
+    assert!(e.message.contains("no profile `nope`"), "{e}");
+}
+
+#[test]
+fn stages_can_belong_to_some_profiles_only() {
+    let text = "stages:\n  a:\n    kind: probe\n    profiles: [default, small]\n  b:\n    kind: probe\n    profiles: [big]\n  c:\n    kind: probe\n    inputs: { x: b }\n    profiles: [big]\nprofiles:\n  small: {}\n  big: {}\n";
+    let names = |p: &Pipeline| p.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&build(text, "default").unwrap()), ["a"]);
+    assert_eq!(names(&build(text, "small").unwrap()), ["a"]);
+    assert_eq!(names(&build(text, "big").unwrap()), ["b", "c"]);
+
+    let bad = text.replace("profiles: [big]\n  c:", "profiles: [bgi]\n  c:");
+    let e = build(&bad, "default").unwrap_err();
+    assert!(e.message.contains("unknown profile `bgi`"), "{e}");
+    assert_eq!((e.stage.as_deref(), e.line), (Some("b"), Some(7)), "{e}");
+
+    let bad = text.replace("inputs: { x: b }\n    profiles: [big]", "inputs: { x: b }");
+    let e = build(&bad, "default").unwrap_err();
+    assert!(e.message.contains("which only profiles [big] have"), "{e}");
+    assert_eq!(e.stage.as_deref(), Some("c"));
+}
+
+#[test]
+fn an_input_can_pin_one_member() {
+    let text = "stages:\n  d:\n    kind: probe\n    matrix: { steps: [1, 2] }\n  n:\n    kind: probe\n    inputs: { x: \"d[2]\" }\n    matrix: { seed: [1, 2] }\n";
+    let p = build(text, "default").unwrap();
+    let names: Vec<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["d[1]", "d[2]", "n[seed=1]", "n[seed=2]"]);
+    for m in &p.members[2..] {
+        assert_eq!(m.inputs["x"], vec![1], "{}", m.name);
+    }
+    let e = build(&text.replace("d[2]", "d[3]"), "default").unwrap_err();
+    assert!(e.message.contains("members: d[1], d[2]"), "{e}");
+    assert_eq!(e.field.as_deref(), Some("inputs.x"));
+}
+
+#[test]
+fn profiles_may_not_publish_into_one_directory() {
+    let base = "stages:\n  a:\n    kind: probe\n    publish: out\n  b:\n    kind: probe\n    publish: out\nprofiles:\n  small:\n    stages:\n      a: { params: { value: z } }\n";
+    let e = build(base, "default").unwrap_err();
+    assert_eq!(
+        (e.line, e.stage.as_deref(), e.field.as_deref()),
+        (Some(4), Some("a"), Some("publish")),
+        "{e}"
+    );
+    assert!(
+        e.message.contains(
+            "profiles `default` (stage `a`) and `small` publish into the same directory `out`"
+        ),
+        "{e}"
+    );
+    // Moved by the profile: fine, and each profile publishes where it says.
+    let ok = base.replace(
+        "value: z } }",
+        "value: z }, publish: out/small }\n      b: { publish: out/small }",
+    );
+    assert_eq!(
+        build(&ok, "default").unwrap().members[0].publish.as_deref(),
+        Some("out")
+    );
+    assert_eq!(
+        build(&ok, "small").unwrap().members[0].publish.as_deref(),
+        Some("out/small")
+    );
+    // A stage only one profile has, or one a profile disables, clashes with nothing.
+    let only = "stages:\n  a:\n    kind: probe\n    publish: out\n    profiles: [default]\n  b:\n    kind: probe\nprofiles:\n  small: {}\n";
+    assert!(build(only, "small").is_ok());
+    assert!(build(&format!("{base}    disable: [a, b]\n"), "small").is_ok());
+    // A bad override is located at the profile's line.
+    let bad = ok.replace("publish: out/small }\n", "publish: /tmp/x }\n");
+    let e = build(&bad, "small").unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_deref()),
+        (Some(11), Some("publish")),
+        "{e}"
+    );
+}
+
+#[test]
+fn publish_must_stay_inside_the_project() {
+    for dir in [
+        "/tmp/x",
+        "../x",
+        "results/.runs/x",
+        "./results/.runs/x",
+        "a/../../b",
+        ".",
+        "./",
+    ] {
+        let text = format!("stages:\n  a:\n    kind: probe\n    publish: {dir}\n");
+        let e = build(&text, "default").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(4), Some("publish")),
+            "{dir}: {e}"
+        );
+    }
+    let p = build(
+        "stages:\n  a:\n    kind: probe\n    publish: ./out/a/\n",
+        "default",
+    )
+    .unwrap();
+    assert_eq!(p.members[0].publish.as_deref(), Some("out/a"));
+}
+
+#[test]
+fn targets_select_upstream() {
+    let p = build(GRID, "default").unwrap();
+    let (sel, direct) = p.select(&["train[u,a,seed=1]".to_string()]).unwrap();
+    let chosen: Vec<&str> = p
+        .members
+        .iter()
+        .zip(&sel)
+        .filter(|(_, s)| **s)
+        .map(|(m, _)| m.name.as_str())
+        .collect();
+    assert_eq!(chosen, ["data", "noisy[u,seed=1]", "train[u,a,seed=1]"]);
+    assert_eq!(direct.iter().filter(|d| **d).count(), 1);
+    assert!(p.select(&["zz".into()]).is_err());
+}
