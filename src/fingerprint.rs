@@ -31,10 +31,11 @@
 //! Numbers are compared as JSON: `1` and `1.0` are different params (YAML gives an
 //! integer and a float), so writing `lr: 1` where `lr: 1.0` was reruns the stage.
 //!
-//! **Test-only override**: the environment variable `REPRO_TEST_KIND_VERSIONS`
-//! (`probe=7,train=2`) replaces the manual version of the named kinds when keys are
-//! built. It exists so an integration test can check that a version bump invalidates
-//! only that kind's stages without editing source; never set it in normal use.
+//! **Test-only override**: in a debug build (the one the integration tests run), the
+//! environment variable `REPRO_TEST_KIND_VERSIONS` (`probe=7,train=2`) replaces the manual
+//! version of the named kinds when keys are built, so an integration test can check that a
+//! version bump invalidates only that kind's stages without editing source. A release
+//! build does not read it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -79,25 +80,29 @@ pub struct KindIdentity {
 }
 
 impl KindIdentity {
-    /// The compiled-in identity, with the test-only version override applied.
+    /// The compiled-in identity (with the test-only version override of a debug build).
     pub fn of(kind: Kind) -> KindIdentity {
-        let mut version = kind.version();
-        if let Ok(spec) = std::env::var("REPRO_TEST_KIND_VERSIONS") {
-            for part in spec.split(',') {
-                if let Some((k, v)) = part.split_once('=') {
-                    if k.trim() == kind.name() {
-                        if let Ok(v) = v.trim().parse() {
-                            version = v;
-                        }
-                    }
-                }
-            }
-        }
         KindIdentity {
-            version,
+            version: version_override(kind).unwrap_or_else(|| kind.version()),
             code_hash: kind.code_hash().to_string(),
         }
     }
+}
+
+/// The version `REPRO_TEST_KIND_VERSIONS` gives `kind` (module doc). Read only by a debug
+/// build, the one the integration tests run; a release build never looks at it.
+#[cfg(debug_assertions)]
+fn version_override(kind: Kind) -> Option<u32> {
+    let spec = std::env::var("REPRO_TEST_KIND_VERSIONS").ok()?;
+    spec.split(',').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        (k.trim() == kind.name()).then(|| v.trim().parse().ok())?
+    })
+}
+
+#[cfg(not(debug_assertions))]
+fn version_override(_: Kind) -> Option<u32> {
+    None
 }
 
 impl Key {
