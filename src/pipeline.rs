@@ -662,13 +662,19 @@ impl Expansion<'_> {
     /// kind names, at its line.
     fn check_inputs(&self) -> Result<(), SpecError> {
         let members = &self.members;
+        let methods: Vec<Option<String>> = members
+            .iter()
+            .map(|m| m.kind.declared_method(&m.params))
+            .collect();
         let declared: Vec<Declared> = members
             .iter()
+            .zip(&methods)
             .enumerate()
-            .map(|(index, m)| Declared {
+            .map(|(index, (m, method))| Declared {
                 index,
                 name: &m.name,
                 kind: m.kind,
+                method: method.as_deref(),
                 params: &m.params,
                 coords: &m.coords,
                 inputs: &m.inputs,

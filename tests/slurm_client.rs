@@ -11,9 +11,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use repro::executor::slurm::client::{
-    log_tail, FailReason, JobExit, JobId, JobSpec, JobState, JobStatus, LogFollower, PollInterval,
+    FailReason, JobExit, JobId, JobSpec, JobState, JobStatus, LogFollower, PollInterval,
     SlurmClient, SlurmCommands, SlurmError, SlurmResources,
 };
+use repro_stages::process::log_tail;
 
 /// The client of the test cluster, or `None` (with the reason printed) when there is none.
 fn cluster() -> Option<&'static SlurmClient> {
