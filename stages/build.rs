@@ -19,18 +19,20 @@ mod code_graph;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Every kind's name, as `Kind::name` spells it; its module is `src/kinds/<name>.rs`.
-const KINDS: &[&str] = &[
-    "download",
-    "inject_noise",
-    "train",
-    "train_mlc",
-    "train_soft_labels",
-    "distill",
-    "tables",
-    "probe",
-    "command",
-];
+/// Makes `KINDS` from the list of kinds: every kind's name, as `Kind::name` spells it; its
+/// module is `src/kinds/<name>.rs`.
+macro_rules! kind_names {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident,)*) => {
+        const KINDS: &[&str] = &[$(stringify!($module)),*];
+    };
+}
+
+// The one list of kinds, the crate's own (`src/kind_list.rs` holds nothing else).
+#[macro_use]
+#[path = "src/kind_list.rs"]
+mod kind_list;
+
+kind_list!(kind_names);
 
 fn dfdx_version(manifest_dir: &Path) -> String {
     for lock in [

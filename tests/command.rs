@@ -199,7 +199,7 @@ fn command_failure_publishes_nothing_and_shows_log_tail() {
     let (p, yaml) = one_program("fail", fail);
     let out = fails(&p, &["run"], 1);
     assert!(
-        out.contains("`python3 fail.py` exited with status 3"),
+        out.contains("`python3 fail.py` exited with code 3"),
         "{out}"
     );
     // The last 20 lines, stdout and stderr interleaved as written.
@@ -410,7 +410,7 @@ fn command_metrics_must_match_the_schema() {
             .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         assert_eq!(
-            repro_stages::kinds::metrics_schema::check(&m),
+            repro_stages::metrics_schema::check(&m),
             Ok(()),
             "{}",
             path.display()
@@ -453,7 +453,7 @@ fn command_metrics_must_match_the_schema() {
         let mut m = good.clone();
         mutate(&mut m);
         assert!(!validator.is_valid(&m), "the schema accepts a bad {field}");
-        let e = repro_stages::kinds::metrics_schema::check(&m).unwrap_err();
+        let e = repro_stages::metrics_schema::check(&m).unwrap_err();
         assert_eq!(e.0, field, "{e:?}");
     }
 }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use repro_stages::process::log_tail;
 use slurm_client::{
-    log_tail, FailReason, JobExit, JobId, JobSpec, JobState, JobStatus, LogFollower, PollInterval,
+    FailReason, JobExit, JobId, JobSpec, JobState, JobStatus, LogFollower, PollInterval,
     SlurmClient, SlurmCommands, SlurmError, SlurmResources,
 };
 

@@ -290,7 +290,9 @@ fn killed_stage_process_takes_its_program_group_with_it() {
     let (code, text) = finish(child, &lines);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("FAILED   c: killed by signal 9; the processes it left running were ended"),
+        text.contains(
+            "FAILED   c: was killed by signal 9; the processes it left running were ended"
+        ),
         "{text}"
     );
     wait_gone("the program", prog);

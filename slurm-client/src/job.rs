@@ -49,7 +49,7 @@ pub struct JobSpec {
     pub stdout: PathBuf,
     /// File receiving the command's stderr (`--error`), absolute; may equal `stdout`. Slurm's
     /// own messages about the job ("*** JOB 12 ON node CANCELLED AT ... ***") land here too;
-    /// see [`crate::log_tail`].
+    /// the engine reads the tail of this file when a job fails.
     pub stderr: PathBuf,
     /// Where the batch script is written before submission, absolute. Kept for debugging: it
     /// can be resubmitted by hand with the same `sbatch` options.

@@ -17,7 +17,7 @@
 //! 3. loop: `for st in slurm.poll(&outstanding)? { .. }` then sleep
 //!    [`PollInterval::next`]`(changed)`; a [`JobState`] that [`JobState::is_finished`] ends the
 //!    stage: `Succeeded` -> publish its outputs, `Interrupted` -> checkpoint kept,
-//!    `Failed`/`Cancelled` -> show [`log_tail`] of its stderr file.
+//!    `Failed`/`Cancelled` -> show the tail of its stderr file.
 //!    While jobs run, [`LogFollower::read_lines`] on their stdout files gives progress lines.
 //! 4. on Ctrl-C: `slurm.cancel(&every_id_submitted)`.
 //!
@@ -35,7 +35,7 @@ mod state;
 pub use commands::{SlurmClient, SlurmCommands};
 pub use error::SlurmError;
 pub use job::{JobId, JobSpec};
-pub use log::{log_tail, LogFollower};
+pub use log::LogFollower;
 pub use poll::PollInterval;
 pub use resources::SlurmResources;
 pub use state::{parse_squeue, FailReason, JobExit, JobState, JobStatus, SQUEUE_FORMAT};

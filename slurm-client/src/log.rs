@@ -1,45 +1,14 @@
-//! Reading a job's log files while it runs (progress lines) and after it failed (the tail).
+//! Reading a job's log files while it runs (progress lines); the tail of a failed job's
+//! log is read as any failed process's (`repro_stages::process::log_tail`).
 //!
 //! On a shared filesystem a job's files may appear, grow or be truncated (a resubmitted job)
-//! at any time, so both readers tolerate a missing file and never keep it open.
+//! at any time, so the reader tolerates a missing file and never keeps it open.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::SlurmError;
-
-/// At most this many bytes from the end of a log are read by [`log_tail`].
-const TAIL_BYTES: u64 = 64 * 1024;
-
-/// The last `max_lines` lines of a job's log (its stderr file: error messages, and Slurm's
-/// "*** JOB 12 ON node CANCELLED AT ... ***" lines), read from at most its last 64 KiB, invalid
-/// UTF-8 replaced. `Ok(None)` if the file does not exist (the job never started, or the shared
-/// filesystem has not shown it yet).
-pub fn log_tail(path: &Path, max_lines: usize) -> Result<Option<String>, SlurmError> {
-    let io = |source| SlurmError::Io {
-        action: "read job log",
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    let len = file.metadata().map_err(io)?.len();
-    let start = len.saturating_sub(TAIL_BYTES);
-    file.seek(SeekFrom::Start(start)).map_err(io)?;
-    let mut bytes = Vec::with_capacity((len - start) as usize);
-    file.read_to_end(&mut bytes).map_err(io)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // the first line is cut
-    }
-    let keep = lines.len().saturating_sub(max_lines);
-    Ok(Some(lines[keep..].join("\n")))
-}
 
 /// Follows a growing log file and returns the complete lines added since the last call: how
 /// the engine reads the progress lines a stage writes on stdout while it runs under Slurm.
@@ -104,29 +73,6 @@ impl LogFollower {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn tail_of_missing_short_and_long_logs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("job.err");
-        assert_eq!(log_tail(&path, 5).unwrap(), None);
-        std::fs::write(&path, "a\nb\nc\n").unwrap();
-        assert_eq!(log_tail(&path, 2).unwrap().unwrap(), "b\nc");
-        assert_eq!(log_tail(&path, 10).unwrap().unwrap(), "a\nb\nc");
-        let long: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
-        std::fs::write(&path, long + "error: boom\n").unwrap();
-        assert_eq!(
-            log_tail(&path, 2).unwrap().unwrap(),
-            "line 19999\nerror: boom"
-        );
-        let all = log_tail(&path, usize::MAX).unwrap().unwrap();
-        assert!(all.len() <= TAIL_BYTES as usize);
-        assert!(
-            all.starts_with("line "),
-            "no cut line first: {:?}",
-            &all[..20]
-        );
-    }
 
     #[test]
     fn follower_returns_each_complete_line_once() {

@@ -159,17 +159,11 @@ fn exec_inner(job_file: &Path) -> Result<()> {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
     ctrlc::set_handler(move || interrupt(is_command)).context("installing the signal handler")?;
+    // Stop (and checkpoint) if the parent dies: `repro run`, or the launcher. If it died
+    // before that was set, this process was handed to another: stop now.
     #[cfg(target_os = "linux")]
-    {
-        // Stop (and checkpoint) if the parent dies: `repro run`, or the launcher.
-        // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal to receive.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            // The parent died before that was set: this process was handed to another.
-            if libc::getppid() != parent {
-                interrupt(is_command);
-            }
-        }
+    if !repro_stages::process::die_with_parent(libc::SIGTERM, parent) {
+        interrupt(is_command);
     }
     command::on_program_start(report_group);
     std::fs::create_dir_all(&job.out_dir)
@@ -191,6 +185,7 @@ fn exec_inner(job_file: &Path) -> Result<()> {
         checkpoint_dir: job.checkpoint_dir.clone(),
         project_dir: job.project_dir.clone(),
         download_dir: job.download_dir.clone(),
+        threads: threads(),
         progress: &progress,
         stop: &STOP,
     };
@@ -213,4 +208,14 @@ fn exec_inner(job_file: &Path) -> Result<()> {
         }
         (result, _) => result,
     }
+}
+
+/// The cores this stage may use: what the executor set in `RAYON_NUM_THREADS` (the job's
+/// `threads`, or the user's own setting), else all of them.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -19,7 +19,8 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use repro_stages::kinds::command::capture::{BoundedLog, KEEP};
+use repro_stages::process::capture::{BoundedLog, KEEP};
+use repro_stages::process::exit_wording;
 
 use super::{line_report, write_job_file, Event, Executor, Job, Launcher, Outcome, Report};
 use crate::project_lock::ProcessGroups;
@@ -162,12 +163,7 @@ impl Executor for LocalExecutor {
                 Ok(s) if s.success() => Outcome::Success,
                 Ok(s) if s.code() == Some(130) => Outcome::Interrupted,
                 Ok(s) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    let mut how = match (s.code(), s.signal()) {
-                        (Some(c), _) => format!("exited with code {c}"),
-                        (None, Some(sig)) => format!("killed by signal {sig}"),
-                        _ => "ended abnormally".to_string(),
-                    };
+                    let mut how = exit_wording(&s);
                     if ended > 0 {
                         how.push_str("; the processes it left running were ended");
                     }

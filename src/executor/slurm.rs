@@ -42,9 +42,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use slurm_client::{
-    log_tail, FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient,
-};
+use repro_stages::process::{log_tail, TAIL_LINES};
+use slurm_client::{FailReason, JobId, JobSpec, JobState, LogFollower, PollInterval, SlurmClient};
 
 use super::{line_report, write_job_file, Event, Executor, Job, Launcher, Outcome, Report};
 use crate::run_config::ResourceTable;
@@ -56,8 +55,6 @@ const LEFTOVER_WAIT: Duration = Duration::from_secs(60);
 
 /// How often the stdout files of running jobs are read for progress lines.
 const LOG_INTERVAL: Duration = Duration::from_millis(500);
-/// Lines of a failed job's stderr file shown in its error.
-const TAIL_LINES: usize = 20;
 /// Consecutive failed `squeue` calls after which every outstanding job is given up as failed
 /// (transient errors; with the poll back-off this is well over a minute).
 const MAX_TRANSIENT_POLL_ERRORS: u32 = 30;
@@ -416,7 +413,7 @@ fn outcome(j: &TrackedJob, state: &JobState, stopping: bool, project_dir: &Path)
             format!("; last lines of {}:\n{}", rel.display(), indent(&t))
         }
         Ok(_) => format!("; {} is empty or missing", rel.display()),
-        Err(e) => format!("; {e}"),
+        Err(e) => format!("; reading {}: {e}", rel.display()),
     };
     Outcome::Failed(format!("Slurm job {} {what}{log}", j.job))
 }

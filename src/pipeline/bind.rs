@@ -104,13 +104,19 @@ impl Expansion<'_> {
     /// params field the kind names, at its line.
     pub(super) fn check_inputs(&self) -> Result<(), SpecError> {
         let members = &self.members;
+        let methods: Vec<Option<String>> = members
+            .iter()
+            .map(|m| m.kind.declared_method(&m.params))
+            .collect();
         let declared: Vec<Declared> = members
             .iter()
+            .zip(&methods)
             .enumerate()
-            .map(|(index, m)| Declared {
+            .map(|(index, (m, method))| Declared {
                 index,
                 name: &m.name,
                 kind: m.kind,
+                method: method.as_deref(),
                 params: &m.params,
                 coords: &m.coords,
                 inputs: &m.inputs,

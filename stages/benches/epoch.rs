@@ -103,6 +103,7 @@ fn main() {
             checkpoint_dir: dir.path().join("ckpt"),
             project_dir: dir.path().to_path_buf(),
             download_dir: dir.path().join("downloads"),
+            threads: 1,
             progress: &NoProgress,
             stop: &stop,
         };

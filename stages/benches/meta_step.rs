@@ -30,14 +30,14 @@
 //!
 //! - `ce`: `LossObjective { target: Hard }::step`, the `train` kind's `ce` step (forward,
 //!   cross-entropy, backward, Adam update).
-//! - `mlc_textbook`: `train_mlc::MlcTextbook::step` with default params (`variant: textbook`,
+//! - `mlc_textbook`: `train_mlc::Mlc::step` (textbook loop) with default params (`variant: textbook`,
 //!   meta batch = training batch, capped at the trusted set's size, T updated every
 //!   step): virtual step,
 //!   meta loss at the look-ahead weights, finite-difference hypergradient of T, Adam step
 //!   and projection of T, real step with the new T.
 //! - `mlc_textbook_m100`: the same with `meta_batch_size: 100` (the meta batch's share
 //!   of the cost: on digits, 100 caps at the 65 trusted examples, twice the batch of 32).
-//! - `mlc_official`: `train_mlc::MlcOfficial::step` with `variant: official_code` and its
+//! - `mlc_official`: `train_mlc::Mlc::step` (released-code loop) with `variant: official_code` and its
 //!   default meta set
 //!   (all trusted examples).
 //! - `mlc_official_m100`: the same with `meta_batch_size: 100` (separates the cost of the

@@ -21,10 +21,13 @@
 //!   method calls do not name it); an impl of a trait for a type the crate does not define
 //!   (`impl Tr for Vec<f32>`) is reached with the trait's file.
 //!
-//! One exception keeps the kinds apart: `lib.rs` names every kind in its dispatch
-//! `match`es, but the arm of another kind is not code of this kind, so from `lib.rs` the
-//! files `kinds/<other kind>.rs` are not followed (a kind that calls another kind's code,
-//! as `train_mlc` calls `train`'s, names it itself and reaches it).
+//! The kinds stay apart: `lib.rs`'s dispatch reaches every kind, but through the list of
+//! kinds (`kind_list.rs`, a macro whose expansion is not read), so it names no kind's
+//! module. Should it name one, the arm of another kind is not code of this kind: from
+//! `lib.rs` the files `kinds/<other kind>.rs` are never followed (a kind that calls another
+//! kind's code, as `train_mlc` calls `train`'s, names it itself and reaches it). Each kind's
+//! type implements `StageKind` in its own file, which the impl rule below therefore does not
+//! pull into the other kinds' sets.
 //!
 //! Names are matched by their last segment, never resolved through types, so the set is
 //! an over-approximation: a same-named type elsewhere, a `#[cfg(test)]` module or an

@@ -1,18 +1,18 @@
 //! The pipeline as declared, before anything runs: what a kind may check of a member's
-//! inputs when the pipeline loads ([`crate::Kind::check_inputs`]), so that a stage that
+//! inputs when the pipeline loads ([`crate::kind::Kind::check_inputs`]), so that a stage that
 //! would fail on what it reads fails at load, naming the file, the line, the stage and the
 //! field, instead of after hours of upstream work.
 //!
 //! A member is known by its kind, its merged params, its matrix coordinates and the
 //! members bound to each of its inputs; nothing it will compute is. Errors read
 //! `input `NAME`: ...` (the engine points at the input's line) or `field `PATH`: ...` (a
-//! params field, as [`crate::Kind::validate`] writes them).
+//! params field, as [`crate::kind::Kind::validate`] writes them).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::Kind;
+use crate::kind::Kind;
 
 /// One member of the pipeline as the file declares it.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +22,9 @@ pub struct Declared<'a> {
     /// `stage` or `stage[v1,v2,seed=N]`.
     pub name: &'a str,
     pub kind: Kind,
+    /// The method its runs report, as its kind reads it from its params
+    /// (`Kind::declared_method`); `None` for a kind that writes no metrics.
+    pub method: Option<&'a str>,
     /// Merged params, axis values included.
     pub params: &'a Value,
     /// Axis -> value, the seed axis included.

@@ -36,6 +36,7 @@ fn repro_mirror_directory_serves_the_default_digits_file() {
         checkpoint_dir: out.join("ckpt"),
         project_dir: proj.path().to_path_buf(),
         download_dir: dl.path().to_path_buf(),
+        threads: 1,
         progress: &NoProgress,
         stop: &stop,
     };

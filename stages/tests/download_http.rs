@@ -319,6 +319,7 @@ fn ctx<'a>(
         checkpoint_dir: out.join("ckpt"),
         project_dir: proj.to_path_buf(),
         download_dir: dl.to_path_buf(),
+        threads: 1,
         progress,
         stop,
     }

@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use repro_stages::kinds::train_mlc::{hypergradient, Variant};
+use repro_stages::kinds::train_mlc::{t_hypergradient, Variant};
 use repro_stages::nn::model::{Input, InputKind, ModelSpec, Network};
 use repro_stages::noise::Matrix;
 
@@ -122,7 +122,7 @@ fn check(seed: u64, alpha: f32) -> f64 {
         data: pr.t.clone(),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (_, fd) = hypergradient(
+    let (_, fd) = t_hypergradient(
         Variant::Textbook,
         &net,
         &params,

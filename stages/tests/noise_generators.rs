@@ -435,6 +435,7 @@ fn inject_noise_kind_writes_identical_bytes_for_a_seed() {
             checkpoint_dir: out.path().join("ckpt"),
             project_dir: out.path().to_path_buf(),
             download_dir: out.path().join("dl"),
+            threads: 1,
             progress: &NoProgress,
             stop: &stop,
         };

@@ -213,6 +213,7 @@ fn both_label_granularities_train_and_report() {
             checkpoint_dir: ckpt,
             project_dir: dir.path().into(),
             download_dir: dir.path().join("dl"),
+            threads: 1,
             progress: &NoProgress,
             stop: &stop,
         };
@@ -297,6 +298,7 @@ fn default_label_steps_correct_flipped_labels() {
             checkpoint_dir: ckpt,
             project_dir: dir.path().into(),
             download_dir: dir.path().join("dl"),
+            threads: 1,
             progress: &NoProgress,
             stop: &stop,
         };

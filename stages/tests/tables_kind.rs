@@ -132,6 +132,7 @@ fn run_with_inputs(
         checkpoint_dir: out.join("../ckpt"),
         project_dir: out.to_path_buf(),
         download_dir: out.join("../dl"),
+        threads: 1,
         progress: &NoProgress,
         stop: &stop,
     };

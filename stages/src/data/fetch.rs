@@ -53,8 +53,8 @@ use md5::Md5;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::context::{Interrupted, Progress};
 use crate::data::raw::{self, HashingReader};
-use crate::{Interrupted, Progress};
 
 /// One raw file: its cache name, its checksums (at least one) and where to get it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

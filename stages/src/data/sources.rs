@@ -21,6 +21,27 @@ pub enum DatasetName {
 }
 
 impl DatasetName {
+    /// The dataset named `name` in params and `metrics.json`.
+    pub fn from_name(name: &str) -> Option<DatasetName> {
+        use serde::de::IntoDeserializer;
+        let name: serde::de::value::StrDeserializer<serde::de::value::Error> =
+            name.into_deserializer();
+        DatasetName::deserialize(name).ok()
+    }
+
+    /// How tables show it.
+    pub fn display(self) -> &'static str {
+        match self {
+            DatasetName::Digits => "Digits (UCI optdigits)",
+            DatasetName::Mnist => "MNIST",
+            DatasetName::FashionMnist => "Fashion-MNIST",
+            DatasetName::Cifar10 => "CIFAR-10",
+            DatasetName::Cifar100 => "CIFAR-100",
+            DatasetName::Twitter => "Twitter",
+            DatasetName::Clothing1m => "Clothing1M",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetName::Digits => "digits",

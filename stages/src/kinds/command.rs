@@ -26,7 +26,7 @@
 //! later is never cached):
 //!
 //! - with a `method`, a `metrics.json` that matches `docs/metrics.schema.json`
-//!   ([`super::metrics_schema`]) and names that method;
+//!   ([`crate::metrics_schema`]) and names that method;
 //! - every path of `outputs` (files or folders, relative to `REPRO_OUT`);
 //! - something besides `log/`, unless the stage declares `outputs: []`.
 //!
@@ -50,33 +50,33 @@
 //! The file formats a program reads and writes (dataset, noisy labels, `metrics.json`,
 //! matrices) are documented in `docs/formats.md`.
 
-pub mod capture;
 pub mod process;
 pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::metrics_schema;
+use crate::context::{InputRef, Interrupted, StageContext};
+use crate::declared::Inputs;
+use crate::kind::CodeFile;
 use crate::metrics::{FILE as METRICS_FILE, LOG_DIR};
-use crate::{CodeFile, InputRef, Interrupted, StageContext};
+use crate::metrics_schema;
+use crate::process::{capture, exit_wording, log_tail};
+use crate::stage_kind::StageKind;
 use process::Ending;
 use sandbox::Sandbox;
 
 pub use process::{kill_now, on_program_start, GRACE};
 
-pub const VERSION: u32 = 1;
-
 /// Lines of the program's log quoted in the error of a failed run.
-pub const TAIL_LINES: usize = 20;
+pub use crate::process::TAIL_LINES;
 
 /// The program's stdout and stderr, under `log/`.
 pub const LOG_FILE: &str = "output.txt";
@@ -149,10 +149,12 @@ fn relative_inside(s: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
-impl Params {
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+
     /// What deserializing cannot say: a program is named, `deps` stay inside the project,
     /// `outputs` inside `REPRO_OUT` and out of `log/`.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if self.run.first().is_none_or(|p| p.is_empty()) {
             return Err("field `run`: must name a program: a list like [python3, prog.py]".into());
         }
@@ -182,21 +184,39 @@ impl Params {
         }
         Ok(())
     }
+
+    fn check_inputs(&self, _: &Inputs) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn declared_method(&self) -> Option<String> {
+        self.method.clone()
+    }
+
+    fn programs(&self) -> Vec<(String, String)> {
+        self.run
+            .first()
+            .map(|r| vec![("run[0]".to_string(), r.clone())])
+            .unwrap_or_default()
+    }
+
+    fn code_files(&self) -> Vec<CodeFile> {
+        code_files(self)
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
+    }
 }
 
-/// The files and folders `deps` names (see `Kind::code_files`).
-pub fn code_files(params: &Value) -> Vec<CodeFile> {
-    let deps = params.get("deps").and_then(Value::as_array);
-    deps.into_iter()
-        .flatten()
-        .enumerate()
-        .filter_map(|(i, d)| {
-            d.as_str().map(|s| CodeFile {
-                field: format!("deps[{i}]"),
-                path: PathBuf::from(s),
-            })
-        })
-        .collect()
+/// The files and folders `deps` names ([`StageKind::code_files`]).
+fn code_files(p: &Params) -> Vec<CodeFile> {
+    let deps = p.deps.iter().enumerate();
+    deps.map(|(i, d)| CodeFile {
+        field: format!("deps[{i}]"),
+        path: PathBuf::from(d),
+    })
+    .collect()
 }
 
 /// The content of `REPRO_PARAMS`.
@@ -259,8 +279,8 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let (out, capture) = process::capture(log, first_lines.as_bytes(), capture::KEEP)
         .context("creating the program's output pipe")?;
-    let threads = threads().to_string();
-    let mut cmd = Command::new(program_path(&p.run[0], &ctx.project_dir));
+    let threads = ctx.threads.to_string();
+    let mut cmd = std::process::Command::new(program_path(&p.run[0], &ctx.project_dir));
     cmd.args(&p.run[1..])
         .current_dir(&ctx.project_dir)
         .stdin(Stdio::null())
@@ -302,8 +322,8 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         Ending::Exited(status) if status.success() => {}
         Ending::Exited(status) => bail!(
             "{prog} {}; the last lines of its log:\n{}",
-            describe(&status),
-            tail(&log_path, TAIL_LINES)
+            exit_wording(&status),
+            tail(&log_path)
         ),
         Ending::Stopped(_) => return Err(Interrupted.into()),
         Ending::KilledAfterGrace => bail!(
@@ -468,37 +488,9 @@ fn join_dirs(refs: &[InputRef]) -> String {
     dirs.join(":")
 }
 
-/// The cores the stage may use: what the engine set in `RAYON_NUM_THREADS`, else all.
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-fn describe(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with status {c}"),
-        (None, Some(s)) => format!("was killed by signal {s}"),
-        _ => "ended abnormally".to_string(),
-    }
-}
-
-/// The last `n` lines of the file (at most its last 64 KiB), or a note that it is empty.
-fn tail(path: &Path, n: usize) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-        let mut bytes = Vec::new();
-        let _ = f.read_to_end(&mut bytes);
-        text = String::from_utf8_lossy(&bytes).into_owned();
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.is_empty() {
-        return "(the program wrote nothing)".to_string();
-    }
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// The end of the program's log, or a note that it wrote nothing.
+fn tail(path: &Path) -> String {
+    let tail = log_tail(path, TAIL_LINES).ok().flatten();
+    tail.filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "(the program wrote nothing)".to_string())
 }

@@ -26,23 +26,24 @@ use std::collections::BTreeMap;
 use anyhow::{ensure, Context, Result};
 use dfdx::prelude::*;
 
+use crate::context::StageContext;
 use crate::declared::Inputs;
-use crate::kinds::inputs::{self, check_data_and_noise};
-use crate::kinds::training::{defaults, labels_of, load_trained, training_params, Run};
+use crate::kind::Kind;
 use crate::math::{exp, ln};
+use crate::method::Method;
 use crate::metrics::Metrics;
 use crate::nn::device::{Dev, Mat, Tp};
 use crate::nn::model::Mode;
 use crate::nn::ops::{self, Ops};
 use crate::nn::trainer::{logits_of, Objective, StepCtx, StepOut};
 use crate::report::TeacherInfo;
-use crate::{Kind, StageContext};
-
-pub const VERSION: u32 = 1;
+use crate::stage_kind::StageKind;
+use crate::training::inputs::{self, check_data_and_noise};
+use crate::training::{defaults, labels_of, load_trained, training_params, Training};
 
 training_params! {
     /// Params of a `distill` stage: the student's network, optimizer, epochs and batches
-    /// are the training kinds' shared fields ([`crate::kinds::training`]); the teacher's
+    /// are the training kinds' shared fields ([`crate::training`]); the teacher's
     /// network is read from its output (`model.json`). With `augment`, the teacher's
     /// logits are still those of the unaugmented examples.
     pub struct Params {
@@ -57,11 +58,14 @@ training_params! {
     }
 }
 
-impl Params {
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+    const METHODS: &'static [Method] = &[Method::Distill];
+
     /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
     /// and values the loss cannot use (`temperature` not positive, `alpha` outside [0, 1]).
-    pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{model, training};
+    fn check(&self) -> Result<(), String> {
+        use crate::bounds::training;
         training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(format!(
@@ -72,12 +76,12 @@ impl Params {
         if !(0.0..=1.0).contains(&self.alpha) {
             return Err(format!("field `alpha`: {} is outside [0, 1]", self.alpha));
         }
-        model("model", &self.model)
+        self.model.check_bounds("model")
     }
 
     /// Refuses, when the pipeline loads, inputs it cannot distill from: no `data`, no
     /// `teacher`, a teacher that is no trained network.
-    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
         check_data_and_noise(inputs, &["data", "teacher", "noise"])?;
         inputs.require("teacher", "the trained network whose outputs it learns")?;
         inputs.of_kinds(
@@ -90,6 +94,14 @@ impl Params {
                 Kind::Command,
             ],
         )
+    }
+
+    fn declared_method(&self) -> Option<String> {
+        Some(Method::Distill.name().into())
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
     }
 }
 
@@ -118,10 +130,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     let teacher_logits = logits_of(&tnet, &tparams, &mut tbuffers, &ds, &all, p.eval_batch_size)?;
     let teacher_probs = tempered_softmax(&teacher_logits, k, p.temperature);
 
-    let (mut run, mut params, mut buffers) = Run::new(ctx, &ds, p.common())?;
+    let (mut run, mut params, mut buffers) = Training::new(ctx, &ds, p.common())?;
     let trusted = vec![false; n];
     let spec = run.phase("main", all, &labels, &trusted, p.epochs);
-    let mut obj = Distill {
+    let mut obj = DistillLoss {
         k,
         tau: p.temperature,
         alpha: p.alpha,
@@ -191,7 +203,7 @@ pub fn hinton_loss(
     ce + soft + (alpha * tau * tau * neg_entropy as f32)
 }
 
-struct Distill {
+struct DistillLoss {
     k: usize,
     tau: f32,
     alpha: f32,
@@ -199,7 +211,7 @@ struct Distill {
     teacher_probs: Vec<f32>,
 }
 
-impl Objective for Distill {
+impl Objective for DistillLoss {
     fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
         let k = self.k;
         let probs: Vec<f32> = s

@@ -26,13 +26,13 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
+use crate::context::StageContext;
 use crate::data::dataset::Dataset;
 use crate::data::fetch::{self, FetchOptions, FileSpec};
 use crate::data::sources::DatasetName;
 use crate::data::{cifar, clothing1m, digits, idx, raw, twitter};
-use crate::StageContext;
-
-pub const VERSION: u32 = 1;
+use crate::declared::Inputs;
+use crate::stage_kind::StageKind;
 
 /// The environment variable naming an extra first mirror (base URL or directory).
 pub const MIRROR_ENV: &str = "REPRO_MIRROR";
@@ -114,9 +114,11 @@ pub struct Params {
     pub backoff_secs: f64,
 }
 
-impl Params {
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+
     /// Refuses sizes that cannot be meant ([`crate::bounds`]): image sides, waits, rounds.
-    pub fn check_bounds(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         use crate::bounds::{at_most, MAX_IMAGE_SIDE, MAX_RETRIES, MAX_WAIT_SECS};
         for (f, v) in [("resize", self.resize), ("crop", self.crop)] {
             at_most(f, v.unwrap_or(0), MAX_IMAGE_SIDE, "pixels")?;
@@ -141,6 +143,14 @@ impl Params {
             MAX_RETRIES as usize,
             "rounds",
         )
+    }
+
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        inputs.only(&[])
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
     }
 }
 

@@ -25,11 +25,12 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::context::StageContext;
 use crate::data::dataset::Dataset;
+use crate::declared::Inputs;
+use crate::kind::Kind;
 use crate::noise::{self, Corruption, FlipTargets, NoisyLabels, Trusted};
-use crate::StageContext;
-
-pub const VERSION: u32 = 1;
+use crate::stage_kind::StageKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,10 +58,12 @@ pub struct Params {
     pub flip_targets: FlipTargets,
 }
 
-impl Params {
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+
     /// What deserializing cannot say: `real` noise takes no strength or trusted share, and
     /// a trusted share is given one way only.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if self.corruption == Corruption::Real {
             for (field, set) in [
                 ("strength", self.strength != 0.0),
@@ -84,15 +87,18 @@ impl Params {
         }
         Ok(())
     }
-}
 
-/// Refuses, when the pipeline loads, inputs other than `data`, a missing `data`, and a
-/// `data` input that reads no dataset.
-pub fn check_inputs(inputs: &crate::declared::Inputs) -> Result<(), String> {
-    use crate::Kind;
-    inputs.only(&["data"])?;
-    inputs.require("data", "the dataset whose labels it corrupts")?;
-    inputs.of_kinds("data", &[Kind::Download, Kind::Command])
+    /// Refuses, when the pipeline loads, inputs other than `data`, a missing `data`, and a
+    /// `data` input that reads no dataset.
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        inputs.only(&["data"])?;
+        inputs.require("data", "the dataset whose labels it corrupts")?;
+        inputs.of_kinds("data", &[Kind::Download, Kind::Command])
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
+    }
 }
 
 /// The trusted set a member with `params` draws, as far as its params alone decide it:
@@ -109,7 +115,7 @@ pub enum TrustedShare {
 }
 
 pub fn trusted_share(params: &Value) -> TrustedShare {
-    let Ok(p) = crate::parse::<Params>(params) else {
+    let Ok(p) = crate::kind::parse::<Params>(params) else {
         return TrustedShare::Unknown;
     };
     if p.corruption == Corruption::Real {

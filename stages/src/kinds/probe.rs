@@ -18,9 +18,9 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{Interrupted, StageContext};
-
-pub const VERSION: u32 = 1;
+use crate::context::{Interrupted, StageContext};
+use crate::declared::Inputs;
+use crate::stage_kind::StageKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "RawParams")]
@@ -79,14 +79,24 @@ fn one() -> u64 {
     1
 }
 
-impl Params {
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+
     /// Refuses step counts and sleeps that cannot be meant ([`crate::bounds`]).
-    pub fn check_bounds(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         use crate::bounds::{at_most, MAX_PROBE_STEPS, MAX_WAIT_SECS};
         let steps = usize::try_from(self.steps).unwrap_or(usize::MAX);
         at_most("steps", steps, MAX_PROBE_STEPS, "steps")?;
         let sleep = usize::try_from(self.sleep_ms).unwrap_or(usize::MAX);
         at_most("sleep_ms", sleep, MAX_WAIT_SECS as usize * 1000, "ms")
+    }
+
+    fn check_inputs(&self, _: &Inputs) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
     }
 }
 
@@ -137,17 +147,18 @@ mod tests {
     #[test]
     fn labels_are_accepted_and_other_fields_rejected() {
         let p: Params =
-            crate::parse(&json!({"value": "v", "x_method": "glc", "x_strength": 0.5})).unwrap();
+            crate::kind::parse(&json!({"value": "v", "x_method": "glc", "x_strength": 0.5}))
+                .unwrap();
         assert_eq!(p.labels.len(), 2);
         assert_eq!(p.steps, 1);
-        let e = crate::parse::<Params>(&json!({"colour": "red"})).unwrap_err();
+        let e = crate::kind::parse::<Params>(&json!({"colour": "red"})).unwrap_err();
         assert!(e.contains("unknown field `colour`"), "{e}");
-        assert!(crate::parse::<Params>(&json!({"steps": "many"})).is_err());
+        assert!(crate::kind::parse::<Params>(&json!({"steps": "many"})).is_err());
     }
 
     #[test]
     fn absurd_steps_and_sleeps_name_their_field() {
-        use crate::Kind;
+        use crate::kind::Kind;
         Kind::Probe
             .validate(&json!({"steps": 40, "sleep_ms": 300}))
             .unwrap();

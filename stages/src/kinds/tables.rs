@@ -35,7 +35,9 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::context::StageContext;
 use crate::declared::Inputs;
+use crate::kind::Kind;
 use crate::metrics;
 use crate::noise::{Matrix, NoisyLabels, META_FILE};
 use crate::report::figures::error_curves::ErrorCurves;
@@ -43,11 +45,9 @@ use crate::report::figures::heatmap::Heatmaps;
 use crate::report::figures::{write_svg_png, FigureKind};
 use crate::report::layouts::{self, clean, glc_table1, t_estimation, TableKind};
 use crate::report::matrix_file::{self, CLASS_SIMILARITY_FILE, C_HAT_FILE, T_FINAL_FILE};
-use crate::report::run::{load_runs, Run};
+use crate::report::run::{load_runs, RunRecord};
 use crate::report::{writers, Provenance};
-use crate::{Kind, StageContext};
-
-pub const VERSION: u32 = 1;
+use crate::stage_kind::StageKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,10 +154,12 @@ fn figure_kind_name(k: FigureKind) -> &'static str {
     }
 }
 
-impl Params {
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+
     /// What deserializing cannot say: at least one table or figure, each named with
     /// letters, digits, `_` and `-` only, no two alike.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if self.tables.is_empty() && self.figures.is_empty() {
             return Err("`tables` and `figures` are both empty".into());
         }
@@ -192,10 +194,62 @@ impl Params {
         }
         Ok(())
     }
+
+    /// The checks of [`Params::check_lists`] when the pipeline loads, from what the input
+    /// stages declare: the method a member's kind and params say its metrics will carry,
+    /// whether it reads noisy labels (a training kind does when it has a `noise` input; a
+    /// program's is not known), a distilled student's teacher's method. An input of a kind
+    /// that writes no metrics (other than `inject_noise`) is refused.
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        let mut groups = Vec::new();
+        for name in inputs.member().inputs.keys() {
+            let bound = inputs.bound(name);
+            if name == "noise" || bound.iter().all(|d| d.kind == Kind::InjectNoise) {
+                continue;
+            }
+            let mut runs = Vec::new();
+            for d in bound {
+                let Some(method) = d.method.map(str::to_string) else {
+                    return Err(format!(
+                        "input `{name}` reads `{}`, a `{}` stage, which writes no metrics.json: \
+                         a tables stage reads training stages, and inject_noise stages for the \
+                         true C",
+                        d.name,
+                        d.kind.name()
+                    ));
+                };
+                let teacher = inputs
+                    .of(d)
+                    .bound("teacher")
+                    .first()
+                    .and_then(|t| t.method.map(str::to_string));
+                runs.push(RunView {
+                    method: Some(method),
+                    noisy: (d.kind != Kind::Command).then(|| d.inputs.contains_key("noise")),
+                    teacher,
+                    // MLC's runs carry the identity's distances; a program's may.
+                    identity: match d.kind {
+                        Kind::TrainMlc => Some(true),
+                        Kind::Command => None,
+                        _ => Some(false),
+                    },
+                    coords: d.coords,
+                    dir: None,
+                    kind: Some(d.kind),
+                });
+            }
+            groups.push((name.clone(), runs));
+        }
+        self.check_lists(&groups)
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
+    }
 }
 
 /// Whether a run's coordinates match every `select` entry (numbers compared as numbers).
-pub fn selected(run: &Run, select: &BTreeMap<String, Value>) -> bool {
+pub fn selected(run: &RunRecord, select: &BTreeMap<String, Value>) -> bool {
     coords_selected(&run.coords, select)
 }
 
@@ -410,59 +464,11 @@ impl Params {
         }
         Ok(())
     }
-
-    /// The checks of [`Params::check_lists`] when the pipeline loads, from what the input
-    /// stages declare: the method a member's kind and params say its metrics will carry,
-    /// whether it reads noisy labels (a training kind does when it has a `noise` input; a
-    /// program's is not known), a distilled student's teacher's method. An input of a kind
-    /// that writes no metrics (other than `inject_noise`) is refused.
-    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
-        let mut groups = Vec::new();
-        for name in inputs.member().inputs.keys() {
-            let bound = inputs.bound(name);
-            if name == "noise" || bound.iter().all(|d| d.kind == Kind::InjectNoise) {
-                continue;
-            }
-            let mut runs = Vec::new();
-            for d in bound {
-                let Some(method) = d.kind.declared_method(d.params) else {
-                    return Err(format!(
-                        "input `{name}` reads `{}`, a `{}` stage, which writes no metrics.json: \
-                         a tables stage reads training stages, and inject_noise stages for the \
-                         true C",
-                        d.name,
-                        d.kind.name()
-                    ));
-                };
-                let teacher = inputs
-                    .of(d)
-                    .bound("teacher")
-                    .first()
-                    .and_then(|t| t.kind.declared_method(t.params));
-                runs.push(RunView {
-                    method: Some(method),
-                    noisy: (d.kind != Kind::Command).then(|| d.inputs.contains_key("noise")),
-                    teacher,
-                    // MLC's runs carry the identity's distances; a program's may.
-                    identity: match d.kind {
-                        Kind::TrainMlc => Some(true),
-                        Kind::Command => None,
-                        _ => Some(false),
-                    },
-                    coords: d.coords,
-                    dir: None,
-                    kind: Some(d.kind),
-                });
-            }
-            groups.push((name.clone(), runs));
-        }
-        self.check_lists(&groups)
-    }
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
     p.check().map_err(|e| anyhow::anyhow!("params: {e}"))?;
-    let refs: Vec<crate::InputRef> = ctx
+    let refs: Vec<crate::context::InputRef> = ctx
         .inputs
         .iter()
         .filter(|(name, refs)| !is_noise_group(name, refs))
@@ -475,7 +481,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         ctx.member
     );
     for r in &refs {
-        super::metrics_schema::check_dir(&r.dir).with_context(|| format!("input {}", r.member))?;
+        crate::metrics_schema::check_dir(&r.dir).with_context(|| format!("input {}", r.member))?;
     }
     let runs = load_runs(&refs)?;
     check_coordinates(p, &runs)?;
@@ -523,7 +529,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
 
 /// Whether input group `name` holds inject_noise outputs (read for the true C), not runs:
 /// it is named `noise`, or every folder holds `noise.json` and no `metrics.json`.
-fn is_noise_group(name: &str, refs: &[crate::InputRef]) -> bool {
+fn is_noise_group(name: &str, refs: &[crate::context::InputRef]) -> bool {
     name == "noise"
         || refs
             .iter()
@@ -531,7 +537,7 @@ fn is_noise_group(name: &str, refs: &[crate::InputRef]) -> bool {
 }
 
 /// The inject_noise outputs among the inputs (every noise group's).
-fn noise_refs<'c>(ctx: &'c StageContext) -> Vec<&'c crate::InputRef> {
+fn noise_refs<'c>(ctx: &'c StageContext) -> Vec<&'c crate::context::InputRef> {
     ctx.inputs
         .iter()
         .filter(|(name, refs)| is_noise_group(name, refs))
@@ -540,8 +546,9 @@ fn noise_refs<'c>(ctx: &'c StageContext) -> Vec<&'c crate::InputRef> {
 }
 
 /// [`Params::check_lists`] on the loaded runs, grouped by input.
-fn check_lists_of_runs(p: &Params, ctx: &StageContext, runs: &[Run]) -> Result<(), String> {
-    let by_member: BTreeMap<&str, &Run> = runs.iter().map(|r| (r.member.as_str(), r)).collect();
+fn check_lists_of_runs(p: &Params, ctx: &StageContext, runs: &[RunRecord]) -> Result<(), String> {
+    let by_member: BTreeMap<&str, &RunRecord> =
+        runs.iter().map(|r| (r.member.as_str(), r)).collect();
     let groups: Vec<(String, Vec<RunView>)> = ctx
         .inputs
         .iter()
@@ -567,7 +574,7 @@ fn check_lists_of_runs(p: &Params, ctx: &StageContext, runs: &[Run]) -> Result<(
 }
 
 /// Fails unless every run has the report's `dataset` and `trusted_fraction` (when set).
-fn check_coordinates(p: &Params, runs: &[Run]) -> Result<()> {
+fn check_coordinates(p: &Params, runs: &[RunRecord]) -> Result<()> {
     for r in runs {
         if let Some(d) = &p.dataset {
             ensure!(
@@ -589,7 +596,12 @@ fn check_coordinates(p: &Params, runs: &[Run]) -> Result<()> {
     Ok(())
 }
 
-fn draw_figure(spec: &FigureSpec, name: &str, runs: &[Run], ctx: &StageContext) -> Result<()> {
+fn draw_figure(
+    spec: &FigureSpec,
+    name: &str,
+    runs: &[RunRecord],
+    ctx: &StageContext,
+) -> Result<()> {
     let dir = ctx.out_dir.join("figures");
     match spec.figure {
         FigureKind::ErrorCurves => {
@@ -665,7 +677,7 @@ fn draw_figure(spec: &FigureSpec, name: &str, runs: &[Run], ctx: &StageContext) 
 
 /// The true C of the noise draw a run trained on: the `noise` input with the same dataset
 /// identity, corruption, strength and trusted fraction (the same seed when several match).
-fn true_c_for(run: &Run, noise: &[NoisyLabels]) -> Result<Matrix> {
+fn true_c_for(run: &RunRecord, noise: &[NoisyLabels]) -> Result<Matrix> {
     let n = run
         .metrics
         .noise

@@ -43,15 +43,12 @@ use std::collections::BTreeMap;
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::context::StageContext;
 use crate::data::dataset::Dataset;
 use crate::declared::Inputs;
 use crate::kinds::inject_noise::{trusted_share, TrustedShare};
-use crate::kinds::inputs::check_data_and_noise;
-use crate::kinds::training::{
-    defaults, insert_distances, labels_of, run_with_optional_noise, training_params, where_mask,
-    Run,
-};
 use crate::math::exp;
+use crate::method::Method;
 use crate::metrics::Metrics;
 use crate::nn::model::Network;
 use crate::nn::objectives::{LossObjective, Target};
@@ -59,13 +56,16 @@ use crate::nn::params::{Buffers, ParamSet};
 use crate::nn::trainer::{argmax_rows, logits_of};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::C_HAT_FILE;
-use crate::StageContext;
-
-pub const VERSION: u32 = 1;
+use crate::stage_kind::StageKind;
+use crate::training::inputs::check_data_and_noise;
+use crate::training::{
+    defaults, insert_distances, labels_of, run_with_optional_noise, training_params, where_mask,
+    Training,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Method {
+pub enum TrainMethod {
     Ce,
     TrustedOnly,
     Forward,
@@ -76,33 +76,44 @@ pub enum Method {
     LabelSmoothing,
 }
 
-impl Method {
-    pub fn name(self) -> &'static str {
+impl TrainMethod {
+    /// The method as tables know it.
+    pub fn method(self) -> Method {
         match self {
-            Method::Ce => "ce",
-            Method::TrustedOnly => "trusted_only",
-            Method::Forward => "forward",
-            Method::ForwardGold => "forward_gold",
-            Method::Ideal => "ideal",
-            Method::Glc => "glc",
-            Method::Confusion => "confusion",
-            Method::LabelSmoothing => "label_smoothing",
+            TrainMethod::Ce => Method::Ce,
+            TrainMethod::TrustedOnly => Method::TrustedOnly,
+            TrainMethod::Forward => Method::Forward,
+            TrainMethod::ForwardGold => Method::ForwardGold,
+            TrainMethod::Ideal => Method::Ideal,
+            TrainMethod::Glc => Method::Glc,
+            TrainMethod::Confusion => Method::Confusion,
+            TrainMethod::LabelSmoothing => Method::LabelSmoothing,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.method().name()
     }
 
     /// Whether the method trains on (or estimates from) trusted examples.
     fn needs_trusted(self) -> bool {
-        matches!(self, Method::TrustedOnly | Method::Glc | Method::Confusion)
+        matches!(
+            self,
+            TrainMethod::TrustedOnly | TrainMethod::Glc | TrainMethod::Confusion
+        )
     }
 
     /// Whether its first phase trains on the untrusted examples.
     fn needs_untrusted(self) -> bool {
-        matches!(self, Method::ForwardGold | Method::Glc | Method::Confusion)
+        matches!(
+            self,
+            TrainMethod::ForwardGold | TrainMethod::Glc | TrainMethod::Confusion
+        )
     }
 
     /// Whether it can train on clean labels, without a `noise` input.
     fn runs_without_noise(self) -> bool {
-        matches!(self, Method::Ce | Method::LabelSmoothing)
+        matches!(self, TrainMethod::Ce | TrainMethod::LabelSmoothing)
     }
 }
 
@@ -114,10 +125,10 @@ defaults! {
 
 training_params! {
     /// Params of a `train` stage; the network, optimizer, epochs and batch fields are the
-    /// training kinds' shared ones ([`crate::kinds::training`]).
+    /// training kinds' shared ones ([`crate::training`]).
     pub struct Params {
         /// The method (see the module docs). Required.
-        pub method: Method,
+        pub method: TrainMethod,
         @network
         @batches
         /// ε of `label_smoothing` (default 0.1).
@@ -135,10 +146,36 @@ training_params! {
 }
 
 impl Params {
+    /// Refuses values the methods cannot use and inputs they cannot train on.
+    fn check(&self, trusted: &[u32], untrusted: &[u32]) -> Result<()> {
+        let name = self.method.name();
+        if self.method.needs_trusted() && trusted.is_empty() {
+            bail!("method {name} needs trusted examples, but the noise input has none");
+        }
+        if self.method.needs_untrusted() && untrusted.is_empty() {
+            bail!("method {name} trains phase 1 on untrusted examples, but there are none");
+        }
+        Ok(())
+    }
+}
+
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+    const METHODS: &'static [Method] = &[
+        Method::Ce,
+        Method::TrustedOnly,
+        Method::Forward,
+        Method::ForwardGold,
+        Method::Ideal,
+        Method::Glc,
+        Method::Confusion,
+        Method::LabelSmoothing,
+    ];
+
     /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
     /// and values the methods cannot use (`smoothing`, `anchor_percentile`).
-    pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{at_most, model, training, MAX_UPDATES};
+    fn check(&self) -> Result<(), String> {
+        use crate::bounds::{at_most, training, MAX_UPDATES};
         training(self.epochs, 0, self.batch_size, self.eval_batch_size, 0)?;
         at_most("min_updates", self.min_updates, MAX_UPDATES, "updates")?;
         if !(0.0..1.0).contains(&self.smoothing) {
@@ -153,13 +190,13 @@ impl Params {
                 self.anchor_percentile
             ));
         }
-        model("model", &self.model)
+        self.model.check_bounds("model")
     }
 
     /// Refuses, when the pipeline loads, inputs the method cannot train on: no `data`, no
     /// `noise` for a method that needs one, a noise stage whose params draw no trusted (or
     /// no untrusted) example for a method that needs them.
-    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
         check_data_and_noise(inputs, &["data", "noise"])?;
         let name = self.method.name();
         let noise = inputs.bound("noise");
@@ -169,7 +206,10 @@ impl Params {
                  noisy labels); only ce and label_smoothing train on the clean labels alone"
             ));
         }
-        for n in noise.iter().filter(|n| n.kind == crate::Kind::InjectNoise) {
+        for n in noise
+            .iter()
+            .filter(|n| n.kind == crate::kind::Kind::InjectNoise)
+        {
             match trusted_share(n.params) {
                 TrustedShare::None(why) if self.method.needs_trusted() => {
                     return Err(format!(
@@ -191,16 +231,12 @@ impl Params {
         Ok(())
     }
 
-    /// Refuses values the methods cannot use and inputs they cannot train on.
-    fn check(&self, trusted: &[u32], untrusted: &[u32]) -> Result<()> {
-        let name = self.method.name();
-        if self.method.needs_trusted() && trusted.is_empty() {
-            bail!("method {name} needs trusted examples, but the noise input has none");
-        }
-        if self.method.needs_untrusted() && untrusted.is_empty() {
-            bail!("method {name} trains phase 1 on untrusted examples, but there are none");
-        }
-        Ok(())
+    fn declared_method(&self) -> Option<String> {
+        Some(self.method.method().name().into())
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
     }
 }
 
@@ -226,7 +262,7 @@ pub fn train(
         (0.0..=100.0).contains(&p.anchor_percentile),
         "params.anchor_percentile outside [0, 100]"
     );
-    if noise.is_none() && !matches!(p.method, Method::Ce | Method::LabelSmoothing) {
+    if noise.is_none() && !matches!(p.method, TrainMethod::Ce | TrainMethod::LabelSmoothing) {
         bail!(
             "method {} needs a `noise` input (trusted set and noisy labels)",
             p.method.name()
@@ -242,15 +278,18 @@ pub fn train(
     };
     p.check(&l.trusted_idx, &l.untrusted_idx)?;
 
-    let (mut run, params0, buffers0) = Run::new(ctx, ds, p.common())?;
+    let (mut run, params0, buffers0) = Training::new(ctx, ds, p.common())?;
     let (params, buffers, c_hat) = match p.method {
-        Method::Forward | Method::ForwardGold | Method::Glc | Method::Confusion => {
+        TrainMethod::Forward
+        | TrainMethod::ForwardGold
+        | TrainMethod::Glc
+        | TrainMethod::Confusion => {
             let c = estimate_c(p, &mut run, &l, &params0, &buffers0)?;
             // phase 2 restarts from the same initial weights
             let (mut params, mut buffers) = (params0, buffers0);
             let target = Target::Forward {
                 c: c.clone(),
-                trusted_ce: p.method != Method::Forward,
+                trusted_ce: p.method != TrainMethod::Forward,
             };
             let spec = run.phase("phase2", l.all_idx.clone(), &l.labels, &l.trusted, p.epochs);
             let mut obj = LossObjective { target };
@@ -290,14 +329,14 @@ struct Labels {
 /// `trusted_only`, `ideal`).
 fn one_phase(p: &Params, l: &Labels, noise: Option<&NoisyLabels>) -> (Vec<u32>, usize, Target) {
     match p.method {
-        Method::Ce => (l.all_idx.clone(), p.epochs, Target::Hard),
-        Method::LabelSmoothing => (l.all_idx.clone(), p.epochs, Target::Smoothed(p.smoothing)),
-        Method::TrustedOnly => {
+        TrainMethod::Ce => (l.all_idx.clone(), p.epochs, Target::Hard),
+        TrainMethod::LabelSmoothing => (l.all_idx.clone(), p.epochs, Target::Smoothed(p.smoothing)),
+        TrainMethod::TrustedOnly => {
             let per_epoch = l.trusted_idx.len().div_ceil(p.batch_size);
             let epochs = p.epochs.max(p.min_updates.div_ceil(per_epoch));
             (l.trusted_idx.clone(), epochs, Target::Hard)
         }
-        Method::Ideal => {
+        TrainMethod::Ideal => {
             let c = noise.expect("checked in train").true_c.clone();
             let target = Target::Forward {
                 c,
@@ -313,7 +352,7 @@ fn one_phase(p: &Params, l: &Labels, noise: Option<&NoisyLabels>) -> (Vec<u32>, 
 /// carries when phase 1 is already done.
 fn estimate_c(
     p: &Params,
-    run: &mut Run,
+    run: &mut Training,
     l: &Labels,
     params0: &ParamSet,
     buffers0: &Buffers,
@@ -322,7 +361,7 @@ fn estimate_c(
     if let Some(data) = run.session.carry::<Vec<f64>>("c_hat")? {
         return Ok(Matrix { k, data });
     }
-    let phase1_examples = if p.method == Method::Forward {
+    let phase1_examples = if p.method == TrainMethod::Forward {
         l.all_idx.clone()
     } else {
         l.untrusted_idx.clone()
@@ -341,7 +380,7 @@ fn estimate_c(
     run.run_phase(0, &spec, &mut params, &mut buffers, &mut obj)?;
     let eval = p.eval_batch_size;
     let c = match p.method {
-        Method::Forward | Method::ForwardGold => {
+        TrainMethod::Forward | TrainMethod::ForwardGold => {
             let probs = probabilities(
                 &run.net,
                 &params,
@@ -366,7 +405,7 @@ fn estimate_c(
                 .iter()
                 .map(|&i| l.labels[i as usize])
                 .collect();
-            if p.method == Method::Glc {
+            if p.method == TrainMethod::Glc {
                 glc_estimate(&probs, &y, k)
             } else {
                 confusion_estimate(&probs, &y, k)

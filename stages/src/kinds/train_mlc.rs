@@ -102,9 +102,10 @@
 //! θ  ← SGD step on L_train(θ, T)
 //! ```
 //!
-//! with the whole trusted set as the meta set. Each loop is its own objective
-//! ([`MlcTextbook`], [`MlcOfficial`]), sharing the meta batches, the hypergradient and the
-//! record of T ([`MetaCore`]).
+//! with the whole trusted set as the meta set. One objective ([`Mlc`]) runs either loop
+//! ([`TLoop`]: [`Textbook`] or [`Official`], each with its own T and checkpointed state);
+//! both share the meta batches, the hypergradient ([`t_hypergradient`]) and the record of
+//! T ([`MetaCore`]).
 //!
 //! ## The hypergradient without second derivatives
 //!
@@ -144,12 +145,13 @@ use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::context::StageContext;
 use crate::data::dataset::Dataset;
 use crate::declared::Inputs;
+use crate::kind::Kind;
 use crate::kinds::inject_noise::{trusted_share, TrustedShare};
-use crate::kinds::inputs::{self, check_data_and_noise};
-use crate::kinds::training::{defaults, insert_distances, training_params, where_mask, Run};
 use crate::math::{exp, ln};
+use crate::method::Method;
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -164,9 +166,9 @@ use crate::nn::params::{NamedTensor, ParamSet};
 use crate::nn::trainer::{Objective, StepCtx, StepInfo, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::{C_HAT_FILE, T_EPOCHS_FILE, T_FINAL_FILE};
-use crate::{Kind, StageContext};
-
-pub const VERSION: u32 = 1;
+use crate::stage_kind::StageKind;
+use crate::training::inputs::{self, check_data_and_noise};
+use crate::training::{defaults, insert_distances, training_params, where_mask, Training};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,7 +199,7 @@ pub type TOptimizer = MetaOptimizerKind;
 
 training_params! {
     /// Params of a `train_mlc` stage; the network, optimizer, epochs and batch fields are
-    /// the training kinds' shared ones ([`crate::kinds::training`]), `epochs` counting the
+    /// the training kinds' shared ones ([`crate::training`]), `epochs` counting the
     /// MLC epochs after the warm-up.
     pub struct Params {
         /// `textbook` (default) or `official_code`.
@@ -256,10 +258,23 @@ training_params! {
 }
 
 impl Params {
+    /// The method its metrics report (the name tables list).
+    pub fn method(&self) -> &'static str {
+        match self.variant {
+            Variant::Textbook => Method::Mlc.name(),
+            Variant::OfficialCode => Method::MlcOfficial.name(),
+        }
+    }
+}
+
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+    const METHODS: &'static [Method] = &[Method::Mlc, Method::MlcOfficial];
+
     /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
     /// and values the method cannot use (`t_update_interval` 0, `eps0` not positive).
-    pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{at_least_one, at_most, model, training, MAX_UPDATES};
+    fn check(&self) -> Result<(), String> {
+        use crate::bounds::{at_least_one, at_most, training, MAX_UPDATES};
         training(
             self.epochs,
             self.warmup_epochs,
@@ -284,21 +299,13 @@ impl Params {
         if !(self.eps0 > 0.0 && self.eps0.is_finite()) {
             return Err(format!("field `eps0`: {} must be positive", self.eps0));
         }
-        model("model", &self.model)
-    }
-
-    /// The method its metrics report (the name tables list).
-    pub fn method(&self) -> &'static str {
-        match self.variant {
-            Variant::Textbook => "mlc",
-            Variant::OfficialCode => "mlc_official",
-        }
+        self.model.check_bounds("model")
     }
 
     /// Refuses, when the pipeline loads, inputs MLC cannot train on: no `data` or `noise`,
     /// a noise stage whose params draw no trusted (meta) example, `t_init: glc` without a
     /// `glc` input.
-    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
         check_data_and_noise(inputs, &["data", "noise", "glc"])?;
         inputs.require("noise", "the noisy labels and the trusted (meta) set")?;
         inputs.of_kinds("glc", &[Kind::Train, Kind::Command])?;
@@ -319,6 +326,14 @@ impl Params {
             }
         }
         Ok(())
+    }
+
+    fn declared_method(&self) -> Option<String> {
+        Some(self.method().into())
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
     }
 }
 
@@ -415,7 +430,7 @@ pub fn train(
         ),
     };
 
-    let (mut run, mut params, mut buffers) = Run::new(ctx, ds, p.common())?;
+    let (mut run, mut params, mut buffers) = Training::new(ctx, ds, p.common())?;
     if p.warmup_epochs > 0 {
         let spec = run.phase(
             "warmup",
@@ -454,7 +469,7 @@ pub fn train(
 /// The final metrics: distances to the true C of T, of the identity and of GLC's Ĉ (when
 /// given), and the best test accuracy of the MLC phase.
 fn final_extra(
-    run: &Run,
+    run: &Training,
     t: &Matrix,
     true_c: &Matrix,
     glc: Option<&Matrix>,
@@ -596,7 +611,7 @@ pub fn official_loss(logits: Mat<Tp>, labels: &[u32], t: &Matrix) -> Tensor<(), 
 /// `∇_T L_meta(θ'(T))` at `t` (row-major K×K), for a training batch `(input, labels,
 /// trusted)` and a meta batch `(input, clean labels)`, with the loss of `variant`.
 #[allow(clippy::too_many_arguments)]
-pub fn hypergradient(
+pub fn t_hypergradient(
     variant: Variant,
     net: &Network,
     params: &ParamSet,
@@ -655,12 +670,13 @@ pub struct MetaCore<'d> {
     eps0: f32,
     sampler: MetaSampler<'d>,
     true_c: Matrix,
-    progress: Progress,
+    progress: MetaProgress,
 }
 
-/// The checkpointed part of [`MetaCore`].
+/// The checkpointed part of [`MetaCore`]: the epoch's meta loss and churn so far, T's
+/// history.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Progress {
+struct MetaProgress {
     meta_loss_sum: f64,
     meta_loss_count: u64,
     history: Vec<TEpoch>,
@@ -700,19 +716,19 @@ impl<'d> MetaCore<'d> {
                 Decoder::new(ds, &ds.train),
             ),
             true_c: nl.true_c.clone(),
-            progress: Progress::default(),
+            progress: MetaProgress::default(),
         }
     }
 
     /// Steps (1)-(4) at `t` on the step's batch and a fresh meta batch.
-    fn hypergradient(&mut self, s: &mut StepCtx, t: &Matrix) -> Result<Vec<f64>> {
+    fn t_gradient(&mut self, s: &mut StepCtx, t: &Matrix) -> Result<Vec<f64>> {
         let (meta_input, meta_labels) = self.sampler.draw(s.rng)?;
         let batch = (
             s.batch.input.clone(),
             s.batch.labels.as_slice(),
             s.batch.trusted.as_slice(),
         );
-        let (meta_loss, h) = hypergradient(
+        let (meta_loss, h) = t_hypergradient(
             self.variant,
             s.net,
             s.params,
@@ -803,53 +819,63 @@ fn check_len(name: &str, v: &[f64], want: usize) -> Result<()> {
     Ok(())
 }
 
-/// One of MLC's two loops: its step (with the shared [`MetaCore`]), its current T and its
-/// own checkpointed state.
-pub trait TLoop {
-    type State: Serialize + serde::de::DeserializeOwned;
-    fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut>;
-    fn t_matrix(&self) -> Matrix;
-    fn state(&self) -> Self::State;
-    fn restore(&mut self, st: Self::State) -> Result<()>;
+/// One of MLC's two loops, each with its own T and checkpointed state: the textbook one
+/// and the released code's, kept apart so that neither takes the other's steps.
+pub enum TLoop {
+    Textbook(Textbook),
+    Official(Official),
 }
 
-/// The MLC method plugged into the training loop: a [`TLoop`] ([`Textbook`] or
-/// [`Official`]) and what the loops share.
-pub struct Mlc<'d, L> {
+impl TLoop {
+    /// The current T.
+    fn t_matrix(&self) -> Matrix {
+        match self {
+            TLoop::Textbook(l) => l.t_matrix(),
+            TLoop::Official(l) => l.t.clone(),
+        }
+    }
+}
+
+/// The MLC method plugged into the training loop: one of its two loops ([`TLoop`]) and
+/// what the loops share ([`MetaCore`]).
+pub struct Mlc<'d> {
     pub core: MetaCore<'d>,
-    pub t_loop: L,
+    pub t_loop: TLoop,
 }
-
-/// The textbook loop as an objective.
-pub type MlcTextbook<'d> = Mlc<'d, Textbook>;
-/// The released code's loop as an objective.
-pub type MlcOfficial<'d> = Mlc<'d, Official>;
 
 /// The checkpointed state of an [`Mlc`]: every value is f64 and lives in the checkpoint's
 /// JSON, which `serde_json` (built with `float_roundtrip`) reads back to the very bits it
-/// wrote, so a resumed run continues exactly.
+/// wrote, so a resumed run continues exactly. `t_loop` is the loop's own state
+/// ([`TextbookState`], or the released code's T as a flat list).
 #[derive(Serialize, Deserialize)]
-struct MlcState<S> {
-    progress: Progress,
-    t_loop: S,
+struct MlcState {
+    progress: MetaProgress,
+    t_loop: serde_json::Value,
 }
 
-impl<L: TLoop> Mlc<'_, L> {
+impl Mlc<'_> {
     /// The current T.
     pub fn t_matrix(&self) -> Matrix {
         self.t_loop.t_matrix()
     }
 }
 
-impl<L: TLoop> Objective for Mlc<'_, L> {
+impl Objective for Mlc<'_> {
     fn step(&mut self, s: &mut StepCtx) -> Result<StepOut> {
-        self.t_loop.step(&mut self.core, s)
+        match &mut self.t_loop {
+            TLoop::Textbook(l) => l.step(&mut self.core, s),
+            TLoop::Official(l) => l.step(&mut self.core, s),
+        }
     }
 
     fn state(&self) -> MethodState {
+        let t_loop = match &self.t_loop {
+            TLoop::Textbook(l) => serde_json::to_value(l.state()),
+            TLoop::Official(l) => serde_json::to_value(&l.t.data),
+        };
         MethodState::of_json(&MlcState {
             progress: self.core.progress.clone(),
-            t_loop: self.t_loop.state(),
+            t_loop: t_loop.expect("f64 values serialize"),
         })
     }
 
@@ -858,9 +884,18 @@ impl<L: TLoop> Objective for Mlc<'_, L> {
         json: &serde_json::Value,
         _tensors: &BTreeMap<String, NamedTensor>,
     ) -> Result<()> {
-        let st: MlcState<L::State> =
-            serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
-        self.t_loop.restore(st.t_loop)?;
+        let st: MlcState = serde_json::from_value(json.clone()).context("MLC checkpoint state")?;
+        let loop_state = || format!("MLC checkpoint state of the {:?} loop", self.core.variant);
+        match &mut self.t_loop {
+            TLoop::Textbook(l) => {
+                l.restore(serde_json::from_value(st.t_loop).with_context(loop_state)?)?
+            }
+            TLoop::Official(l) => {
+                let t: Vec<f64> = serde_json::from_value(st.t_loop).with_context(loop_state)?;
+                check_len("t", &t, l.t.data.len())?;
+                l.t.data = t;
+            }
+        }
         self.core.progress = st.progress;
         Ok(())
     }
@@ -892,7 +927,7 @@ pub struct TextbookState {
     t_steps: Vec<u32>,
 }
 
-impl<'d> Mlc<'d, Textbook> {
+impl<'d> Mlc<'d> {
     /// The textbook loop from T = `t0`.
     pub fn textbook(p: &Params, core: MetaCore<'d>, t0: Matrix) -> Self {
         let k = core.k;
@@ -908,7 +943,22 @@ impl<'d> Mlc<'d, Textbook> {
             interval: p.t_update_interval,
             max_step: p.t_max_step,
         };
-        Mlc { core, t_loop }
+        Mlc {
+            core,
+            t_loop: TLoop::Textbook(t_loop),
+        }
+    }
+
+    /// The released code's loop.
+    pub fn official(p: &Params, core: MetaCore<'d>) -> Self {
+        let t_loop = Official {
+            t: Matrix::identity(core.k),
+            beta: p.t_lr(),
+        };
+        Mlc {
+            core,
+            t_loop: TLoop::Official(t_loop),
+        }
     }
 }
 
@@ -948,13 +998,12 @@ impl Textbook {
     }
 }
 
-impl TLoop for Textbook {
-    type State = TextbookState;
-
+impl Textbook {
+    /// Steps (5) every `t_update_interval` steps, then (6).
     fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
         let t = if s.info.iteration % self.interval == 0 {
             let before = self.t_matrix();
-            let h = core.hypergradient(s, &before)?;
+            let h = core.t_gradient(s, &before)?;
             self.update_t(&h);
             let after = self.t_matrix();
             core.record_churn(&before, &after);
@@ -969,7 +1018,7 @@ impl TLoop for Textbook {
     }
 
     /// The current T (row-stochastic).
-    fn t_matrix(&self) -> Matrix {
+    pub fn t_matrix(&self) -> Matrix {
         match self.projection {
             Projection::Softmax => softmax_rows(&self.theta_t, self.k),
             Projection::ClampNormalize => Matrix {
@@ -1006,23 +1055,11 @@ pub struct Official {
     beta: f32,
 }
 
-impl<'d> Mlc<'d, Official> {
-    /// The released code's loop.
-    pub fn official(p: &Params, core: MetaCore<'d>) -> Self {
-        let t_loop = Official {
-            t: Matrix::identity(core.k),
-            beta: p.t_lr(),
-        };
-        Mlc { core, t_loop }
-    }
-}
-
-impl TLoop for Official {
-    type State = Vec<f64>;
-
+impl Official {
+    /// T from the hypergradient at the identity, then the real step (1') with it.
     fn step(&mut self, core: &mut MetaCore, s: &mut StepCtx) -> Result<StepOut> {
         let k = self.t.k;
-        let h = core.hypergradient(s, &Matrix::identity(k))?;
+        let h = core.t_gradient(s, &Matrix::identity(k))?;
         let t = official_t(&h, k, self.beta as f64);
         core.record_churn(&self.t, &t);
         core.check_churn(&s.info)?;
@@ -1032,20 +1069,6 @@ impl TLoop for Official {
         Ok(StepOut {
             loss: out.loss / s.batch.labels.len() as f64,
         })
-    }
-
-    fn t_matrix(&self) -> Matrix {
-        self.t.clone()
-    }
-
-    fn state(&self) -> Vec<f64> {
-        self.t.data.clone()
-    }
-
-    fn restore(&mut self, t: Vec<f64>) -> Result<()> {
-        check_len("t", &t, self.t.data.len())?;
-        self.t.data = t;
-        Ok(())
     }
 }
 
@@ -1100,11 +1123,11 @@ mod tests {
     fn t_max_step_must_be_a_positive_number() {
         for bad in ["0", "-0.5"] {
             let p: Params = serde_json::from_str(&format!(r#"{{"t_max_step": {bad}}}"#)).unwrap();
-            let e = p.check_bounds().unwrap_err();
+            let e = p.check().unwrap_err();
             assert!(e.contains("field `t_max_step`"), "{e}");
         }
         let p: Params = serde_json::from_str(r#"{"t_max_step": 1.0}"#).unwrap();
-        assert!(p.check_bounds().is_ok());
+        assert!(p.check().is_ok());
         let p: Params = serde_json::from_str("{}").unwrap();
         assert_eq!(p.t_max_step, None, "unbounded by default");
     }

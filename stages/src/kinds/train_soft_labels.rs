@@ -83,14 +83,13 @@ use anyhow::{bail, ensure, Context, Result};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::context::StageContext;
 use crate::data::dataset::Dataset;
 use crate::declared::Inputs;
+use crate::kind::Kind;
 use crate::kinds::inject_noise::{trusted_share, TrustedShare};
-use crate::kinds::inputs::check_data_and_noise;
-use crate::kinds::training::{
-    defaults, labels_of, run_with_optional_noise, training_params, where_mask, Run,
-};
 use crate::math::{exp, ln};
+use crate::method::Method;
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
 use crate::nn::checkpoint::MethodState;
@@ -104,9 +103,11 @@ use crate::nn::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
 use crate::nn::trainer::{argmax_rows, Objective, StepCtx, StepInfo, StepOut};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::{CLASS_SIMILARITY_FILE, LABELS_FILE};
-use crate::{Kind, StageContext};
-
-pub const VERSION: u32 = 1;
+use crate::stage_kind::StageKind;
+use crate::training::inputs::check_data_and_noise;
+use crate::training::{
+    defaults, labels_of, run_with_optional_noise, training_params, where_mask, Training,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,7 +136,7 @@ pub type LabelOptimizer = MetaOptimizerKind;
 
 training_params! {
     /// Params of a `train_soft_labels` stage; the network, optimizer, epochs and batch
-    /// fields are the training kinds' shared ones ([`crate::kinds::training`]), `epochs`
+    /// fields are the training kinds' shared ones ([`crate::training`]), `epochs`
     /// counting the epochs with learned labels after the warm-up.
     pub struct Params {
         @network
@@ -188,68 +189,12 @@ training_params! {
 }
 
 impl Params {
-    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
-    /// and values the method cannot use (those [`Params::check`] refuses when it runs).
-    pub fn check_bounds(&self) -> Result<(), String> {
-        use crate::bounds::{at_least_one, model, training};
-        training(
-            self.epochs,
-            self.warmup_epochs.unwrap_or(0),
-            self.batch_size,
-            self.eval_batch_size,
-            self.meta_batch_size,
-        )?;
-        at_least_one("meta_batch_size", self.meta_batch_size, "examples")?;
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(format!(
-                "field `temperature`: {} must be positive",
-                self.temperature
-            ));
-        }
-        if !(self.init_smoothing > 0.0 && self.init_smoothing < 1.0) {
-            return Err(format!(
-                "field `init_smoothing`: {} is outside (0, 1)",
-                self.init_smoothing
-            ));
-        }
-        model("model", &self.model)
-    }
-
     /// The method its metrics report (the name tables list).
     pub fn method(&self) -> &'static str {
         match self.granularity {
-            Granularity::PerExample => "soft_labels",
-            Granularity::PerClass => "soft_labels_per_class",
+            Granularity::PerExample => Method::SoftLabels.name(),
+            Granularity::PerClass => Method::SoftLabelsPerClass.name(),
         }
-    }
-
-    /// Refuses, when the pipeline loads, inputs the method cannot train on: no `data`,
-    /// `meta_set: trusted` without a `noise` input or with one whose params draw no trusted
-    /// example.
-    pub fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
-        check_data_and_noise(inputs, &["data", "noise"])?;
-        if self.meta_set != MetaSet::Trusted {
-            return Ok(());
-        }
-        let noise = inputs.bound("noise");
-        if noise.is_empty() {
-            return Err(
-                "field `meta_set`: `trusted` needs a `noise` input, whose trusted \
-                 examples are the meta set; without one, use `next_batch` or `auto`"
-                    .into(),
-            );
-        }
-        for n in noise {
-            if let (Kind::InjectNoise, TrustedShare::None(why)) = (n.kind, trusted_share(n.params))
-            {
-                return Err(format!(
-                    "field `meta_set`: `trusted`, but the `noise` input `{}` draws no trusted \
-                     example: {why}",
-                    n.name
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Refuses values the method cannot use.
@@ -280,6 +225,75 @@ impl Params {
             }
             m => m,
         })
+    }
+}
+
+impl StageKind for Params {
+    const VERSION: u32 = 1;
+    const METHODS: &'static [Method] = &[Method::SoftLabels, Method::SoftLabelsPerClass];
+
+    /// Refuses sizes that cannot be meant ([`crate::bounds`]): epochs, batches, the network;
+    /// and values the method cannot use (those [`Params::check`] refuses when it runs).
+    fn check(&self) -> Result<(), String> {
+        use crate::bounds::{at_least_one, training};
+        training(
+            self.epochs,
+            self.warmup_epochs.unwrap_or(0),
+            self.batch_size,
+            self.eval_batch_size,
+            self.meta_batch_size,
+        )?;
+        at_least_one("meta_batch_size", self.meta_batch_size, "examples")?;
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "field `temperature`: {} must be positive",
+                self.temperature
+            ));
+        }
+        if !(self.init_smoothing > 0.0 && self.init_smoothing < 1.0) {
+            return Err(format!(
+                "field `init_smoothing`: {} is outside (0, 1)",
+                self.init_smoothing
+            ));
+        }
+        self.model.check_bounds("model")
+    }
+
+    /// Refuses, when the pipeline loads, inputs the method cannot train on: no `data`,
+    /// `meta_set: trusted` without a `noise` input or with one whose params draw no trusted
+    /// example.
+    fn check_inputs(&self, inputs: &Inputs) -> Result<(), String> {
+        check_data_and_noise(inputs, &["data", "noise"])?;
+        if self.meta_set != MetaSet::Trusted {
+            return Ok(());
+        }
+        let noise = inputs.bound("noise");
+        if noise.is_empty() {
+            return Err(
+                "field `meta_set`: `trusted` needs a `noise` input, whose trusted \
+                 examples are the meta set; without one, use `next_batch` or `auto`"
+                    .into(),
+            );
+        }
+        for n in noise {
+            if let (Kind::InjectNoise, TrustedShare::None(why)) = (n.kind, trusted_share(n.params))
+            {
+                return Err(format!(
+                    "field `meta_set`: `trusted`, but the `noise` input `{}` draws no trusted \
+                     example: {why}",
+                    n.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn declared_method(&self) -> Option<String> {
+        Some(self.method().into())
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        run(self, ctx)
     }
 }
 
@@ -349,7 +363,7 @@ pub fn train(
     );
     let all: Vec<u32> = (0..labels.len() as u32).collect();
 
-    let (mut run, mut params, mut buffers) = Run::new(ctx, ds, p.common())?;
+    let (mut run, mut params, mut buffers) = Training::new(ctx, ds, p.common())?;
     if warmup_epochs > 0 {
         let spec = run.phase("warmup", all.clone(), &labels, &trusted, warmup_epochs);
         let mut obj = LossObjective {

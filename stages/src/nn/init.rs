@@ -136,7 +136,7 @@ pub fn apply(
 /// Applies `init` when given, and says what was loaded on the stage's progress line.
 pub fn start(
     init: Option<&InitWeights>,
-    ctx: &crate::StageContext,
+    ctx: &crate::context::StageContext,
     params: &mut ParamSet,
     buffers: &mut Buffers,
 ) -> Result<()> {

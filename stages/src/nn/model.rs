@@ -189,6 +189,65 @@ impl ModelSpec {
         Some(total)
     }
 
+    /// Refuses, when params are validated, widths, depths and a parameter count on the
+    /// smallest input beyond the limits of [`crate::bounds`], for the params field `field`
+    /// (`model`).
+    pub fn check_bounds(&self, field: &str) -> Result<(), String> {
+        use crate::bounds::{at_most, MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH};
+        let m = self;
+        let wide = |sub: &str, v: usize| at_most(&format!("{field}.{sub}"), v, MAX_WIDTH, "units");
+        let (smallest, counted_field) = match m {
+            ModelSpec::Mlp {
+                hidden, embed_dim, ..
+            } => {
+                at_most(
+                    &format!("{field}.hidden"),
+                    hidden.len(),
+                    MAX_LAYERS,
+                    "hidden layers",
+                )?;
+                for &h in hidden {
+                    wide("hidden", h)?;
+                }
+                match embed_dim {
+                    Some(d) => {
+                        wide("embed_dim", *d)?;
+                        (InputKind::Tokens { len: 1, vocab: 1 }, "hidden")
+                    }
+                    None => (InputKind::Dense(vec![1]), "hidden"),
+                }
+            }
+            ModelSpec::SmallCnn { channels, hidden } => {
+                for &c in channels {
+                    wide("channels", c)?;
+                }
+                wide("hidden", *hidden)?;
+                (InputKind::Dense(vec![1, 8, 8]), "")
+            }
+            ModelSpec::Wrn { depth, widen, .. } => {
+                at_most(&format!("{field}.depth"), *depth, MAX_LAYERS, "layers")?;
+                at_most(&format!("{field}.widen"), *widen, MAX_WIDTH / 64, "times")?;
+                (InputKind::Dense(vec![1, 8, 8]), "")
+            }
+            ModelSpec::Resnet18 | ModelSpec::Resnet50 => (InputKind::Dense(vec![1, 8, 8]), ""),
+        };
+        let n = m.parameter_count(&smallest, 2);
+        if n.is_none_or(|n| n > MAX_PARAMETERS) {
+            let name = if counted_field.is_empty() {
+                field.to_string()
+            } else {
+                format!("{field}.{counted_field}")
+            };
+            return Err(format!(
+                "field `{name}`: network {} has {} parameters even on a one-feature input with \
+                 two classes, more than the limit of {MAX_PARAMETERS} (4 GiB as f32)",
+                m.label(),
+                n.map_or("too many to count".to_string(), |n| format!("at least {n}"))
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses, before anything is allocated, a network larger than
     /// [`crate::bounds::MAX_PARAMETERS`] or (on a CPU build, where the parameters live in
     /// host memory) one whose training state — weights, gradients and two optimizer
@@ -1096,5 +1155,62 @@ impl Fwd<'_> {
                 (h + s).relu()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parameter_count_matches_the_built_network() {
+        let img = InputKind::Dense(vec![3, 32, 32]);
+        let cases = [
+            (
+                json!({"arch": "mlp", "hidden": [7, 5]}),
+                InputKind::Dense(vec![4, 3]),
+            ),
+            (
+                json!({"arch": "mlp", "hidden": [6], "embed_dim": 3}),
+                InputKind::Tokens { len: 4, vocab: 11 },
+            ),
+            (
+                json!({"arch": "small_cnn", "channels": [4, 6], "hidden": 9}),
+                InputKind::Dense(vec![1, 12, 10]),
+            ),
+            (
+                json!({"arch": "wrn", "depth": 10, "widen": 1, "dropout": 0.0}),
+                img.clone(),
+            ),
+            (json!({"arch": "resnet18"}), img.clone()),
+            (
+                json!({"arch": "resnet50"}),
+                InputKind::Dense(vec![3, 64, 64]),
+            ),
+        ];
+        for (spec, input) in cases {
+            let m: ModelSpec = serde_json::from_value(spec).unwrap();
+            let (_, params, _) = Network::new(&m, &input, 10, 0).unwrap();
+            assert_eq!(
+                m.parameter_count(&input, 10),
+                Some(params.numel() as u128),
+                "{}",
+                m.label()
+            );
+        }
+    }
+
+    #[test]
+    fn network_too_large_for_its_input_is_refused_before_allocation() {
+        // Allowed at load (one feature in), but 785 M + 1 G weights on 784 features: the
+        // check runs before the 7 GB of weights would be drawn.
+        let m: ModelSpec =
+            serde_json::from_value(json!({"arch": "mlp", "hidden": [1000000, 1000]})).unwrap();
+        m.check_bounds("model").unwrap();
+        let e = Network::new(&m, &InputKind::Dense(vec![784]), 10, 0).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("params field `model`"), "{e}");
+        assert!(e.contains("more than the limit"), "{e}");
     }
 }

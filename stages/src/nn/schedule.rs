@@ -84,9 +84,9 @@ mod tests {
     #[test]
     fn absurd_milestones_are_refused_with_their_field() {
         let ok = serde_json::json!({"method": "ce", "schedule": {"kind": "step", "milestones": [40, 80]}});
-        crate::Kind::Train.validate(&ok).unwrap();
+        crate::kind::Kind::Train.validate(&ok).unwrap();
         let bad = serde_json::json!({"method": "ce", "schedule": {"kind": "step", "milestones": [40, 1_000_000]}});
-        let e = crate::Kind::Train.validate(&bad).unwrap_err();
+        let e = crate::kind::Kind::Train.validate(&bad).unwrap_err();
         assert!(e.starts_with("field `schedule"), "{e}");
         assert!(
             e.contains("`milestones`: epoch 1000000 cannot be meant"),

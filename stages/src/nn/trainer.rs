@@ -86,10 +86,10 @@ use super::model::{Input, Mode, ModelSpec, Network};
 use super::optim::{Optimizer, OptimizerSpec};
 use super::params::{write_safetensors, Buffers, NamedTensor, ParamSet};
 use super::schedule::Schedule;
+use crate::context::{Interrupted, StageContext};
 use crate::data::dataset::Dataset;
 use crate::metrics::{EpochMetrics, LOG_DIR};
 use crate::outputs::{MODEL_FILE, WEIGHTS_FILE};
-use crate::{Interrupted, StageContext};
 
 /// One mini-batch.
 pub struct Batch {

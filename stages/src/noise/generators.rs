@@ -72,6 +72,47 @@ pub enum Corruption {
 }
 
 impl Corruption {
+    pub const ALL: [Corruption; 7] = [
+        Corruption::Uniform,
+        Corruption::Flip,
+        Corruption::Hierarchical,
+        Corruption::MlcUniform,
+        Corruption::MlcSymmetric,
+        Corruption::MlcPair,
+        Corruption::Real,
+    ];
+
+    /// The corruption named `name` in params and `metrics.json`.
+    pub fn from_name(name: &str) -> Option<Corruption> {
+        Corruption::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// How tables show it (their writers escape it for LaTeX and Markdown).
+    pub fn display(self) -> &'static str {
+        match self {
+            Corruption::Uniform => "Uniform",
+            Corruption::Flip => "Flip",
+            Corruption::Hierarchical => "Hierarchical",
+            Corruption::MlcUniform => "Uniform (MLC code)",
+            Corruption::MlcSymmetric => "Symmetric (MLC code)",
+            Corruption::MlcPair => "Pair (MLC code)",
+            Corruption::Real => "Real (the dataset's own)",
+        }
+    }
+
+    /// Its rank among the rows of a table (GLC's three, the MLC code's three, real noise).
+    pub fn place(self) -> usize {
+        match self {
+            Corruption::Uniform => 0,
+            Corruption::Flip => 1,
+            Corruption::Hierarchical => 2,
+            Corruption::MlcUniform => 3,
+            Corruption::MlcSymmetric => 4,
+            Corruption::MlcPair => 5,
+            Corruption::Real => 6,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Corruption::Uniform => "uniform",
@@ -257,17 +298,25 @@ pub fn corrupt(
                             noisy[i] = other_class(cls, k, &mut lrng) as u32;
                         }
                     }
-                    _ => {
+                    Corruption::MlcPair => {
                         for &i in chosen {
                             noisy[i] = targets[cls] as u32;
                         }
                     }
+                    Corruption::Uniform
+                    | Corruption::Flip
+                    | Corruption::Hierarchical
+                    | Corruption::Real => unreachable!("{} is no MLC generator", corruption.name()),
                 }
             }
             match corruption {
                 Corruption::MlcUniform => uniform_mix_c(k, p),
                 Corruption::MlcSymmetric => symmetric_c(k, p),
-                _ => pair_c(&targets, p),
+                Corruption::MlcPair => pair_c(&targets, p),
+                Corruption::Uniform
+                | Corruption::Flip
+                | Corruption::Hierarchical
+                | Corruption::Real => unreachable!("{} is no MLC generator", corruption.name()),
             }
         }
     };

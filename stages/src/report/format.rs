@@ -1,7 +1,11 @@
 //! Text helpers shared by the writers and layouts: LaTeX escaping, number formatting and
-//! the display names of methods, datasets and corruptions.
+//! the display names of methods, datasets and corruptions, which their enums own
+//! ([`crate::method::Method`], [`DatasetName`], [`Corruption`]).
 
+use crate::data::sources::DatasetName;
+use crate::noise::Corruption;
 use crate::report::aggregate::Stat;
+use crate::report::run::CLEAN;
 
 /// Escapes text for LaTeX (text mode): `\ & % $ # _ { } ~ ^`.
 pub fn latex_escape(s: &str) -> String {
@@ -55,51 +59,38 @@ pub fn percent(frac: f64) -> String {
     crate::report::aggregate::num_key(frac * 100.0)
 }
 
+/// How tables show the method named `m` ([`crate::method::display_name`]: a built-in
+/// method's display name, a program's own method as written).
 pub fn method_name(m: &str) -> String {
-    match m {
-        "trusted_only" => "Trusted only".into(),
-        "ce" => "No correction (CE)".into(),
-        "forward" => "Forward".into(),
-        "forward_gold" => "Forward gold".into(),
-        "confusion" => "Confusion matrix".into(),
-        "glc" => "GLC".into(),
-        "ideal" => "Ideal (true C)".into(),
-        "mlc" => "MLC".into(),
-        "mlc_official" => "MLC (official code)".into(),
-        "soft_labels" => "Soft labels".into(),
-        "soft_labels_per_class" => "Soft labels (per class)".into(),
-        "label_smoothing" => "Label smoothing".into(),
-        "distill" => "Distillation".into(),
-        "identity" => "Identity".into(),
-        other => other.into(),
-    }
+    crate::method::display_name(m).to_string()
 }
 
+/// How tables show the dataset named `d` ([`DatasetName::display`]; a dataset a program
+/// names itself, as written).
 pub fn dataset_name(d: &str) -> String {
-    match d {
-        "mnist" => "MNIST".into(),
-        "fashion_mnist" => "Fashion-MNIST".into(),
-        "cifar10" => "CIFAR-10".into(),
-        "cifar100" => "CIFAR-100".into(),
-        "digits" => "Digits (UCI optdigits)".into(),
-        "twitter" => "Twitter".into(),
-        "clothing1m" => "Clothing1M".into(),
-        other => other.into(),
-    }
+    DatasetName::from_name(d)
+        .map_or(d, |d| d.display())
+        .to_string()
 }
 
+/// How tables show the corruption named `c`: [`Corruption::display`], `Clean` for runs on
+/// clean labels ([`CLEAN`]), a corruption a program names itself as written.
 pub fn corruption_name(c: &str) -> String {
-    match c {
-        "uniform" => "Uniform".into(),
-        "flip" => "Flip".into(),
-        "hierarchical" => "Hierarchical".into(),
-        "mlc_uniform" => "Uniform (MLC code)".into(),
-        "mlc_symmetric" => "Symmetric (MLC code)".into(),
-        "mlc_pair" => "Pair (MLC code)".into(),
-        "real" => "Real (the dataset's own)".into(),
-        "clean" => "Clean".into(),
-        other => other.into(),
+    if c == CLEAN {
+        return "Clean".into();
     }
+    Corruption::from_name(c)
+        .map_or(c, |c| c.display())
+        .to_string()
+}
+
+/// A corruption's rank among a table's rows: clean labels first, then
+/// [`Corruption::place`], then the corruptions programs name themselves.
+pub fn corruption_rank(c: &str) -> usize {
+    if c == CLEAN {
+        return 0;
+    }
+    Corruption::from_name(c).map_or(99, |c| 1 + c.place())
 }
 
 #[cfg(test)]

@@ -53,6 +53,6 @@ pub mod writers;
 
 pub use aggregate::Stat;
 pub use provenance::Provenance;
-pub use run::Run;
+pub use run::RunRecord;
 pub use table::Table;
 pub use teacher::TeacherInfo;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::report::run::{fingerprint, Run};
+use crate::report::run::{fingerprint, RunRecord};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Provenance {
@@ -18,7 +18,11 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    pub fn new(profile: &str, runs: &[Run], fingerprint_override: Option<&str>) -> Provenance {
+    pub fn new(
+        profile: &str,
+        runs: &[RunRecord],
+        fingerprint_override: Option<&str>,
+    ) -> Provenance {
         let mut profiles = vec![profile.to_string()];
         let others: BTreeSet<&str> = runs
             .iter()

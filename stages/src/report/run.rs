@@ -1,4 +1,4 @@
-//! `Run`: one training stage's outputs as the tables see them (its metrics, its matrix
+//! `RunRecord`: one training stage's outputs as the tables see them (its metrics, its matrix
 //! coordinates, the teacher of a distilled student), and the pipeline fingerprint over a
 //! group of runs.
 
@@ -9,12 +9,15 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::context::InputRef;
 use crate::metrics::{self, Metrics};
 use crate::report::teacher::TeacherInfo;
-use crate::InputRef;
+
+/// The corruption of a run on clean labels ([`RunRecord::corruption`]).
+pub const CLEAN: &str = "clean";
 
 #[derive(Clone, Debug)]
-pub struct Run {
+pub struct RunRecord {
     pub member: String,
     pub dir: PathBuf,
     pub coords: BTreeMap<String, Value>,
@@ -25,8 +28,8 @@ pub struct Run {
     pub teacher: Option<TeacherInfo>,
 }
 
-impl Run {
-    pub fn load(input: &InputRef) -> Result<Run> {
+impl RunRecord {
+    pub fn load(input: &InputRef) -> Result<RunRecord> {
         let path = input.dir.join(metrics::FILE);
         let metrics_bytes = std::fs::read(&path)
             .with_context(|| format!("reading {} (input {})", path.display(), input.member))?;
@@ -45,7 +48,7 @@ impl Run {
                 });
             }
         }
-        Ok(Run {
+        Ok(RunRecord {
             member: input.member.clone(),
             dir: input.dir.clone(),
             coords: input.coords.clone(),
@@ -61,7 +64,7 @@ impl Run {
             .noise
             .as_ref()
             .map(|n| n.corruption.as_str())
-            .unwrap_or("clean")
+            .unwrap_or(CLEAN)
     }
     pub fn strength(&self) -> Option<f64> {
         self.metrics.noise.as_ref().map(|n| n.strength)
@@ -76,15 +79,18 @@ impl Run {
 
 /// Loads every input of a group, sorted by member name (the order of the inputs never
 /// changes a table).
-pub fn load_runs(inputs: &[InputRef]) -> Result<Vec<Run>> {
-    let mut runs = inputs.iter().map(Run::load).collect::<Result<Vec<_>>>()?;
+pub fn load_runs(inputs: &[InputRef]) -> Result<Vec<RunRecord>> {
+    let mut runs = inputs
+        .iter()
+        .map(RunRecord::load)
+        .collect::<Result<Vec<_>>>()?;
     runs.sort_by(|a, b| a.member.cmp(&b.member));
     Ok(runs)
 }
 
 /// SHA-256 (hex) over the sorted (member name, `metrics.json` bytes) of the runs, each
 /// field length-prefixed.
-pub fn fingerprint(runs: &[Run]) -> String {
+pub fn fingerprint(runs: &[RunRecord]) -> String {
     let mut items: Vec<(&str, &[u8])> = runs
         .iter()
         .map(|r| (r.member.as_str(), r.metrics_bytes.as_slice()))

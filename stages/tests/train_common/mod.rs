@@ -194,6 +194,7 @@ pub fn context<'a>(
         checkpoint_dir: ckpt,
         project_dir: dir.to_path_buf(),
         download_dir: dir.join("dl"),
+        threads: 1,
         progress,
         stop,
     }

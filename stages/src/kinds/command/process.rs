@@ -17,8 +17,8 @@
 //!   `KeyboardInterrupt`); a program still running [`GRACE`] later is killed, and so is one
 //!   running when [`kill_now`] is called (a second interrupt).
 //! - **Output.** stdout and stderr share one pipe, so lines keep the order they were written
-//!   in; a thread keeps the first and last [`KEEP`](super::capture::KEEP) bytes of it in
-//!   the log ([`super::capture`]). It stops reading once the group is gone and the pipe has
+//!   in; a thread keeps the first and last [`KEEP`](crate::process::capture::KEEP) bytes of it in
+//!   the log ([`crate::process::capture`]). It stops reading once the group is gone and the pipe has
 //!   been quiet for a moment, even if an escaped process still holds the pipe open.
 
 use std::fs::File;
@@ -31,7 +31,8 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::capture::BoundedLog;
+use crate::process::capture::BoundedLog;
+use crate::process::die_with_parent;
 
 /// How long a program asked to stop may take to save its checkpoint and exit.
 pub const GRACE: Duration = Duration::from_secs(30);
@@ -75,14 +76,9 @@ pub fn start(cmd: &mut Command, sandbox: Option<RawFd>) -> io::Result<Child> {
     // SAFETY: the closure runs between fork and exec and makes system calls only.
     unsafe {
         cmd.pre_exec(move || {
-            #[cfg(target_os = "linux")]
-            {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != parent {
-                    return Err(io::Error::other("the stage process ended"));
-                }
+            if !die_with_parent(libc::SIGKILL, parent) {
+                return Err(io::Error::other("the stage process ended"));
             }
-            let _ = parent;
             if let Some(fd) = sandbox {
                 super::sandbox::enter(fd)?;
             }

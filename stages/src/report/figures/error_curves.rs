@@ -12,7 +12,7 @@ use crate::report::aggregate::{group_stats, num_key, Obs};
 use crate::report::figures::{palette, pe, Figure, FAMILY, PALETTE_LEN};
 use crate::report::format::{corruption_name, dataset_name, method_name, percent};
 use crate::report::layouts::{methods_present, setting_across_strengths, sorted_settings, Setting};
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 
 /// One panel: its title and, per method, (strength, mean error %, std) points by strength.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,8 +30,8 @@ pub struct ErrorCurves {
 
 impl ErrorCurves {
     /// Aggregates the noisy runs (optionally only `methods`) over seeds.
-    pub fn from_runs(runs: &[Run], methods: &[String]) -> Result<ErrorCurves> {
-        let runs: Vec<&Run> = runs
+    pub fn from_runs(runs: &[RunRecord], methods: &[String]) -> Result<ErrorCurves> {
+        let runs: Vec<&RunRecord> = runs
             .iter()
             .filter(|r| r.metrics.noise.is_some() && r.metrics.method != "distill")
             .filter(|r| methods.is_empty() || methods.contains(&r.metrics.method))

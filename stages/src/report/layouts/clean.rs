@@ -11,19 +11,19 @@ use crate::report::layouts::{
 };
 use crate::report::paper::soft_labels_gain;
 use crate::report::provenance::Provenance;
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
 
 pub const DEFAULT_METHODS: [&str; 3] = ["ce", "label_smoothing", "soft_labels"];
 
-pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+pub fn build(all: &[RunRecord], opts: &Options, prov: Provenance) -> Result<Table> {
     let methods = methods_or_default(opts, &DEFAULT_METHODS);
-    let runs: Vec<&Run> = all
+    let runs: Vec<&RunRecord> = all
         .iter()
         .filter(|r| r.metrics.noise.is_none() && methods.contains(&r.metrics.method))
         .collect();
     // The "corruption" slot of the setting key carries the model here.
-    let setting = |r: &Run| Setting {
+    let setting = |r: &RunRecord| Setting {
         dataset: r.metrics.dataset.name.clone(),
         corruption: r.metrics.model.clone(),
         strength: None,

@@ -11,11 +11,11 @@ use crate::report::layouts::{
     ensure_unique, methods_present, sorted_settings, stats_by_setting_method, Options, Setting,
 };
 use crate::report::provenance::Provenance;
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
 
-pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
-    let runs: Vec<&Run> = all
+pub fn build(all: &[RunRecord], opts: &Options, prov: Provenance) -> Result<Table> {
+    let runs: Vec<&RunRecord> = all
         .iter()
         .filter(|r| r.metrics.method == "distill")
         .collect();
@@ -29,13 +29,13 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         })?;
         teacher_of.insert(r.member.clone(), t.method.clone());
     }
-    let teacher = |r: &Run| teacher_of[&r.member].clone();
-    let runs: Vec<&Run> = runs
+    let teacher = |r: &RunRecord| teacher_of[&r.member].clone();
+    let runs: Vec<&RunRecord> = runs
         .into_iter()
         .filter(|r| opts.methods.is_empty() || opts.methods.contains(&teacher(r)))
         .collect();
     // Setting: dataset, "model|corruption", strength, trusted.
-    let setting = |r: &Run| Setting {
+    let setting = |r: &RunRecord| Setting {
         dataset: r.metrics.dataset.name.clone(),
         corruption: format!("{}|{}", r.metrics.model, r.corruption()),
         strength: r.strength(),
@@ -47,7 +47,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
         k
     })?;
     let teachers: Vec<String> = if opts.methods.is_empty() {
-        let mut fake: Vec<Run> = Vec::new();
+        let mut fake: Vec<RunRecord> = Vec::new();
         for r in &runs {
             let mut c = (*r).clone();
             c.metrics.method = teacher(r);

@@ -31,7 +31,7 @@ use crate::report::paper::{
     glc_table1, glc_table1_mean, GLC_METHODS, GLC_TABLE1, GLC_TABLE1_SOURCE,
 };
 use crate::report::provenance::Provenance;
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 use crate::report::table::{Better, Cell, ColumnSpec, Emphasis, Row, Table};
 
 pub const DEFAULT_METHODS: [&str; 8] = [
@@ -45,7 +45,7 @@ pub const DEFAULT_METHODS: [&str; 8] = [
     "soft_labels",
 ];
 
-pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+pub fn build(all: &[RunRecord], opts: &Options, prov: Provenance) -> Result<Table> {
     let methods = methods_or_default(opts, &DEFAULT_METHODS);
     let (runs, strengths) = select_runs(all, &methods, opts)?;
     let cells = area_cells(&runs, strengths.len())?;
@@ -86,7 +86,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
     })
 }
 
-fn is_real(r: &Run) -> bool {
+fn is_real(r: &RunRecord) -> bool {
     r.corruption() == "real"
 }
 
@@ -97,11 +97,11 @@ fn has_paper(m: &str) -> bool {
 /// The runs of `methods` on corrupted labels at the strengths used (`opts.strengths`, or
 /// every strength present), and those strengths in increasing order.
 fn select_runs<'a>(
-    all: &'a [Run],
+    all: &'a [RunRecord],
     methods: &[String],
     opts: &Options,
-) -> Result<(Vec<&'a Run>, Vec<f64>)> {
-    let runs: Vec<&Run> = all
+) -> Result<(Vec<&'a RunRecord>, Vec<f64>)> {
+    let runs: Vec<&RunRecord> = all
         .iter()
         .filter(|r| r.metrics.noise.is_some() && methods.contains(&r.metrics.method))
         .collect();
@@ -116,7 +116,7 @@ fn select_runs<'a>(
     strengths.sort_by(f64::total_cmp);
     strengths.dedup_by(|a, b| num_key(*a) == num_key(*b));
     let strength_keys: Vec<String> = strengths.iter().map(|s| num_key(*s)).collect();
-    let runs: Vec<&Run> = runs
+    let runs: Vec<&RunRecord> = runs
         .into_iter()
         .filter(|r| is_real(r) || strength_keys.contains(&num_key(r.strength().unwrap_or(-1.0))))
         .collect();
@@ -136,8 +136,8 @@ fn select_runs<'a>(
 /// Per (dataset, corruption, trusted, method): mean ± std over seeds of each seed's mean
 /// error over the strengths, counting a seed only when it covers all `n_strengths` (real
 /// noise and `trusted_only` excepted).
-fn area_cells(runs: &[&Run], n_strengths: usize) -> Result<BTreeMap<Vec<String>, Stat>> {
-    let row_key = |r: &Run| {
+fn area_cells(runs: &[&RunRecord], n_strengths: usize) -> Result<BTreeMap<Vec<String>, Stat>> {
+    let row_key = |r: &RunRecord| {
         vec![
             r.metrics.dataset.name.clone(),
             r.corruption().to_string(),

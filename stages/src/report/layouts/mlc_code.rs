@@ -12,12 +12,12 @@ use crate::report::layouts::{
     noisy_label_runs, sorted_settings, stats_by_setting_method, Options,
 };
 use crate::report::provenance::Provenance;
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 use crate::report::table::{Better, ColumnSpec, Emphasis, Table};
 
-pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+pub fn build(all: &[RunRecord], opts: &Options, prov: Provenance) -> Result<Table> {
     let (runs, methods) = noisy_label_runs(all, opts)?;
-    let acc = |r: &Run| {
+    let acc = |r: &RunRecord| {
         if opts.best_accuracy {
             r.extra("best_test_accuracy")
         } else {

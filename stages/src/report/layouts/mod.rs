@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Deserialize;
 
+use crate::method::order_key;
 use crate::report::aggregate::{group_stats, num_key, Obs, Stat};
-use crate::report::format::{corruption_name, dataset_name, percent};
+use crate::report::format::{corruption_name, corruption_rank, dataset_name, percent};
 use crate::report::provenance::Provenance;
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 use crate::report::table::{Cell, ColumnSpec, Row, Table};
 
 pub mod clean;
@@ -58,7 +59,12 @@ pub struct Options {
     pub best_accuracy: bool,
 }
 
-pub fn build(kind: TableKind, runs: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+pub fn build(
+    kind: TableKind,
+    runs: &[RunRecord],
+    opts: &Options,
+    prov: Provenance,
+) -> Result<Table> {
     match kind {
         TableKind::GlcTable1 => glc_table1::build(runs, opts, prov),
         TableKind::MlcCode => mlc_code::build(runs, opts, prov),
@@ -69,53 +75,13 @@ pub fn build(kind: TableKind, runs: &[Run], opts: &Options, prov: Provenance) ->
     }
 }
 
-/// The order methods appear in when a table lists every method present.
-pub const METHOD_ORDER: [&str; 11] = [
-    "trusted_only",
-    "ce",
-    "label_smoothing",
-    "forward",
-    "forward_gold",
-    "confusion",
-    "glc",
-    "mlc",
-    "mlc_official",
-    "soft_labels",
-    "distill",
-];
-
-fn method_rank(m: &str) -> (usize, String) {
-    (
-        METHOD_ORDER
-            .iter()
-            .position(|x| *x == m)
-            .unwrap_or(METHOD_ORDER.len()),
-        m.to_string(),
-    )
-}
-
-/// Methods present in `runs`, in [`METHOD_ORDER`] (unknown methods last, by name).
-pub fn methods_present<'a>(runs: impl Iterator<Item = &'a Run>) -> Vec<String> {
+/// Methods present in `runs`, in [`crate::method::order_key`]'s order (the built-in
+/// methods by [`crate::method::Method::place`], then the others by name).
+pub fn methods_present<'a>(runs: impl Iterator<Item = &'a RunRecord>) -> Vec<String> {
     let mut ms: Vec<String> = runs.map(|r| r.metrics.method.clone()).collect();
-    ms.sort_by_key(|m| method_rank(m));
+    ms.sort_by_key(|m| order_key(m));
     ms.dedup();
     ms
-}
-
-fn corruption_rank(c: &str) -> usize {
-    [
-        "clean",
-        "uniform",
-        "flip",
-        "hierarchical",
-        "mlc_uniform",
-        "mlc_symmetric",
-        "mlc_pair",
-        "real",
-    ]
-    .iter()
-    .position(|x| *x == c)
-    .unwrap_or(99)
 }
 
 /// A row setting: dataset, corruption, strength, trusted fraction (unused parts None).
@@ -150,9 +116,12 @@ impl Setting {
 /// The runs a noisy-label table (T2, T4) shows: trained on corrupted labels (no distilled
 /// students), of `opts.methods` and at `opts.strengths` when given, with the methods in
 /// column order; fails when two runs share setting, method and seed.
-pub fn noisy_label_runs<'a>(all: &'a [Run], opts: &Options) -> Result<(Vec<&'a Run>, Vec<String>)> {
+pub fn noisy_label_runs<'a>(
+    all: &'a [RunRecord],
+    opts: &Options,
+) -> Result<(Vec<&'a RunRecord>, Vec<String>)> {
     let sk: Vec<String> = opts.strengths.iter().map(|s| num_key(*s)).collect();
-    let runs: Vec<&Run> = all
+    let runs: Vec<&RunRecord> = all
         .iter()
         .filter(|r| r.metrics.noise.is_some() && r.metrics.method != "distill")
         .filter(|r| opts.methods.is_empty() || opts.methods.contains(&r.metrics.method))
@@ -172,7 +141,7 @@ pub fn noisy_label_runs<'a>(all: &'a [Run], opts: &Options) -> Result<(Vec<&'a R
 }
 
 /// A noisy-label run's setting: dataset, corruption, strength, trusted fraction.
-pub fn noise_setting(r: &Run) -> Setting {
+pub fn noise_setting(r: &RunRecord) -> Setting {
     Setting {
         dataset: r.metrics.dataset.name.clone(),
         corruption: r.corruption().into(),
@@ -183,7 +152,7 @@ pub fn noise_setting(r: &Run) -> Setting {
 
 /// A run's setting without its strength (a table or figure that spans the strengths):
 /// dataset, corruption, trusted fraction.
-pub fn setting_across_strengths(r: &Run) -> Setting {
+pub fn setting_across_strengths(r: &RunRecord) -> Setting {
     Setting {
         strength: None,
         ..noise_setting(r)
@@ -248,10 +217,10 @@ pub fn sorted_settings(mut v: Vec<Setting>) -> Vec<Setting> {
 
 /// Mean ± std over seeds of `value(run)` per (setting key ++ method), with polars.
 pub fn stats_by_setting_method(
-    runs: &[&Run],
-    setting: impl Fn(&Run) -> Setting,
-    method: impl Fn(&Run) -> String,
-    value: impl Fn(&Run) -> Option<f64>,
+    runs: &[&RunRecord],
+    setting: impl Fn(&RunRecord) -> Setting,
+    method: impl Fn(&RunRecord) -> String,
+    value: impl Fn(&RunRecord) -> Option<f64>,
 ) -> Result<BTreeMap<Vec<String>, Stat>> {
     let obs: Vec<Obs> = runs
         .iter()
@@ -284,7 +253,7 @@ pub fn list(xs: &[f64]) -> String {
 
 /// Fails when two runs share a key (e.g. setting, method and seed): they would be counted
 /// as two seeds.
-pub fn ensure_unique(runs: &[&Run], key: impl Fn(&Run) -> Vec<String>) -> Result<()> {
+pub fn ensure_unique(runs: &[&RunRecord], key: impl Fn(&RunRecord) -> Vec<String>) -> Result<()> {
     let mut seen: BTreeMap<Vec<String>, &str> = BTreeMap::new();
     for r in runs {
         if let Some(other) = seen.insert(key(r), &r.member) {

@@ -18,7 +18,7 @@ use crate::report::layouts::{
     sorted_settings, Options,
 };
 use crate::report::provenance::Provenance;
-use crate::report::run::Run;
+use crate::report::run::RunRecord;
 use crate::report::table::{Better, ColumnSpec, Emphasis, Table};
 
 /// (estimator shown, method whose runs carry it, extras prefix).
@@ -46,9 +46,9 @@ fn estimators(methods: &[String]) -> Vec<(&str, &str, &str)> {
     out
 }
 
-pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
+pub fn build(all: &[RunRecord], opts: &Options, prov: Provenance) -> Result<Table> {
     let sk: Vec<String> = opts.strengths.iter().map(|s| num_key(*s)).collect();
-    let runs: Vec<&Run> = all
+    let runs: Vec<&RunRecord> = all
         .iter()
         .filter(|r| r.metrics.noise.is_some())
         .filter(|r| sk.is_empty() || sk.contains(&num_key(r.strength().unwrap_or(-1.0))))
@@ -109,7 +109,7 @@ pub fn build(all: &[Run], opts: &Options, prov: Provenance) -> Result<Table> {
 /// unique per (setting, seed).
 #[allow(clippy::type_complexity)]
 fn estimator_stats(
-    runs: &[&Run],
+    runs: &[&RunRecord],
     estimators: &[(&str, &str, &str)],
     metrics: &[(&str, &str)],
 ) -> Result<(Vec<BTreeMap<Vec<String>, Stat>>, Vec<bool>)> {

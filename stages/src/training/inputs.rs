@@ -4,10 +4,11 @@
 
 use anyhow::{ensure, Context, Result};
 
+use crate::context::StageContext;
 use crate::data::dataset::Dataset;
 use crate::declared::Inputs;
+use crate::kind::Kind;
 use crate::noise::NoisyLabels;
-use crate::{Kind, StageContext};
 
 /// Checks a training stage's declared inputs: none but `known`, a `data` input reading a
 /// `download` stage (or a program's), a `noise` input, when present, reading an

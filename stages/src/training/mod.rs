@@ -1,9 +1,9 @@
 //! What the training kinds (`train`, `train_mlc`, `train_soft_labels`, `distill`) share:
 //! the params every one of them takes, declared in each kind's `Params` by
 //! [`training_params!`], with their defaults; the labels and trusted set a run trains on;
-//! the set-up of a run ([`Run`]: the network from the seed or a starting-weights file,
+//! the set-up of a run ([`Training`]: the network from the seed or a starting-weights file,
 //! the session); its outputs (`weights.safetensors`, `model.json`, timings) and its
-//! `metrics.json` ([`Run::metrics`]); and reading a trained network back ([`load_trained`],
+//! `metrics.json` ([`Training::metrics`]); and reading a trained network back ([`load_trained`],
 //! `distill`'s teacher).
 //!
 //! The shared fields are declared by a macro rather than a flattened struct because serde's
@@ -17,7 +17,8 @@ use std::path::Path;
 use anyhow::{ensure, Context, Result};
 
 use crate::data::dataset::Dataset;
-use crate::kinds::inputs;
+pub mod inputs;
+use crate::context::StageContext;
 use crate::metrics::{DatasetId, Metrics, NoiseId};
 use crate::nn::batch::input_kind;
 use crate::nn::init::InitWeights;
@@ -28,7 +29,6 @@ use crate::nn::schedule::Schedule;
 use crate::nn::trainer::{Objective, PhaseSpec, Session};
 use crate::noise::{Matrix, NoisyLabels};
 use crate::outputs::{MODEL_FILE, WEIGHTS_FILE};
-use crate::StageContext;
 
 /// Default network: an MLP with hidden layers `[128, 128]`, no dropout.
 pub fn default_model() -> ModelSpec {
@@ -82,28 +82,28 @@ macro_rules! training_params {
         pub struct $name {
             $( $(#[$am])* pub $af: $at, )*
             /// The network (default: MLP with hidden layers `[128, 128]`, no dropout).
-            #[serde(default = "crate::kinds::training::default_model")]
+            #[serde(default = "crate::training::default_model")]
             pub model: crate::nn::model::ModelSpec,
             /// Starting weights from a file ([`crate::nn::init`]): `{ path, sha256, skip }`.
             /// Default: none (random initialisation from the seed).
             #[serde(default)]
             pub init: Option<crate::nn::init::InitWeights>,
             /// Optimizer of the network (default Adam, lr 1e-3, no weight decay).
-            #[serde(default = "crate::kinds::training::default_optimizer")]
+            #[serde(default = "crate::training::default_optimizer")]
             pub optimizer: crate::nn::optim::OptimizerSpec,
             /// Learning-rate schedule, per iteration within each phase (default constant).
             #[serde(default)]
             pub schedule: crate::nn::schedule::Schedule,
             /// Epochs of training; a method with two phases runs each for this many
             /// (default 20).
-            #[serde(default = "crate::kinds::training::default_epochs")]
+            #[serde(default = "crate::training::default_epochs")]
             pub epochs: usize,
             $( $(#[$bm])* pub $bf: $bt, )*
             /// Training batch size (default 32).
-            #[serde(default = "crate::kinds::training::default_batch_size")]
+            #[serde(default = "crate::training::default_batch_size")]
             pub batch_size: usize,
             /// Evaluation batch size (default 500; does not change results).
-            #[serde(default = "crate::kinds::training::default_eval_batch_size")]
+            #[serde(default = "crate::training::default_eval_batch_size")]
             pub eval_batch_size: usize,
             /// CIFAR augmentation: random crop with 4-pixel padding + horizontal flip
             /// (default false).
@@ -114,8 +114,8 @@ macro_rules! training_params {
 
         impl $name {
             /// The fields every training kind shares.
-            pub fn common(&self) -> crate::kinds::training::Common<'_> {
-                crate::kinds::training::Common {
+            pub fn common(&self) -> crate::training::Common<'_> {
+                crate::training::Common {
                     model: &self.model,
                     init: self.init.as_ref(),
                     optimizer: &self.optimizer,
@@ -211,7 +211,7 @@ pub fn where_mask(mask: &[bool], want: bool) -> Vec<u32> {
 }
 
 /// A training run: the shared params, the network and the session.
-pub struct Run<'a, 'c> {
+pub struct Training<'a, 'c> {
     pub ctx: &'a StageContext<'c>,
     pub ds: &'a Dataset,
     pub common: Common<'a>,
@@ -219,7 +219,7 @@ pub struct Run<'a, 'c> {
     pub session: Session<'a, 'c>,
 }
 
-impl<'a, 'c> Run<'a, 'c> {
+impl<'a, 'c> Training<'a, 'c> {
     /// Builds the network (seeded by the stage's seed, then the `init` file if any) and
     /// opens the session; returns the run and the starting parameters and buffers.
     pub fn new(
@@ -232,7 +232,7 @@ impl<'a, 'c> Run<'a, 'c> {
             Network::new(common.model, &input_kind(ds), k, ctx.seed)?;
         crate::nn::init::start(common.init, ctx, &mut params, &mut buffers)?;
         let session = Session::new(ctx, ds, ctx.seed, common.eval_batch_size)?;
-        let run = Run {
+        let run = Training {
             ctx,
             ds,
             common,
@@ -310,7 +310,7 @@ impl<'a, 'c> Run<'a, 'c> {
             }),
             model: crate::nn::init::model_label(self.common.model, self.common.init),
             profile: self.ctx.profile.clone(),
-            device: crate::BACKEND.into(),
+            device: crate::backend::BACKEND.into(),
             seed: self.ctx.seed,
             final_test_accuracy: last.test_accuracy,
             final_test_error: last.test_error,
@@ -333,7 +333,7 @@ pub fn load_trained(dir: &Path, ds: &Dataset, what: &str) -> Result<(Network, Pa
         .with_context(|| format!("{what}: reading {}", spec_path.display()))?;
     let spec: ModelSpec = serde_json::from_str(&text)
         .with_context(|| format!("{what}: parsing {}", spec_path.display()))?;
-    crate::bounds::model(MODEL_FILE, &spec)
+    spec.check_bounds(MODEL_FILE)
         .map_err(|e| anyhow::anyhow!("{what}: {}: {e}", spec_path.display()))?;
     let k = ds.meta.num_classes;
     let (net, mut params, mut buffers) = Network::new(&spec, &input_kind(ds), k, 0)?;
