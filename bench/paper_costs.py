@@ -106,26 +106,26 @@ def trusted_share(dataset, stage, member):
 
 
 def plain_epochs(kind, params, member):
-    """(plain epochs over the full set, meta epochs, share of the set a plain epoch sees)."""
+    """(method, plain epochs, meta epochs) of a training member; (None, 0, 0) otherwise."""
     epochs = params.get("epochs", 20)
     if kind == "train":
         method = params.get("method") or next(c for c in coords(member) if c in METHODS)
-        return method, epochs, 0, TWO_PHASE
+        return method, epochs, 0
     if kind == "train_mlc":
-        return "mlc", params.get("warmup_epochs", 0), epochs, None
+        return "mlc", params.get("warmup_epochs", 0), epochs
     if kind == "train_soft_labels":
         per_class = params.get("granularity") == "per_class" or "per_class" in coords(member)
         next_batch = params.get("meta_set") == "next_batch"
         warm = params.get("warmup_epochs", 0 if per_class or next_batch else 10)
-        return "soft_labels", warm, epochs, None
+        return "soft_labels", warm, epochs
     if kind == "distill":
-        return "distill", epochs, 0, None
-    return None, 0, 0, None
+        return "distill", epochs, 0
+    return None, 0, 0
 
 
 def member_cost(kind, params, stage, member):
     """(CPU core-seconds, A100 seconds or None) of one member."""
-    method, plain, meta, _ = plain_epochs(kind, params, member)
+    method, plain, meta = plain_epochs(kind, params, member)
     if method is None:
         return 0.0, 0.0
     ds = dataset_of(stage, member)
