@@ -317,6 +317,47 @@ fn bad_params_are_named() {
 }
 
 #[test]
+fn a_recipe_note_ends_the_caption_in_every_format_and_must_be_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (runs, noise) = fixture(tmp.path());
+    let note = "MLC's recipe is borrowed from GLC (docs/protocols.md, section 5).";
+    let out = tmp.path().join("noted");
+    run_stage(
+        json!({"tables": [{"table": "noisy", "notes": [note]}, {"table": "t_estimation"}]}),
+        &runs,
+        &noise,
+        &out,
+    )
+    .unwrap();
+    let read = |f: &str| std::fs::read_to_string(out.join("tables").join(f)).unwrap();
+    for f in ["noisy.md", "noisy.csv"] {
+        assert!(read(f).contains(note), "{f} lacks the note:\n{}", read(f));
+    }
+    // LaTeX escapes special characters; the words are there.
+    assert!(
+        read("noisy.tex").contains("borrowed from GLC"),
+        "{}",
+        read("noisy.tex")
+    );
+    // Only the table that declares it carries it.
+    assert!(!read("t_estimation.md").contains("borrowed from GLC"));
+
+    for bad in ["", "two\nlines.", "no full stop"] {
+        let e = run_stage(
+            json!({"tables": [{"table": "noisy", "notes": [bad]}]}),
+            &runs,
+            &noise,
+            &tmp.path().join("bad"),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("tables[0].notes[0]"),
+            "{bad:?}: {e:#}"
+        );
+    }
+}
+
+#[test]
 fn a_report_restricted_to_a_dataset_and_trusted_share_refuses_other_runs() {
     // A report stage whose matrix axes `dataset` and `trusted_fraction` select its inputs
     // gets them as params: runs that match are tabulated, any other run is an error naming

@@ -96,6 +96,12 @@ pub struct TableSpec {
     /// Default: false.
     #[serde(default)]
     pub best_accuracy: bool,
+    /// Sentences added to the caption after the layout's own: where the runs follow a
+    /// recipe that is guessed or borrowed rather than read in the source
+    /// (`docs/protocols.md`), so the table says so wherever it is copied. Each is one
+    /// non-empty line ending with a full stop. Default: none.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +196,18 @@ impl StageKind for Params {
             }
             if !names.insert((what, n.clone())) {
                 return Err(format!("field `{field}`: two {what}s are named `{n}`"));
+            }
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            for (j, note) in t.notes.iter().enumerate() {
+                let one_sentence =
+                    !note.trim().is_empty() && !note.contains(['\n', '\r']) && note.ends_with('.');
+                if !one_sentence {
+                    return Err(format!(
+                        "field `tables[{i}].notes[{j}]`: `{note}` must be one non-empty line \
+                         ending with a full stop"
+                    ));
+                }
             }
         }
         Ok(())
@@ -503,8 +521,12 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
             strengths: spec.strengths.clone(),
             best_accuracy: spec.best_accuracy,
         };
-        let table = layouts::build(spec.table, &runs, &opts, prov.clone())
+        let mut table = layouts::build(spec.table, &runs, &opts, prov.clone())
             .with_context(|| format!("building table `{name}`"))?;
+        for note in &spec.notes {
+            table.caption.push(' ');
+            table.caption.push_str(note.trim());
+        }
         if let Some(bad) = table.numbers().into_iter().find(|x| !x.is_finite()) {
             bail!("table `{name}` holds a non-finite number ({bad}); check the runs' metrics");
         }
