@@ -3,7 +3,7 @@
 //! profile's values where it overrides them), then those inherited from its single inputs,
 //! `seed` last; member number `combo` takes one value of each (the last axis varies
 //! fastest). Its params are the layers merged (defaults < profile defaults < stage <
-//! profile stage < its own axis values), checked by the kind once per distinct set, with
+//! profile stage < its own axis values < the stage's `when` entries it matches), checked by the kind once per distinct set, with
 //! the digests of the project files they name as code; its inputs are bound by `bind.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,7 +19,7 @@ use crate::code_files;
 use crate::error::SpecError;
 use crate::programs;
 use crate::run_config::parse_timeout;
-use crate::spec::{ProfileSpec, StageOverride, StageSpec};
+use crate::spec::{ProfileSpec, StageOverride, StageSpec, WhenSpec};
 
 /// The stages and members built so far, in topological order: each stage is expanded into
 /// its matrix members, their params checked by the kind, and their inputs bound to members of
@@ -67,6 +67,7 @@ impl<'a> Expansion<'a> {
         self.stage_pos.insert(si, pos);
         let (axes, own) = self.stage_axes(st, over, decls);
         self.check_axis_values(name, &axes)?;
+        self.check_when(name, st, &axes, &own)?;
         let base = self.base_params(kind, st, over);
         let timeout = self.timeout(name, st, over)?;
         let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
@@ -74,7 +75,7 @@ impl<'a> Expansion<'a> {
         let mut stage_members = Vec::new();
         let mut checked: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         for combo in 0..total {
-            let m = expand_member(name, &axes, &own, &base, stage_seed, combo);
+            let m = expand_member(name, &axes, &own, &base, &st.when, stage_seed, combo);
             let code_files = match checked.get(&m.params.to_string()) {
                 Some(c) => c.clone(),
                 None => {
@@ -174,6 +175,7 @@ impl<'a> Expansion<'a> {
                     profile: self.ctx.profile,
                     stage: name,
                     kind: kind.name(),
+                    coords: Some(&m.coords),
                 };
                 params_error(
                     file,
@@ -262,6 +264,66 @@ impl<'a> Expansion<'a> {
             .field(format!("matrix.{axis}")))
     }
 
+    /// Each `when` entry names axes the stage has (own, inherited or `seed`), with
+    /// scalar values (or lists of them); on an own axis, only values its matrix declares
+    /// in the stage (a profile that narrows the matrix simply leaves the entry nothing to
+    /// match, but a value no profile could give is a typo).
+    fn check_when(
+        &self,
+        name: &String,
+        st: &StageSpec,
+        axes: &[(String, Vec<Value>)],
+        own: &HashSet<String>,
+    ) -> Result<(), SpecError> {
+        for (i, w) in st.when.iter().enumerate() {
+            let item = format!("[{i}]");
+            for (axis, want) in w.cond.iter() {
+                let at = |err: SpecError| {
+                    err.line(
+                        self.ctx
+                            .at(&["stages", name, "when", &item, "if", axis])
+                            .or_else(|| self.ctx.at(&["stages", name, "when", &item])),
+                    )
+                    .stage(name.clone())
+                    .field(format!("when{item}.if.{axis}"))
+                };
+                if !axes.iter().any(|(a, _)| a == axis) {
+                    let names: Vec<&str> = axes.iter().map(|(a, _)| a.as_str()).collect();
+                    return Err(at(self.ctx.err(format!(
+                        "`when` names the axis `{axis}`, which the stage does not have (its \
+                         axes: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))));
+                }
+                for v in crate::spec::wanted_values(want) {
+                    if !matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_)) {
+                        return Err(at(self.ctx.err(format!(
+                            "`when` on axis `{axis}`: value {v} is not a scalar (or a list \
+                             of scalars)"
+                        ))));
+                    }
+                    let declared = st.matrix.get(axis).filter(|_| own.contains(axis));
+                    if let Some(vals) = declared {
+                        if !vals.iter().any(|d| crate::spec::same_value(d, v)) {
+                            let list: Vec<String> = vals.iter().map(value_label).collect();
+                            return Err(at(self.ctx.err(format!(
+                                "`when` on axis `{axis}`: {} is none of the values the \
+                                 stage's matrix declares ({})",
+                                value_label(v),
+                                list.join(", ")
+                            ))));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Axis values are scalars; `seed` values non-negative integers.
     fn check_axis_values(
         &self,
@@ -313,12 +375,14 @@ impl<'a> Expansion<'a> {
 }
 
 /// Member number `combo` of stage `name` (the last axis varies fastest): its name, params
-/// (`base` with the values of the stage's `own` axes), seed and coordinates.
+/// (`base` with the values of the stage's `own` axes, then the params of the `when`
+/// entries its coordinates match), seed and coordinates.
 fn expand_member(
     name: &str,
     axes: &[(String, Vec<Value>)],
     own: &HashSet<String>,
     base: &Map<String, Value>,
+    when: &[WhenSpec],
     stage_seed: u64,
     combo: usize,
 ) -> Expanded {
@@ -344,6 +408,9 @@ fn expand_member(
             }
             label.push(value_label(v));
         }
+    }
+    for w in when.iter().filter(|w| w.matches(&coords)) {
+        merge(&mut params, &w.params.0);
     }
     let name = if axes.is_empty() {
         name.to_string()

@@ -1,8 +1,9 @@
 //! Where in the file a kind's refusal of a member's params is: the params of a member are
 //! layers merged (the defaults, the profile's defaults, the stage's params, the profile's
-//! stage params, the matrix), and the error points at the line of the layer that set the
+//! stage params, the matrix, the stage's `when` entries), and the error points at the line of the layer that set the
 //! refused value, found along its key path by [`crate::spec::locate`].
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -17,11 +18,14 @@ pub(super) struct ParamLayers<'a> {
     pub(super) profile: &'a str,
     pub(super) stage: &'a str,
     pub(super) kind: &'a str,
+    /// The member's coordinates, which pick the `when` entries that apply to it.
+    pub(super) coords: Option<&'a BTreeMap<String, Value>>,
 }
 
 impl ParamLayers<'_> {
     /// The text path of the key `field` (a path of params keys) in the layer that set
-    /// it, trying the layers from the one that wins the merge down: the profile's matrix,
+    /// it, trying the layers from the one that wins the merge down: the last `when` entry
+    /// the member matches that sets it, the profile's matrix,
     /// the stage's matrix (both for a top-level key only), the profile's stage params,
     /// the stage's params, the profile's defaults for the kind, the defaults.
     fn source(&self, field: &[&str]) -> Option<Vec<String>> {
@@ -30,6 +34,26 @@ impl ParamLayers<'_> {
         let owned = |pre: &[&str]| -> Vec<String> {
             pre.iter().chain(field).map(|s| s.to_string()).collect()
         };
+        let has = |m: &Map<String, Value>| {
+            let mut cur = m;
+            for (i, k) in field.iter().enumerate() {
+                match cur.get(*k) {
+                    Some(Value::Object(o)) => cur = o,
+                    Some(_) => return i + 1 == field.len(),
+                    None => return false,
+                }
+            }
+            true
+        };
+        if let Some(coords) = self.coords {
+            let last = (st.when.iter().enumerate())
+                .rev()
+                .find(|(_, w)| w.matches(coords) && has(&w.params.0));
+            if let Some((i, _)) = last {
+                let item = format!("[{i}]");
+                return Some(owned(&["stages", self.stage, "when", &item, "params"]));
+            }
+        }
         if let [axis] = field {
             if over.is_some_and(|o| o.matrix.get(axis).is_some()) {
                 return Some(owned(&[
@@ -44,17 +68,6 @@ impl ParamLayers<'_> {
                 return Some(owned(&["stages", self.stage, "matrix"]));
             }
         }
-        let has = |m: &Map<String, Value>| {
-            let mut cur = m;
-            for (i, k) in field.iter().enumerate() {
-                match cur.get(*k) {
-                    Some(Value::Object(o)) => cur = o,
-                    Some(_) => return i + 1 == field.len(),
-                    None => return false,
-                }
-            }
-            true
-        };
         if over.is_some_and(|o| has(&o.params.0)) {
             return Some(owned(&[
                 "profiles",

@@ -288,3 +288,72 @@ fn targets_select_upstream() {
     assert_eq!(direct.iter().filter(|d| **d).count(), 1);
     assert!(p.select(&["zz".into()]).is_err());
 }
+
+const WHEN: &str = "\
+stages:
+  data:
+    kind: probe
+    matrix: { value: [d1, d2] }
+  train:
+    kind: probe
+    inputs: { data: data }
+    params: { steps: 2 }
+    matrix: { note: [a, b, c], seed: [1, 2] }
+    when:
+      - { if: { note: [a, c] }, params: { steps: 3 } }
+      - { if: { note: c, value: d2, seed: 2 }, params: { steps: 4, x_tag: last } }
+";
+
+#[test]
+fn when_entries_give_params_to_the_members_they_match_last() {
+    let p = build(WHEN, "default").unwrap();
+    let params = |name: &str| p.members[p.member_index(name).unwrap()].params.clone();
+    assert_eq!(params("train[b,d1,seed=1]")["steps"], 2);
+    assert_eq!(params("train[a,d1,seed=1]")["steps"], 3);
+    assert_eq!(params("train[c,d2,seed=1]")["steps"], 3);
+    // every axis of `if` must match: own (`note`), inherited (`value`) and `seed`
+    assert_eq!(params("train[c,d2,seed=2]")["steps"], 4);
+    assert_eq!(params("train[c,d2,seed=2]")["x_tag"], "last");
+    assert!(params("train[c,d1,seed=2]").get("x_tag").is_none());
+    // the when layer is merged after the profile's stage params too
+    let text =
+        format!("{WHEN}profiles:\n  p:\n    stages:\n      train: {{ params: {{ steps: 9 }} }}\n");
+    let p = build(&text, "p").unwrap();
+    let steps = |name: &str| p.members[p.member_index(name).unwrap()].params["steps"].clone();
+    assert_eq!(steps("train[b,d1,seed=1]"), 9);
+    assert_eq!(steps("train[a,d1,seed=1]"), 3);
+}
+
+#[test]
+fn a_when_axis_the_stage_lacks_or_an_undeclared_value_is_refused_at_its_line() {
+    let text = WHEN.replace("{ note: [a, c] }", "{ colour: red }");
+    let e = build(&text, "default").unwrap_err();
+    assert_eq!(e.line, Some(11), "{e}");
+    assert_eq!(e.stage.as_deref(), Some("train"));
+    assert_eq!(e.field.as_deref(), Some("when[0].if.colour"));
+    assert!(e.message.contains("note, value, seed"), "{e}");
+    let text = WHEN.replace("{ note: [a, c] }", "{ note: [a, e] }");
+    let e = build(&text, "default").unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("when[0].if.note"), "{e}");
+    assert!(
+        e.message.contains("e is none of") && e.message.contains("a, b, c"),
+        "{e}"
+    );
+    // a profile that narrows the matrix leaves the entry nothing to match: no error
+    let text =
+        format!("{WHEN}profiles:\n  p:\n    stages:\n      train: {{ matrix: {{ note: [b] }} }}\n");
+    let p = build(&text, "p").unwrap();
+    assert!(p.members.iter().all(|m| m.params.get("x_tag").is_none()));
+}
+
+#[test]
+fn a_when_param_the_kind_refuses_is_located_at_its_entry() {
+    let text = WHEN.replace(
+        "params: { steps: 4, x_tag: last }",
+        "params: { steps: many }",
+    );
+    let e = build(&text, "default").unwrap_err();
+    assert_eq!(e.line, Some(12), "{e}");
+    assert_eq!(e.field.as_deref(), Some("params.steps"), "{e}");
+    assert!(e.message.contains("train[c,d2,seed=2]"), "{e}");
+}

@@ -20,6 +20,8 @@
 //!     inputs: { data: digits, noise: noisy }
 //!     params: { method: ce }
 //!     matrix: { corruption: [uniform, flip], strength: [0.0, 0.5, 1.0], seed: [1, 2, 3] }
+//!     when:                       # optional: params for the members whose coordinates match
+//!       - { if: { corruption: flip, strength: [0.5, 1.0] }, params: { lr: 0.01 } }
 //!   table1:
 //!     kind: tables
 //!     inputs: { runs: "train_ce[*]" } # ... or `stage[*]`: a whole matrix group
@@ -49,7 +51,8 @@
 //!
 //! **Params** of a member are merged, later layers winning, deep-merging mappings:
 //! `defaults[kind]`, the profile's `defaults[kind]`, the stage's `params`, the profile's
-//! `stages.NAME.params`, then the member's matrix values. Defaults are keyed by kind
+//! `stages.NAME.params`, the member's matrix values, then the params of the stage's
+//! `when` entries the member matches, in order. Defaults are keyed by kind
 //! (not global) because every kind rejects unknown params: a global default could only
 //! hold fields every kind accepts.
 //!
@@ -59,6 +62,12 @@
 //! axis declaration order (`seed` last), e.g. `train_glc[digits,flip,0.6,0.05,seed=1]`; a stage without
 //! a matrix has one member named like the stage. A profile replaces the list of an
 //! existing axis (it cannot add or remove axes: member names must stay comparable).
+//!
+//! **When**: each entry's `if` names axes of the stage (own, inherited or `seed`) with a
+//! value or a list of values (any of them); a member matches when every named axis has a
+//! wanted value. An axis the stage lacks, or a value its own matrix (as the stage declares
+//! it) lacks, is an error at the entry's line; a value a profile leaves out matches
+//! nothing. For sources whose settings differ per method or dataset within one grid.
 //!
 //! **Inputs**: `name: up` binds to one member of `up`. The stage *inherits* every axis of
 //! `up` it does not declare itself (with `up`'s values, as the active profile sets them):
@@ -200,6 +209,51 @@ pub struct StageSpec {
     /// pipeline is built, [`crate::run_config::parse_timeout`]); never in a fingerprint.
     #[serde(default)]
     pub timeout: Option<Value>,
+    /// Params for the members whose coordinates match, merged after every other layer, in
+    /// order ([`WhenSpec`]).
+    #[serde(default)]
+    pub when: Vec<WhenSpec>,
+}
+
+/// One entry of a stage's `when:`: `params` given to the members whose coordinates match
+/// every axis of `if` (the stage's own axes, those it inherits from its inputs, or
+/// `seed`); a list value matches any of its items. For a source whose settings differ per
+/// method or dataset without splitting the stage: `{ if: { method: forward, dataset:
+/// cifar100 }, params: { anchor_percentile: null } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    #[serde(rename = "if")]
+    pub cond: OrderedMap<Value>,
+    pub params: StrictMap,
+}
+
+impl WhenSpec {
+    /// Whether a member at `coords` matches: every axis of `if` has one of the wanted
+    /// values (numbers compare by value, so `1` matches `1.0`).
+    pub fn matches(&self, coords: &std::collections::BTreeMap<String, Value>) -> bool {
+        self.cond.iter().all(|(axis, want)| {
+            coords
+                .get(axis)
+                .is_some_and(|have| wanted_values(want).any(|w| same_value(w, have)))
+        })
+    }
+}
+
+/// The values an `if` entry accepts: the list's items, or the one value.
+pub fn wanted_values(want: &Value) -> impl Iterator<Item = &Value> {
+    match want {
+        Value::Array(items) => items.iter().collect::<Vec<_>>().into_iter(),
+        v => vec![v].into_iter(),
+    }
+}
+
+/// Equality of two matrix values, numbers by value.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// One entry of `profiles:`.

@@ -259,3 +259,22 @@ fn two_phase_train_resume_is_byte_identical() {
         });
     }
 }
+
+#[test]
+fn forward_continuing_phase1_with_its_optimizer_resumes_byte_identical() {
+    // GLC's CIFAR Forward: phase 2 from phase 1's weights, one SGD with momentum across
+    // both phases, the plain arg-max anchor; stopped inside each phase.
+    let ds = digits();
+    let nl = noisy(&ds, "flip", 0.4, 0.05, 24);
+    let none = BTreeMap::new();
+    let params = serde_json::json!({
+        "method": "forward", "epochs": 2, "phase2_init": "phase1", "carry_optimizer": true,
+        "anchor_percentile": null,
+        "optimizer": {"kind": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": true},
+        "model": {"arch": "mlp", "hidden": [64]}
+    });
+    let p: Params = serde_json::from_value(params.clone()).unwrap();
+    assert_resume_is_byte_identical(&params.to_string(), 64, &none, |ctx| {
+        train(&p, ctx, &ds, Some(&nl))?.save(&ctx.out_dir)
+    });
+}

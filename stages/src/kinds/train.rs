@@ -10,9 +10,10 @@
 //! * `forward` (Patrini et al., CVPR 2017): phase 1 CE on all examples; Ĉ by anchor
 //!   points: for each class i, among the softmax outputs p(x) over all training
 //!   examples, zero the values of column i at or above their 97th percentile
-//!   (`anchor_percentile`, numpy's "higher" interpolation) and take
+//!   (`anchor_percentile`, numpy's "higher" interpolation; `null` drops nothing) and take
 //!   Ĉ[i, :] = p(x*) of the arg-max x* of what remains; phase 2 restarts from the same
-//!   initial weights with the corrected loss −log Σ_i p_i(x) Ĉ[i, ỹ] on every example.
+//!   initial weights (or continues from phase 1's, `phase2_init`) with the corrected loss
+//!   −log Σ_i p_i(x) Ĉ[i, ỹ] on every example.
 //! * `forward_gold`: as GLC's code names it (its Table 1 column "Forward Gold"): phase 1
 //!   CE on the untrusted examples, the same anchor estimate over them, phase 2 with CE on
 //!   trusted examples and the corrected loss on the untrusted ones.
@@ -28,6 +29,9 @@
 //!
 //! Every phase uses the same optimizer, schedule, `epochs`, batch size and augmentation;
 //! training examples of trusted and untrusted sets are shuffled together in phase 2.
+//! Each phase starts a fresh optimizer unless `carry_optimizer` continues phase 1's state
+//! into phase 2 (GLC's CIFAR scripts keep one SGD object for both phases, so its momentum
+//! carries over while the schedule restarts).
 //! The final model is the last epoch's (no selection on the test split).
 //!
 //! Inputs: `data` (a dataset directory, `data::dataset`), `noise` (a `NoisyLabels`
@@ -103,6 +107,17 @@ impl TrainMethod {
         )
     }
 
+    /// Whether it trains twice: phase 1 to estimate Ĉ, phase 2 with the corrected loss.
+    fn two_phases(self) -> bool {
+        matches!(
+            self,
+            TrainMethod::Forward
+                | TrainMethod::ForwardGold
+                | TrainMethod::Glc
+                | TrainMethod::Confusion
+        )
+    }
+
     /// Whether its first phase trains on the untrusted examples.
     fn needs_untrusted(self) -> bool {
         matches!(
@@ -120,7 +135,21 @@ impl TrainMethod {
 defaults! {
     default_smoothing: f32 = 0.1,
     default_min_updates: usize = 2000,
-    default_anchor_percentile: f64 = 97.0,
+    default_anchor_percentile: Option<f64> = Some(97.0),
+}
+
+/// Where phase 2 of a two-phase method starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase2Init {
+    /// The same initial weights and batch-norm buffers phase 1 started from, as GLC's
+    /// CIFAR scripts for GLC, Forward Gold and Confusion reload them
+    /// (`CIFAR/train_ours.py:184-186,327-330`).
+    #[default]
+    Initial,
+    /// Phase 1's trained weights and buffers: GLC's CIFAR Forward, whose save and reload
+    /// of the initial weights are commented out (`CIFAR/train_forward.py:186-188,339-341`).
+    Phase1,
 }
 
 training_params! {
@@ -139,9 +168,18 @@ training_params! {
         #[serde(default = "default_min_updates")]
         pub min_updates: usize,
         /// `forward`, `forward_gold`: percentile above which anchor candidates are dropped
-        /// (default 97).
+        /// (default 97, GLC's CIFAR-10, MNIST and Twitter scripts); `null` drops none and
+        /// takes the plain arg-max (GLC's CIFAR-100 scripts). 100 is not the same: it
+        /// drops the maximum.
         #[serde(default = "default_anchor_percentile")]
-        pub anchor_percentile: f64,
+        pub anchor_percentile: Option<f64>,
+        /// Two-phase methods: where phase 2 starts, `initial` (default) or `phase1`.
+        #[serde(default)]
+        pub phase2_init: Phase2Init,
+        /// Two-phase methods: phase 2 continues phase 1's optimizer state (default false,
+        /// a fresh optimizer); no effect on one-phase methods.
+        #[serde(default)]
+        pub carry_optimizer: bool,
     }
 }
 
@@ -184,10 +222,20 @@ impl StageKind for Params {
                 self.smoothing
             ));
         }
-        if !(0.0..=100.0).contains(&self.anchor_percentile) {
+        if let Some(a) = self
+            .anchor_percentile
+            .filter(|a| !(0.0..=100.0).contains(a))
+        {
             return Err(format!(
-                "field `anchor_percentile`: {} is outside [0, 100]",
-                self.anchor_percentile
+                "field `anchor_percentile`: {a} is outside [0, 100] (null takes the plain \
+                 arg-max)"
+            ));
+        }
+        if self.phase2_init != Phase2Init::Initial && !self.method.two_phases() {
+            return Err(format!(
+                "field `phase2_init`: method {} has one phase; only forward, forward_gold, \
+                 glc and confusion have a phase 2",
+                self.method.name()
             ));
         }
         self.model.check_bounds("model")
@@ -259,7 +307,8 @@ pub fn train(
         p.smoothing
     );
     ensure!(
-        (0.0..=100.0).contains(&p.anchor_percentile),
+        p.anchor_percentile
+            .is_none_or(|a| (0.0..=100.0).contains(&a)),
         "params.anchor_percentile outside [0, 100]"
     );
     if noise.is_none() && !matches!(p.method, TrainMethod::Ce | TrainMethod::LabelSmoothing) {
@@ -280,18 +329,20 @@ pub fn train(
 
     let (mut run, params0, buffers0) = Training::new(ctx, ds, p.common())?;
     let (params, buffers, c_hat) = match p.method {
-        TrainMethod::Forward
-        | TrainMethod::ForwardGold
-        | TrainMethod::Glc
-        | TrainMethod::Confusion => {
-            let c = estimate_c(p, &mut run, &l, &params0, &buffers0)?;
-            // phase 2 restarts from the same initial weights
-            let (mut params, mut buffers) = (params0, buffers0);
+        m if m.two_phases() => {
+            let (c, phase1) = estimate_c(p, &mut run, &l, &params0, &buffers0)?;
+            // Phase 1's weights when asked for and trained in this process; a phase 2
+            // resumed from a checkpoint restores its own weights over either.
+            let (mut params, mut buffers) = match phase1 {
+                Some(w) if p.phase2_init == Phase2Init::Phase1 => w,
+                _ => (params0, buffers0),
+            };
             let target = Target::Forward {
                 c: c.clone(),
                 trusted_ce: p.method != TrainMethod::Forward,
             };
-            let spec = run.phase("phase2", l.all_idx.clone(), &l.labels, &l.trusted, p.epochs);
+            let mut spec = run.phase("phase2", l.all_idx.clone(), &l.labels, &l.trusted, p.epochs);
+            spec.carry_optimizer = p.carry_optimizer;
             let mut obj = LossObjective { target };
             run.run_phase(1, &spec, &mut params, &mut buffers, &mut obj)?;
             (params, buffers, Some(c))
@@ -348,18 +399,19 @@ fn one_phase(p: &Params, l: &Labels, noise: Option<&NoisyLabels>) -> (Vec<u32>, 
     }
 }
 
-/// Phase 1 of the two-phase methods and their estimate Ĉ, or the Ĉ the checkpoint
-/// carries when phase 1 is already done.
+/// Phase 1 of the two-phase methods: their estimate Ĉ and phase 1's trained weights and
+/// buffers; or the Ĉ the checkpoint carries, without weights, when phase 1 is already done
+/// (phase 2 then resumes from the checkpoint's own weights).
 fn estimate_c(
     p: &Params,
     run: &mut Training,
     l: &Labels,
     params0: &ParamSet,
     buffers0: &Buffers,
-) -> Result<Matrix> {
+) -> Result<(Matrix, Option<(ParamSet, Buffers)>)> {
     let k = run.ds.meta.num_classes;
     if let Some(data) = run.session.carry::<Vec<f64>>("c_hat")? {
-        return Ok(Matrix { k, data });
+        return Ok((Matrix { k, data }, None));
     }
     let phase1_examples = if p.method == TrainMethod::Forward {
         l.all_idx.clone()
@@ -413,7 +465,7 @@ fn estimate_c(
         }
     };
     run.session.set_carry("c_hat", &c.data)?;
-    Ok(c)
+    Ok((c, Some((params, buffers))))
 }
 
 /// Softmax outputs (evaluation mode) of the given train examples, row-major, in f64.
@@ -437,22 +489,26 @@ fn probabilities(
     Ok(out)
 }
 
-/// Patrini et al.'s anchor-point estimate with GLC's robust percentile filter.
-pub fn anchor_estimate(probs: &[f64], k: usize, percentile: f64) -> Matrix {
+/// Patrini et al.'s anchor-point estimate, with GLC's robust percentile filter when
+/// `percentile` is given (values of column i at or above it are zeroed first); without
+/// it, the plain arg-max of each column.
+pub fn anchor_estimate(probs: &[f64], k: usize, percentile: Option<f64>) -> Matrix {
     let n = probs.len() / k;
     let mut c = Matrix::zeros(k);
     for i in 0..k {
         let mut col: Vec<f64> = (0..n).map(|r| probs[r * k + i]).collect();
-        let mut sorted = col.clone();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        // numpy.percentile(..., interpolation='higher')
-        let pos = (percentile / 100.0 * (n - 1) as f64).ceil() as usize;
-        let thresh = sorted[pos.min(n - 1)];
-        col.iter_mut().for_each(|v| {
-            if *v >= thresh {
-                *v = 0.0
-            }
-        });
+        if let Some(percentile) = percentile {
+            let mut sorted = col.clone();
+            sorted.sort_by(|a, b| a.total_cmp(b));
+            // numpy.percentile(..., interpolation='higher')
+            let pos = (percentile / 100.0 * (n - 1) as f64).ceil() as usize;
+            let thresh = sorted[pos.min(n - 1)];
+            col.iter_mut().for_each(|v| {
+                if *v >= thresh {
+                    *v = 0.0
+                }
+            });
+        }
         let best = col
             .iter()
             .enumerate()
@@ -555,9 +611,20 @@ mod tests {
         // 50th percentile ('higher': sorted[ceil(0.5*4)] = sorted[2] = 0.8) the values
         // >= 0.8 are dropped and the anchor of class 0 is the example with 0.3.
         let probs = [0.99, 0.01, 0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1, 0.9];
-        let c = anchor_estimate(&probs, 2, 50.0);
+        let c = anchor_estimate(&probs, 2, Some(50.0));
         assert_eq!(c.row(0), &[0.3, 0.7]);
         // column 1: 0.01, 0.1, 0.2, 0.7, 0.9 -> threshold 0.2, anchor = example with 0.1
         assert_eq!(c.row(1), &[0.9, 0.1]);
+    }
+
+    #[test]
+    fn anchor_estimate_without_a_filter_is_the_plain_argmax() {
+        // The same outputs: the anchors are the column maxima, 0.99 and 0.9, which any
+        // percentile filter (100 included) would drop.
+        let probs = [0.99, 0.01, 0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1, 0.9];
+        let c = anchor_estimate(&probs, 2, None);
+        assert_eq!(c.row(0), &[0.99, 0.01]);
+        assert_eq!(c.row(1), &[0.1, 0.9]);
+        assert_ne!(anchor_estimate(&probs, 2, Some(100.0)).row(0), c.row(0));
     }
 }

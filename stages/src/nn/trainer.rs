@@ -202,6 +202,11 @@ pub struct PhaseSpec<'a> {
     pub epochs: usize,
     pub batch_size: usize,
     pub optimizer: OptimizerSpec,
+    /// Start from the optimizer state the session's previous phase ended with (momentum
+    /// buffers or moments, and the step count) instead of a fresh one, as a script that
+    /// keeps one optimizer object for both phases does; only the schedule restarts. No
+    /// effect on a session's first phase.
+    pub carry_optimizer: bool,
     pub schedule: Schedule,
     pub augment: bool,
 }
@@ -231,6 +236,9 @@ pub struct Session<'a, 'c> {
     state: LoopState,
     resume: Option<BTreeMap<String, NamedTensor>>,
     last_save: Instant,
+    /// The optimizer the last phase run in this process ended with, for a phase that
+    /// carries it ([`PhaseSpec::carry_optimizer`]).
+    last_optimizer: Option<Optimizer>,
 }
 
 /// Least seconds between two end-of-epoch checkpoints within a phase.
@@ -281,6 +289,7 @@ impl<'a, 'c> Session<'a, 'c> {
             state,
             resume,
             last_save: Instant::now(),
+            last_optimizer: None,
         })
     }
 
@@ -335,7 +344,10 @@ impl<'a, 'c> Session<'a, 'c> {
     ///   `params` (the stage must take what it needs from [`Session::carry`]).
     /// * The phase the checkpoint was taken in is resumed: parameters, buffers, the
     ///   optimizer and the method's state are restored first.
-    /// * Otherwise the phase starts from the given parameters with a fresh optimizer.
+    /// * Otherwise the phase starts from the given parameters with a fresh optimizer, or
+    ///   the previous phase's when the spec carries it ([`PhaseSpec::carry_optimizer`]).
+    ///   A phase resumed from a checkpoint needs no carried optimizer: its own state was
+    ///   saved with it.
     pub fn run_phase(
         &mut self,
         index: usize,
@@ -348,7 +360,8 @@ impl<'a, 'c> Session<'a, 'c> {
         if self.state.phase > index {
             return Ok(());
         }
-        let mut opt = Optimizer::new(&spec.optimizer, params);
+        let carried = self.last_optimizer.take().filter(|_| spec.carry_optimizer);
+        let mut opt = carried.unwrap_or_else(|| Optimizer::new(&spec.optimizer, params));
         self.start_phase(index, params, buffers, &mut opt, obj)?;
         if spec.batch_size == 0 {
             bail!("phase {}: batch_size must be positive", spec.name);
@@ -374,6 +387,7 @@ impl<'a, 'c> Session<'a, 'c> {
             self.run_epoch(&e, &mut model, obj)?;
             self.finish_epoch(&e, &mut model, obj)?;
         }
+        self.last_optimizer = Some(opt);
         Ok(())
     }
 

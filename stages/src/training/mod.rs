@@ -260,6 +260,7 @@ impl<'a, 'c> Training<'a, 'c> {
             epochs,
             batch_size: self.common.batch_size,
             optimizer: self.common.optimizer.clone(),
+            carry_optimizer: false,
             schedule: self.common.schedule.clone(),
             augment: self.common.augment,
         }
