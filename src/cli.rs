@@ -891,9 +891,18 @@ fn check(cli: &Cli, profile: &str, against: Option<&str>) -> Result<i32> {
                         "its input {} differs from the reference's",
                         members[*upstream].name
                     ),
-                    NotComparable::KeyChanged { reference: fp } => {
-                        key_changes(&project, entries[mi].key.as_ref(), fp)
-                    }
+                    NotComparable::KeyChanged {
+                        reference: fp,
+                        same_bytes,
+                    } => format!(
+                        "{}; {}",
+                        key_changes(&project, entries[mi].key.as_ref(), fp),
+                        if *same_bytes {
+                            "its outputs are the reference's bytes all the same"
+                        } else {
+                            "other output bytes than the reference's"
+                        }
+                    ),
                 };
                 row("not comparable", name, &why)?;
             }

@@ -184,6 +184,30 @@ fn check_names_a_member_whose_digest_changed() {
 }
 
 #[test]
+fn check_says_when_a_changed_key_kept_the_reference_bytes() {
+    // `note` enters the fingerprint but not the output: the key changes, the bytes not.
+    let p = committed(CHAIN, &[]);
+    p.write(&CHAIN.replace("value: x", "value: x, note: relabelled"));
+    p.ok(&["run"]);
+    let (code, out, err) = repro(&p, &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(
+            "check: 2 of 3 members reproduced bit for bit, 1 not comparable (1 of them with the \
+             reference's bytes under a changed key)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "not comparable  a  (its own key changed: param note: (unset) -> \"relabelled\"; its \
+             outputs are the reference's bytes all the same)\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_lists_changed_params_as_not_comparable() {
     let p = committed(CHAIN, &[]);
     let changed = CHAIN.replace("value: x", "value: y");
@@ -196,7 +220,10 @@ fn check_lists_changed_params_as_not_comparable() {
         "{out}"
     );
     assert!(
-        out.contains("not comparable  a  (its own key changed: param value: \"x\" -> \"y\")\n"),
+        out.contains(
+            "not comparable  a  (its own key changed: param value: \"x\" -> \"y\"; other \
+             output bytes than the reference's)\n"
+        ),
         "{out}"
     );
     assert!(
@@ -375,7 +402,8 @@ fn check_prints_moved_table_cells() {
         format!(
             "check: 0 of 1 members reproduced bit for bit, 1 not comparable\n\
              against HEAD:pipeline.lock, profile default\n\
-             not comparable  report  (its own key changed: code file table.sh changed)\n\
+             not comparable  report  (its own key changed: code file table.sh changed; other \
+             output bytes than the reference's)\n\
              {moved}"
         )
     );

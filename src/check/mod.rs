@@ -15,10 +15,13 @@
 //! | ran | same fingerprint, same digest | **reproduced** bit for bit |
 //! | ran | same fingerprint, other digest | **differs**: the same code, params, seed and input bytes gave other bytes |
 //! | ran | other fingerprint; an input's bytes differ from the reference's | **not comparable**: downstream of a difference |
-//! | ran | other fingerprint; every input as in the reference | **not comparable**: its own key changed (code, params, seed, kind version, numeric library or backend) |
+//! | ran | other fingerprint; every input as in the reference | **not comparable**: its own key changed (code, params, seed, kind version, numeric library or backend); said with it: whether its output bytes are still the reference's |
 //!
 //! Only **differs** fails a check. A changed key is another experiment, which the reference
-//! can neither confirm nor refute; a member not run here has nothing to compare (so a run of
+//! can neither confirm nor refute; but when its outputs are the reference's bytes anyway
+//! (code that changed without changing what this member computes, as a new option left at
+//! its default), the check says so, so that a lock made by older code still tells a
+//! reviewer whether the results moved; a member not run here has nothing to compare (so a run of
 //! one target can be checked for what it ran), and is counted apart, never as reproduced.
 //!
 //! Published tables ([`changed_tables`]): every CSV under a `tables/` folder that a member
@@ -67,8 +70,9 @@ pub enum NotComparable {
     /// member's key does too.
     InputDiffers { upstream: usize },
     /// Its inputs are the reference's, so its own key changed; `reference` is the
-    /// reference's fingerprint.
-    KeyChanged { reference: String },
+    /// reference's fingerprint, `same_bytes` whether the outputs' digest is the reference's
+    /// all the same.
+    KeyChanged { reference: String, same_bytes: bool },
 }
 
 /// The outcome for one member.
@@ -102,6 +106,9 @@ pub struct Counts {
     pub reproduced: usize,
     pub differ: usize,
     pub not_comparable: usize,
+    /// Of the not comparable members, those whose key changed but whose output bytes are
+    /// the reference's.
+    pub same_bytes: usize,
     pub not_run: usize,
 }
 
@@ -123,6 +130,12 @@ impl Counts {
         }
         if self.not_comparable > 0 {
             s.push_str(&format!(", {} not comparable", self.not_comparable));
+            if self.same_bytes > 0 {
+                s.push_str(&format!(
+                    " ({} of them with the reference's bytes under a changed key)",
+                    self.same_bytes
+                ));
+            }
         }
         if self.not_run > 0 {
             s.push_str(&format!(", {} not run", self.not_run));
@@ -141,7 +154,12 @@ impl Report {
             match v {
                 Verdict::Reproduced => c.reproduced += 1,
                 Verdict::Differs { .. } => c.differ += 1,
-                Verdict::NotComparable(_) => c.not_comparable += 1,
+                Verdict::NotComparable(why) => {
+                    c.not_comparable += 1;
+                    if matches!(why, NotComparable::KeyChanged { same_bytes: true, .. }) {
+                        c.same_bytes += 1;
+                    }
+                }
                 Verdict::NotRun { .. } => c.not_run += 1,
             }
         }
@@ -211,6 +229,7 @@ fn verdict(members: &[Member], m: &Member, reference: &BTreeMap<String, LockEntr
         Some(upstream) => NotComparable::InputDiffers { upstream },
         None => NotComparable::KeyChanged {
             reference: theirs.fingerprint.clone(),
+            same_bytes: &theirs.digest == digest,
         },
     })
 }
@@ -344,9 +363,10 @@ mod tests {
                 },
                 // b's bytes differ, so c's key does: downstream of the difference.
                 NotComparable(super::NotComparable::InputDiffers { upstream: 1 }),
-                // a is the reference's, so d's own key changed.
+                // a is the reference's, so d's own key changed; its bytes did not.
                 NotComparable(super::NotComparable::KeyChanged {
-                    reference: "fd".into()
+                    reference: "fd".into(),
+                    same_bytes: true,
                 }),
                 Differs {
                     fingerprint: "fe".into(),
@@ -368,13 +388,15 @@ mod tests {
                 reproduced: 1,
                 differ: 2,
                 not_comparable: 3,
+                same_bytes: 1,
                 not_run: 1
             }
         );
         assert!(!r.passed());
         assert_eq!(
             c.line(),
-            "check: 1 of 7 members reproduced bit for bit, 2 differ, 3 not comparable, 1 not run"
+            "check: 1 of 7 members reproduced bit for bit, 2 differ, 3 not comparable (1 of them \
+             with the reference's bytes under a changed key), 1 not run"
         );
     }
 
@@ -396,7 +418,8 @@ mod tests {
             r.verdicts,
             vec![
                 Verdict::NotComparable(NotComparable::KeyChanged {
-                    reference: "fa".into()
+                    reference: "fa".into(),
+                    same_bytes: true,
                 }),
                 Verdict::Reproduced
             ]
@@ -404,8 +427,22 @@ mod tests {
         assert!(r.passed());
         assert_eq!(
             r.counts().line(),
-            "check: 1 of 2 members reproduced bit for bit, 1 not comparable"
+            "check: 1 of 2 members reproduced bit for bit, 1 not comparable (1 of them with the \
+             reference's bytes under a changed key)"
         );
+        // a changed key with other bytes is said as such, and still no failure
+        let members = vec![member("a", &[], ran("fa2", "da2"))];
+        let reference: BTreeMap<String, LockEntry> = [("a".to_string(), entry("fa", "da"))].into();
+        let r = compare(&members, &reference);
+        assert_eq!(
+            r.verdicts,
+            vec![Verdict::NotComparable(NotComparable::KeyChanged {
+                reference: "fa".into(),
+                same_bytes: false,
+            })]
+        );
+        assert!(r.passed());
+        assert_eq!(r.counts().same_bytes, 0);
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn digits_setup() -> Setup {
             hidden: vec![128, 128],
             dropout: 0.0,
             embed_dim: None,
+            weight_init: Default::default(),
         },
         ds,
         nl,
@@ -486,6 +487,7 @@ fn main() {
             hidden: vec![256, 256],
             dropout: 0.0,
             embed_dim: None,
+            weight_init: Default::default(),
         };
         let s = mnist_setup("mlp_784_256_256_10", spec, &[784], 3000);
         bench(&s, scale(40), breakdown);

@@ -120,6 +120,7 @@ fn main() {
             hidden: vec![256, 256],
             dropout: 0.0,
             embed_dim: None,
+            weight_init: Default::default(),
         };
         bench("mlp_784_256_256_10", spec, vec![784], n_mlp);
     }

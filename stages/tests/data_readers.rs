@@ -263,6 +263,33 @@ fn cifar10_reader_reads_the_binary_archive() {
 }
 
 #[test]
+fn cifar_half_normalization_replaces_mean_and_std_and_says_so() {
+    let (gz, _) = tar_gz(&cifar10_members());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(cifar::CIFAR10_ARCHIVE);
+    std::fs::write(&p, &gz).unwrap();
+    let glc = cifar::read_archive_file(cifar::Variant::Cifar10, &p).unwrap();
+    let mut half = glc.clone();
+    cifar::normalize_half(&mut half);
+    assert_eq!(
+        half.meta.encoding,
+        Encoding::Pixels {
+            scale: 1.0 / 255.0,
+            mean: Some(vec![0.5; 3]),
+            std: Some(vec![0.5; 3]),
+        }
+    );
+    assert!(half
+        .meta
+        .notes
+        .iter()
+        .any(|n| n.contains("normalization: half")));
+    // the pixels, labels and identity are the same bytes
+    assert_eq!(half.train, glc.train);
+    assert_eq!(half.meta.identity, glc.meta.identity);
+}
+
+#[test]
 fn cifar_reader_rejects_truncated_archives_and_records() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("a.tar.gz");

@@ -357,6 +357,7 @@ fn download_kind_reads_digits_served_over_http() {
 fn download_kind_rejects_misplaced_params() {
     for bad in [
         serde_json::json!({"dataset": "mnist", "test_size": 100}),
+        serde_json::json!({"dataset": "mnist", "normalization": "half"}),
         serde_json::json!({"dataset": "digits", "files": [{"name": "other.gz", "sha256": "00"}]}),
         serde_json::json!({"dataset": "clothing1m"}),
     ] {

@@ -89,6 +89,7 @@ fn check(seed: u64, alpha: f32) -> f64 {
         hidden: vec![],
         dropout: 0.0,
         embed_dim: None,
+        weight_init: Default::default(),
     };
     let (net, params, mut buffers) =
         Network::new(&spec, &InputKind::Dense(vec![pr.d]), pr.k, seed).unwrap();

@@ -25,6 +25,7 @@ fn setup() -> (
         hidden: vec![8],
         dropout: 0.0,
         embed_dim: None,
+        weight_init: Default::default(),
     };
     let (net, params, buffers) = Network::new(&spec, &InputKind::Dense(vec![5]), K, 3).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(9);

@@ -119,6 +119,7 @@ fn small_cnn_and_token_mlp() {
         hidden: vec![16],
         dropout: 0.5,
         embed_dim: Some(4),
+        weight_init: Default::default(),
     };
     let (net, params, mut buffers) =
         Network::new(&spec, &InputKind::Tokens { len: 3, vocab: 20 }, 5, 0).unwrap();
@@ -199,6 +200,7 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
                 hidden: vec![32, 32],
                 dropout: 0.3,
                 embed_dim: None,
+                weight_init: Default::default(),
             },
             dense(vec![64], 4),
         ),
@@ -253,6 +255,7 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
         hidden: vec![16],
         dropout: 0.5,
         embed_dim: Some(4),
+        weight_init: Default::default(),
     };
     let kind = InputKind::Tokens { len: 3, vocab: 20 };
     let (mut net, _, _) = Network::new(&spec, &kind, 5, 3).unwrap();
@@ -408,4 +411,45 @@ fn init_weights_load_every_tensor_but_the_skipped_and_check_the_file() {
         "{e}"
     );
     apply(&init, dir.path(), &mut other, &mut other_buf).unwrap();
+}
+
+#[test]
+fn mlp_normal_init_draws_weights_of_std_one_over_root_fan_in_and_zero_biases() {
+    let spec = |weight_init| ModelSpec::Mlp {
+        hidden: vec![256, 128],
+        dropout: 0.0,
+        embed_dim: None,
+        weight_init,
+    };
+    let normal = spec(repro_stages::nn::model::LinearInit::Normal);
+    let (_, params, _) = Network::new(&normal, &InputKind::Dense(vec![784]), 10, 3).unwrap();
+    let host = params.to_host();
+    // fc1.weight, fc1.bias, fc2.weight, fc2.bias, fc3.weight, fc3.bias
+    for (w, fan_in) in [(0, 784.0f64), (2, 256.0), (4, 128.0)] {
+        let v = &host[w];
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let want = 1.0 / fan_in.sqrt();
+        assert!(
+            (sd / want - 1.0).abs() < 0.05,
+            "layer {w}: σ {sd} against {want}"
+        );
+        assert!(mean.abs() < 0.05 * want, "layer {w}: mean {mean}");
+        // a normal law, not a uniform one of the same σ: some draws beyond √3·σ
+        assert!(
+            v.iter().any(|&x| (x as f64).abs() > 1.8 * want),
+            "layer {w}"
+        );
+        assert!(host[w + 1].iter().all(|&b| b == 0.0), "layer {w}: biases");
+    }
+    assert_eq!(normal.label(), "mlp-256-128-normal_init");
+    // the default is still PyTorch's uniform draw, and writes no field into model.json
+    let uniform = spec(Default::default());
+    assert_eq!(uniform.label(), "mlp-256-128");
+    let json = serde_json::to_string(&uniform).unwrap();
+    assert!(!json.contains("weight_init"), "{json}");
+    let (_, params, _) = Network::new(&uniform, &InputKind::Dense(vec![784]), 10, 3).unwrap();
+    let b = &params.to_host()[1];
+    assert!(b.iter().all(|&x| x.abs() <= 1.0 / 784f32.sqrt()) && b.iter().any(|&x| x != 0.0));
 }

@@ -45,6 +45,7 @@ fn label_hypergradient_matches_float64_central_differences() {
         hidden: vec![],
         dropout: 0.0,
         embed_dim: None,
+        weight_init: Default::default(),
     };
     let (net, params, mut buffers) = Network::new(&spec, &InputKind::Dense(vec![d]), k, 5).unwrap();
     let host = params.to_host();

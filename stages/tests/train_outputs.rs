@@ -25,7 +25,8 @@ fn training_outputs_record_the_network_spec() {
         ModelSpec::Mlp {
             hidden: vec![128, 128],
             dropout: 0.0,
-            embed_dim: None
+            embed_dim: None,
+            weight_init: Default::default()
         }
     );
 }

@@ -1,6 +1,7 @@
-//! The `train` options that express GLC's CIFAR scripts, each against the default it
-//! departs from: a carried optimizer continues phase 1's state (a rule with teeth only
-//! when the optimizer has state), and phase 2 can start from phase 1's trained weights.
+//! The `train` options that express GLC's scripts, each against the default it departs
+//! from: a carried optimizer continues phase 1's state (a rule with teeth only when the
+//! optimizer has state), phase 2 can start from phase 1's trained weights or from a new
+//! draw, and the partial last batch can be dropped.
 
 mod train_common;
 
@@ -71,17 +72,17 @@ fn phase_two_can_continue_from_phase_one_weights() {
 }
 
 #[test]
-fn phase2_init_is_refused_for_a_one_phase_method() {
+fn phase2_init_and_anchor_percentile_are_checked_when_the_pipeline_loads() {
     use repro_stages::stage_kind::StageKind;
     let p: Params = serde_json::from_value(serde_json::json!({
-        "method": "ce", "phase2_init": "phase1"
+        "method": "glc", "phase2_init": "fresh",
+        "init": {"path": "w.safetensors", "sha256": "00"}
     }))
     .unwrap();
-    let e = p.check().unwrap_err();
-    assert!(
-        e.starts_with("field `phase2_init`: method ce has one phase"),
-        "{e}"
-    );
+    assert!(p
+        .check()
+        .unwrap_err()
+        .starts_with("field `phase2_init`: fresh draws new weights"));
     let p: Params = serde_json::from_value(serde_json::json!({
         "method": "forward", "anchor_percentile": 101
     }))
@@ -90,4 +91,113 @@ fn phase2_init_is_refused_for_a_one_phase_method() {
         .check()
         .unwrap_err()
         .starts_with("field `anchor_percentile`"));
+    // one setting serves a grid of one- and two-phase methods
+    let p: Params = serde_json::from_value(serde_json::json!({
+        "method": "ce", "phase2_init": "fresh", "carry_optimizer": true
+    }))
+    .unwrap();
+    assert!(p.check().is_ok());
+}
+
+#[test]
+fn phase_two_from_fresh_weights_is_a_second_seeded_draw() {
+    let params = |init: &str| {
+        serde_json::json!({
+            "method": "glc", "epochs": 1, "phase2_init": init,
+            "model": {"arch": "mlp", "hidden": [32]}
+        })
+    };
+    let (_, initial) = run(params("initial"));
+    let (m1, fresh) = run(params("fresh"));
+    let (m2, again) = run(params("fresh"));
+    assert!(fresh != initial);
+    assert!(fresh == again);
+    assert_eq!(m1.final_test_accuracy, m2.final_test_accuracy);
+}
+
+#[test]
+fn dropping_the_last_batch_changes_only_epochs_with_a_partial_batch() {
+    // CE trains on all 1,438 training digits: batches of 100 leave a partial one of 38,
+    // batches of 719 none.
+    let with = |batch: usize, drop_last: bool| {
+        run(serde_json::json!({
+            "method": "ce", "epochs": 2, "batch_size": batch, "drop_last": drop_last,
+            "model": {"arch": "mlp", "hidden": [16]}
+        }))
+        .1
+    };
+    assert!(with(100, false) != with(100, true));
+    assert!(
+        with(719, false) == with(719, true),
+        "1,438 = 2 × 719: no partial batch"
+    );
+}
+
+#[test]
+fn drop_last_that_leaves_no_batch_is_refused_with_the_sizes() {
+    let ds = digits();
+    let nl = noisy(&ds, "flip", 0.4, 0.05, 7);
+    let p: Params = serde_json::from_value(serde_json::json!({
+        "method": "trusted_only", "batch_size": 100, "drop_last": true, "min_updates": 0,
+        "model": {"arch": "mlp", "hidden": [16]}
+    }))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let ctx = context(dir.path(), 3, &NoProgress, &stop);
+    let e = train(&p, &ctx, &ds, Some(&nl)).unwrap_err().to_string();
+    assert!(
+        e.contains("drop_last leaves no batch") && e.contains("batch_size 100"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_warmup_optimizer_changes_the_warmup_only() {
+    use repro_stages::kinds::train_mlc;
+    let ds = digits();
+    let nl = noisy(&ds, "flip", 0.4, 0.05, 7);
+    let run_mlc = |warmup_optimizer: Option<serde_json::Value>| {
+        let mut params = serde_json::json!({
+            "variant": "official_code", "warmup_epochs": 1, "epochs": 1,
+            "optimizer": {"kind": "sgd", "lr": 1.0e-4, "momentum": 0.9},
+            "meta_batch_size": 20, "model": {"arch": "mlp", "hidden": [16]}
+        });
+        if let Some(o) = warmup_optimizer {
+            params["warmup_optimizer"] = o;
+        }
+        let p: train_mlc::Params = serde_json::from_value(params).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let ctx = context(dir.path(), 3, &NoProgress, &stop);
+        let m = train_mlc::train(&p, &ctx, &ds, &nl, None).unwrap();
+        let loss = |phase: &str| {
+            m.epochs
+                .iter()
+                .find(|e| e.phase == phase)
+                .unwrap()
+                .train_loss
+        };
+        (loss("warmup"), loss("mlc"))
+    };
+    let same = serde_json::json!({"kind": "sgd", "lr": 1.0e-4, "momentum": 0.9});
+    let fast = serde_json::json!({"kind": "sgd", "lr": 0.1, "momentum": 0.9});
+    // the same spec as `optimizer` is the default; a faster warm-up learns in it
+    assert_eq!(run_mlc(None), run_mlc(Some(same)));
+    let (slow, _) = run_mlc(None);
+    let (quick, _) = run_mlc(Some(fast));
+    assert!(
+        quick < 0.9 * slow,
+        "warm-up loss {quick} at lr 0.1 against {slow} at 1e-4"
+    );
+    // refused without a warm-up
+    use repro_stages::stage_kind::StageKind;
+    let p: train_mlc::Params = serde_json::from_value(serde_json::json!({
+        "warmup_optimizer": {"kind": "sgd", "lr": 0.1}
+    }))
+    .unwrap();
+    assert!(p
+        .check()
+        .unwrap_err()
+        .starts_with("field `warmup_optimizer`"));
 }

@@ -226,6 +226,19 @@ pub fn read_tar(v: Variant, tar_stream: impl Read) -> Result<Dataset> {
 }
 
 /// Reads an archive file (`.tar.gz` or an already decompressed `.tar`).
+/// Replaces GLC's per-channel mean and std with 0.5 and 0.5 (inputs in [-1, 1], the
+/// released MLC code's normalisation), and says so in the dataset's notes.
+pub fn normalize_half(ds: &mut Dataset) {
+    ds.meta.encoding = Encoding::Pixels {
+        scale: 1.0 / 255.0,
+        mean: Some(vec![0.5; 3]),
+        std: Some(vec![0.5; 3]),
+    };
+    ds.meta
+        .notes
+        .push("normalised with mean 0.5 and std 0.5 per channel (normalization: half)".into());
+}
+
 pub fn read_archive_file(v: Variant, path: &Path) -> Result<Dataset> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut magic = [0u8; 2];

@@ -95,6 +95,12 @@ pub struct Params {
     /// `dataset.json`'s notes.
     #[serde(default)]
     pub hash_images: Option<bool>,
+    /// `cifar10` and `cifar100` only: the per-channel input normalisation written into
+    /// `dataset.json`: `glc` (default; GLC's mean and std, `cifar::GLC_MEAN`, `GLC_STD`)
+    /// or `half` (mean 0.5 and std 0.5 for every channel, the released MLC code's
+    /// `Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))`, `load_cifar10_data.py:70-75`).
+    #[serde(default)]
+    pub normalization: Option<CifarNormalization>,
     /// Seconds a mirror may take to be resolved, to accept the connection, and to send
     /// the first byte of its answer; a mirror that does not is dropped (see
     /// [`crate::data::fetch`]). Default 5.
@@ -112,6 +118,16 @@ pub struct Params {
     /// Wait before the second round in seconds, doubled each further round. Default 1.
     #[serde(default = "default_backoff")]
     pub backoff_secs: f64,
+}
+
+/// The per-channel normalisation of a CIFAR dataset's images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CifarNormalization {
+    /// GLC's mean and std (the default).
+    Glc,
+    /// Mean 0.5 and std 0.5 per channel: inputs in [-1, 1].
+    Half,
 }
 
 impl StageKind for Params {
@@ -227,6 +243,11 @@ fn check_fields(p: &Params) -> Result<()> {
         &[D::Digits, D::Clothing1m],
     )?;
     only(p.embeddings.is_some(), "embeddings", &[D::Twitter])?;
+    only(
+        p.normalization.is_some(),
+        "normalization",
+        &[D::Cifar10, D::Cifar100],
+    )?;
     for (set, field) in [
         (p.root.is_some(), "root"),
         (p.resize.is_some(), "resize"),
@@ -326,8 +347,17 @@ fn read_files(p: &Params, ctx: &StageContext, paths: &[PathBuf]) -> Result<Datas
             let r = raws()?;
             idx::read(p.dataset.as_str(), [&r[0], &r[1], &r[2], &r[3]])?
         }
-        D::Cifar10 => cifar::read_archive_file(cifar::Variant::Cifar10, &paths[0])?,
-        D::Cifar100 => cifar::read_archive_file(cifar::Variant::Cifar100, &paths[0])?,
+        D::Cifar10 | D::Cifar100 => {
+            let v = match p.dataset {
+                D::Cifar10 => cifar::Variant::Cifar10,
+                _ => cifar::Variant::Cifar100,
+            };
+            let mut ds = cifar::read_archive_file(v, &paths[0])?;
+            if p.normalization == Some(CifarNormalization::Half) {
+                cifar::normalize_half(&mut ds);
+            }
+            ds
+        }
         D::Twitter => {
             let r = raws()?;
             let emb = match &p.embeddings {

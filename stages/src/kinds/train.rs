@@ -57,7 +57,7 @@ use crate::metrics::Metrics;
 use crate::nn::model::Network;
 use crate::nn::objectives::{LossObjective, Target};
 use crate::nn::params::{Buffers, ParamSet};
-use crate::nn::trainer::{argmax_rows, logits_of};
+use crate::nn::trainer::{argmax_rows, batches_per_epoch, logits_of};
 use crate::noise::{Matrix, MatrixFile, NoisyLabels};
 use crate::outputs::C_HAT_FILE;
 use crate::stage_kind::StageKind;
@@ -150,6 +150,11 @@ pub enum Phase2Init {
     /// Phase 1's trained weights and buffers: GLC's CIFAR Forward, whose save and reload
     /// of the initial weights are commented out (`CIFAR/train_forward.py:186-188,339-341`).
     Phase1,
+    /// New weights, drawn from a seed derived from the stage's ([`Training::fresh_weights`]):
+    /// GLC's MNIST and Twitter scripts call their initialiser again before phase 2
+    /// (`MNIST_experiments_pytorch.py:197-199`, `Twitter_experiments_pytorch.py:227-229`).
+    /// Refused with an `init` file, which sets the weights phase 1 starts from.
+    Fresh,
 }
 
 training_params! {
@@ -173,7 +178,9 @@ training_params! {
         /// drops the maximum.
         #[serde(default = "default_anchor_percentile")]
         pub anchor_percentile: Option<f64>,
-        /// Two-phase methods: where phase 2 starts, `initial` (default) or `phase1`.
+        /// Two-phase methods: where phase 2 starts, `initial` (default), `phase1` or
+        /// `fresh` ([`Phase2Init`]); no effect on one-phase methods, so that one setting
+        /// can serve a stage whose matrix lists both, as a source's flags do.
         #[serde(default)]
         pub phase2_init: Phase2Init,
         /// Two-phase methods: phase 2 continues phase 1's optimizer state (default false,
@@ -231,12 +238,12 @@ impl StageKind for Params {
                  arg-max)"
             ));
         }
-        if self.phase2_init != Phase2Init::Initial && !self.method.two_phases() {
-            return Err(format!(
-                "field `phase2_init`: method {} has one phase; only forward, forward_gold, \
-                 glc and confusion have a phase 2",
-                self.method.name()
-            ));
+        if self.phase2_init == Phase2Init::Fresh && self.init.is_some() {
+            return Err(
+                "field `phase2_init`: fresh draws new weights for phase 2, but `init` \
+                 sets them from a file; use initial or phase1 with an init file"
+                    .to_string(),
+            );
         }
         self.model.check_bounds("model")
     }
@@ -333,8 +340,9 @@ pub fn train(
             let (c, phase1) = estimate_c(p, &mut run, &l, &params0, &buffers0)?;
             // Phase 1's weights when asked for and trained in this process; a phase 2
             // resumed from a checkpoint restores its own weights over either.
-            let (mut params, mut buffers) = match phase1 {
-                Some(w) if p.phase2_init == Phase2Init::Phase1 => w,
+            let (mut params, mut buffers) = match (p.phase2_init, phase1) {
+                (Phase2Init::Phase1, Some(w)) => w,
+                (Phase2Init::Fresh, _) => run.fresh_weights()?,
                 _ => (params0, buffers0),
             };
             let target = Target::Forward {
@@ -383,8 +391,9 @@ fn one_phase(p: &Params, l: &Labels, noise: Option<&NoisyLabels>) -> (Vec<u32>, 
         TrainMethod::Ce => (l.all_idx.clone(), p.epochs, Target::Hard),
         TrainMethod::LabelSmoothing => (l.all_idx.clone(), p.epochs, Target::Smoothed(p.smoothing)),
         TrainMethod::TrustedOnly => {
-            let per_epoch = l.trusted_idx.len().div_ceil(p.batch_size);
-            let epochs = p.epochs.max(p.min_updates.div_ceil(per_epoch));
+            // (no batch at all is refused by the trainer, naming the sizes)
+            let per_epoch = batches_per_epoch(l.trusted_idx.len(), p.batch_size, p.drop_last);
+            let epochs = p.epochs.max(p.min_updates.div_ceil(per_epoch.max(1)));
             (l.trusted_idx.clone(), epochs, Target::Hard)
         }
         TrainMethod::Ideal => {

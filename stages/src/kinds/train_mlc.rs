@@ -210,6 +210,12 @@ training_params! {
         /// 30,000 of its 80,000 iterations).
         #[serde(default)]
         pub warmup_epochs: usize,
+        /// Optimizer of the warm-up phase (default: `optimizer`, one recipe for both
+        /// phases). The released code warms up with SGD at lr 0.1 and starts a new SGD at
+        /// 1e-4 for the MLC phase (`main.py:24-25,54,120`); the MLC phase always starts a
+        /// fresh optimizer.
+        #[serde(default)]
+        pub warmup_optimizer: Option<crate::nn::optim::OptimizerSpec>,
         @batches
         /// Trusted examples drawn for each meta batch (default: all trusted examples when
         /// `official_code`, as the released code does; the training batch size otherwise, so
@@ -298,6 +304,12 @@ impl StageKind for Params {
         }
         if !(self.eps0 > 0.0 && self.eps0.is_finite()) {
             return Err(format!("field `eps0`: {} must be positive", self.eps0));
+        }
+        if self.warmup_optimizer.is_some() && self.warmup_epochs == 0 {
+            return Err(
+                "field `warmup_optimizer`: there is no warm-up to use it (warmup_epochs is 0)"
+                    .to_string(),
+            );
         }
         self.model.check_bounds("model")
     }
@@ -432,13 +444,16 @@ pub fn train(
 
     let (mut run, mut params, mut buffers) = Training::new(ctx, ds, p.common())?;
     if p.warmup_epochs > 0 {
-        let spec = run.phase(
+        let mut spec = run.phase(
             "warmup",
             train_idx.clone(),
             &nl.noisy,
             &trusted,
             p.warmup_epochs,
         );
+        if let Some(o) = &p.warmup_optimizer {
+            spec.optimizer = o.clone();
+        }
         let mut obj = LossObjective {
             target: Target::Hard,
         };

@@ -11,7 +11,8 @@
 //! Stems: ResNets use the CIFAR stem (3×3 conv, stride 1, no max-pool) for inputs
 //! smaller than 64 pixels and the ImageNet stem (7×7 conv stride 2, 3×3 max-pool stride
 //! 2) otherwise. Initialisation: linear layers as PyTorch's default
-//! (U(±1/√fan_in) for weight and bias); convolutions of WRN/ResNet He-normal with
+//! (U(±1/√fan_in) for weight and bias), or for an MLP with `weight_init: normal` weights
+//! from N(0, σ = 1/√fan_in) and zero biases (GLC's MNIST and Twitter scripts); convolutions of WRN/ResNet He-normal with
 //! fan-out (std √(2/(k²·out)), as in the WRN and torchvision code), without bias; the small
 //! CNN's convolutions as PyTorch's default; batch norm γ = 1, β = 0, running mean 0,
 //! running variance 1.
@@ -63,6 +64,11 @@ pub enum ModelSpec {
         /// otherwise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         embed_dim: Option<usize>,
+        /// How the fully connected layers are drawn: `uniform` (default, PyTorch's
+        /// U(±1/√fan_in) for weights and biases) or `normal` (weights N(0, 1/fan_in),
+        /// biases 0). Not written into `model.json` when it is the default.
+        #[serde(default, skip_serializing_if = "LinearInit::is_uniform")]
+        weight_init: LinearInit,
     },
     /// conv3×3(c0)-ReLU-conv3×3(c1)-ReLU-maxpool2-fc(hidden)-ReLU-fc(classes), no padding
     /// (the PyTorch MNIST example net for 28×28 inputs).
@@ -92,14 +98,39 @@ pub enum ModelSpec {
     Resnet50,
 }
 
+/// How an MLP's fully connected layers are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearInit {
+    /// PyTorch's default: U(±1/√fan_in) for weights and biases.
+    #[default]
+    Uniform,
+    /// Weights N(0, σ = 1/√fan_in), biases 0: GLC's MNIST and Twitter scripts
+    /// (`MNIST_experiments_pytorch.py:85-91`, `Twitter_experiments_pytorch.py:111-117`).
+    Normal,
+}
+
+impl LinearInit {
+    pub fn is_uniform(&self) -> bool {
+        *self == LinearInit::Uniform
+    }
+}
+
 impl ModelSpec {
     /// A short label for metrics, e.g. `mlp-128-128`, `wrn-40-2`.
     pub fn label(&self) -> String {
         match self {
-            ModelSpec::Mlp { hidden, .. } => {
+            ModelSpec::Mlp {
+                hidden,
+                weight_init,
+                ..
+            } => {
                 let mut s = "mlp".to_string();
                 for h in hidden {
                     s += &format!("-{h}");
+                }
+                if *weight_init == LinearInit::Normal {
+                    s += "-normal_init";
                 }
                 s
             }
@@ -531,10 +562,18 @@ impl Builder<'_> {
             .map(|_| (self.rng.random::<f32>() * 2.0 - 1.0) * bound)
             .collect()
     }
-    fn lin(&mut self, name: &str, inp: usize, out: usize) -> Lin {
+    fn lin(&mut self, name: &str, inp: usize, out: usize, init: LinearInit) -> Lin {
         let bound = 1.0 / (inp as f32).sqrt();
-        let wv = self.uniform(out * inp, bound);
-        let bv = self.uniform(out, bound);
+        let (wv, bv) = match init {
+            LinearInit::Uniform => {
+                let wv = self.uniform(out * inp, bound);
+                (wv, self.uniform(out, bound))
+            }
+            LinearInit::Normal => {
+                let wv = (0..out * inp).map(|_| normal(self.rng) * bound).collect();
+                (wv, vec![0.0; out])
+            }
+        };
         let w = self
             .params
             .push(&self.dev, format!("{name}.weight"), vec![out, inp], wv);
@@ -621,6 +660,7 @@ impl Builder<'_> {
         hidden: &[usize],
         dropout: f32,
         embed_dim: &Option<usize>,
+        init: LinearInit,
         classes: usize,
     ) -> Result<Arch> {
         let (embed, mut width) = match (input, embed_dim) {
@@ -645,7 +685,7 @@ impl Builder<'_> {
         };
         let mut layers = Vec::new();
         for (i, &h) in hidden.iter().chain(std::iter::once(&classes)).enumerate() {
-            layers.push(self.lin(&format!("fc{}", i + 1), width, h));
+            layers.push(self.lin(&format!("fc{}", i + 1), width, h, init));
             width = h;
         }
         if !(0.0..1.0).contains(&dropout) {
@@ -674,8 +714,8 @@ impl Builder<'_> {
         let g2 = geom(channels[0], channels[1], g1.out_h(), g1.out_w(), 3, 1, 0);
         let conv2 = self.conv("conv2", g2, ConvInit::Default);
         let (ph, pw) = (g2.out_h() / 2, g2.out_w() / 2);
-        let fc1 = self.lin("fc1", channels[1] * ph * pw, hidden);
-        let fc2 = self.lin("fc2", hidden, classes);
+        let fc1 = self.lin("fc1", channels[1] * ph * pw, hidden, LinearInit::Uniform);
+        let fc2 = self.lin("fc2", hidden, classes, LinearInit::Uniform);
         Ok(Arch::Cnn {
             conv1,
             conv2,
@@ -746,7 +786,7 @@ impl Builder<'_> {
             }
         }
         let final_bn = Some(self.bn("bn_final", cur_c, cur_h * cur_w));
-        let fc = self.lin("fc", cur_c, classes);
+        let fc = self.lin("fc", cur_c, classes, LinearInit::Uniform);
         let zeros = vec![0.0; classes];
         self.params.set(fc.b.unwrap(), &zeros);
         Ok(Arch::Res {
@@ -849,7 +889,7 @@ impl Builder<'_> {
                 (cur_c, cur_h, cur_w) = (out_c, oh, ow);
             }
         }
-        let fc = self.lin("fc", cur_c, classes);
+        let fc = self.lin("fc", cur_c, classes, LinearInit::Uniform);
         Ok(Arch::Res {
             stem,
             stem_bn,
@@ -897,7 +937,8 @@ impl Network {
                 hidden,
                 dropout,
                 embed_dim,
-            } => b.mlp(input, hidden, *dropout, embed_dim, classes)?,
+                weight_init,
+            } => b.mlp(input, hidden, *dropout, embed_dim, *weight_init, classes)?,
             ModelSpec::SmallCnn { channels, hidden } => {
                 b.small_cnn(image(input)?, channels, *hidden, classes)?
             }

@@ -201,6 +201,8 @@ pub struct PhaseSpec<'a> {
     pub trusted: &'a [bool],
     pub epochs: usize,
     pub batch_size: usize,
+    /// Leave out the last, partial batch of each epoch ([`batches_per_epoch`]).
+    pub drop_last: bool,
     pub optimizer: OptimizerSpec,
     /// Start from the optimizer state the session's previous phase ended with (momentum
     /// buffers or moments, and the step count) instead of a fresh one, as a script that
@@ -258,6 +260,16 @@ struct TimingRow<'a> {
     phase: &'a str,
     epoch: usize,
     seconds: f64,
+}
+
+/// Batches in an epoch of `n` examples: ⌈n / batch⌉, or ⌊n / batch⌋ when the partial
+/// last batch is dropped.
+pub fn batches_per_epoch(n: usize, batch: usize, drop_last: bool) -> usize {
+    if drop_last {
+        n / batch
+    } else {
+        n.div_ceil(batch)
+    }
 }
 
 fn epoch_seed(seed: u64, phase: usize, epoch: usize) -> u64 {
@@ -369,7 +381,15 @@ impl<'a, 'c> Session<'a, 'c> {
         if spec.examples.is_empty() {
             bail!("phase {}: no training examples", spec.name);
         }
-        let per_epoch = spec.examples.len().div_ceil(spec.batch_size);
+        let per_epoch = batches_per_epoch(spec.examples.len(), spec.batch_size, spec.drop_last);
+        if per_epoch == 0 {
+            bail!(
+                "phase {}: drop_last leaves no batch: {} examples, batch_size {}",
+                spec.name,
+                spec.examples.len(),
+                spec.batch_size
+            );
+        }
         let total = per_epoch * spec.epochs;
         self.ctx.progress.phase(&spec.name, "batch", total as u64);
         let mut model = Model {
@@ -432,7 +452,7 @@ impl<'a, 'c> Session<'a, 'c> {
     fn run_epoch(&mut self, e: &Epoch, m: &mut Model, obj: &mut dyn Objective) -> Result<()> {
         let (index, spec) = (e.phase, e.spec);
         let n = spec.examples.len();
-        let per_epoch = n.div_ceil(spec.batch_size);
+        let per_epoch = batches_per_epoch(n, spec.batch_size, spec.drop_last);
         let total = per_epoch * spec.epochs;
         let epoch = self.state.epoch;
         let decoder = Decoder::new(self.data, &self.data.train);
@@ -509,7 +529,7 @@ impl<'a, 'c> Session<'a, 'c> {
     fn finish_epoch(&mut self, e: &Epoch, m: &mut Model, obj: &mut dyn Objective) -> Result<()> {
         let (index, spec) = (e.phase, e.spec);
         let epoch = self.state.epoch;
-        let per_epoch = spec.examples.len().div_ceil(spec.batch_size);
+        let per_epoch = batches_per_epoch(spec.examples.len(), spec.batch_size, spec.drop_last);
         let base_lr = spec.optimizer.lr();
         let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
         let chance = crate::math::ln(m.net.classes as f64);

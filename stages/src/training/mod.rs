@@ -36,6 +36,7 @@ pub fn default_model() -> ModelSpec {
         hidden: vec![128, 128],
         dropout: 0.0,
         embed_dim: None,
+        weight_init: Default::default(),
     }
 }
 /// Default optimizer: Adam, lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-8, no weight decay.
@@ -63,7 +64,7 @@ pub fn default_eval_batch_size() -> usize {
 
 /// Declares a training kind's `Params`: the kind's own fields in three groups, `@network`
 /// where `model`, `init`, `optimizer`, `schedule` and `epochs` go and `@batches` where
-/// `batch_size`, `eval_batch_size` and `augment` go (so each kind keeps its field order),
+/// `batch_size`, `drop_last`, `eval_batch_size` and `augment` go (so each kind keeps its field order),
 /// with `deny_unknown_fields`, and `Params::common()` returning the shared ones.
 macro_rules! training_params {
     (
@@ -102,6 +103,10 @@ macro_rules! training_params {
             /// Training batch size (default 32).
             #[serde(default = "crate::training::default_batch_size")]
             pub batch_size: usize,
+            /// Leave out each epoch's last, partial batch (default false: it is trained
+            /// on). GLC's MNIST and Twitter scripts take ⌊n / batch⌋ batches per epoch.
+            #[serde(default)]
+            pub drop_last: bool,
             /// Evaluation batch size (default 500; does not change results).
             #[serde(default = "crate::training::default_eval_batch_size")]
             pub eval_batch_size: usize,
@@ -122,6 +127,7 @@ macro_rules! training_params {
                     schedule: &self.schedule,
                     epochs: self.epochs,
                     batch_size: self.batch_size,
+                    drop_last: self.drop_last,
                     eval_batch_size: self.eval_batch_size,
                     augment: self.augment,
                 }
@@ -149,6 +155,7 @@ pub struct Common<'p> {
     pub schedule: &'p Schedule,
     pub epochs: usize,
     pub batch_size: usize,
+    pub drop_last: bool,
     pub eval_batch_size: usize,
     pub augment: bool,
 }
@@ -242,6 +249,19 @@ impl<'a, 'c> Training<'a, 'c> {
         Ok((run, params, buffers))
     }
 
+    /// A second draw of the network's weights and buffers, for a phase that starts from
+    /// new weights: the network built again from the stage's seed mixed with a constant
+    /// (splitmix64), so the draw differs from the first and is the same on every run.
+    pub fn fresh_weights(&self) -> Result<(ParamSet, Buffers)> {
+        let mut z = self.ctx.seed ^ 0x7068_6173_6532_u64; // "phase2"
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let seed = z ^ (z >> 31);
+        let k = self.ds.meta.num_classes;
+        let (_, params, buffers) = Network::new(self.common.model, &input_kind(self.ds), k, seed)?;
+        Ok((params, buffers))
+    }
+
     /// A phase on `examples` with the shared optimizer, schedule, batch size and
     /// augmentation.
     pub fn phase<'l>(
@@ -259,6 +279,7 @@ impl<'a, 'c> Training<'a, 'c> {
             trusted,
             epochs,
             batch_size: self.common.batch_size,
+            drop_last: self.common.drop_last,
             optimizer: self.common.optimizer.clone(),
             carry_optimizer: false,
             schedule: self.common.schedule.clone(),
