@@ -156,7 +156,13 @@ impl Report {
                 Verdict::Differs { .. } => c.differ += 1,
                 Verdict::NotComparable(why) => {
                     c.not_comparable += 1;
-                    if matches!(why, NotComparable::KeyChanged { same_bytes: true, .. }) {
+                    if matches!(
+                        why,
+                        NotComparable::KeyChanged {
+                            same_bytes: true,
+                            ..
+                        }
+                    ) {
                         c.same_bytes += 1;
                     }
                 }

@@ -201,3 +201,35 @@ fn a_warmup_optimizer_changes_the_warmup_only() {
         .unwrap_err()
         .starts_with("field `warmup_optimizer`"));
 }
+
+#[test]
+fn interval_evaluations_change_no_weight_and_give_the_best_of_the_last_phase() {
+    let params = |interval: Option<usize>| {
+        let mut p = serde_json::json!({
+            "method": "glc", "epochs": 2, "model": {"arch": "mlp", "hidden": [16]}
+        });
+        if let Some(n) = interval {
+            p["eval_interval"] = n.into();
+        }
+        p
+    };
+    let (plain, w_plain) = run(params(None));
+    let (every, w_every) = run(params(Some(10)));
+    assert!(w_plain == w_every, "evaluating changed the weights");
+    assert_eq!(plain.epochs, every.epochs);
+    assert!(!plain.extra.contains_key("best_test_accuracy"));
+    // phase 2's evaluations include its epoch ends, so its best is at least their best,
+    // and it comes from phase 2 only
+    let best = every.extra["best_test_accuracy"];
+    let phase2_epochs = every.epochs.iter().filter(|e| e.phase == "phase2");
+    assert!(
+        phase2_epochs.clone().all(|e| e.test_accuracy <= best),
+        "{best}"
+    );
+    assert!(best <= 1.0 && best > 0.0, "{best}");
+    // 0 is no interval
+    assert!(serde_json::from_value::<Params>(serde_json::json!({
+        "method": "ce", "eval_interval": 0
+    }))
+    .is_err());
+}

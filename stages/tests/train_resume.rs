@@ -278,3 +278,19 @@ fn forward_continuing_phase1_with_its_optimizer_resumes_byte_identical() {
         train(&p, ctx, &ds, Some(&nl))?.save(&ctx.out_dir)
     });
 }
+
+#[test]
+fn interval_evaluations_resume_byte_identical() {
+    // the best-so-far accuracy of evaluations every 7 iterations survives the stops
+    let ds = digits();
+    let nl = noisy(&ds, "flip", 0.4, 0.05, 25);
+    let none = BTreeMap::new();
+    let params = serde_json::json!({
+        "method": "confusion", "epochs": 2, "eval_interval": 7,
+        "model": {"arch": "mlp", "hidden": [32]}
+    });
+    let p: Params = serde_json::from_value(params.clone()).unwrap();
+    assert_resume_is_byte_identical(&params.to_string(), 65, &none, |ctx| {
+        train(&p, ctx, &ds, Some(&nl))?.save(&ctx.out_dir)
+    });
+}

@@ -91,8 +91,10 @@ pub struct TableSpec {
     /// Corruption strengths used (fractions). Default: every strength present.
     #[serde(default)]
     pub strengths: Vec<f64>,
-    /// `mlc_code` only: show the metrics extra `best_test_accuracy` (best epoch, selected on
-    /// the test split like the official MLC code) instead of the final accuracy.
+    /// `mlc_code` only: show the metrics extra `best_test_accuracy` (the best of the
+    /// last phase's evaluations, at epoch ends and every `eval_interval` iterations,
+    /// selected on the test split like the official MLC code) instead of the final
+    /// accuracy.
     /// Default: false.
     #[serde(default)]
     pub best_accuracy: bool,

@@ -495,13 +495,7 @@ fn final_extra(
     if let Some(g) = glc {
         insert_distances(&mut extra, "glc_c_hat", g, true_c);
     }
-    let best = run
-        .session
-        .history()
-        .iter()
-        .filter(|e| e.phase == "mlc")
-        .map(|e| e.test_accuracy)
-        .fold(0.0, f64::max);
+    let best = run.session.best_test_accuracy("mlc");
     extra.insert("best_test_accuracy".to_string(), best);
     extra
 }

@@ -60,8 +60,19 @@ pub struct LoopState {
     pub timings: Vec<f64>,
     /// Values a stage carries between phases (e.g. an estimated corruption matrix).
     pub carry: BTreeMap<String, serde_json::Value>,
+    /// Test accuracies taken between epochs ([`super::trainer::PhaseSpec::eval_interval`]).
+    #[serde(default)]
+    pub evaluations: Vec<Evaluation>,
     /// The method's JSON state.
     pub method: serde_json::Value,
+}
+
+/// A test evaluation taken after iteration `iteration` (within the phase) of `phase`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub phase: String,
+    pub iteration: usize,
+    pub test_accuracy: f64,
 }
 
 pub struct Checkpoint {

@@ -80,7 +80,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::batch::Decoder;
-use super::checkpoint::{self, LoopState, MethodState};
+use super::checkpoint::{self, Evaluation, LoopState, MethodState};
 use super::device::{Dev, Mat, Tp};
 use super::model::{Input, Mode, ModelSpec, Network};
 use super::optim::{Optimizer, OptimizerSpec};
@@ -211,6 +211,9 @@ pub struct PhaseSpec<'a> {
     pub carry_optimizer: bool,
     pub schedule: Schedule,
     pub augment: bool,
+    /// Evaluate the test accuracy after every this many iterations of the phase too
+    /// (iteration % n == 0), recorded apart from the epochs' metrics.
+    pub eval_interval: Option<usize>,
 }
 
 /// The network, its parameters, buffers and optimizer, as a phase's loop holds them.
@@ -328,6 +331,17 @@ impl<'a, 'c> Session<'a, 'c> {
     /// Metrics of every completed epoch so far.
     pub fn history(&self) -> &[EpochMetrics] {
         &self.state.history
+    }
+
+    /// The best test accuracy phase `phase` reached, at an epoch's end or at an interval
+    /// evaluation ([`PhaseSpec::eval_interval`]); 0 when it has none.
+    pub fn best_test_accuracy(&self, phase: &str) -> f64 {
+        let epochs = self.state.history.iter().filter(|e| e.phase == phase);
+        let interval = self.state.evaluations.iter().filter(|e| e.phase == phase);
+        epochs
+            .map(|e| e.test_accuracy)
+            .chain(interval.map(|e| e.test_accuracy))
+            .fold(0.0, f64::max)
     }
 
     fn save(
@@ -505,6 +519,14 @@ impl<'a, 'c> Session<'a, 'c> {
                 info,
             };
             let out = obj.step(&mut s)?;
+            if spec.eval_interval.is_some_and(|n| iteration % n == 0) {
+                let acc = evaluate(m.net, m.params, m.buffers, self.data, self.eval_batch_size)?;
+                self.state.evaluations.push(Evaluation {
+                    phase: spec.name.clone(),
+                    iteration,
+                    test_accuracy: acc,
+                });
+            }
             if !out.loss.is_finite() {
                 bail!(
                     "training diverged: loss {} in phase {} ({}), epoch {}, batch {} (learning rate {lr})",

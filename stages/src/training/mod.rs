@@ -114,6 +114,13 @@ macro_rules! training_params {
             /// (default false).
             #[serde(default)]
             pub augment: bool,
+            /// Also evaluate the test accuracy every this many iterations of a phase (after
+            /// iterations 0, n, 2n, ... counted within the phase, as the released MLC code's
+            /// `i % 100 == 0`), besides each epoch's end; the metrics' `extra` then holds
+            /// `best_test_accuracy`, the best of the last phase's evaluations. Evaluating
+            /// changes no weight. Default: none (once per epoch).
+            #[serde(default)]
+            pub eval_interval: Option<std::num::NonZeroUsize>,
             $( $(#[$cm])* pub $cf: $ct, )*
         }
 
@@ -130,6 +137,7 @@ macro_rules! training_params {
                     drop_last: self.drop_last,
                     eval_batch_size: self.eval_batch_size,
                     augment: self.augment,
+                    eval_interval: self.eval_interval.map(|n| n.get()),
                 }
             }
         }
@@ -158,6 +166,7 @@ pub struct Common<'p> {
     pub drop_last: bool,
     pub eval_batch_size: usize,
     pub augment: bool,
+    pub eval_interval: Option<usize>,
 }
 
 impl Common<'_> {
@@ -284,6 +293,7 @@ impl<'a, 'c> Training<'a, 'c> {
             carry_optimizer: false,
             schedule: self.common.schedule.clone(),
             augment: self.common.augment,
+            eval_interval: self.common.eval_interval,
         }
     }
 
@@ -317,6 +327,11 @@ impl<'a, 'c> Training<'a, 'c> {
     ) -> Result<Metrics> {
         let history = self.session.history().to_vec();
         let last = history.last().context("no epoch was trained")?;
+        let mut extra = extra;
+        if self.common.eval_interval.is_some() {
+            let best = self.session.best_test_accuracy(&last.phase);
+            extra.insert("best_test_accuracy".to_string(), best);
+        }
         Ok(Metrics {
             kind: kind.into(),
             method: method.into(),

@@ -53,7 +53,7 @@ pub fn build(all: &[RunRecord], opts: &Options, prov: Provenance) -> Result<Tabl
     strengths.dedup();
     let caption = format!(
         "Protocol of the official MLC code: test accuracy (%) of the {} at noise rates {}; higher is better. Empty: no run. The MLC paper's own numbers could not be obtained, so there is no paper column.",
-        if opts.best_accuracy { "best epoch (selected on the test split, as the official code does)" } else { "final model" },
+        if opts.best_accuracy { "best evaluation (selected on the test split, as the official code does)" } else { "final model" },
         list(&strengths.iter().map(|s| s * 100.0).collect::<Vec<_>>()),
     );
     Ok(Table {
