@@ -108,6 +108,8 @@ pub enum Command {
         json: bool,
     },
     /// Why a stage (or member) would run: its key compared with the last recorded run.
+    /// With -v, also each member's params as merged from every layer (defaults, profile,
+    /// stage, matrix values, `when` entries) and its seed: what the kind is given.
     Why {
         target: String,
         #[command(flatten)]
@@ -269,7 +271,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Why { target, profile } => {
             let project = cli.project()?;
             let p = load(&project, &profile.profile)?;
-            why(&project, &p, target)?;
+            why(&project, &p, target, cli.verbosity())?;
             Ok(0)
         }
         Command::Dag {
@@ -583,7 +585,7 @@ fn unknown_target(project: &Project, p: &Pipeline, t: &str) -> EngineError {
     EngineError::Usage(format!("{head}{hint}"))
 }
 
-fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
+fn why(project: &Project, p: &Pipeline, target: &str, v: Verbosity) -> Result<()> {
     let members: Vec<usize> = if let Some(si) = p.stage_index(target) {
         p.stages[si].members.clone()
     } else if let Some(mi) = p.member_index(target) {
@@ -605,6 +607,11 @@ fn why(project: &Project, p: &Pipeline, target: &str) -> Result<()> {
             p.members[mi].name,
             entries[mi].decision.explain(p)
         );
+        if v == Verbosity::Verbose {
+            let m = &p.members[mi];
+            outln!("  params: {}", m.params);
+            outln!("  seed: {}", m.seed);
+        }
         let Some(reason) = plan::why::why(p, mi, &entries, &ids, &world) else {
             continue;
         };

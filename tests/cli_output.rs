@@ -162,3 +162,33 @@ fn pipeline_path_that_is_not_a_regular_file_is_named() {
     );
     assert!(out_text(&o).is_empty());
 }
+
+#[test]
+fn why_verbose_prints_each_members_merged_params_and_seed() {
+    let p = Proj::new(
+        "\
+stages:
+  a:
+    kind: probe
+    params: { value: x, steps: 2 }
+    matrix: { note: [n1, n2], seed: [3] }
+    when:
+      - { if: { note: n2 }, params: { steps: 5 } }
+",
+    );
+    let out = p.ok(&["why", "-v", "a"]);
+    assert!(
+        out.contains("a[n1,seed=3]: ") && out.contains("a[n2,seed=3]: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("  params: {\"note\":\"n1\",\"steps\":2,\"value\":\"x\"}\n  seed: 3\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  params: {\"note\":\"n2\",\"steps\":5,\"value\":\"x\"}\n  seed: 3\n"),
+        "{out}"
+    );
+    // without -v, no params
+    assert!(!p.ok(&["why", "a"]).contains("params:"));
+}
