@@ -161,7 +161,7 @@ impl Expansion<'_> {
                 profile: self.ctx.profile,
                 stage,
                 kind: m.kind.name(),
-                coords: Some(&m.coords),
+                coords: &m.coords,
             };
             let head = if whose.is_empty() { "" } else { "member" };
             return Err(params_error(file, text, &layers, head, &m.name, &msg));

@@ -3,8 +3,9 @@
 //! profile's values where it overrides them), then those inherited from its single inputs,
 //! `seed` last; member number `combo` takes one value of each (the last axis varies
 //! fastest). Its params are the layers merged (defaults < profile defaults < stage <
-//! profile stage < its own axis values < the stage's `when` entries it matches), checked by the kind once per distinct set, with
-//! the digests of the project files they name as code; its inputs are bound by `bind.rs`.
+//! profile stage < its own axis values < the stage's `when` entries it matches), checked
+//! by the kind once per distinct set, with the digests of the project files they name as
+//! code; its inputs are bound by `bind.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -175,7 +176,7 @@ impl<'a> Expansion<'a> {
                     profile: self.ctx.profile,
                     stage: name,
                     kind: kind.name(),
-                    coords: Some(&m.coords),
+                    coords: &m.coords,
                 };
                 params_error(
                     file,
@@ -300,7 +301,7 @@ impl<'a> Expansion<'a> {
                     ))));
                 }
                 for v in crate::spec::wanted_values(want) {
-                    if !matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_)) {
+                    if !crate::spec::is_scalar(v) {
                         return Err(at(self.ctx.err(format!(
                             "`when` on axis `{axis}`: value {v} is not a scalar (or a list \
                              of scalars)"
@@ -332,8 +333,7 @@ impl<'a> Expansion<'a> {
     ) -> Result<(), SpecError> {
         for (a, vals) in axes {
             for v in vals {
-                let ok = matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_));
-                if !ok || (a == "seed" && v.as_u64().is_none()) {
+                if !crate::spec::is_scalar(v) || (a == "seed" && v.as_u64().is_none()) {
                     let what = if a == "seed" {
                         "a non-negative integer"
                     } else {

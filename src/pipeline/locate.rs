@@ -1,7 +1,8 @@
 //! Where in the file a kind's refusal of a member's params is: the params of a member are
 //! layers merged (the defaults, the profile's defaults, the stage's params, the profile's
-//! stage params, the matrix, the stage's `when` entries), and the error points at the line of the layer that set the
-//! refused value, found along its key path by [`crate::spec::locate`].
+//! stage params, the matrix, the stage's `when` entries), and the error points at the line
+//! of the layer that set the refused value, found along its key path by
+//! [`crate::spec::locate`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,7 +20,7 @@ pub(super) struct ParamLayers<'a> {
     pub(super) stage: &'a str,
     pub(super) kind: &'a str,
     /// The member's coordinates, which pick the `when` entries that apply to it.
-    pub(super) coords: Option<&'a BTreeMap<String, Value>>,
+    pub(super) coords: &'a BTreeMap<String, Value>,
 }
 
 impl ParamLayers<'_> {
@@ -45,14 +46,12 @@ impl ParamLayers<'_> {
             }
             true
         };
-        if let Some(coords) = self.coords {
-            let last = (st.when.iter().enumerate())
-                .rev()
-                .find(|(_, w)| w.matches(coords) && has(&w.params.0));
-            if let Some((i, _)) = last {
-                let item = format!("[{i}]");
-                return Some(owned(&["stages", self.stage, "when", &item, "params"]));
-            }
+        let last = (st.when.iter().enumerate())
+            .rev()
+            .find(|(_, w)| w.matches(self.coords) && has(&w.params.0));
+        if let Some((i, _)) = last {
+            let item = format!("[{i}]");
+            return Some(owned(&["stages", self.stage, "when", &item, "params"]));
         }
         if let [axis] = field {
             if over.is_some_and(|o| o.matrix.get(axis).is_some()) {

@@ -235,17 +235,23 @@ impl WhenSpec {
         self.cond.iter().all(|(axis, want)| {
             coords
                 .get(axis)
-                .is_some_and(|have| wanted_values(want).any(|w| same_value(w, have)))
+                .is_some_and(|have| wanted_values(want).iter().any(|w| same_value(w, have)))
         })
     }
 }
 
 /// The values an `if` entry accepts: the list's items, or the one value.
-pub fn wanted_values(want: &Value) -> impl Iterator<Item = &Value> {
+pub fn wanted_values(want: &Value) -> &[Value] {
     match want {
-        Value::Array(items) => items.iter().collect::<Vec<_>>().into_iter(),
-        v => vec![v].into_iter(),
+        Value::Array(items) => items,
+        v => std::slice::from_ref(v),
     }
+}
+
+/// Whether a value can be a matrix axis value (or a `when` entry's wanted value): a
+/// string, a boolean or a number.
+pub fn is_scalar(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Bool(_) | Value::Number(_))
 }
 
 /// Equality of two matrix values, numbers by value.
