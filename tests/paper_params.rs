@@ -152,6 +152,23 @@ fn paper_t2_members_follow_the_released_code() {
     let official = "cifar10_code_mlc_official";
     field_is(&p, official, &[], "warmup_optimizer", Some(sgd(0.1)));
     field_is(&p, official, &[], "optimizer", Some(sgd(1.0e-4)));
+    field_is(&p, official, &[], "continue_from", Some(json!("best")));
+    field_is(&p, official, &[], "train_on_trusted", Some(json!(false)));
+    // the meta set: 50 per class from the test split
+    field_is(
+        &p,
+        "cifar10_noisy_mlc_code",
+        &[],
+        "trusted_split",
+        Some(json!("test")),
+    );
+    field_is(
+        &p,
+        "cifar10_noisy_mlc_code",
+        &[],
+        "trusted_per_class",
+        Some(json!(50)),
+    );
     for stage in [
         official,
         "cifar10_code_baselines",
@@ -159,6 +176,15 @@ fn paper_t2_members_follow_the_released_code() {
         "cifar10_code_soft_labels",
     ] {
         field_is(&p, stage, &[], "eval_interval", Some(json!(100)));
+        // meta_wrn.py's network
+        field_is(
+            &p,
+            stage,
+            &[],
+            "model.activation",
+            Some(json!("leaky_relu")),
+        );
+        field_is(&p, stage, &[], "model.block", Some(json!("mlc_code")));
         // every T2 member reads the half-normalised CIFAR-10
         for m in members(&p, stage, &[]) {
             let data = m.inputs["data"][0];

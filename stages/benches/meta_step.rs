@@ -115,6 +115,7 @@ fn noisy_labels(clean: &[u32], trusted: Vec<u32>, rng: &mut ChaCha8Rng) -> Noisy
             num_untrusted: clean.len() - n_tr,
             dataset: "bench".into(),
             dataset_identity: String::new(),
+            trusted_split: Default::default(),
         },
         noisy,
         clean: clean.to_vec(),

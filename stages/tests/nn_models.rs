@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use repro_stages::nn::device::{host, Dev, Mat, Tp};
 use repro_stages::nn::loss::cross_entropy;
-use repro_stages::nn::model::{Input, InputKind, Mode, ModelSpec, Network};
+use repro_stages::nn::model::{Activation, Input, InputKind, Mode, ModelSpec, Network, WrnBlock};
 use repro_stages::nn::ops::Ops;
 use repro_stages::nn::optim::{Optimizer, OptimizerSpec};
 
@@ -75,6 +75,23 @@ fn step(spec: ModelSpec, shape: Vec<usize>, want_params: Option<usize>) {
     assert!(host(&eval).iter().all(|v| v.is_finite()));
 }
 
+/// The released MLC code's WRN-40-2 (`meta_wrn.py`): GLC's count plus a bias on each of
+/// its 40 convolutions and 3 shortcuts (16 + 6·2·(32 + 64 + 128) + 32 + 64 + 128 = 2,928).
+#[test]
+fn wrn_40_2_mlc_code() {
+    step(
+        ModelSpec::Wrn {
+            depth: 40,
+            widen: 2,
+            dropout: 0.0,
+            activation: Activation::LeakyRelu,
+            block: WrnBlock::MlcCode,
+        },
+        vec![3, 8, 8],
+        Some(2_246_474),
+    );
+}
+
 #[test]
 fn resnet18_cifar() {
     step(ModelSpec::Resnet18, vec![3, 8, 8], Some(11_173_962));
@@ -99,6 +116,8 @@ fn wrn_40_2() {
             depth: 40,
             widen: 2,
             dropout: 0.3,
+            activation: Default::default(),
+            block: Default::default(),
         },
         vec![3, 8, 8],
         Some(2_243_546),
@@ -216,6 +235,18 @@ fn every_architecture_trains_alike_on_host_kernels_and_portable_ops() {
                 depth: 10,
                 widen: 2,
                 dropout: 0.3,
+                activation: Default::default(),
+                block: Default::default(),
+            },
+            dense(vec![3, 8, 8], 3),
+        ),
+        (
+            ModelSpec::Wrn {
+                depth: 10,
+                widen: 2,
+                dropout: 0.0,
+                activation: Activation::LeakyRelu,
+                block: WrnBlock::MlcCode,
             },
             dense(vec![3, 8, 8], 3),
         ),

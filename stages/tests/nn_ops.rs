@@ -1,7 +1,8 @@
 //! Operators against PyTorch: forward values and the gradients of sum(out ⊙ r) with
 //! respect to every input, for convolution (strided, padded, non-square, with and
 //! without bias), max pooling (with and without padding), batch norm (training mode
-//! with the running-statistics update, evaluation mode) and the linear layer. Every case
+//! with the running-statistics update at PyTorch's momentum and at another, evaluation
+//! mode), the linear layer and LeakyReLU (against its definition). Every case
 //! runs twice: on the host kernels (module `host_kernels`, the CPU build's operators) and
 //! on their compositions of dfdx ops (module `portable_ops`, the operators of a `cuda`
 //! build), both on the CPU.
@@ -12,10 +13,10 @@
 //! script, rebuilt here by `seq`.
 
 use dfdx::prelude::*;
-use repro_stages::nn::batch_norm::BnMode;
+use repro_stages::nn::batch_norm::{BnMode, BN_MOMENTUM};
 use repro_stages::nn::conv::ConvGeom;
 use repro_stages::nn::device::{host, Dev, Mat, Vector};
-use repro_stages::nn::{batch_norm, conv, linear, pool, portable};
+use repro_stages::nn::{batch_norm, conv, elementwise, linear, pool, portable};
 
 const CONV_Y: [f64; 54] = [
     -4.0000000000e-01,
@@ -625,8 +626,10 @@ type TMat = Mat<OwnedTape<f32, Dev>>;
 struct Impl {
     conv: fn(TMat, &Vector, Option<&Vector>, ConvGeom) -> TMat,
     pool: fn(TMat, usize, usize, usize, usize, usize, usize) -> (TMat, usize, usize),
-    bn: fn(TMat, &Vector, &Vector, (&mut [f32], &mut [f32]), usize, usize, BnMode) -> TMat,
+    #[allow(clippy::type_complexity)]
+    bn: fn(TMat, &Vector, &Vector, (&mut [f32], &mut [f32]), usize, usize, BnMode, f64) -> TMat,
     linear: fn(TMat, &Vector, Option<&Vector>, usize) -> TMat,
+    leaky: fn(TMat, f32) -> TMat,
 }
 
 fn host_conv(x: TMat, w: &Vector, b: Option<&Vector>, g: ConvGeom) -> TMat {
@@ -641,12 +644,14 @@ const HOST: Impl = Impl {
     pool: pool::max_pool2d,
     bn: batch_norm::batch_norm2d,
     linear: host_linear,
+    leaky: elementwise::leaky_relu,
 };
 const PORTABLE: Impl = Impl {
     conv: portable::conv2d,
     pool: portable::max_pool2d,
     bn: portable::batch_norm2d,
     linear: portable::linear,
+    leaky: portable::leaky_relu,
 };
 
 /// Each check runs once per implementation, as `host_kernels::<name>` and
@@ -668,7 +673,9 @@ on_both!(
     max_pool_matches_pytorch,
     batch_norm_training_matches_pytorch_and_updates_running_stats,
     batch_norm_eval_matches_pytorch,
+    batch_norm_momentum_weighs_the_batch_statistics,
     linear_matches_pytorch,
+    leaky_relu_matches_its_definition,
 );
 
 fn conv2d_strided_padded_with_bias_matches_pytorch(imp: &Impl) {
@@ -741,6 +748,7 @@ fn batch_norm_training_matches_pytorch_and_updates_running_stats(imp: &Impl) {
         2,
         4,
         BnMode::TrainUpdate,
+        BN_MOMENTUM,
     );
     let (yv, mut grads) = backward_weighted(y);
     close("y", &yv, &BN_Y);
@@ -759,10 +767,76 @@ fn batch_norm_training_matches_pytorch_and_updates_running_stats(imp: &Impl) {
         2,
         4,
         BnMode::TrainFrozen,
+        BN_MOMENTUM,
     );
     let (yv, _) = backward_weighted(y);
     close("y frozen", &yv, &BN_Y);
     assert_eq!((rm2, rv2), (vec![0.0, 0.5], vec![1.0, 2.0]));
+}
+
+/// At momentum 0.9 (the released MLC code's last batch norm) the running statistics take
+/// 0.9 of the batch's: the batch statistics are recovered from PyTorch's update at 0.1.
+fn batch_norm_momentum_weighs_the_batch_statistics(imp: &Impl) {
+    let dev = Dev::default();
+    let x: Mat = dev.tensor_from_vec(xs(24), (3, 8));
+    let g = vec1(vec![1.5, -0.5]);
+    let b = vec1(vec![0.2, 0.1]);
+    let (r0m, r0v) = ([0.0f64, 0.5], [1.0f64, 2.0]);
+    let (mut rm, mut rv) = (vec![0.0f32, 0.5], vec![1.0f32, 2.0]);
+    let y = (imp.bn)(
+        x.leaky_trace(),
+        &g,
+        &b,
+        (&mut rm, &mut rv),
+        2,
+        4,
+        BnMode::TrainUpdate,
+        0.9,
+    );
+    let (yv, _) = backward_weighted(y);
+    close("y", &yv, &BN_Y);
+    let want = |r0: &[f64; 2], at_default: &[f64]| -> Vec<f64> {
+        (0..2)
+            .map(|c| {
+                let batch = (at_default[c] - 0.9 * r0[c]) / 0.1;
+                0.1 * r0[c] + 0.9 * batch
+            })
+            .collect()
+    };
+    close("running_mean", &rm, &want(&r0m, &BN_RM));
+    close("running_var", &rv, &want(&r0v, &BN_RV));
+}
+
+/// `x` above 0, `0.01·x` below, with the gradient 1 or 0.01 (PyTorch's LeakyReLU); the
+/// inputs avoid 0, where the two paths' gradients differ by definition.
+fn leaky_relu_matches_its_definition(imp: &Impl) {
+    let dev = Dev::default();
+    let v: Vec<f32> = xs(12).iter().map(|a| a - 0.3).collect();
+    assert!(v.iter().all(|&a| a != 0.0) && v.iter().any(|&a| a < 0.0));
+    let x: Mat = dev.tensor_from_vec(v.clone(), (3, 4));
+    let y = (imp.leaky)(x.leaky_trace(), 0.01);
+    let (yv, mut grads) = backward_weighted(y);
+    let r = rs(12);
+    let want_y: Vec<f64> = v
+        .iter()
+        .map(|&a| if a > 0.0 { a as f64 } else { 0.01 * a as f64 })
+        .collect();
+    let want_g: Vec<f64> = v
+        .iter()
+        .zip(&r)
+        .map(|(&a, &ri)| if a > 0.0 { ri as f64 } else { 0.01 * ri as f64 })
+        .collect();
+    close("y", &yv, &want_y);
+    close("gx", &grads.get_or_alloc_mut(&x).unwrap(), &want_g);
+}
+
+#[test]
+fn host_leaky_relu_takes_the_slope_at_zero_as_pytorch() {
+    let dev = Dev::default();
+    let x: Mat = dev.tensor_from_vec(vec![0.0, 2.0], (1, 2));
+    let y = elementwise::leaky_relu(x.leaky_trace(), 0.01);
+    let grads = y.sum::<(), _>().backward();
+    assert_eq!(grads.get(&x).as_vec(), vec![0.01, 1.0]);
 }
 
 fn batch_norm_eval_matches_pytorch(imp: &Impl) {
@@ -779,6 +853,7 @@ fn batch_norm_eval_matches_pytorch(imp: &Impl) {
         2,
         4,
         BnMode::Eval,
+        BN_MOMENTUM,
     );
     let (yv, mut grads) = backward_weighted(y);
     close("y", &yv, &BNE_Y);

@@ -43,6 +43,7 @@ fn write_noise(root: &Path, strength: f64, seed: u64) -> InputRef {
             num_untrusted: 3,
             dataset: "digits".into(),
             dataset_identity: m.dataset.identity.clone(),
+            trusted_split: Default::default(),
         },
         noisy: vec![0, 2, 2, 3],
         clean: vec![0, 1, 2, 3],

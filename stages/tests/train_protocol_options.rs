@@ -233,3 +233,62 @@ fn interval_evaluations_change_no_weight_and_give_the_best_of_the_last_phase() {
     }))
     .is_err());
 }
+
+#[test]
+fn the_mlc_phase_can_start_from_the_best_warmup_evaluation() {
+    use repro_stages::kinds::train_mlc;
+    let ds = digits();
+    let nl = noisy(&ds, "flip", 0.6, 0.05, 7);
+    let run_mlc = |warmup_epochs: usize, from: &str| {
+        let p: train_mlc::Params = serde_json::from_value(serde_json::json!({
+            "variant": "official_code", "warmup_epochs": warmup_epochs, "epochs": 1,
+            "continue_from": from, "optimizer": {"kind": "sgd", "lr": 0.2, "momentum": 0.9},
+            "meta_batch_size": 20, "model": {"arch": "mlp", "hidden": [32]}
+        }))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let ctx = context(dir.path(), 3, &NoProgress, &stop);
+        let m = train_mlc::train(&p, &ctx, &ds, &nl, None).unwrap();
+        let w = std::fs::read(ctx.out_dir.join("weights.safetensors")).unwrap();
+        (m, w)
+    };
+    let (best, w_best) = run_mlc(6, "best");
+    let warmup: Vec<f64> = best
+        .epochs
+        .iter()
+        .filter(|e| e.phase == "warmup")
+        .map(|e| e.test_accuracy)
+        .collect();
+    // without an interval, the best of the warm-up's epoch ends, the first of equals
+    let top = warmup.iter().cloned().fold(0.0, f64::max);
+    let e = warmup.iter().position(|&a| a == top).unwrap() + 1;
+    assert_eq!(best.extra["warmup_best_test_accuracy"], top);
+    assert!(
+        e < warmup.len(),
+        "the last warm-up epoch is the best: {warmup:?}"
+    );
+    // the MLC phase then runs exactly as after a warm-up that stopped at that epoch
+    let (cut, w_cut) = run_mlc(e, "last");
+    let mlc = |m: &Metrics| -> Vec<(f64, f64)> {
+        m.epochs
+            .iter()
+            .filter(|x| x.phase == "mlc")
+            .map(|x| (x.train_loss, x.test_accuracy))
+            .collect()
+    };
+    assert_eq!(mlc(&best), mlc(&cut));
+    assert!(
+        w_best == w_cut,
+        "the MLC phase did not start from epoch {e}'s weights"
+    );
+    assert!(!cut.extra.contains_key("warmup_best_test_accuracy"));
+    // and differs from continuing from the last warm-up epoch
+    let (_, w_last) = run_mlc(6, "last");
+    assert!(w_last != w_best);
+    // refused without a warm-up
+    use repro_stages::stage_kind::StageKind;
+    let p: train_mlc::Params =
+        serde_json::from_value(serde_json::json!({"continue_from": "best"})).unwrap();
+    assert!(p.check().unwrap_err().starts_with("field `continue_from`"));
+}

@@ -199,6 +199,15 @@ fn train_mlc_resume_is_byte_identical() {
             32,
             serde_json::json!({"variant": "official_code", "epochs": 2}),
         ),
+        // the released code's protocol: the MLC phase from the warm-up's best interval
+        // evaluation (its weights in the checkpoint), the meta set not trained on
+        (
+            33,
+            serde_json::json!({
+                "variant": "official_code", "warmup_epochs": 2, "epochs": 1,
+                "eval_interval": 5, "continue_from": "best", "train_on_trusted": false
+            }),
+        ),
     ] {
         let p: train_mlc::Params = serde_json::from_value(params.clone()).unwrap();
         assert_resume_is_byte_identical(&params.to_string(), seed, &none, |ctx| {

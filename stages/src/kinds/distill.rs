@@ -116,10 +116,9 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
         (0.0..=1.0).contains(&p.alpha),
         "params.alpha must be in [0, 1]"
     );
-    let ds = inputs::load_data(ctx)?;
+    let (ds, noise) = inputs::load_data_and_noise(ctx)?;
     let k = ds.meta.num_classes;
     let n = ds.train.len();
-    let noise = inputs::load_noise_opt(ctx)?;
     let (labels, _) = labels_of(&ds, noise.as_ref())?;
 
     // The teacher: its network, weights and logits on every training example.

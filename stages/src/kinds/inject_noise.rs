@@ -11,9 +11,12 @@
 //! matrices are in [`crate::noise`]. `flip`'s targets (the other class each class sends its
 //! flipped mass to) are by default the very ones GLC's `flip_labels_C` gets from NumPy
 //! seeded with 1, the same for every seed, so flip numbers compare with GLC's;
-//! `flip_targets: per_seed` draws them from the run's seed instead. The MLC code draws its
-//! 50-per-class clean set from the CIFAR-10 *test* split; here, as in GLC, the trusted set
-//! always comes from train (use `trusted_per_class: 50` for the per-class count).
+//! `flip_targets: per_seed` draws them from the run's seed instead. The trusted set comes
+//! from the train split, as in GLC; the released MLC code draws its 50-per-class clean set
+//! from the CIFAR-10 *test* split instead (`Cifa10_val_build.py`), which `trusted_split:
+//! test` follows: the trusted examples are drawn from the test split (stratified, seeded as
+//! from train), every training label is corrupted, and the training stages evaluate on
+//! the test examples left (see [`noise::TrustedSplit`]).
 //!
 //! Inputs: `data`, a `download` output (`Dataset::load`).
 //! Outputs: `noise.safetensors` + `noise.json` ([`NoisyLabels`]): noisy labels, clean
@@ -29,7 +32,7 @@ use crate::context::StageContext;
 use crate::data::dataset::Dataset;
 use crate::declared::Inputs;
 use crate::kind::Kind;
-use crate::noise::{self, Corruption, FlipTargets, NoisyLabels, Trusted};
+use crate::noise::{self, Corruption, FlipTargets, NoisyLabels, Trusted, TrustedSplit};
 use crate::stage_kind::StageKind;
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +59,12 @@ pub struct Params {
     /// Default `glc`.
     #[serde(default)]
     pub flip_targets: FlipTargets,
+    /// The split the trusted examples are drawn from: `train` (default, GLC) or `test`
+    /// (the released MLC code: the trusted set is taken out of the test split, and every
+    /// training example is corrupted). `trusted_fraction` is then a share of the test
+    /// split.
+    #[serde(default)]
+    pub trusted_split: TrustedSplit,
 }
 
 impl StageKind for Params {
@@ -69,6 +78,7 @@ impl StageKind for Params {
                 ("strength", self.strength != 0.0),
                 ("trusted_fraction", self.trusted_fraction != 0.0),
                 ("trusted_per_class", self.trusted_per_class.is_some()),
+                ("trusted_split", !self.trusted_split.is_train()),
             ] {
                 if set {
                     return Err(format!(
@@ -177,8 +187,11 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
             p.corruption.name()
         );
         ensure!(
-            p.strength == 0.0 && p.trusted_fraction == 0.0 && p.trusted_per_class.is_none(),
-            "corruption `real` takes no strength, trusted_fraction or trusted_per_class: \
+            p.strength == 0.0
+                && p.trusted_fraction == 0.0
+                && p.trusted_per_class.is_none()
+                && p.trusted_split.is_train(),
+            "corruption `real` takes no strength, trusted_fraction, trusted_per_class or trusted_split: \
              the dataset's verified examples are the trusted set"
         );
         return noise::real(
@@ -201,7 +214,7 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
         "trusted_fraction {} outside [0, 1]",
         p.trusted_fraction
     );
-    let trusted = match p.trusted_per_class {
+    let mut trusted = match p.trusted_per_class {
         Some(n) => {
             ensure!(
                 p.trusted_fraction == 0.0,
@@ -211,6 +224,21 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
         }
         None => Trusted::Fraction(p.trusted_fraction),
     };
+    // A test-split trusted set: drawn from the test labels, the train split left whole.
+    let from_test = match p.trusted_split {
+        TrustedSplit::Train => None,
+        TrustedSplit::Test => {
+            let idx = noise::draw_trusted(&ds.test.y, ds.meta.num_classes, trusted, seed)
+                .with_context(|| {
+                    format!(
+                        "drawing the trusted set from the test split of {}",
+                        ds.meta.name
+                    )
+                })?;
+            trusted = Trusted::Fraction(0.0);
+            Some(idx)
+        }
+    };
     let how = noise::Injection {
         corruption: p.corruption,
         flip_targets: p.flip_targets,
@@ -218,12 +246,19 @@ pub fn make(p: &Params, ds: &Dataset, seed: u64) -> Result<NoisyLabels> {
         trusted,
         seed,
     };
-    noise::inject_with(
+    let mut nl = noise::inject_with(
         &ds.train.y,
         ds.train.coarse.as_deref(),
         ds.meta.num_classes,
         &how,
         (&ds.meta.name, &ds.meta.identity),
     )
-    .with_context(|| format!("{} noise on {}", p.corruption.name(), ds.meta.name))
+    .with_context(|| format!("{} noise on {}", p.corruption.name(), ds.meta.name))?;
+    if let Some(idx) = from_test {
+        nl.meta.trusted_split = TrustedSplit::Test;
+        nl.meta.num_trusted = idx.len();
+        nl.meta.trusted_fraction = idx.len() as f64 / ds.test.len().max(1) as f64;
+        nl.trusted = idx.iter().map(|&i| i as u32).collect();
+    }
+    Ok(nl)
 }

@@ -134,7 +134,9 @@
 //! initialises T with `t_init: glc`, and its distance to the true C is reported beside
 //! MLC's). Outputs: `metrics.json` (per epoch: `meta_loss`, `t_frobenius_to_true_c`,
 //! `t_mean_row_l1_to_true_c`; final: the same for the final T, for the identity and for
-//! GLC's Ĉ when given, and `best_test_accuracy`), `weights.safetensors`, `model.json`,
+//! GLC's Ĉ when given, and `best_test_accuracy`; with `continue_from: best`, the
+//! warm-up's best evaluation as `warmup_best_test_accuracy` and `warmup_best_iteration`),
+//! `weights.safetensors`, `model.json`,
 //! `t_final.json`
 //! (`noise::MatrixFile`), `t_epochs.json` (T after every epoch), `log/timings.json`.
 
@@ -154,7 +156,7 @@ use crate::math::{exp, ln};
 use crate::method::Method;
 use crate::metrics::Metrics;
 use crate::nn::batch::Decoder;
-use crate::nn::checkpoint::MethodState;
+use crate::nn::checkpoint::{Evaluation, MethodState};
 use crate::nn::device::{Dev, Mat, Tp};
 use crate::nn::hypergrad::{self, LookAhead, MetaSampler, TrainBatch};
 use crate::nn::loss;
@@ -175,6 +177,20 @@ use crate::training::{defaults, insert_distances, training_params, where_mask, T
 pub enum Variant {
     Textbook,
     OfficialCode,
+}
+
+/// Which warm-up weights the MLC phase starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContinueFrom {
+    /// The warm-up's last weights.
+    #[default]
+    Last,
+    /// The weights at the warm-up's best test evaluation (every `eval_interval`
+    /// iterations when set, else every epoch's end; the first of equal ones), as the
+    /// released code does: its warm-up saves the weights whenever the test accuracy
+    /// improves and the MLC phase loads that file (`main.py:111-113,139-141`).
+    Best,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +232,10 @@ training_params! {
         /// fresh optimizer.
         #[serde(default)]
         pub warmup_optimizer: Option<crate::nn::optim::OptimizerSpec>,
+        /// The warm-up weights the MLC phase starts from: `last` (default) or `best`
+        /// ([`ContinueFrom`]; needs a warm-up).
+        #[serde(default)]
+        pub continue_from: ContinueFrom,
         @batches
         /// Trusted examples drawn for each meta batch (default: all trusted examples when
         /// `official_code`, as the released code does; the training batch size otherwise, so
@@ -305,11 +325,17 @@ impl StageKind for Params {
         if !(self.eps0 > 0.0 && self.eps0.is_finite()) {
             return Err(format!("field `eps0`: {} must be positive", self.eps0));
         }
-        if self.warmup_optimizer.is_some() && self.warmup_epochs == 0 {
-            return Err(
-                "field `warmup_optimizer`: there is no warm-up to use it (warmup_epochs is 0)"
-                    .to_string(),
-            );
+        if self.warmup_epochs == 0 {
+            for (field, set) in [
+                ("warmup_optimizer", self.warmup_optimizer.is_some()),
+                ("continue_from", self.continue_from != ContinueFrom::Last),
+            ] {
+                if set {
+                    return Err(format!(
+                        "field `{field}`: there is no warm-up to use it (warmup_epochs is 0)"
+                    ));
+                }
+            }
         }
         self.model.check_bounds("model")
     }
@@ -359,6 +385,9 @@ defaults! {
     default_eps0: f32 = 0.01,
 }
 
+/// The carry key of the warm-up's best evaluation (`continue_from: best`).
+const WARMUP_BEST: &str = "warmup_best";
+
 /// Smallest entry `clamp_normalize` leaves in T, so that every observed class keeps a
 /// non-zero probability and the corrected loss stays finite.
 pub const T_FLOOR: f64 = 1e-6;
@@ -387,8 +416,8 @@ impl Params {
 }
 
 pub fn run(p: &Params, ctx: &StageContext) -> Result<()> {
-    let ds = inputs::load_data(ctx)?;
-    let nl = inputs::load_noise(ctx)?;
+    let (ds, nl) = inputs::load_data_and_noise(ctx)?;
+    let nl = nl.context("train_mlc needs a `noise` input")?;
     let glc = match ctx.input_opt("glc")? {
         Some(r) => {
             let path = r.dir.join(C_HAT_FILE);
@@ -454,10 +483,16 @@ pub fn train(
         if let Some(o) = &p.warmup_optimizer {
             spec.optimizer = o.clone();
         }
+        spec.keep_best = p.continue_from == ContinueFrom::Best;
         let mut obj = LossObjective {
             target: Target::Hard,
         };
         run.run_phase(0, &spec, &mut params, &mut buffers, &mut obj)?;
+        // None when the checkpoint is the MLC phase's own, which restores its weights.
+        if let Some((weights, at)) = run.session.take_best() {
+            params.load_named(&mut buffers, &weights, "the best warm-up evaluation")?;
+            run.session.set_carry(WARMUP_BEST, &at)?;
+        }
     }
     let spec = run.phase("mlc", train_idx, &nl.noisy, &trusted, p.epochs);
     let core = MetaCore::new(p, ds, nl, trusted_idx);
@@ -477,7 +512,11 @@ pub fn train(
     MatrixFile::from_matrix(&t).save(&ctx.out_dir.join(T_FINAL_FILE))?;
     let epochs_file = serde_json::to_string_pretty(&history)? + "\n";
     std::fs::write(ctx.out_dir.join(T_EPOCHS_FILE), epochs_file)?;
-    let extra = final_extra(&run, &t, &nl.true_c, glc);
+    let mut extra = final_extra(&run, &t, &nl.true_c, glc);
+    if let Some(at) = run.session.carry::<Evaluation>(WARMUP_BEST)? {
+        extra.insert("warmup_best_test_accuracy".into(), at.test_accuracy);
+        extra.insert("warmup_best_iteration".into(), at.iteration as f64);
+    }
     run.metrics("train_mlc", p.method(), Some(nl), extra)
 }
 

@@ -1,6 +1,6 @@
 //! Batch normalisation over channels (BatchNorm2d; PyTorch semantics: eps 1e-5,
-//! momentum 0.1, biased variance to normalise, unbiased variance in the running
-//! estimate) as one differentiable operator.
+//! momentum 0.1 unless a layer says otherwise, biased variance to normalise, unbiased
+//! variance in the running estimate) as one differentiable operator.
 //!
 //! Three modes ([`BnMode`]): batch statistics with a running-statistics update (ordinary
 //! training), batch statistics without an update (the extra look-ahead forwards of
@@ -15,6 +15,7 @@ use super::device::host;
 use super::kernels::{HostMat, HostVector};
 
 pub const BN_EPS: f64 = 1e-5;
+/// PyTorch's default momentum of the running statistics.
 pub const BN_MOMENTUM: f64 = 0.1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,21 +58,27 @@ fn channel_stats(xs: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
 
 /// The running estimates after one batch of `count` values per channel:
 /// `r ← (1 − momentum)·r + momentum·batch`, the variance unbiased (`count/(count − 1)`).
-fn update_running(running: (&mut [f32], &mut [f32]), stats: &[(f64, f64)], count: usize) {
+fn update_running(
+    running: (&mut [f32], &mut [f32]),
+    stats: &[(f64, f64)],
+    count: usize,
+    momentum: f64,
+) {
     let unbias = if count > 1 {
         count as f64 / (count - 1) as f64
     } else {
         1.0
     };
     for (ch, &(m, v)) in stats.iter().enumerate() {
-        running.0[ch] = ((1.0 - BN_MOMENTUM) * running.0[ch] as f64 + BN_MOMENTUM * m) as f32;
-        running.1[ch] =
-            ((1.0 - BN_MOMENTUM) * running.1[ch] as f64 + BN_MOMENTUM * v * unbias) as f32;
+        running.0[ch] = ((1.0 - momentum) * running.0[ch] as f64 + momentum * m) as f32;
+        running.1[ch] = ((1.0 - momentum) * running.1[ch] as f64 + momentum * v * unbias) as f32;
     }
 }
 
 /// `x` is `batch x C·HW`; `gamma`, `beta` have `C` values; `running` is
-/// `(mean, var)` with `C` values each, updated in place in [`BnMode::TrainUpdate`].
+/// `(mean, var)` with `C` values each, updated in place in [`BnMode::TrainUpdate`] with
+/// weight `momentum` on the batch's statistics ([`BN_MOMENTUM`] for PyTorch's default).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm2d<T: Tape<f32, Cpu>>(
     x: HostMat<T>,
     gamma: &HostVector,
@@ -80,6 +87,7 @@ pub fn batch_norm2d<T: Tape<f32, Cpu>>(
     c: usize,
     hw: usize,
     mode: BnMode,
+    momentum: f64,
 ) -> HostMat<T> {
     let (x, mut tape) = x.split_tape();
     let (n, d) = *x.shape();
@@ -101,7 +109,7 @@ pub fn batch_norm2d<T: Tape<f32, Cpu>>(
         BnMode::TrainUpdate | BnMode::TrainFrozen => {
             let stats = channel_stats(&xs, n, c, hw);
             if mode == BnMode::TrainUpdate {
-                update_running(running, &stats, count);
+                update_running(running, &stats, count, momentum);
             }
             stats
                 .iter()

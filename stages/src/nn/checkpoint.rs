@@ -63,6 +63,11 @@ pub struct LoopState {
     /// Test accuracies taken between epochs ([`super::trainer::PhaseSpec::eval_interval`]).
     #[serde(default)]
     pub evaluations: Vec<Evaluation>,
+    /// The current phase's best evaluation so far, when its spec keeps the best weights
+    /// ([`super::trainer::PhaseSpec::keep_best`]); the weights are the checkpoint's
+    /// tensors named `best.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<Evaluation>,
     /// The method's JSON state.
     pub method: serde_json::Value,
 }

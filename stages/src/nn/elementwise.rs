@@ -1,5 +1,5 @@
 //! Small operators with a host-side mask or index list: multiplication by a fixed mask
-//! (inverted dropout) and embedding lookup (token-id inputs).
+//! (inverted dropout), LeakyReLU and embedding lookup (token-id inputs).
 
 use dfdx::prelude::*;
 
@@ -20,6 +20,30 @@ pub fn mul_mask<T: Tape<f32, Cpu>>(x: HostMat<T>, mask: Vec<f32>) -> HostMat<T> 
             with_grads2(grads, &out_c, &x, |go, gx| {
                 for ((g, o), m) in gx.iter_mut().zip(go).zip(&mask) {
                     *g += o * m;
+                }
+            })
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// LeakyReLU as PyTorch defines it: `y = x` for `x > 0`, `slope·x` otherwise; the
+/// gradient is 1 for `x > 0` and `slope` otherwise (at 0 too).
+pub fn leaky_relu<T: Tape<f32, Cpu>>(x: HostMat<T>, slope: f32) -> HostMat<T> {
+    let (x, mut tape) = x.split_tape();
+    let shape = *x.shape();
+    let xs = host(&x);
+    let y: Vec<f32> = xs
+        .iter()
+        .map(|&v| if v > 0.0 { v } else { v * slope })
+        .collect();
+    let out = x.device().tensor_from_vec(y, shape);
+    if T::OWNS_TAPE {
+        let out_c = out.clone();
+        tape.add_backward_op(move |grads| {
+            with_grads2(grads, &out_c, &x, |go, gx| {
+                for ((g, o), v) in gx.iter_mut().zip(go).zip(&xs) {
+                    *g += if *v > 0.0 { *o } else { o * slope };
                 }
             })
         });

@@ -1,5 +1,6 @@
 //! The networks: an MLP (optionally over token embeddings), a small CNN, WRN-40-2
-//! (Zagoruyko & Komodakis 2016, pre-activation, the variant of GLC's and MLC's code),
+//! (Zagoruyko & Komodakis 2016, pre-activation; GLC's layout, or with `block: mlc_code`
+//! the layout of the released MLC code's `meta_wrn.py`, see [`WrnBlock`]),
 //! ResNet-18 and ResNet-50 (He et al. 2016; torchvision layout with the stride on the
 //! 3×3 convolution of a bottleneck).
 //!
@@ -12,10 +13,11 @@
 //! smaller than 64 pixels and the ImageNet stem (7×7 conv stride 2, 3×3 max-pool stride
 //! 2) otherwise. Initialisation: linear layers as PyTorch's default
 //! (U(±1/√fan_in) for weight and bias), or for an MLP with `weight_init: normal` weights
-//! from N(0, σ = 1/√fan_in) and zero biases (GLC's MNIST and Twitter scripts); convolutions of WRN/ResNet He-normal with
-//! fan-out (std √(2/(k²·out)), as in the WRN and torchvision code), without bias; the small
-//! CNN's convolutions as PyTorch's default; batch norm γ = 1, β = 0, running mean 0,
-//! running variance 1.
+//! from N(0, σ = 1/√fan_in) and zero biases (GLC's MNIST and Twitter scripts);
+//! convolutions of WRN/ResNet He-normal with fan-out (std √(2/(k²·out)), as in the WRN
+//! and torchvision code), without bias; the small CNN's and an `mlc_code` WRN's
+//! convolutions as PyTorch's default; batch norm γ = 1, β = 0, running mean 0, running
+//! variance 1.
 
 use anyhow::{bail, Result};
 use dfdx::prelude::*;
@@ -23,10 +25,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::batch_norm::BN_MOMENTUM;
 use super::device::{dev, Dev, Mat};
 use super::ops::{
-    batch_norm2d, conv2d, embedding, global_avg_pool, linear, max_pool2d, mul_mask, BnMode,
-    ConvGeom, Ops,
+    batch_norm2d, conv2d, embedding, global_avg_pool, leaky_relu, linear, max_pool2d, mul_mask,
+    BnMode, ConvGeom, Ops,
 };
 use super::params::{Buffers, ParamSet};
 use crate::math::{cos, ln};
@@ -91,6 +94,15 @@ pub enum ModelSpec {
         /// Dropout probability inside blocks (default 0.3).
         #[serde(default = "default_wrn_dropout")]
         dropout: f32,
+        /// The nonlinearity after every batch norm: `relu` (default) or `leaky_relu`
+        /// (slope 0.01, PyTorch's default, as `meta_wrn.py`). Not written into
+        /// `model.json` when it is the default.
+        #[serde(default, skip_serializing_if = "Activation::is_relu")]
+        activation: Activation,
+        /// The blocks' layout and initialisation: `glc` (default) or `mlc_code`
+        /// ([`WrnBlock`]). Not written into `model.json` when it is the default.
+        #[serde(default, skip_serializing_if = "WrnBlock::is_glc")]
+        block: WrnBlock,
     },
     /// ResNet-18 (basic blocks [2, 2, 2, 2], widths 64…512).
     Resnet18,
@@ -113,6 +125,50 @@ pub enum LinearInit {
 impl LinearInit {
     pub fn is_uniform(&self) -> bool {
         *self == LinearInit::Uniform
+    }
+}
+
+/// The nonlinearity of a WRN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    /// `x` where positive, `0.01·x` elsewhere ([`LEAKY_SLOPE`]).
+    LeakyRelu,
+}
+
+/// The negative-side slope of [`Activation::LeakyRelu`] (PyTorch's `LeakyReLU()`).
+pub const LEAKY_SLOPE: f32 = 0.01;
+
+impl Activation {
+    pub fn is_relu(&self) -> bool {
+        *self == Activation::Relu
+    }
+}
+
+/// The layout of a WRN's blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WrnBlock {
+    /// GLC's and Hendrycks' WRN (`wideresnet.py`): the stride on a block's first
+    /// convolution; where the width changes, a 1×1 shortcut convolution of the
+    /// pre-activated input; no convolution bias; He-normal fan-out convolutions, the
+    /// classifier's bias zeroed; batch-norm momentum 0.1 everywhere.
+    #[default]
+    Glc,
+    /// The released MLC code's `meta_wrn.py`: the stride on a block's second convolution;
+    /// where the shape changes, a 1×1 shortcut convolution of the block's raw input; a
+    /// bias on every convolution; PyTorch's default initialisation of every convolution
+    /// and of the classifier (U(±1/√fan_in), weights and biases); momentum 0.9 on the
+    /// final batch norm (PyTorch's convention: the running statistics take 0.9 of each
+    /// batch's), 0.1 elsewhere.
+    MlcCode,
+}
+
+impl WrnBlock {
+    pub fn is_glc(&self) -> bool {
+        *self == WrnBlock::Glc
     }
 }
 
@@ -142,7 +198,22 @@ impl ModelSpec {
                     .collect::<Vec<_>>()
                     .join("-")
             ),
-            ModelSpec::Wrn { depth, widen, .. } => format!("wrn-{depth}-{widen}"),
+            ModelSpec::Wrn {
+                depth,
+                widen,
+                activation,
+                block,
+                ..
+            } => {
+                let mut s = format!("wrn-{depth}-{widen}");
+                if *block == WrnBlock::MlcCode {
+                    s += "-mlc_code";
+                }
+                if *activation == Activation::LeakyRelu {
+                    s += "-leaky_relu";
+                }
+                s
+            }
             ModelSpec::Resnet18 => "resnet18".into(),
             ModelSpec::Resnet50 => "resnet50".into(),
         }
@@ -207,9 +278,15 @@ impl ModelSpec {
                 add(&[*hidden, classes])?;
                 add(&[classes])?;
             }
-            ModelSpec::Wrn { depth, widen, .. } => {
+            ModelSpec::Wrn {
+                depth,
+                widen,
+                block,
+                ..
+            } => {
                 let (c, _, _) = image?;
-                total = total.checked_add(wrn_parameters(c, *depth, *widen, classes)?)?;
+                let biased = *block == WrnBlock::MlcCode;
+                total = total.checked_add(wrn_parameters(c, *depth, *widen, biased, classes)?)?;
             }
             ModelSpec::Resnet18 | ModelSpec::Resnet50 => {
                 let (c, h, _) = image?;
@@ -333,8 +410,15 @@ impl Count {
     }
 }
 
-/// Parameters of [`ModelSpec::Wrn`] on `c` input channels (see [`Builder::wrn`]).
-fn wrn_parameters(c: usize, depth: usize, widen: usize, classes: usize) -> Option<u128> {
+/// Parameters of [`ModelSpec::Wrn`] on `c` input channels, with a bias on every
+/// convolution when `biased` (see [`Builder::wrn`]).
+fn wrn_parameters(
+    c: usize,
+    depth: usize,
+    widen: usize,
+    biased: bool,
+    classes: usize,
+) -> Option<u128> {
     let mut sum = Count::default();
     let blocks = depth.saturating_sub(4) / 6;
     let widths = [
@@ -343,7 +427,9 @@ fn wrn_parameters(c: usize, depth: usize, widen: usize, classes: usize) -> Optio
         32usize.checked_mul(widen)?,
         64usize.checked_mul(widen)?,
     ];
+    let bias = usize::from(biased);
     sum.add(&[widths[0], c, 9])?;
+    sum.add(&[bias, widths[0]])?;
     let mut cur = widths[0];
     for &o in &widths[1..] {
         for _ in 0..blocks {
@@ -351,8 +437,10 @@ fn wrn_parameters(c: usize, depth: usize, widen: usize, classes: usize) -> Optio
             sum.add(&[cur, o, 9])?;
             sum.add(&[2, o])?;
             sum.add(&[o, o, 9])?;
+            sum.add(&[bias * 2, o])?;
             if cur != o {
                 sum.add(&[cur, o])?;
+                sum.add(&[bias, o])?;
             }
             cur = o;
         }
@@ -458,6 +546,8 @@ struct Bn {
     mean: usize,
     c: usize,
     hw: usize,
+    /// Weight of a batch's statistics in the running ones.
+    momentum: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -469,6 +559,9 @@ enum Block {
         bn2: Bn,
         conv2: Conv,
         shortcut: Option<Conv>,
+        /// The shortcut convolution takes the block's raw input ([`WrnBlock::MlcCode`])
+        /// rather than its pre-activated one.
+        raw_shortcut: bool,
         dropout: f32,
     },
     /// ResNet basic block (post-activation).
@@ -514,8 +607,10 @@ enum Arch {
         /// ImageNet-stem max-pool geometry: (C, H, W) of its input.
         stem_pool: Option<(usize, usize, usize)>,
         blocks: Vec<Block>,
-        /// WRN's final batch norm + ReLU.
+        /// WRN's final batch norm + activation.
         final_bn: Option<Bn>,
+        /// The nonlinearity of a WRN's blocks and final batch norm (ResNets: ReLU).
+        act: Activation,
         final_c: usize,
         final_hw: usize,
         fc: Lin,
@@ -626,6 +721,7 @@ impl Builder<'_> {
             mean,
             c,
             hw,
+            momentum: BN_MOMENTUM,
         }
     }
 }
@@ -727,14 +823,17 @@ impl Builder<'_> {
         })
     }
 
-    /// A wide ResNet (Zagoruyko & Komodakis 2016, Hendrycks' variant) on a `c x h x w`
-    /// image.
+    /// A wide ResNet (Zagoruyko & Komodakis 2016) on a `c x h x w` image, in
+    /// Hendrycks' layout or the released MLC code's ([`WrnBlock`]).
+    #[allow(clippy::too_many_arguments)]
     fn wrn(
         &mut self,
         (c, h, w): (usize, usize, usize),
         depth: usize,
         widen: usize,
         dropout: f32,
+        act: Activation,
+        layout: WrnBlock,
         classes: usize,
     ) -> Result<Arch> {
         if depth < 10 || (depth - 4) % 6 != 0 {
@@ -742,11 +841,13 @@ impl Builder<'_> {
         }
         let n = (depth - 4) / 6;
         let widths = [16, 16 * widen, 32 * widen, 64 * widen];
-        let stem = self.conv(
-            "conv1",
-            geom(c, widths[0], h, w, 3, 1, 1),
-            ConvInit::HeFanOut,
-        );
+        let mlc = layout == WrnBlock::MlcCode;
+        let init = if mlc {
+            ConvInit::Default
+        } else {
+            ConvInit::HeFanOut
+        };
+        let stem = self.conv("conv1", geom(c, widths[0], h, w, 3, 1, 1), init);
         let (mut cur_c, mut cur_h, mut cur_w) = (widths[0], h, w);
         let mut blocks = Vec::new();
         for group in 0..3 {
@@ -754,24 +855,23 @@ impl Builder<'_> {
                 let stride = if i == 0 && group > 0 { 2 } else { 1 };
                 let out_c = widths[group + 1];
                 let name = format!("block{}.layer{i}", group + 1);
+                // The stride sits on the first convolution (GLC) or the second (MLC code).
+                let (s1, s2) = if mlc { (1, stride) } else { (stride, 1) };
                 let bn1 = self.bn(&format!("{name}.bn1"), cur_c, cur_h * cur_w);
-                let g1 = geom(cur_c, out_c, cur_h, cur_w, 3, stride, 1);
-                let conv1 = self.conv(&format!("{name}.conv1"), g1, ConvInit::HeFanOut);
-                let (oh, ow) = (g1.out_h(), g1.out_w());
-                let bn2 = self.bn(&format!("{name}.bn2"), out_c, oh * ow);
-                let conv2 = self.conv(
-                    &format!("{name}.conv2"),
-                    geom(out_c, out_c, oh, ow, 3, 1, 1),
-                    ConvInit::HeFanOut,
-                );
-                let shortcut = (cur_c != out_c).then(|| {
+                let g1 = geom(cur_c, out_c, cur_h, cur_w, 3, s1, 1);
+                let conv1 = self.conv(&format!("{name}.conv1"), g1, init);
+                let bn2 = self.bn(&format!("{name}.bn2"), out_c, g1.out_h() * g1.out_w());
+                let g2 = geom(out_c, out_c, g1.out_h(), g1.out_w(), 3, s2, 1);
+                let conv2 = self.conv(&format!("{name}.conv2"), g2, init);
+                let (oh, ow) = (g2.out_h(), g2.out_w());
+                let shortcut = (cur_c != out_c || (mlc && stride != 1)).then(|| {
                     self.conv(
                         &format!("{name}.shortcut"),
                         geom(cur_c, out_c, cur_h, cur_w, 1, stride, 0),
-                        ConvInit::HeFanOut,
+                        init,
                     )
                 });
-                if cur_c == out_c && stride != 1 {
+                if shortcut.is_none() && stride != 1 {
                     bail!("model wrn: identity shortcut with stride {stride}");
                 }
                 blocks.push(Block::Wide {
@@ -780,21 +880,27 @@ impl Builder<'_> {
                     bn2,
                     conv2,
                     shortcut,
+                    raw_shortcut: mlc,
                     dropout,
                 });
                 (cur_c, cur_h, cur_w) = (out_c, oh, ow);
             }
         }
-        let final_bn = Some(self.bn("bn_final", cur_c, cur_h * cur_w));
+        let mut final_bn = self.bn("bn_final", cur_c, cur_h * cur_w);
         let fc = self.lin("fc", cur_c, classes, LinearInit::Uniform);
-        let zeros = vec![0.0; classes];
-        self.params.set(fc.b.unwrap(), &zeros);
+        if mlc {
+            final_bn.momentum = 0.9;
+        } else {
+            let zeros = vec![0.0; classes];
+            self.params.set(fc.b.unwrap(), &zeros);
+        }
         Ok(Arch::Res {
             stem,
             stem_bn: None,
             stem_pool: None,
             blocks,
-            final_bn,
+            final_bn: Some(final_bn),
+            act,
             final_c: cur_c,
             final_hw: cur_h * cur_w,
             fc,
@@ -896,6 +1002,7 @@ impl Builder<'_> {
             stem_pool,
             blocks,
             final_bn: None,
+            act: Activation::Relu,
             final_c: cur_c,
             final_hw: cur_h * cur_w,
             fc,
@@ -946,7 +1053,17 @@ impl Network {
                 depth,
                 widen,
                 dropout,
-            } => b.wrn(image(input)?, *depth, *widen, *dropout, classes)?,
+                activation,
+                block,
+            } => b.wrn(
+                image(input)?,
+                *depth,
+                *widen,
+                *dropout,
+                *activation,
+                *block,
+                classes,
+            )?,
             ModelSpec::Resnet18 | ModelSpec::Resnet50 => {
                 let bottleneck = matches!(spec, ModelSpec::Resnet50);
                 b.resnet(image(input)?, bottleneck, classes)?
@@ -980,6 +1097,7 @@ impl Network {
             mode,
             rng,
             ops: self.ops,
+            act: Activation::Relu,
         };
         match &self.arch {
             Arch::Mlp {
@@ -1035,10 +1153,12 @@ impl Network {
                 stem_pool,
                 blocks,
                 final_bn,
+                act,
                 final_c,
                 final_hw,
                 fc,
             } => {
+                f.act = *act;
                 let x = dense(x).put_tape(T::default());
                 let mut h = f.conv(stem, x, false);
                 if let Some(bn) = stem_bn {
@@ -1051,7 +1171,8 @@ impl Network {
                     h = f.block(blk, h);
                 }
                 if let Some(bn) = final_bn {
-                    h = f.bn(bn, h).relu();
+                    let o = f.bn(bn, h);
+                    h = f.activate(o);
                 }
                 let h = global_avg_pool(f.ops, h, *final_c, *final_hw);
                 f.lin(fc, h, true)
@@ -1080,9 +1201,17 @@ struct Fwd<'a> {
     mode: Mode,
     rng: Option<&'a mut ChaCha8Rng>,
     ops: Ops,
+    /// The nonlinearity of WRN blocks ([`Fwd::activate`]).
+    act: Activation,
 }
 
 impl Fwd<'_> {
+    fn activate<T: Tape<f32, Dev>>(&self, x: Mat<T>) -> Mat<T> {
+        match self.act {
+            Activation::Relu => x.relu(),
+            Activation::LeakyRelu => leaky_relu(self.ops, x, LEAKY_SLOPE),
+        }
+    }
     fn lin<T: Tape<f32, Dev>>(&mut self, l: &Lin, x: Mat<T>, input_grad: bool) -> Mat<T> {
         let p = &self.params.tensors;
         linear(self.ops, x, &p[l.w], l.b.map(|b| &p[b]), l.out, input_grad)
@@ -1108,6 +1237,7 @@ impl Fwd<'_> {
             b.c,
             b.hw,
             mode,
+            b.momentum,
         )
     }
     /// `bn(conv(x))`, the unit of the ResNet blocks.
@@ -1145,23 +1275,31 @@ impl Fwd<'_> {
                 bn2,
                 conv2,
                 shortcut,
+                raw_shortcut,
                 dropout,
             } => {
                 // Hendrycks' WRN: with equal widths the shortcut is x itself, otherwise a
-                // 1×1 convolution of the pre-activated relu(bn1(x)).
+                // 1×1 convolution of the pre-activated act(bn1(x)); the MLC code's takes
+                // the raw x.
                 let (body_in, skip) = match shortcut {
-                    Some(sc) => {
-                        let o = self.bn(bn1, x).relu();
-                        let (a, b) = fork(o);
+                    Some(sc) if !*raw_shortcut => {
+                        let o = self.bn(bn1, x);
+                        let (a, b) = fork(self.activate(o));
                         (a, self.conv(sc, b, true))
                     }
-                    None => {
+                    _ => {
                         let (a, b) = fork(x);
-                        (self.bn(bn1, a).relu(), b)
+                        let o = self.bn(bn1, a);
+                        let skip = match shortcut {
+                            Some(sc) => self.conv(sc, b, true),
+                            None => b,
+                        };
+                        (self.activate(o), skip)
                     }
                 };
                 let h = self.conv(conv1, body_in, true);
-                let h = self.bn(bn2, h).relu();
+                let h = self.bn(bn2, h);
+                let h = self.activate(h);
                 let h = self.dropout(h, *dropout);
                 let h = self.conv(conv2, h, true);
                 h + skip

@@ -43,7 +43,7 @@ impl Default for Ops {
 mod host {
     pub use super::super::batch_norm::batch_norm2d;
     pub use super::super::conv::conv2d;
-    pub use super::super::elementwise::{embedding, mul_mask};
+    pub use super::super::elementwise::{embedding, leaky_relu, mul_mask};
     pub use super::super::linear::linear;
     pub use super::super::pool::{global_avg_pool, max_pool2d};
     pub use super::super::softmax::{log_softmax, logsumexp};
@@ -127,7 +127,8 @@ pub fn global_avg_pool<T: Tape<f32, Dev>>(ops: Ops, x: Mat<T>, c: usize, hw: usi
     )
 }
 
-/// BatchNorm2d over channels in one of three [`BnMode`]s.
+/// BatchNorm2d over channels in one of three [`BnMode`]s; `momentum` weighs the batch in
+/// the running statistics' update.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm2d<T: Tape<f32, Dev>>(
     ops: Ops,
@@ -138,11 +139,21 @@ pub fn batch_norm2d<T: Tape<f32, Dev>>(
     c: usize,
     hw: usize,
     mode: BnMode,
+    momentum: f64,
 ) -> Mat<T> {
     dispatch!(
         ops,
-        host::batch_norm2d(x, gamma, beta, running, c, hw, mode),
-        portable::batch_norm2d(x, gamma, beta, running, c, hw, mode)
+        host::batch_norm2d(x, gamma, beta, running, c, hw, mode, momentum),
+        portable::batch_norm2d(x, gamma, beta, running, c, hw, mode, momentum)
+    )
+}
+
+/// LeakyReLU with negative-side `slope`.
+pub fn leaky_relu<T: Tape<f32, Dev>>(ops: Ops, x: Mat<T>, slope: f32) -> Mat<T> {
+    dispatch!(
+        ops,
+        host::leaky_relu(x, slope),
+        portable::leaky_relu(x, slope)
     )
 }
 

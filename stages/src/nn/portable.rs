@@ -21,13 +21,14 @@
 //!   BatchNorm2d); evaluation uses the running statistics as constants. The running
 //!   update reads the batch statistics back to the host.
 //! * **mul_mask**, **embedding**: a product with a constant tensor; a gather of table rows.
+//! * **leaky_relu**: `relu(x) − slope·relu(−x)`.
 //!
 //! Sums run in f32 in dfdx's kernels (the host batch norm accumulates in f64), so results
 //! agree with the host kernels to rounding, not bit for bit.
 
 use dfdx::prelude::*;
 
-use super::batch_norm::{BnMode, BN_EPS, BN_MOMENTUM};
+use super::batch_norm::{BnMode, BN_EPS};
 use super::conv::ConvGeom;
 
 type M<D, T> = Tensor<(usize, usize), f32, D, T>;
@@ -221,6 +222,7 @@ pub fn batch_norm2d<D: Device<f32>, T: Tape<f32, D>>(
     c: usize,
     hw: usize,
     mode: BnMode,
+    momentum: f64,
 ) -> M<D, T> {
     let (n, d) = *x.shape();
     assert_eq!(d, c * hw, "batch_norm2d: input shape");
@@ -263,11 +265,11 @@ pub fn batch_norm2d<D: Device<f32>, T: Tape<f32, D>>(
                     1.0
                 };
                 for ch in 0..c {
-                    running.0[ch] = ((1.0 - BN_MOMENTUM) * running.0[ch] as f64
-                        + BN_MOMENTUM * mean_host[ch] as f64)
+                    running.0[ch] = ((1.0 - momentum) * running.0[ch] as f64
+                        + momentum * mean_host[ch] as f64)
                         as f32;
-                    running.1[ch] = ((1.0 - BN_MOMENTUM) * running.1[ch] as f64
-                        + BN_MOMENTUM * var_host[ch] as f64 * unbias)
+                    running.1[ch] = ((1.0 - momentum) * running.1[ch] as f64
+                        + momentum * var_host[ch] as f64 * unbias)
                         as f32;
                 }
             }
@@ -277,6 +279,15 @@ pub fn batch_norm2d<D: Device<f32>, T: Tape<f32, D>>(
     };
     let y = y + beta.retaped::<T>().broadcast_like::<_, Axes2<0, 2>>(&shape);
     y.reshape_like(&(n, d))
+}
+
+/// LeakyReLU: `x` where positive, `slope·x` elsewhere, as `relu(x) − slope·relu(−x)`
+/// (at 0 the gradient is 0 here, `slope` in the host kernel and PyTorch).
+pub fn leaky_relu<D: Device<f32>, T: Tape<f32, D>>(x: M<D, T>, slope: f32) -> M<D, T> {
+    let (x, tape) = x.split_tape();
+    let pos = x.clone().put_tape(tape).relu();
+    let neg = x.put_tape(T::default()).negate().relu() * slope;
+    pos - neg
 }
 
 /// `y = x ⊙ mask` for a constant `mask` (no gradient with respect to the mask).

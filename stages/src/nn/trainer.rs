@@ -214,6 +214,11 @@ pub struct PhaseSpec<'a> {
     /// Evaluate the test accuracy after every this many iterations of the phase too
     /// (iteration % n == 0), recorded apart from the epochs' metrics.
     pub eval_interval: Option<usize>,
+    /// Keep a copy of the weights (parameters and buffers) at the phase's best test
+    /// evaluation, the first of equal ones: among the interval evaluations when
+    /// `eval_interval` is set, else among the epochs' ends. [`Session::take_best`] hands
+    /// it over once the phase has run; it is checkpointed with the phase.
+    pub keep_best: bool,
 }
 
 /// The network, its parameters, buffers and optimizer, as a phase's loop holds them.
@@ -244,6 +249,8 @@ pub struct Session<'a, 'c> {
     /// The optimizer the last phase run in this process ended with, for a phase that
     /// carries it ([`PhaseSpec::carry_optimizer`]).
     last_optimizer: Option<Optimizer>,
+    /// The weights at the current phase's best evaluation ([`PhaseSpec::keep_best`]).
+    best: Option<BTreeMap<String, NamedTensor>>,
 }
 
 /// Least seconds between two end-of-epoch checkpoints within a phase.
@@ -305,7 +312,36 @@ impl<'a, 'c> Session<'a, 'c> {
             resume,
             last_save: Instant::now(),
             last_optimizer: None,
+            best: None,
         })
+    }
+
+    /// The weights (parameters and buffers, by name) at the best evaluation of the phase
+    /// just run with [`PhaseSpec::keep_best`], and that evaluation; `None` when no such
+    /// phase ran or was restored in this process.
+    pub fn take_best(&mut self) -> Option<(BTreeMap<String, NamedTensor>, Evaluation)> {
+        let weights = self.best.take()?;
+        Some((weights, self.state.best.clone()?))
+    }
+
+    /// Records an evaluation of a phase that keeps its best weights, copying them when it
+    /// beats the best so far.
+    fn consider_best(&mut self, spec: &PhaseSpec, m: &Model, iteration: usize, acc: f64) {
+        if self
+            .state
+            .best
+            .as_ref()
+            .is_some_and(|b| acc <= b.test_accuracy)
+        {
+            return;
+        }
+        self.state.best = Some(Evaluation {
+            phase: spec.name.clone(),
+            iteration,
+            test_accuracy: acc,
+        });
+        let named = m.params.named(m.buffers);
+        self.best = Some(named.into_iter().map(|t| (t.name.clone(), t)).collect());
     }
 
     /// A value stored by [`Session::set_carry`] before the checkpoint was written.
@@ -361,6 +397,12 @@ impl<'a, 'c> Session<'a, 'c> {
             t.name = format!("method.{}", t.name);
             t
         }));
+        if let Some(best) = &self.best {
+            tensors.extend(best.values().map(|t| NamedTensor {
+                name: format!("best.{}", t.name),
+                ..t.clone()
+            }));
+        }
         checkpoint::save(&self.ctx.checkpoint_dir, &state, &tensors)
     }
 
@@ -439,16 +481,24 @@ impl<'a, 'c> Session<'a, 'c> {
             let tensors = self.resume.take().unwrap();
             params.load_named(buffers, &tensors, "checkpoint")?;
             opt.load_named(params, &tensors, self.state.opt_step)?;
-            let method: BTreeMap<String, NamedTensor> = tensors
-                .into_iter()
-                .filter_map(|(k, mut t)| {
-                    k.strip_prefix("method.").map(|s| {
-                        t.name = s.to_string();
-                        (s.to_string(), t)
+            let prefixed = |prefix: &str| -> BTreeMap<String, NamedTensor> {
+                tensors
+                    .iter()
+                    .filter_map(|(k, t)| {
+                        k.strip_prefix(prefix).map(|s| {
+                            let t = NamedTensor {
+                                name: s.to_string(),
+                                ..t.clone()
+                            };
+                            (s.to_string(), t)
+                        })
                     })
-                })
-                .collect();
-            obj.load_state(&self.state.method, &method)?;
+                    .collect()
+            };
+            obj.load_state(&self.state.method, &prefixed("method."))?;
+            if self.state.best.is_some() {
+                self.best = Some(prefixed("best."));
+            }
         } else {
             self.state.phase = index;
             self.state.epoch = 0;
@@ -457,6 +507,8 @@ impl<'a, 'c> Session<'a, 'c> {
             self.state.loss_count = 0;
             self.state.first_loss = None;
             self.state.epoch_seconds = 0.0;
+            self.state.best = None;
+            self.best = None;
         }
         Ok(())
     }
@@ -526,6 +578,9 @@ impl<'a, 'c> Session<'a, 'c> {
                     iteration,
                     test_accuracy: acc,
                 });
+                if spec.keep_best {
+                    self.consider_best(spec, m, iteration, acc);
+                }
             }
             if !out.loss.is_finite() {
                 bail!(
@@ -568,6 +623,10 @@ impl<'a, 'c> Session<'a, 'c> {
             );
         }
         let acc = evaluate(m.net, m.params, m.buffers, self.data, self.eval_batch_size)?;
+        if spec.keep_best && spec.eval_interval.is_none() {
+            let iteration = (epoch + 1) * per_epoch - 1;
+            self.consider_best(spec, m, iteration, acc);
+        }
         let extra = obj.epoch_extra(m.net, m.params);
         let seconds = self.state.epoch_seconds + e.started.elapsed().as_secs_f64();
         self.ctx.progress.message(&format!(

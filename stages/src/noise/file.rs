@@ -7,6 +7,11 @@
 //!   row = true class, column = observed class; `realized_c` is measured on the untrusted
 //!   examples).
 //! * `noise.json` ([`META_FILE`]): [`NoiseMeta`].
+//!
+//! With `trusted_split: test` in `noise.json` ([`TrustedSplit::Test`]), `trusted` indexes
+//! the *test* split and every train example is untrusted; a training stage moves those
+//! test examples into its train split before it trains
+//! ([`crate::training::inputs::load_data_and_noise`]).
 
 use std::path::Path;
 
@@ -35,6 +40,28 @@ pub struct NoiseMeta {
     /// Name and identity of the dataset the labels belong to.
     pub dataset: String,
     pub dataset_identity: String,
+    /// The split `trusted` indexes (default `train`; not written when it is).
+    #[serde(default, skip_serializing_if = "TrustedSplit::is_train")]
+    pub trusted_split: TrustedSplit,
+}
+
+/// Which split a noise output's trusted examples come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustedSplit {
+    /// The train split (GLC): trusted training examples keep their clean label.
+    #[default]
+    Train,
+    /// The test split (the released MLC code's meta set, `Cifa10_val_build.py`): the
+    /// trusted examples are taken out of the test split, so the test runs on the rest,
+    /// and every training example carries a noisy label.
+    Test,
+}
+
+impl TrustedSplit {
+    pub fn is_train(&self) -> bool {
+        *self == TrustedSplit::Train
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,8 +75,14 @@ pub struct NoisyLabels {
 }
 
 impl NoisyLabels {
-    /// A boolean mask over the train split: true for trusted examples.
+    /// A boolean mask over the train split: true for trusted examples. Only for trusted
+    /// examples of the train split: a training stage first moves a test-split trusted set
+    /// into its train split ([`crate::training::inputs::load_data_and_noise`]).
     pub fn trusted_mask(&self) -> Vec<bool> {
+        assert!(
+            self.meta.trusted_split.is_train(),
+            "trusted_mask of a test-split trusted set"
+        );
         let mut m = vec![false; self.noisy.len()];
         for &i in &self.trusted {
             m[i as usize] = true;

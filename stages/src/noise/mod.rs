@@ -16,7 +16,7 @@ pub mod generators;
 pub mod matrix;
 pub mod transition;
 
-pub use file::{NoiseMeta, NoisyLabels, META_FILE, TENSORS_FILE};
+pub use file::{NoiseMeta, NoisyLabels, TrustedSplit, META_FILE, TENSORS_FILE};
 pub use generators::{
     corrupt, draw_trusted, inject, inject_with, mlc_count, real, realized_c, rng, sample_row,
     Corruption, FlipTargets, Injection, Trusted, STREAM_LABELS, STREAM_MATRIX, STREAM_TRUSTED,

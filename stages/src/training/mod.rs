@@ -196,8 +196,7 @@ pub fn run_with_optional_noise(
     ctx: &StageContext,
     train: impl FnOnce(&Dataset, Option<&NoisyLabels>) -> Result<Metrics>,
 ) -> Result<()> {
-    let ds = inputs::load_data(ctx)?;
-    let noise = inputs::load_noise_opt(ctx)?;
+    let (ds, noise) = inputs::load_data_and_noise(ctx)?;
     train(&ds, noise.as_ref())?.save(&ctx.out_dir)
 }
 
@@ -294,6 +293,7 @@ impl<'a, 'c> Training<'a, 'c> {
             schedule: self.common.schedule.clone(),
             augment: self.common.augment,
             eval_interval: self.common.eval_interval,
+            keep_best: false,
         }
     }
 

@@ -147,6 +147,7 @@ pub fn noisy(ds: &Dataset, kind: &str, strength: f64, frac: f64, seed: u64) -> N
             num_untrusted: n - m,
             dataset: ds.meta.name.clone(),
             dataset_identity: ds.meta.identity.clone(),
+            trusted_split: Default::default(),
         },
         noisy,
         clean,
