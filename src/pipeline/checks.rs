@@ -33,13 +33,15 @@ impl BuildCtx<'_> {
     /// stages and matrix axes it overrides, its publish paths, the stages it disables.
     pub(super) fn check_profiles(&self) -> Result<(), SpecError> {
         for (pname, p) in self.spec.profiles.iter() {
-            for (kind, _) in p.defaults.iter() {
-                if Kind::from_name(kind).is_none() {
-                    return Err(self
-                        .err(format!(
-                            "profile `{pname}`: defaults for unknown kind `{kind}`"
-                        ))
-                        .line(self.at(&["profiles", pname, "defaults", kind])));
+            for (field, map) in [("defaults", &p.defaults), ("params", &p.params)] {
+                for (kind, _) in map.iter() {
+                    if Kind::from_name(kind).is_none() {
+                        return Err(self
+                            .err(format!(
+                                "profile `{pname}`: {field} for unknown kind `{kind}`"
+                            ))
+                            .line(self.at(&["profiles", pname, field, kind])));
+                    }
                 }
             }
             for (sname, o) in p.stages.iter() {

@@ -3,7 +3,8 @@
 //! profile's values where it overrides them), then those inherited from its single inputs,
 //! `seed` last; member number `combo` takes one value of each (the last axis varies
 //! fastest). Its params are the layers merged (defaults < profile defaults < stage <
-//! profile stage < its own axis values < the stage's `when` entries it matches), checked
+//! profile kind params < profile stage < its own axis values < the `when` entries it
+//! matches, the stage's then the profile's), checked
 //! by the kind once per distinct set, with the digests of the project files they name as
 //! code; its inputs are bound by `bind.rs`.
 
@@ -68,7 +69,16 @@ impl<'a> Expansion<'a> {
         self.stage_pos.insert(si, pos);
         let (axes, own) = self.stage_axes(st, over, decls);
         self.check_axis_values(name, &axes)?;
-        self.check_when(name, st, &axes, &own)?;
+        let stage_path = ["stages", name.as_str()];
+        let stage_when = st.when.iter().map(|w| (w, &stage_path[..]));
+        let profile_path = ["profiles", self.ctx.profile, "stages", name.as_str()];
+        let profile_when = over
+            .into_iter()
+            .flat_map(|o| o.when.iter())
+            .map(|w| (w, &profile_path[..]));
+        let when: Vec<(&WhenSpec, &[&str])> = stage_when.chain(profile_when).collect();
+        self.check_when(name, st, &when, &axes, &own)?;
+        let when: Vec<&WhenSpec> = when.into_iter().map(|(w, _)| w).collect();
         let base = self.base_params(kind, st, over);
         let timeout = self.timeout(name, st, over)?;
         let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
@@ -76,7 +86,7 @@ impl<'a> Expansion<'a> {
         let mut stage_members = Vec::new();
         let mut checked: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         for combo in 0..total {
-            let m = expand_member(name, &axes, &own, &base, &st.when, stage_seed, combo);
+            let m = expand_member(name, &axes, &own, &base, &when, stage_seed, combo);
             let code_files = match checked.get(&m.params.to_string()) {
                 Some(c) => c.clone(),
                 None => {
@@ -273,20 +283,23 @@ impl<'a> Expansion<'a> {
         &self,
         name: &String,
         st: &StageSpec,
+        when: &[(&WhenSpec, &[&str])],
         axes: &[(String, Vec<Value>)],
         own: &HashSet<String>,
     ) -> Result<(), SpecError> {
-        for (i, w) in st.when.iter().enumerate() {
+        // Entries are numbered within their list, the stage's or the profile's.
+        let mut index: HashMap<&[&str], usize> = HashMap::new();
+        for &(w, path) in when {
+            let i = index.entry(path).or_default();
             let item = format!("[{i}]");
+            *i += 1;
             for (axis, want) in w.cond.iter() {
                 let at = |err: SpecError| {
-                    err.line(
-                        self.ctx
-                            .at(&["stages", name, "when", &item, "if", axis])
-                            .or_else(|| self.ctx.at(&["stages", name, "when", &item])),
-                    )
-                    .stage(name.clone())
-                    .field(format!("when{item}.if.{axis}"))
+                    let entry: Vec<&str> = path.iter().copied().chain(["when", &item]).collect();
+                    let cond: Vec<&str> = entry.iter().copied().chain(["if", axis]).collect();
+                    err.line(self.ctx.at(&cond).or_else(|| self.ctx.at(&entry)))
+                        .stage(name.clone())
+                        .field(format!("when{item}.if.{axis}"))
                 };
                 if !axes.iter().any(|(a, _)| a == axis) {
                     let names: Vec<&str> = axes.iter().map(|(a, _)| a.as_str()).collect();
@@ -352,7 +365,7 @@ impl<'a> Expansion<'a> {
     }
 
     /// A stage's params before its axis values: defaults < profile defaults < stage <
-    /// profile stage.
+    /// profile kind params < profile stage.
     fn base_params(
         &self,
         kind: Kind,
@@ -367,6 +380,9 @@ impl<'a> Expansion<'a> {
             merge(&mut base, &d.0);
         }
         merge(&mut base, &st.params.0);
+        if let Some(p) = self.prof.params.get(kind.name()) {
+            merge(&mut base, &p.0);
+        }
         if let Some(o) = over {
             merge(&mut base, &o.params.0);
         }
@@ -382,7 +398,7 @@ fn expand_member(
     axes: &[(String, Vec<Value>)],
     own: &HashSet<String>,
     base: &Map<String, Value>,
-    when: &[WhenSpec],
+    when: &[&WhenSpec],
     stage_seed: u64,
     combo: usize,
 ) -> Expanded {

@@ -1,6 +1,7 @@
 //! Where in the file a kind's refusal of a member's params is: the params of a member are
 //! layers merged (the defaults, the profile's defaults, the stage's params, the profile's
-//! stage params, the matrix, the stage's `when` entries), and the error points at the line
+//! params for the kind, the profile's stage params, the matrix, the stage's and then the
+//! profile's `when` entries), and the error points at the line
 //! of the layer that set the refused value, found along its key path by
 //! [`crate::spec::locate`].
 
@@ -26,9 +27,10 @@ pub(super) struct ParamLayers<'a> {
 impl ParamLayers<'_> {
     /// The text path of the key `field` (a path of params keys) in the layer that set
     /// it, trying the layers from the one that wins the merge down: the last `when` entry
-    /// the member matches that sets it, the profile's matrix,
-    /// the stage's matrix (both for a top-level key only), the profile's stage params,
-    /// the stage's params, the profile's defaults for the kind, the defaults.
+    /// the member matches that sets it (the profile's, then the stage's), the profile's
+    /// matrix, the stage's matrix (both for a top-level key only), the profile's stage
+    /// params, the profile's params for the kind, the stage's params, the profile's
+    /// defaults for the kind, the defaults.
     fn source(&self, field: &[&str]) -> Option<Vec<String>> {
         let st = self.spec.stages.get(self.stage)?;
         let over = self.prof.stages.get(self.stage);
@@ -46,9 +48,21 @@ impl ParamLayers<'_> {
             }
             true
         };
-        let last = (st.when.iter().enumerate())
-            .rev()
-            .find(|(_, w)| w.matches(self.coords) && has(&w.params.0));
+        let sets = |w: &crate::spec::WhenSpec| w.matches(self.coords) && has(&w.params.0);
+        let in_profile = over.and_then(|o| o.when.iter().enumerate().rev().find(|(_, w)| sets(w)));
+        if let Some((i, _)) = in_profile {
+            let item = format!("[{i}]");
+            return Some(owned(&[
+                "profiles",
+                self.profile,
+                "stages",
+                self.stage,
+                "when",
+                &item,
+                "params",
+            ]));
+        }
+        let last = (st.when.iter().enumerate()).rev().find(|(_, w)| sets(w));
         if let Some((i, _)) = last {
             let item = format!("[{i}]");
             return Some(owned(&["stages", self.stage, "when", &item, "params"]));
@@ -75,6 +89,9 @@ impl ParamLayers<'_> {
                 self.stage,
                 "params",
             ]));
+        }
+        if self.prof.params.get(self.kind).is_some_and(|d| has(&d.0)) {
+            return Some(owned(&["profiles", self.profile, "params", self.kind]));
         }
         if has(&st.params.0) {
             return Some(owned(&["stages", self.stage, "params"]));

@@ -357,3 +357,66 @@ fn a_when_param_the_kind_refuses_is_located_at_its_entry() {
     assert_eq!(e.field.as_deref(), Some("params.steps"), "{e}");
     assert!(e.message.contains("train[c,d2,seed=2]"), "{e}");
 }
+
+#[test]
+fn profile_kind_params_override_the_stages_own_under_the_profiles_stage_entries() {
+    let text = format!(
+        "{WHEN}defaults:\n  probe: {{ x_d: 1 }}\nprofiles:\n  p:\n    defaults:\n      probe: {{ steps: 7 }}\n    \
+         params:\n      probe: {{ steps: 5, x_k: k }}\n    stages:\n      data: {{ params: {{ steps: 6 }} }}\n"
+    );
+    let p = build(&text, "p").unwrap();
+    let params = |name: &str| p.members[p.member_index(name).unwrap()].params.clone();
+    // over the stage's params (2) and the profile's defaults (7) ...
+    assert_eq!(params("train[b,d1,seed=1]")["steps"], 5);
+    assert_eq!(params("train[b,d1,seed=1]")["x_k"], "k");
+    assert_eq!(params("train[b,d1,seed=1]")["x_d"], 1);
+    // ... under the profile's entry for a stage and the `when` entries
+    assert_eq!(params("data[d1]")["steps"], 6);
+    assert_eq!(params("train[a,d1,seed=1]")["steps"], 3);
+    // other profiles see none of it
+    let d = build(&text, "default").unwrap();
+    let m = &d.members[d.member_index("train[b,d1,seed=1]").unwrap()];
+    assert_eq!(m.params["steps"], 2);
+    // an unknown kind is refused at its line; a refused value is located in the layer
+    let bad = text.replace("    params:\n      probe:", "    params:\n      prob:");
+    let e = build(&bad, "default").unwrap_err();
+    assert!(e.message.contains("params for unknown kind `prob`"), "{e}");
+    assert_eq!(e.line, Some(20), "{e}");
+    let bad = text.replace("steps: 5, x_k: k", "steps: many");
+    let e = build(&bad, "p").unwrap_err();
+    assert_eq!(e.line, Some(20), "{e}");
+    assert_eq!(e.field.as_deref(), Some("params.steps"), "{e}");
+}
+
+#[test]
+fn profile_when_entries_apply_after_the_stages_own() {
+    let text = format!(
+        "{WHEN}profiles:\n  p:\n    stages:\n      train:\n        params: {{ steps: 9 }}\n        when:\n          \
+         - {{ if: {{ note: c }}, params: {{ steps: 8 }} }}\n          - {{ if: {{ value: d1 }}, params: {{ x_p: 1 }} }}\n"
+    );
+    let p = build(&text, "p").unwrap();
+    let params = |name: &str| p.members[p.member_index(name).unwrap()].params.clone();
+    assert_eq!(params("train[b,d1,seed=1]")["steps"], 9);
+    assert_eq!(params("train[a,d1,seed=1]")["steps"], 3);
+    // after the stage's entries, including its last (steps: 4)
+    assert_eq!(params("train[c,d2,seed=2]")["steps"], 8);
+    assert_eq!(params("train[c,d2,seed=2]")["x_tag"], "last");
+    assert_eq!(params("train[a,d1,seed=2]")["x_p"], 1);
+    assert!(params("train[a,d2,seed=2]").get("x_p").is_none());
+    // the default profile has none of them
+    let d = build(&text, "default").unwrap();
+    let m = &d.members[d.member_index("train[c,d2,seed=2]").unwrap()];
+    assert_eq!(m.params["steps"], 4);
+    // checked as the stage's are, and located in the profile
+    let bad = text.replace(
+        "{ note: c }, params: { steps: 8 }",
+        "{ colour: c }, params: { steps: 8 }",
+    );
+    let e = build(&bad, "p").unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("when[0].if.colour"), "{e}");
+    assert_eq!(e.line, Some(19), "{e}");
+    let bad = text.replace("params: { steps: 8 }", "params: { steps: many }");
+    let e = build(&bad, "p").unwrap_err();
+    assert_eq!(e.line, Some(19), "{e}");
+    assert_eq!(e.field.as_deref(), Some("params.steps"), "{e}");
+}

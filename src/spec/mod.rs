@@ -268,6 +268,11 @@ pub fn same_value(a: &Value, b: &Value) -> bool {
 pub struct ProfileSpec {
     #[serde(default)]
     pub defaults: OrderedMap<StrictMap>,
+    /// Kind -> params merged over the params of every stage of that kind (under this
+    /// profile's own params for a stage, the matrix and the `when` entries): what a
+    /// profile that shrinks another's grid sets once, e.g. one epoch for every training.
+    #[serde(default)]
+    pub params: OrderedMap<StrictMap>,
     #[serde(default)]
     pub stages: OrderedMap<StageOverride>,
     #[serde(default)]
@@ -294,6 +299,9 @@ pub struct StageOverride {
     /// This profile's time limit for the stage, instead of the stage's `timeout`.
     #[serde(default)]
     pub timeout: Option<Value>,
+    /// `when` entries of this profile, applied after the stage's own (same rules).
+    #[serde(default)]
+    pub when: Vec<WhenSpec>,
 }
 
 /// One entry of `resources:` (top-level or a profile's): what the Slurm executor asks for a

@@ -438,11 +438,16 @@ fn twitter_with_embeddings_gives_150_features() {
     // First window: (</s>, hello, <@MENTION>→UUUNKKK).
     assert_eq!((x[0], x[50], x[100], x[149]), (0.0, 1.0, -1.0, -1.0 + 0.49));
     // The fixture is not GLC's file: its blob id is refused, with the expected id named.
-    let e = err(twitter::verify_embeddings(emb.as_bytes(), "emb.txt"));
+    let e = err(twitter::verify_embeddings(emb.as_bytes(), "emb.txt", None));
     assert!(
         e.contains(twitter::EMBEDDINGS_BLOB) && e.contains(&raw::git_blob_id(emb.as_bytes())),
         "{e}"
     );
+    // ... and accepted under its own id when the params name it
+    let own = raw::git_blob_id(emb.as_bytes());
+    twitter::verify_embeddings(emb.as_bytes(), "emb.txt", Some(&own)).unwrap();
+    let e = err(twitter::verify_embeddings(b"other", "emb.txt", Some(&own)));
+    assert!(e.contains("embeddings_blob") && e.contains(&own), "{e}");
     let e = err(twitter::read(
         [TRAIN.as_bytes(), DEV.as_bytes(), TEST.as_bytes()],
         Some(b"hello 1 2\n"),

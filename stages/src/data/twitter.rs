@@ -129,13 +129,20 @@ pub fn parse_embeddings(bytes: &[u8]) -> Result<HashMap<String, Vec<f32>>> {
     Ok(m)
 }
 
-/// Checks the embeddings file's git blob id against [`EMBEDDINGS_BLOB`].
-pub fn verify_embeddings(bytes: &[u8], what: &str) -> Result<()> {
+/// Checks the embeddings file's git blob id against `blob`, by default
+/// [`EMBEDDINGS_BLOB`] (GLC's file).
+pub fn verify_embeddings(bytes: &[u8], what: &str, blob: Option<&str>) -> Result<()> {
     let id = raw::git_blob_id(bytes);
-    ensure!(
-        id == EMBEDDINGS_BLOB,
-        "{what}: git blob id {id}, expected {EMBEDDINGS_BLOB} (the file `Twitter/data/Tweets/{EMBEDDINGS_FILE}` of mmazeika/glc)"
-    );
+    match blob {
+        None => ensure!(
+            id == EMBEDDINGS_BLOB,
+            "{what}: git blob id {id}, expected {EMBEDDINGS_BLOB} (the file `Twitter/data/Tweets/{EMBEDDINGS_FILE}` of mmazeika/glc)"
+        ),
+        Some(want) => ensure!(
+            id == want,
+            "{what}: git blob id {id}, expected {want} (the `embeddings_blob` param)"
+        ),
+    }
     Ok(())
 }
 

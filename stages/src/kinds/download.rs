@@ -61,6 +61,12 @@ pub struct Params {
     /// built-in mirrors and checksums).
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// A folder of its own in the download cache (a plain name): the files are kept in
+    /// `<download_dir>/<cache>/<dataset>/` instead of the shared `<dataset>/` folder, so
+    /// that copies other than the published files (`paper_smoke`'s synthetic ones, with
+    /// their own `files` checksums) never meet the real ones. Default: none.
+    #[serde(default)]
+    pub cache: Option<String>,
     /// `digits` only: examples in the test split. Default 500.
     #[serde(default)]
     pub test_size: Option<usize>,
@@ -73,6 +79,10 @@ pub struct Params {
     /// labelled in `dataset.json` notes.
     #[serde(default)]
     pub embeddings: Option<PathBuf>,
+    /// `twitter` only: the git blob id the `embeddings` file must have, for a word-vector
+    /// file other than GLC's. Default: GLC's ([`twitter::EMBEDDINGS_BLOB`]).
+    #[serde(default)]
+    pub embeddings_blob: Option<String>,
     /// `clothing1m` only: the hand-placed dataset root. Required for `clothing1m`.
     #[serde(default)]
     pub root: Option<PathBuf>,
@@ -244,6 +254,21 @@ fn check_fields(p: &Params) -> Result<()> {
     )?;
     only(p.embeddings.is_some(), "embeddings", &[D::Twitter])?;
     only(
+        p.embeddings_blob.is_some(),
+        "embeddings_blob",
+        &[D::Twitter],
+    )?;
+    ensure!(
+        p.embeddings_blob.is_none() || p.embeddings.is_some(),
+        "`embeddings_blob` needs an `embeddings` file to check"
+    );
+    if let Some(c) = &p.cache {
+        ensure!(
+            !c.is_empty() && !c.contains(['/', '\\']) && c != "." && c != "..",
+            "`cache` must be a plain folder name, got `{c}`"
+        );
+    }
+    only(
         p.normalization.is_some(),
         "normalization",
         &[D::Cifar10, D::Cifar100],
@@ -310,8 +335,12 @@ fn fetch_files(p: &Params, ctx: &StageContext) -> Result<Vec<PathBuf>> {
     let env_mirror = std::env::var(MIRROR_ENV)
         .ok()
         .filter(|s| !s.trim().is_empty());
+    let cache = match &p.cache {
+        Some(c) => ctx.download_dir.join(c),
+        None => ctx.download_dir.clone(),
+    };
     let opts = FetchOptions {
-        dir: ctx.download_dir.join(name),
+        dir: cache.join(name),
         project_dir: ctx.project_dir.clone(),
         first_mirror: env_mirror.map(|m| fetch::join_base(&m, name)),
         timeout: Duration::from_secs_f64(p.timeout_secs),
@@ -361,7 +390,10 @@ fn read_files(p: &Params, ctx: &StageContext, paths: &[PathBuf]) -> Result<Datas
         D::Twitter => {
             let r = raws()?;
             let emb = match &p.embeddings {
-                Some(e) => Some(read_embeddings(&ctx.project_path(e))?),
+                Some(e) => Some(read_embeddings(
+                    &ctx.project_path(e),
+                    p.embeddings_blob.as_deref(),
+                )?),
                 None => None,
             };
             twitter::read([&r[0], &r[1], &r[2]], emb.as_deref())?
@@ -370,8 +402,8 @@ fn read_files(p: &Params, ctx: &StageContext, paths: &[PathBuf]) -> Result<Datas
     })
 }
 
-/// GLC's Twitter embeddings file, verified by its git blob id.
-fn read_embeddings(path: &Path) -> Result<Vec<u8>> {
+/// GLC's Twitter embeddings file, verified by its git blob id (`blob`, default GLC's).
+fn read_embeddings(path: &Path, blob: Option<&str>) -> Result<Vec<u8>> {
     let b = std::fs::read(path).with_context(|| {
         format!(
             "reading the embeddings file {} (place GLC's {} there, or drop the `embeddings` param to use the fallback)",
@@ -379,6 +411,6 @@ fn read_embeddings(path: &Path) -> Result<Vec<u8>> {
             twitter::EMBEDDINGS_FILE
         )
     })?;
-    twitter::verify_embeddings(&b, &path.display().to_string())?;
+    twitter::verify_embeddings(&b, &path.display().to_string(), blob)?;
     Ok(b)
 }
