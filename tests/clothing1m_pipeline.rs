@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::repro;
+use common::{repro, write_clothing_annotations};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -83,17 +83,8 @@ fn clothing_tree(root: &Path) -> (usize, usize) {
             writeln!(clean_test, "{k}").unwrap();
         }
     }
-    for (f, text) in [
-        ("category_names_eng.txt", CLASSES.join("\n") + "\n"),
-        ("noisy_label_kv.txt", noisy_kv),
-        ("clean_label_kv.txt", clean_kv),
-        ("noisy_train_key_list.txt", noisy_train),
-        ("clean_train_key_list.txt", clean_train),
-        ("clean_val_key_list.txt", clean_val),
-        ("clean_test_key_list.txt", clean_test),
-    ] {
-        std::fs::write(root.join(f), text).unwrap();
-    }
+    let lists = [&noisy_train, &clean_train, &clean_val, &clean_test].map(String::as_str);
+    write_clothing_annotations(root, &noisy_kv, &clean_kv, lists);
     (pairs, differ)
 }
 

@@ -17,8 +17,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use common::{copy_dir, repro};
-use repro_stages::data::clothing1m::CLASSES;
+use common::{copy_dir, repro, write_clothing_annotations};
 
 /// Where the synthetic copies live, relative to the project.
 const SMOKE_DIR: &str = "data/smoke";
@@ -255,18 +254,12 @@ fn clothing1m(dir: &Path) {
             writeln!(lists[list], "{k}").unwrap();
         }
     }
-    let [noisy_train, clean_train, clean_val, clean_test] = lists;
-    for (f, text) in [
-        ("category_names_eng.txt", CLASSES.join("\n") + "\n"),
-        ("noisy_label_kv.txt", noisy_kv),
-        ("clean_label_kv.txt", clean_kv),
-        ("noisy_train_key_list.txt", noisy_train),
-        ("clean_train_key_list.txt", clean_train),
-        ("clean_val_key_list.txt", clean_val),
-        ("clean_test_key_list.txt", clean_test),
-    ] {
-        write(dir, f, text.as_bytes());
-    }
+    write_clothing_annotations(
+        dir,
+        &noisy_kv,
+        &clean_kv,
+        lists.each_ref().map(String::as_str),
+    );
 }
 
 fn write(dir: &Path, rel: &str, bytes: &[u8]) {

@@ -69,16 +69,11 @@ impl<'a> Expansion<'a> {
         self.stage_pos.insert(si, pos);
         let (axes, own) = self.stage_axes(st, over, decls);
         self.check_axis_values(name, &axes)?;
-        let stage_path = ["stages", name.as_str()];
-        let stage_when = st.when.iter().map(|w| (w, &stage_path[..]));
-        let profile_path = ["profiles", self.ctx.profile, "stages", name.as_str()];
-        let profile_when = over
-            .into_iter()
-            .flat_map(|o| o.when.iter())
-            .map(|w| (w, &profile_path[..]));
-        let when: Vec<(&WhenSpec, &[&str])> = stage_when.chain(profile_when).collect();
-        self.check_when(name, st, &when, &axes, &own)?;
-        let when: Vec<&WhenSpec> = when.into_iter().map(|(w, _)| w).collect();
+        let profile_when = over.map_or(&[][..], |o| &o.when[..]);
+        self.check_when(name, st, &st.when, &["stages", name], &axes, &own)?;
+        let profile_path = ["profiles", self.ctx.profile, "stages", name];
+        self.check_when(name, st, profile_when, &profile_path, &axes, &own)?;
+        let when: Vec<&WhenSpec> = st.when.iter().chain(profile_when).collect();
         let base = self.base_params(kind, st, over);
         let timeout = self.timeout(name, st, over)?;
         let stage_seed = over.and_then(|o| o.seed).or(st.seed).unwrap_or(0);
@@ -275,24 +270,22 @@ impl<'a> Expansion<'a> {
             .field(format!("matrix.{axis}")))
     }
 
-    /// Each `when` entry names axes the stage has (own, inherited or `seed`), with
-    /// scalar values (or lists of them); on an own axis, only values its matrix declares
-    /// in the stage (a profile that narrows the matrix simply leaves the entry nothing to
-    /// match, but a value no profile could give is a typo).
+    /// Each `when` entry of the list at `path` (the stage's own, or a profile's for it)
+    /// names axes the stage has (own, inherited or `seed`), with scalar values (or lists
+    /// of them); on an own axis, only values its matrix declares in the stage (a profile
+    /// that narrows the matrix simply leaves the entry nothing to match, but a value no
+    /// profile could give is a typo).
     fn check_when(
         &self,
         name: &String,
         st: &StageSpec,
-        when: &[(&WhenSpec, &[&str])],
+        when: &[WhenSpec],
+        path: &[&str],
         axes: &[(String, Vec<Value>)],
         own: &HashSet<String>,
     ) -> Result<(), SpecError> {
-        // Entries are numbered within their list, the stage's or the profile's.
-        let mut index: HashMap<&[&str], usize> = HashMap::new();
-        for &(w, path) in when {
-            let i = index.entry(path).or_default();
+        for (i, w) in when.iter().enumerate() {
             let item = format!("[{i}]");
-            *i += 1;
             for (axis, want) in w.cond.iter() {
                 let at = |err: SpecError| {
                     let entry: Vec<&str> = path.iter().copied().chain(["when", &item]).collect();

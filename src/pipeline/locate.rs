@@ -48,24 +48,22 @@ impl ParamLayers<'_> {
             }
             true
         };
+        // The last matching entry that sets it, the profile's entries before the stage's.
         let sets = |w: &crate::spec::WhenSpec| w.matches(self.coords) && has(&w.params.0);
-        let in_profile = over.and_then(|o| o.when.iter().enumerate().rev().find(|(_, w)| sets(w)));
-        if let Some((i, _)) = in_profile {
-            let item = format!("[{i}]");
-            return Some(owned(&[
-                "profiles",
-                self.profile,
-                "stages",
-                self.stage,
-                "when",
-                &item,
-                "params",
-            ]));
-        }
-        let last = (st.when.iter().enumerate()).rev().find(|(_, w)| sets(w));
-        if let Some((i, _)) = last {
-            let item = format!("[{i}]");
-            return Some(owned(&["stages", self.stage, "when", &item, "params"]));
+        let profile_when = over.map_or(&[][..], |o| &o.when[..]);
+        let lists = [
+            (
+                profile_when,
+                vec!["profiles", self.profile, "stages", self.stage],
+            ),
+            (&st.when[..], vec!["stages", self.stage]),
+        ];
+        for (when, mut path) in lists {
+            if let Some((i, _)) = when.iter().enumerate().rev().find(|(_, w)| sets(w)) {
+                let item = format!("[{i}]");
+                path.extend(["when", item.as_str(), "params"]);
+                return Some(owned(&path));
+            }
         }
         if let [axis] = field {
             if over.is_some_and(|o| o.matrix.get(axis).is_some()) {

@@ -241,3 +241,22 @@ pub fn project_copy() -> (tempfile::TempDir, PathBuf) {
     copy_dir(&root.join("data/optdigits"), &dir.join("data/optdigits"));
     (tmp, dir)
 }
+
+/// Writes a Clothing1M tree's annotation files under `root` (which must exist): the class
+/// names, the noisy and clean label files (`key label` lines), and the four key lists in
+/// the order noisy train, clean train, clean val, clean test.
+pub fn write_clothing_annotations(root: &Path, noisy_kv: &str, clean_kv: &str, lists: [&str; 4]) {
+    let classes = repro_stages::data::clothing1m::CLASSES.join("\n") + "\n";
+    let [noisy_train, clean_train, clean_val, clean_test] = lists;
+    for (f, text) in [
+        ("category_names_eng.txt", classes.as_str()),
+        ("noisy_label_kv.txt", noisy_kv),
+        ("clean_label_kv.txt", clean_kv),
+        ("noisy_train_key_list.txt", noisy_train),
+        ("clean_train_key_list.txt", clean_train),
+        ("clean_val_key_list.txt", clean_val),
+        ("clean_test_key_list.txt", clean_test),
+    ] {
+        std::fs::write(root.join(f), text).unwrap();
+    }
+}

@@ -28,27 +28,14 @@ pub fn mul_mask<T: Tape<f32, Cpu>>(x: HostMat<T>, mask: Vec<f32>) -> HostMat<T> 
 }
 
 /// LeakyReLU as PyTorch defines it: `y = x` for `x > 0`, `slope·x` otherwise; the
-/// gradient is 1 for `x > 0` and `slope` otherwise (at 0 too).
+/// gradient is 1 for `x > 0` and `slope` otherwise (at 0 too). That is `x ⊙ m` for the
+/// constant mask `m = [x > 0] + slope·[x ≤ 0]`, so it is [`mul_mask`] with that mask.
 pub fn leaky_relu<T: Tape<f32, Cpu>>(x: HostMat<T>, slope: f32) -> HostMat<T> {
-    let (x, mut tape) = x.split_tape();
-    let shape = *x.shape();
-    let xs = host(&x);
-    let y: Vec<f32> = xs
+    let mask = host(&x)
         .iter()
-        .map(|&v| if v > 0.0 { v } else { v * slope })
+        .map(|&v| if v > 0.0 { 1.0 } else { slope })
         .collect();
-    let out = x.device().tensor_from_vec(y, shape);
-    if T::OWNS_TAPE {
-        let out_c = out.clone();
-        tape.add_backward_op(move |grads| {
-            with_grads2(grads, &out_c, &x, |go, gx| {
-                for ((g, o), v) in gx.iter_mut().zip(go).zip(&xs) {
-                    *g += if *v > 0.0 { *o } else { o * slope };
-                }
-            })
-        });
-    }
-    out.put_tape(tape)
+    mul_mask(x, mask)
 }
 
 /// Looks up `ids` (`batch x len` token ids, row-major) in the `vocab x dim` table `w`;
