@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use repro_stages::nn::device::{Dev, Mat, Tp};
 use repro_stages::nn::loss::cross_entropy;
-use repro_stages::nn::model::{Input, InputKind, Mode, ModelSpec, Network};
+use repro_stages::nn::model::{Activation, Input, InputKind, Mode, ModelSpec, Network, WrnBlock};
 use repro_stages::nn::optim::{Optimizer, OptimizerSpec};
 
 /// Times `iters` steps after `warmup` untimed ones.
@@ -94,6 +94,8 @@ fn main() {
             depth: 40,
             widen: 2,
             dropout: 0.3,
+            activation: Activation::Relu,
+            block: WrnBlock::Glc,
         };
         bench("wrn_40_2_cifar", spec, vec![3, 32, 32], 3);
     }

@@ -156,16 +156,6 @@ impl Isa {
             .skip_while(|&i| i != widest)
             .collect()
     }
-
-    /// `(MR, NR)`: rows and columns of the output block the micro-kernel keeps in
-    /// registers.
-    fn block(self) -> (usize, usize) {
-        match self {
-            Isa::Avx512 => (12, 32),
-            Isa::Avx2 => (6, 16),
-            Isa::Base => (4, 8),
-        }
-    }
 }
 
 /// `c = a·b` (or `c += a·b` with `accumulate`), `c` row-major `m x n`, on the threads
@@ -184,8 +174,19 @@ pub fn matmul(a: Operand, b: Operand, c: &mut [f32], accumulate: bool, par: Par)
 }
 
 thread_local! {
-    /// Scratch for packed panels of B and transposed outputs, kept between products.
+    /// Scratch kept between products: packed panels of B, and a transposed output.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// A transposed A's row block, packed (one buffer per thread).
+    static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The first `len` values of a scratch buffer. It grows (zero-filled) only past the longest
+/// length it has had: every user writes what it later reads.
+fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
 }
 
 /// [`matmul`] on an explicit number of threads and instruction set (tests and
@@ -204,10 +205,13 @@ pub fn matmul_with(
     assert_eq!(a.data.len(), a.rows * a.cols, "matmul: lhs length");
     assert_eq!(b.data.len(), b.rows * b.cols, "matmul: rhs length");
     assert_eq!(c.len(), m * n, "matmul: output length");
-    if !accumulate {
-        c.iter_mut().for_each(|v| *v = 0.0);
+    if m == 0 || n == 0 {
+        return;
     }
-    if m == 0 || n == 0 || k == 0 {
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
         return;
     }
     if b.t && !a.t && m < n {
@@ -216,45 +220,79 @@ pub fn matmul_with(
         // gathers the smaller A instead; `fma(x, y, s) = fma(y, x, s)`, so every output
         // gets the same terms in the same order.
         let mut ct = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().1));
-        // Every element is overwritten by the transpose: no zeroing first.
-        ct.resize(m * n, 0.0);
-        transpose(c, m, n, &mut ct);
+        let cts = scratch(&mut ct, m * n);
+        if accumulate {
+            transpose(c, m, n, cts);
+        }
         let bt = Operand::n(b.data, b.rows, b.cols);
         let at = Operand::t(a.data, a.rows, a.cols);
-        product(bt, at, &mut ct, threads, isa);
-        transpose(&ct, n, m, c);
+        product(bt, at, cts, !accumulate, threads, isa);
+        transpose(cts, n, m, c);
         SCRATCH.with(|s| s.borrow_mut().1 = ct);
     } else {
-        product(a, b, c, threads, isa);
+        product(a, b, c, !accumulate, threads, isa);
     }
 }
 
-/// `dst (cols x rows) = srcᵀ` for a row-major `rows x cols` `src`.
+/// `dst (cols x rows) = srcᵀ` for a row-major `rows x cols` `src`, in square tiles that
+/// keep the lines written in the L1 cache.
 fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    for (i, row) in src.chunks_exact(cols).enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            dst[j * rows + i] = v;
+    const T: usize = 16;
+    for i0 in (0..rows).step_by(T) {
+        let i1 = (i0 + T).min(rows);
+        for j0 in (0..cols).step_by(T) {
+            let j1 = (j0 + T).min(cols);
+            for i in i0..i1 {
+                let row = &src[i * cols + j0..i * cols + j1];
+                for (j, &v) in (j0..j1).zip(row) {
+                    dst[j * rows + i] = v;
+                }
+            }
         }
     }
 }
 
-/// `c += a·b` (the running sums already in `c`), rows split into bands over `threads`.
-fn product(a: Operand, b: Operand, c: &mut [f32], threads: usize, isa: Isa) {
+/// `c += a·b` (from the running sums in `c`, or from zero with `zero`), on the
+/// instruction set's block shape and micro-kernel.
+fn product(a: Operand, b: Operand, c: &mut [f32], zero: bool, threads: usize, isa: Isa) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY (of the kernel passed): `Isa::Avx512` is only chosen or offered when the
+        // CPU has AVX-512F.
+        Isa::Avx512 => product_in::<12, 32>(a, b, c, zero, threads, kernel_avx512),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY (of the kernel passed): `Isa::Avx2` is only chosen or offered when the
+        // CPU has AVX2 and FMA.
+        Isa::Avx2 => product_in::<6, 16>(a, b, c, zero, threads, kernel_avx2),
+        _ => product_in::<4, 8>(a, b, c, zero, threads, kernel_base),
+    }
+}
+
+/// A micro-kernel compiled for one instruction set; calling it is sound only on a CPU
+/// that has that set.
+type Kernel = unsafe fn(Block, Tile);
+
+/// [`product`] with `MR x NR` output blocks, rows split into bands over `threads`.
+fn product_in<const MR: usize, const NR: usize>(
+    a: Operand,
+    b: Operand,
+    c: &mut [f32],
+    zero: bool,
+    threads: usize,
+    kern: Kernel,
+) {
     let (m, k) = a.shape();
     let n = b.shape().1;
-    let (mr, nr) = isa.block();
-    // B packed once: panel `jp` holds columns `jp·NR ..` as `k` rows of `NR`
-    // (zero-padded), so that the kernel reads it contiguously.
-    let mut bp = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().0));
-    pack_panels(b, k, n, nr, &mut bp);
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().0));
+    let bp = pack_panels::<NR>(b, k, n, &mut buf);
     // Rows in bands of whole blocks, one band per thread (contiguous rows of `c`).
-    let blocks = m.div_ceil(mr);
+    let blocks = m.div_ceil(MR);
     let threads = threads.clamp(1, blocks);
-    let band_rows = blocks.div_ceil(threads) * mr;
+    let band_rows = blocks.div_ceil(threads) * MR;
     let band = |(bi, cb): (usize, &mut [f32])| {
         PACKED_A.with(|ap| {
             let ap = &mut ap.borrow_mut();
-            band_product(a, bi * band_rows, &bp, cb, n, k, isa, ap)
+            band_product::<MR, NR>(a, bi * band_rows, bp, cb, n, k, zero, kern, ap)
         })
     };
     if threads > 1 {
@@ -262,41 +300,51 @@ fn product(a: Operand, b: Operand, c: &mut [f32], threads: usize, isa: Isa) {
     } else {
         c.chunks_mut(band_rows * n).enumerate().for_each(band);
     }
-    SCRATCH.with(|s| s.borrow_mut().0 = bp);
+    SCRATCH.with(|s| s.borrow_mut().0 = buf);
 }
 
-thread_local! {
-    /// A transposed A's row block, packed (one buffer per thread).
-    static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Packs B (`k x n`) into `bp` as panels of `nr` columns, each `k` rows of `nr` values
-/// (zero-padded past column `n`), reading along B's stored rows.
-fn pack_panels(b: Operand, k: usize, n: usize, nr: usize, bp: &mut Vec<f32>) {
-    let panels = n.div_ceil(nr);
-    bp.resize(panels * k * nr, 0.0);
-    for (jp, panel) in bp.chunks_exact_mut(k * nr).enumerate() {
-        let j0 = jp * nr;
-        let cols = (n - j0).min(nr);
+/// B (`k x n`) packed as panels of `NR` columns, each `k` rows of `NR` values (zero-padded
+/// past column `n`), so that the micro-kernel reads a panel contiguously (read in place,
+/// B's rows `n` apart would meet in a few sets of the L1 cache when `n` is a power of two).
+fn pack_panels<'b, const NR: usize>(
+    b: Operand,
+    k: usize,
+    n: usize,
+    buf: &'b mut Vec<f32>,
+) -> &'b [f32] {
+    let packed = scratch(buf, n.div_ceil(NR) * k * NR);
+    for (jp, panel) in packed.chunks_exact_mut(k * NR).enumerate() {
+        let j0 = jp * NR;
+        let cols = (n - j0).min(NR);
         if b.t {
-            // Row `p` of the panel gathers element `p` of `cols` stored rows, which stay
-            // in the L1 cache while `p` advances.
-            let srcs: Vec<&[f32]> = (j0..j0 + cols)
-                .map(|j| &b.data[j * k..(j + 1) * k])
-                .collect();
-            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                for (v, src) in row.iter_mut().zip(&srcs) {
-                    *v = src[p];
+            // Column `jj` of the panel is stored row `j0 + jj`: copied `T` terms at a
+            // time, so that each stored row is read along its length and the `T` rows of
+            // the panel written stay in the L1 cache.
+            const T: usize = 8;
+            for (rows, p0) in panel.chunks_mut(T * NR).zip((0..k).step_by(T)) {
+                for jj in 0..cols {
+                    let src = &b.data[(j0 + jj) * k + p0..][..rows.len() / NR];
+                    for (row, &v) in rows.chunks_exact_mut(NR).zip(src) {
+                        row[jj] = v;
+                    }
                 }
-                row[cols..].iter_mut().for_each(|v| *v = 0.0);
+                if cols < NR {
+                    rows.chunks_exact_mut(NR)
+                        .for_each(|row| row[cols..].fill(0.0));
+                }
+            }
+        } else if cols == NR {
+            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                row.copy_from_slice(&b.data[p * n + j0..][..NR]);
             }
         } else {
-            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                row[..cols].copy_from_slice(&b.data[p * n + j0..p * n + j0 + cols]);
-                row[cols..].iter_mut().for_each(|v| *v = 0.0);
+            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                row[..cols].copy_from_slice(&b.data[p * n + j0..p * n + n]);
+                row[cols..].fill(0.0);
             }
         }
     }
+    packed
 }
 
 /// Terms of the sum taken per pass over the output (`p` in blocks of `KC`): a block of
@@ -307,45 +355,55 @@ const KC: usize = 256;
 
 /// Rows `row0 ..` of `a` times packed B (`bp`) into `c` (those rows of the output).
 #[allow(clippy::too_many_arguments)]
-fn band_product(
+fn band_product<const MR: usize, const NR: usize>(
     a: Operand,
     row0: usize,
     bp: &[f32],
     c: &mut [f32],
     n: usize,
     k: usize,
-    isa: Isa,
+    zero: bool,
+    kern: Kernel,
     ap: &mut Vec<f32>,
 ) {
-    let (mr, nr) = isa.block();
     let rows = c.len() / n;
-    for i0 in (0..rows).step_by(mr) {
-        let h = (rows - i0).min(mr);
+    for i0 in (0..rows).step_by(MR) {
+        let h = (rows - i0).min(MR);
         let r0 = row0 + i0;
         // A transposed is stored along its rows' index: its block is packed as `k`
         // columns of `MR` values. A as stored is read in place, row by row (rows past the
         // end repeat the last; their sums are never stored).
-        if a.t {
+        let apk: &[f32] = if a.t {
             let m = a.cols;
-            ap.resize(k * mr, 0.0);
-            for (p, col) in ap.chunks_exact_mut(mr).enumerate() {
-                col[..h].copy_from_slice(&a.data[p * m + r0..p * m + r0 + h]);
-                col[h..].iter_mut().for_each(|v| *v = 0.0);
+            let buf = scratch(ap, k * MR);
+            for (p, col) in buf.chunks_exact_mut(MR).enumerate() {
+                let src = &a.data[p * m + r0..];
+                if h == MR {
+                    col.copy_from_slice(&src[..MR]);
+                } else {
+                    col[..h].copy_from_slice(&src[..h]);
+                    col[h..].fill(0.0);
+                }
             }
-        }
+            buf
+        } else {
+            &[]
+        };
         for k0 in (0..k).step_by(KC) {
             let k1 = (k0 + KC).min(k);
-            for (jp, panel) in bp.chunks_exact(k * nr).enumerate() {
-                let j0 = jp * nr;
+            for (jp, panel) in bp.chunks_exact(k * NR).enumerate() {
+                let j0 = jp * NR;
                 let tile = Tile {
                     c: &mut c[i0 * n..],
                     ldc: n,
+                    j0,
                     rows: h,
-                    cols: (n - j0).min(nr),
+                    cols: (n - j0).min(NR),
+                    zero: zero && k0 == 0,
                 };
                 let blk = Block {
                     a: if a.t {
-                        ABlock::Packed(&ap[k0 * mr..k1 * mr])
+                        ABlock::Packed(&apk[k0 * MR..k1 * MR])
                     } else {
                         ABlock::Rows {
                             data: a.data,
@@ -353,19 +411,12 @@ fn band_product(
                             stride: k,
                         }
                     },
-                    b: &panel[k0 * nr..k1 * nr],
+                    b: &panel[k0 * NR..k1 * NR],
+                    terms: k1 - k0,
                 };
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx512` is only chosen or offered when the CPU has
-                    // AVX-512F.
-                    Isa::Avx512 => unsafe { kernel_avx512(blk, tile, j0) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx2` is only chosen or offered when the CPU has AVX2
-                    // and FMA.
-                    Isa::Avx2 => unsafe { kernel_avx2(blk, tile, j0) },
-                    _ => block_kernel::<4, 8>(blk, tile, j0, libm::fmaf),
-                }
+                // SAFETY: `kern` was picked by `product` for an instruction set this CPU
+                // has.
+                unsafe { kern(blk, tile) }
             }
         }
     }
@@ -383,19 +434,24 @@ enum ABlock<'a> {
     },
 }
 
-/// The operands of one micro-kernel call: A's block and B's panel for the same terms.
+/// The operands of one micro-kernel call: A's block and B's panel for the same `terms`.
 #[derive(Clone, Copy)]
 struct Block<'a> {
     a: ABlock<'a>,
+    /// `terms` rows of `NR` values.
     b: &'a [f32],
+    terms: usize,
 }
 
-/// The part of the output one micro-kernel call owns: `rows x cols` at column `j0` of `c`.
+/// The part of the output one micro-kernel call owns: `rows x cols` at column `j0` of
+/// `c`, its running sums read from `c`, or zero when `zero`.
 struct Tile<'c> {
     c: &'c mut [f32],
     ldc: usize,
+    j0: usize,
     rows: usize,
     cols: usize,
+    zero: bool,
 }
 
 /// Dispatches a block to [`kernel`] with A's values read the way the block holds them.
@@ -403,20 +459,19 @@ struct Tile<'c> {
 fn block_kernel<const MR: usize, const NR: usize>(
     blk: Block,
     t: Tile,
-    j0: usize,
     fma: impl Fn(f32, f32, f32) -> f32 + Copy,
 ) {
-    let terms = blk.b.len() / NR;
+    let terms = blk.terms;
+    let bp = blk.b;
+    assert_eq!(bp.len(), terms * NR, "matmul: packed B block");
+    // SAFETY: `p < terms` and `bp` holds `terms` rows of `NR`.
+    let b = |p: usize| unsafe { &*(bp.as_ptr().add(p * NR) as *const [f32; NR]) };
     match blk.a {
         ABlock::Packed(ap) => {
             assert_eq!(ap.len(), terms * MR, "matmul: packed A block");
-            kernel::<MR, NR>(
-                |p| ap[p * MR..(p + 1) * MR].try_into().unwrap(),
-                blk.b,
-                t,
-                j0,
-                fma,
-            )
+            // SAFETY: `p < terms` and `ap` holds `terms` columns of `MR`.
+            let a = |p: usize| unsafe { *(ap.as_ptr().add(p * MR) as *const [f32; MR]) };
+            kernel::<MR, NR>(a, b, terms, t, fma)
         }
         ABlock::Rows {
             data,
@@ -429,49 +484,47 @@ fn block_kernel<const MR: usize, const NR: usize>(
             });
             // SAFETY: every row slice has `terms` values (checked by the slicing above)
             // and `p < terms`.
-            kernel::<MR, NR>(
-                |p| std::array::from_fn(|ii| unsafe { *rows[ii].get_unchecked(p) }),
-                blk.b,
-                t,
-                j0,
-                fma,
-            )
+            let a = |p: usize| std::array::from_fn(|ii| unsafe { *rows[ii].get_unchecked(p) });
+            kernel::<MR, NR>(a, b, terms, t, fma)
         }
     }
 }
 
-/// The micro-kernel: an `MR x NR` block of outputs, loaded, then for each term `p` of
-/// the panel (`a(p)`: the `MR` values of A; row `p` of `bp`: the `NR` values of B) each
-/// becomes `fma(a_ip, b_pj, ·)`, then stored.
+/// The micro-kernel: an `MR x NR` block of outputs, loaded (or zero), then for each term
+/// `p < terms` (`a(p)`: the `MR` values of A; `b(p)`: the `NR` values of B) each becomes
+/// `fma(a_ip, b_pj, ·)`, then stored.
 #[inline(always)]
-fn kernel<const MR: usize, const NR: usize>(
+fn kernel<'b, const MR: usize, const NR: usize>(
     a: impl Fn(usize) -> [f32; MR],
-    bp: &[f32],
+    b: impl Fn(usize) -> &'b [f32; NR],
+    terms: usize,
     t: Tile,
-    j0: usize,
     fma: impl Fn(f32, f32, f32) -> f32 + Copy,
 ) {
-    // A partial block goes through `edge` (copies of run-time length) so that `acc`
-    // itself is only ever copied whole and can live in registers.
+    // A partial block goes through a copy (of run-time length) so that `acc` itself is
+    // only ever copied whole and can live in registers.
     let full = t.rows == MR && t.cols == NR;
-    let mut edge = [[0.0f32; NR]; MR];
-    let mut acc = if full {
+    let j0 = t.j0;
+    let mut acc: [[f32; NR]; MR] = if t.zero {
+        [[0.0; NR]; MR]
+    } else if full {
         std::array::from_fn(|ii| t.c[ii * t.ldc + j0..][..NR].try_into().unwrap())
     } else {
+        let mut edge = [[0.0f32; NR]; MR];
         for (ii, row) in edge.iter_mut().enumerate().take(t.rows) {
             row[..t.cols].copy_from_slice(&t.c[ii * t.ldc + j0..ii * t.ldc + j0 + t.cols]);
         }
         edge
     };
-    for (p, b) in bp.chunks_exact(NR).enumerate() {
-        let b: &[f32; NR] = b.try_into().unwrap();
+    for p in 0..terms {
+        let bp = b(p);
         let ap = a(p);
         // Two halves of the rows: each half's loops are small enough for the compiler to
         // unroll and keep in registers (a whole 12 x 32 block is not, and then runs from
         // memory at a fiftieth of the speed). The order of the terms is the same.
         let (top, bottom) = acc.split_at_mut(MR / 2);
-        rows_update(top, &ap[..MR / 2], b, fma);
-        rows_update(bottom, &ap[MR / 2..], b, fma);
+        rows_update(top, &ap[..MR / 2], bp, fma);
+        rows_update(bottom, &ap[MR / 2..], bp, fma);
     }
     if full {
         for (ii, row) in acc.iter().enumerate() {
@@ -479,7 +532,7 @@ fn kernel<const MR: usize, const NR: usize>(
             *dst = *row;
         }
     } else {
-        edge = acc;
+        let edge = acc;
         for (ii, row) in edge.iter().enumerate().take(t.rows) {
             t.c[ii * t.ldc + j0..ii * t.ldc + j0 + t.cols].copy_from_slice(&row[..t.cols]);
         }
@@ -508,8 +561,8 @@ fn rows_update<const NR: usize>(
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(blk: Block, t: Tile, j0: usize) {
-    block_kernel::<12, 32>(blk, t, j0, f32::mul_add)
+unsafe fn kernel_avx512(blk: Block, t: Tile) {
+    block_kernel::<12, 32>(blk, t, f32::mul_add)
 }
 
 /// [`kernel`] compiled for AVX2 and FMA (6 x 16 outputs: 12 registers of 8 lanes).
@@ -518,8 +571,17 @@ unsafe fn kernel_avx512(blk: Block, t: Tile, j0: usize) {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(blk: Block, t: Tile, j0: usize) {
-    block_kernel::<6, 16>(blk, t, j0, f32::mul_add)
+unsafe fn kernel_avx2(blk: Block, t: Tile) {
+    block_kernel::<6, 16>(blk, t, f32::mul_add)
+}
+
+/// [`kernel`] for the baseline (4 x 8 outputs), each fused multiply-add through
+/// [`libm::fmaf`].
+///
+/// # Safety
+/// None needed: it runs on every CPU (unsafe only to share [`Kernel`]'s type).
+unsafe fn kernel_base(blk: Block, t: Tile) {
+    block_kernel::<4, 8>(blk, t, libm::fmaf)
 }
 
 /// Runs `f(out_grad, in_grad)` on the gradient buffers of two distinct tensors.
